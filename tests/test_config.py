@@ -1,0 +1,53 @@
+import subprocess
+import sys
+
+import pytest
+
+from vjepa.config_check import ConfigError, check_config
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("loss.granularity=pixel", "loss.granularity='pixel' is not one of: token, block"),
+        ("loss.distance=cosine", "loss.distance='cosine' is not one of: smooth_l1, l2, l1"),
+        ("mask.ratio=1.2", "mask.ratio=1.2 must be a number in (0, 1)"),
+        ("mask.ratio=0", "mask.ratio=0 must be a number in (0, 1)"),
+        ("predictor.width=90", "predictor.width=90 must be a positive multiple of predictor.num_heads=4"),
+        ("predictor.width=-8", "predictor.width=-8 must be a positive multiple"),
+        ("data.video.frames=1", "data.video.frames=1 is shorter than the temporal patch model.tubelet_size=2"),
+        ("data.mix=audio", "data.mix='audio' is not one of: image, video, joint"),
+        ("data.image.size=70", "data.image.size=70 must be a multiple of model.patch_size=8"),
+        ("model.num_heads=5", "model.embed_dim=192 must be a positive multiple of model.num_heads=5"),
+        ("model.tokenizer=2d", "model.tokenizer='2d' is not one of: separate, shared3d"),
+        ("mask.spatial_scale=[0.8,0.2]", "mask.spatial_scale=[0.8, 0.2] must be a pair low <= high"),
+        ("data.image.name=imagenet", "data.image.name='imagenet' is not one of"),
+        ("optim.ema=[0.99,1.1]", "optim.ema=[0.99, 1.1] must be a pair"),
+        ("device=tpu", "device='tpu' is not one of: auto, cpu, cuda"),
+    ],
+)
+def test_invalid_values_are_named(compose_cfg, override, message):
+    with pytest.raises(ConfigError) as err:
+        check_config(compose_cfg(override))
+    assert message in str(err.value)
+
+
+def test_all_problems_reported_together(compose_cfg):
+    with pytest.raises(ConfigError) as err:
+        check_config(compose_cfg("loss.granularity=x", "mask.ratio=2"))
+    assert "loss.granularity" in str(err.value) and "mask.ratio" in str(err.value)
+
+
+def test_default_and_paper_presets_validate(compose_cfg):
+    for preset in ("tiny", "small", "vitl16", "vith16", "vitg14"):
+        check_config(compose_cfg(f"preset={preset}"))
+
+
+def test_cli_reports_error_before_compute(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "vjepa.train", "loss.granularity=pixel", f"run_dir={tmp_path / 'r'}"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 2
+    assert "loss.granularity='pixel' is not one of: token, block" in out.stderr
+    assert not (tmp_path / "r" / "checkpoints").exists()

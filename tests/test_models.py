@@ -1,0 +1,97 @@
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from vjepa.models import build_encoder, build_predictor, count_params
+from vjepa.models.pos_embed import axis_dims, sincos_3d
+
+
+def _model_cfg(name):
+    return OmegaConf.load(f"vjepa/conf/model/{name}.yaml")
+
+
+def test_paper_presets_param_counts_on_meta_device():
+    huge = build_encoder(_model_cfg("huge"), device="meta")
+    giant = build_encoder(_model_cfg("giant"), device="meta")
+    assert next(huge.parameters()).device.type == "meta"
+    assert count_params(huge, "blocks") == pytest.approx(630e6, rel=0.01)
+    assert count_params(giant, "blocks") == pytest.approx(1.01e9, rel=0.01)
+    assert (huge.embed_dim, huge.depth, huge.num_heads, huge.patch_size) == (1280, 32, 16, 16)
+    assert (giant.embed_dim, giant.depth, giant.num_heads, giant.patch_size) == (1408, 40, 16, 14)
+
+
+def test_sincos_factored_over_time_height_width():
+    emb = sincos_3d(48, (2, 3, 4))
+    d_t, d_h, d_w = axis_dims(48)
+    assert emb.shape == (24, 48)
+    grid = emb.view(2, 3, 4, 48)
+    # the time chunk depends only on t, the height chunk only on h, the width chunk only on w
+    assert torch.equal(grid[0, 1, 2, :d_t], grid[0, 2, 3, :d_t])
+    assert not torch.equal(grid[0, 0, 0, :d_t], grid[1, 0, 0, :d_t])
+    assert torch.equal(grid[0, 1, 0, d_t : d_t + d_h], grid[1, 1, 3, d_t : d_t + d_h])
+    assert torch.equal(grid[0, 0, 2, d_t + d_h :], grid[1, 2, 2, d_t + d_h :])
+
+
+def test_encoder_image_and_video_tokens(compose_cfg):
+    cfg = compose_cfg()
+    enc = build_encoder(cfg.model)
+    img, vid = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 8, 64, 64)
+    assert enc.grid(img) == (1, 8, 8) and enc(img).shape == (2, 64, 192)
+    assert enc.grid(vid) == (4, 8, 8) and enc(vid).shape == (2, 256, 192)
+    assert enc.image_embed.proj.weight.ndim == 4 and enc.video_embed.proj.weight.shape[2] == 2
+
+
+def test_encoder_sees_only_visible_tokens():
+    """Dropping tokens happens before the blocks: the output at kept positions depends only on kept inputs."""
+    cfg = OmegaConf.load("vjepa/conf/model/tiny.yaml")
+    enc = build_encoder(cfg).eval()
+    x = torch.randn(1, 3, 32, 32)
+    keep = torch.tensor([[0, 3, 5, 9]])
+    out = enc(x, keep_idx=keep)
+    x2 = x.clone()
+    x2[..., 8:16, 8:16] += 5.0  # patch (1, 1) = token 5 changes ...
+    x3 = x.clone()
+    x3[..., 16:24, 16:24] += 5.0  # ... token 10 (not kept) changes
+    assert out.shape == (1, 4, 192)
+    assert not torch.allclose(enc(x2, keep_idx=keep), out)
+    assert torch.equal(enc(x3, keep_idx=keep), out)
+
+
+def test_return_layers_matches_final_output():
+    enc = build_encoder(OmegaConf.load("vjepa/conf/model/tiny.yaml")).eval()
+    x = torch.randn(2, 3, 32, 32)
+    layers = enc(x, return_layers=[-4, -3, -2, -1])
+    assert len(layers) == 4 and torch.allclose(layers[-1], enc(x))
+
+
+def test_shared3d_tokenizer_repeats_images():
+    cfg = OmegaConf.load("vjepa/conf/model/tiny.yaml")
+    cfg.tokenizer = "shared3d"
+    enc = build_encoder(cfg).eval()
+    assert enc.image_embed is None
+    img = torch.randn(1, 3, 32, 32)
+    clip = img.unsqueeze(2).repeat(1, 1, 2, 1, 1)
+    assert torch.allclose(enc(img), enc(clip))
+
+
+def test_modality_embedding_changes_only_the_named_modality():
+    cfg = OmegaConf.load("vjepa/conf/model/tiny.yaml")
+    cfg.modality_embed = True
+    enc = build_encoder(cfg).eval()
+    img, vid = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 2, 32, 32)
+    base_img, base_vid = enc.embed(img).clone(), enc.embed(vid).clone()
+    with torch.no_grad():
+        enc.modality_embed[1] += 1.0  # video
+    assert torch.equal(enc.embed(img), base_img)
+    assert torch.allclose(enc.embed(vid), base_vid + 1.0)
+
+
+def test_predictor_mask_token_and_output_shape():
+    pred = build_predictor(OmegaConf.create(dict(width=32, depth=1, num_heads=2)), embed_dim=48)
+    ctx = torch.randn(2, 5, 48)
+    ctx_idx = torch.tensor([[0, 1, 2, 3, 4], [3, 4, 5, 6, 7]])
+    tgt_idx = torch.tensor([[5, 6, 7], [0, 1, 2]])
+    out = pred(ctx, ctx_idx, tgt_idx, (1, 2, 4))
+    assert out.shape == (2, 3, 48)
+    out.sum().backward()
+    assert pred.mask_token.grad is not None and pred.mask_token.grad.abs().sum() > 0

@@ -1,0 +1,142 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY_TEST
+from vjepa.config_check import ConfigError
+from vjepa.jepa import JEPA
+from vjepa.runfiles import load_checkpoint, read_status
+from vjepa.trainer import Trainer, train
+
+VOLATILE = {"wall_time_s", "samples_per_s", "tokens_per_s"}
+
+
+def _stable(records):
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_writes_run_directory(compose_cfg, tmp_path):
+    cfg = compose_cfg(*TINY_TEST, "steps=6", "log_every=2", "ckpt_every=3")
+    final = train(cfg)
+    run = Path(cfg.run_dir)
+    assert read_status(run)["state"] == "completed"
+    assert {"config.yaml", "metrics.jsonl", "metrics.json", "status.json"} <= {p.name for p in run.iterdir()}
+    log = _metrics(run)
+    assert [r["step"] for r in log] == [2, 4, 6]
+    for key in ("loss", "loss_image", "loss_video", "lr", "momentum", "mask_ratio_image", "samples_per_s",
+                "context_std_image", "target_std_video", "pred_std_image"):
+        assert key in log[0]
+    assert abs(log[0]["mask_ratio_image"] - 0.8) <= 0.02
+    assert final["steps"] == 6 and final["loss_final"] > 0
+    state = load_checkpoint(run / "checkpoints" / "last.pt")  # weights_only=True
+    assert state["step"] == 6
+
+
+def test_restart_resumes_bit_identical(compose_cfg, tmp_path):
+    overrides = (*TINY_TEST, "steps=8", "log_every=2", "ckpt_every=2", "model.drop_path=0.1")
+    full = compose_cfg(*overrides, run_dir=tmp_path / "full")
+    train(full)
+    part = compose_cfg(*overrides, run_dir=tmp_path / "part")
+    assert train(part, stop_after=4) is None
+    assert read_status(part.run_dir)["state"] == "running"
+    train(part)  # a new process would do the same: everything comes from the run directory
+    assert _stable(_metrics(full.run_dir)) == _stable(_metrics(part.run_dir))
+    a = load_checkpoint(Path(full.run_dir) / "checkpoints" / "last.pt")
+    b = load_checkpoint(Path(part.run_dir) / "checkpoints" / "last.pt")
+    for key in ("encoder", "target_encoder", "predictor"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
+
+
+def test_killed_process_resumes_to_same_result(tmp_path):
+    """SIGKILL a real training process after its first checkpoint, restart it, compare with a clean run."""
+    args = [sys.executable, "-m", "vjepa.train", *TINY_TEST, "steps=12", "log_every=2", "ckpt_every=2",
+            "progress=false"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    subprocess.run([*args, f"run_dir={tmp_path / 'clean'}"], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([*args, f"run_dir={tmp_path / 'killed'}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert read_status(tmp_path / "killed")["state"] == "running"
+    step_at_kill = load_checkpoint(ckpt)["step"]
+    subprocess.run([*args, f"run_dir={tmp_path / 'killed'}"], check=True, env=env, capture_output=True)
+    assert step_at_kill < 12
+    assert _stable(_metrics(tmp_path / "clean")) == _stable(_metrics(tmp_path / "killed"))
+    clean = json.loads((tmp_path / "clean" / "metrics.json").read_text())
+    killed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert {k: v for k, v in clean.items() if k not in VOLATILE} == {
+        k: v for k, v in killed.items() if k not in VOLATILE
+    }
+
+
+def test_completed_run_is_not_trained_again(compose_cfg):
+    cfg = compose_cfg(*TINY_TEST, "steps=2", "log_every=1")
+    first = train(cfg)
+    mtime = (Path(cfg.run_dir) / "checkpoints" / "last.pt").stat().st_mtime_ns
+    assert train(cfg) == first
+    assert (Path(cfg.run_dir) / "checkpoints" / "last.pt").stat().st_mtime_ns == mtime
+
+
+def test_different_config_in_same_run_dir_is_refused_and_nothing_is_touched(compose_cfg):
+    cfg = compose_cfg(*TINY_TEST, "steps=2", "log_every=1")
+    train(cfg)
+    before = {p.name: p.read_bytes() for p in Path(cfg.run_dir).iterdir() if p.is_file()}
+    other = compose_cfg(*TINY_TEST, "steps=2", "log_every=1", "loss=block")
+    with pytest.raises(ConfigError, match=r"loss.granularity: 'token' \(on disk\) vs 'block'"):
+        train(other)
+    after = {p.name: p.read_bytes() for p in Path(cfg.run_dir).iterdir() if p.is_file()}
+    assert before == after
+
+
+def test_failure_writes_traceback_to_status(compose_cfg, monkeypatch):
+    cfg = compose_cfg(*TINY_TEST, "steps=3", "log_every=1")
+    trainer = Trainer(cfg)
+
+    def boom(step, batch):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(trainer, "train_step", boom)
+    with pytest.raises(RuntimeError):
+        trainer.run()
+    status = read_status(cfg.run_dir)
+    assert status["state"] == "failed" and "injected failure" in status["traceback"]
+
+
+def test_target_encoder_gets_no_gradient_and_follows_ema(compose_cfg):
+    cfg = compose_cfg(*TINY_TEST, "steps=1")
+    model = JEPA(cfg)
+    assert not any(p.requires_grad for p in model.target_encoder.parameters())
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in model.target_encoder.parameters()]
+    model.update_target(0.75)
+    for b, t, o in zip(before, model.target_encoder.parameters(), model.encoder.parameters()):
+        assert torch.allclose(t, 0.75 * b + 0.25 * o)
+
+
+def test_weight_decay_skips_biases_and_norms(compose_cfg):
+    cfg = compose_cfg(*TINY_TEST, "steps=1")
+    trainer = Trainer(cfg)
+    trainer._build()
+    decay, no_decay = trainer.optimizer.param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+    assert trainer.optimizer.defaults["betas"] == (0.9, 0.95)
+    assert trainer.peak_lr == pytest.approx(cfg.optim.base_lr * 8 / 256)

@@ -1,0 +1,126 @@
+"""Validate a training configuration before any compute is spent.
+
+``check_config(cfg)`` raises one ``ConfigError`` that lists every problem found, each naming the key, the
+value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+from vjepa.data import IMAGE_SOURCES, MIXES, VIDEO_SOURCES, split_batch
+from vjepa.losses import DISTANCES, GRANULARITIES
+from vjepa.models.vit import TOKENIZERS
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _range(errors, key, value, lo=0.0, hi=1.0, lo_open=True, hi_open=False):
+    if not (isinstance(value, (list, tuple)) or hasattr(value, "__len__")) or len(value) != 2:
+        errors.append(f"{key}={value!r} must be a pair [low, high]")
+        return
+    a, b = value
+    ok = _num(a) and _num(b) and a <= b
+    ok = ok and (a > lo if lo_open else a >= lo) and (b < hi if hi_open else b <= hi)
+    if not ok:
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        errors.append(f"{key}={list(value)!r} must be a pair low <= high within {left}{lo}, {hi}{right}")
+
+
+def _choice(errors, key, value, allowed):
+    if value not in allowed:
+        errors.append(f"{key}={value!r} is not one of: {', '.join(map(str, allowed))}")
+
+
+def _positive_int(errors, key, value, minimum=1):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        errors.append(f"{key}={value!r} must be an integer >= {minimum}")
+        return False
+    return True
+
+
+def check_config(cfg) -> None:
+    e: list[str] = []
+    m, p, mask, loss, data, opt = cfg.model, cfg.predictor, cfg.mask, cfg.loss, cfg.data, cfg.optim
+
+    _choice(e, "loss.granularity", loss.granularity, GRANULARITIES)
+    _choice(e, "loss.distance", loss.distance, DISTANCES)
+    if not _num(loss.get("beta", 2.0)) or loss.get("beta", 2.0) <= 0:
+        e.append(f"loss.beta={loss.get('beta')!r} must be a number > 0")
+
+    if mask.ratio is not None and (not _num(mask.ratio) or not 0 < mask.ratio < 1):
+        e.append(f"mask.ratio={mask.ratio!r} must be a number in (0, 1) (or null for the union of the blocks)")
+    _positive_int(e, "mask.num_blocks", mask.num_blocks)
+    _range(e, "mask.spatial_scale", mask.spatial_scale)
+    _range(e, "mask.temporal_scale", mask.temporal_scale)
+    _range(e, "mask.aspect_ratio", mask.aspect_ratio, lo=0.0, hi=float("inf"), hi_open=True)
+
+    for key in ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size"):
+        _positive_int(e, f"model.{key}", m[key])
+    if _num(m.embed_dim) and _num(m.num_heads) and m.num_heads > 0 and m.embed_dim % m.num_heads:
+        e.append(f"model.embed_dim={m.embed_dim} must be a positive multiple of model.num_heads={m.num_heads}")
+    if isinstance(m.embed_dim, int) and (m.embed_dim % 2 or m.embed_dim < 6):
+        e.append(f"model.embed_dim={m.embed_dim} must be even and >= 6 (sincos positions over t, h, w)")
+    _choice(e, "model.tokenizer", m.tokenizer, TOKENIZERS)
+
+    if _positive_int(e, "predictor.num_heads", p.num_heads) and (
+        not isinstance(p.width, int) or p.width <= 0 or p.width % p.num_heads
+    ):
+        e.append(f"predictor.width={p.width!r} must be a positive multiple of predictor.num_heads={p.num_heads}")
+    elif isinstance(p.width, int) and (p.width % 2 or p.width < 6):
+        e.append(f"predictor.width={p.width} must be even and >= 6 (sincos positions over t, h, w)")
+    _positive_int(e, "predictor.depth", p.depth)
+
+    _choice(e, "data.mix", data.mix, MIXES)
+    if data.mix == "joint" and (not _num(data.image_fraction) or not 0 < data.image_fraction < 1):
+        e.append(f"data.image_fraction={data.image_fraction!r} must be in (0, 1) when data.mix=joint")
+    if _positive_int(e, "batch_size", cfg.batch_size) and data.mix in MIXES:
+        if data.mix == "joint" and cfg.batch_size < 2:
+            e.append(f"batch_size={cfg.batch_size} must be >= 2 when data.mix=joint (one image and one clip)")
+    uses_images = data.mix in ("image", "joint")
+    uses_video = data.mix in ("video", "joint")
+    patch = m.patch_size if isinstance(m.patch_size, int) and m.patch_size > 0 else None
+    if uses_images:
+        _choice(e, "data.image.name", data.image.name, sorted(IMAGE_SOURCES))
+        if _positive_int(e, "data.image.size", data.image.size) and patch and data.image.size % patch:
+            e.append(f"data.image.size={data.image.size} must be a multiple of model.patch_size={patch}")
+    if uses_video:
+        _choice(e, "data.video.name", data.video.name, sorted(VIDEO_SOURCES))
+        if _positive_int(e, "data.video.size", data.video.size) and patch and data.video.size % patch:
+            e.append(f"data.video.size={data.video.size} must be a multiple of model.patch_size={patch}")
+        tp = m.tubelet_size
+        if _positive_int(e, "data.video.frames", data.video.frames) and isinstance(tp, int) and tp > 0:
+            if data.video.frames < tp:
+                e.append(
+                    f"data.video.frames={data.video.frames} is shorter than the temporal patch "
+                    f"model.tubelet_size={tp}: a clip needs at least {tp} frames"
+                )
+            elif data.video.frames % tp:
+                e.append(f"data.video.frames={data.video.frames} must be a multiple of model.tubelet_size={tp}")
+
+    _positive_int(e, "steps", cfg.steps)
+    _positive_int(e, "log_every", cfg.log_every)
+    _positive_int(e, "ckpt_every", cfg.ckpt_every)
+    if not _num(opt.base_lr) or opt.base_lr <= 0:
+        e.append(f"optim.base_lr={opt.base_lr!r} must be a number > 0")
+    if not _num(opt.warmup) or opt.warmup < 0:
+        e.append(f"optim.warmup={opt.warmup!r} must be >= 0 (a fraction of steps if < 1, else a step count)")
+    if not _num(opt.weight_decay) or opt.weight_decay < 0:
+        e.append(f"optim.weight_decay={opt.weight_decay!r} must be a number >= 0")
+    _range(e, "optim.ema", opt.ema, lo=0.0, lo_open=False)
+    _range(e, "optim.betas", opt.betas, lo=0.0, lo_open=False, hi_open=True)
+    if opt.grad_clip is not None and (not _num(opt.grad_clip) or opt.grad_clip <= 0):
+        e.append(f"optim.grad_clip={opt.grad_clip!r} must be a number > 0 or null")
+    _choice(e, "device", cfg.device, DEVICES)
+    _choice(e, "precision", cfg.precision, PRECISIONS)
+
+    if e:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(e))
+    split_batch(cfg.batch_size, data.mix, data.image_fraction)

@@ -1,0 +1,141 @@
+"""Multi-block masking on a (T', H', W') token grid, reaching a requested mask ratio exactly.
+
+Each block has an area drawn uniformly from ``spatial_scale`` (fraction of the H' x W' plane), an aspect
+ratio (h / w) from ``aspect_ratio``, a temporal extent from ``temporal_scale`` (fraction of T'; images have
+T' = 1), and a uniformly random position. The masked set is the union of the blocks.
+
+How a requested ``ratio`` is met (every sample ends with exactly n = round(ratio * N) masked tokens, so the
+batch is one tensor and the realised ratio equals the request up to 1/N):
+  1. draw ``num_blocks`` blocks per sample; while some sample's union holds fewer than n tokens, draw
+     ``num_blocks`` more for every sample (same distribution), up to ``max_rounds`` rounds;
+  2. rank masked tokens by the first block that covers them, then raster order, and keep the first n:
+     excess is trimmed from the last-drawn block, from its trailing rows, so blocks stay contiguous;
+  3. in the rare case the rounds run out below n, the missing tokens are drawn uniformly from the rest.
+With ``ratio = None`` the union of ``num_blocks`` blocks is used as drawn and every sample is trimmed (as in
+step 2) to the smallest union in the batch: the V-JEPA 2 behaviour.
+
+All sampling is vectorised over the batch and blocks; randomness comes only from the given generator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    ratio: float | None = 0.8
+    num_blocks: int = 4
+    spatial_scale: tuple[float, float] = (0.15, 0.7)
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+    temporal_scale: tuple[float, float] = (1.0, 1.0)
+    max_rounds: int = 64
+
+    @classmethod
+    def from_cfg(cls, cfg) -> MaskSpec:
+        return cls(
+            ratio=None if cfg.ratio is None else float(cfg.ratio),
+            num_blocks=int(cfg.num_blocks),
+            spatial_scale=tuple(cfg.spatial_scale),
+            aspect_ratio=tuple(cfg.aspect_ratio),
+            temporal_scale=tuple(cfg.temporal_scale),
+        )
+
+
+@dataclass
+class Masks:
+    """One batch of masks. Indices are sorted raster positions in [0, N)."""
+
+    ctx_idx: torch.Tensor  # [B, N_c] visible (context) tokens, fed to the online encoder
+    tgt_idx: torch.Tensor  # [B, N_t] masked (target) tokens, predicted
+    blocks: torch.Tensor  # [B, K, N_t] bool: target token j lies in block k (blocks may overlap)
+    grid: tuple[int, int, int]
+
+    @property
+    def ratio(self) -> float:
+        return self.tgt_idx.shape[1] / (self.tgt_idx.shape[1] + self.ctx_idx.shape[1])
+
+    def to(self, device) -> Masks:
+        return Masks(self.ctx_idx.to(device), self.tgt_idx.to(device), self.blocks.to(device), self.grid)
+
+
+def masked_count(ratio: float, n_tokens: int) -> int:
+    """Tokens to mask for a ratio; at least one masked and one visible token."""
+    return min(max(round(ratio * n_tokens), 1), n_tokens - 1)
+
+
+def _draw_blocks(spec: MaskSpec, b: int, grid, g: torch.Generator) -> torch.Tensor:
+    """[b, K, N] bool coverage of K random blocks per sample."""
+    t, h, w = grid
+    k = spec.num_blocks
+    u = torch.rand(b, k, 6, generator=g)
+    lo, hi = spec.spatial_scale
+    area = (lo + (hi - lo) * u[..., 0]) * h * w
+    alo, ahi = spec.aspect_ratio
+    ar = alo + (ahi - alo) * u[..., 1]
+    bh = (area * ar).sqrt().round().clamp(1, h).long()
+    bw = (area / ar).sqrt().round().clamp(1, w).long()
+    tlo, thi = spec.temporal_scale
+    bt = ((tlo + (thi - tlo) * u[..., 2]) * t).round().clamp(1, t).long()
+    t0 = (u[..., 3] * (t - bt + 1)).floor().long()
+    h0 = (u[..., 4] * (h - bh + 1)).floor().long()
+    w0 = (u[..., 5] * (w - bw + 1)).floor().long()
+    tt = torch.arange(t).view(t, 1, 1)
+    hh = torch.arange(h).view(1, h, 1)
+    ww = torch.arange(w).view(1, 1, w)
+
+    def inside(coord, start, size):
+        s, n = start[..., None, None, None], size[..., None, None, None]
+        return (coord >= s) & (coord < s + n)
+
+    cover = inside(tt, t0, bt) & inside(hh, h0, bh) & inside(ww, w0, bw)
+    return cover.flatten(2)
+
+
+def sample_masks(spec: MaskSpec, batch_size: int, grid: tuple[int, int, int], generator: torch.Generator) -> Masks:
+    t, h, w = grid
+    n = t * h * w
+    if n < 2:
+        raise ValueError(f"token grid {grid} has {n} token(s); masking needs at least 2")
+    covers = [_draw_blocks(spec, batch_size, grid, generator)]
+    if spec.ratio is not None:
+        want = masked_count(spec.ratio, n)
+        for _ in range(spec.max_rounds - 1):
+            if (torch.stack(covers).any(0).any(1).sum(1) >= want).all():
+                break
+            covers.append(_draw_blocks(spec, batch_size, grid, generator))
+    cover = torch.cat(covers, dim=1)  # [B, K_total, N]
+    k_total = cover.shape[1]
+    covered = cover.any(1)
+    if spec.ratio is None:
+        want = min(max(int(covered.sum(1).min()), 1), n - 1)
+
+    # Priority: first covering block, then raster order; uncovered tokens rank last, in random order.
+    first_block = torch.where(covered, cover.float().argmax(1), torch.full_like(covered, k_total, dtype=torch.long))
+    raster = torch.arange(n).expand(batch_size, n)
+    noise = torch.rand(batch_size, n, generator=generator)
+    priority = first_block * n + torch.where(covered, raster.float(), noise * n)
+    order = priority.argsort(dim=1, stable=True)
+    tgt_idx = order[:, :want].sort(dim=1).values
+    ctx_idx = order[:, want:].sort(dim=1).values
+    blocks = torch.gather(cover, 2, tgt_idx.unsqueeze(1).expand(-1, k_total, -1))
+    fill = ~blocks.any(1, keepdim=True)  # tokens added in step 3 form one extra block
+    blocks = torch.cat([blocks, fill], dim=1)
+    blocks = blocks[:, blocks.any(2).any(0)]  # drop blocks that lost all their tokens in every sample
+    return Masks(ctx_idx=ctx_idx, tgt_idx=tgt_idx, blocks=blocks, grid=(t, h, w))
+
+
+def grid_coords(grid: tuple[int, int, int]) -> torch.Tensor:
+    """[N, 3] (t, h, w) coordinates of a grid in raster order."""
+    t, h, w = grid
+    tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    return torch.stack([tt.flatten(), hh.flatten(), ww.flatten()], dim=1)
+
+
+def expected_block_tokens(spec: MaskSpec, grid) -> float:
+    """Mean tokens in one block (before overlap), used for dry-run cost estimates."""
+    t, h, w = grid
+    return math.prod([sum(spec.spatial_scale) / 2 * h * w, sum(spec.temporal_scale) / 2 * t])

@@ -1,0 +1,114 @@
+"""The run directory: atomic writes, status, metrics and checkpoints.
+
+Layout of a run directory::
+
+    config.yaml        resolved configuration (written once; a restart must match it)
+    overrides.yaml     the command-line overrides that named the run
+    status.json        {"state": running|completed|failed, "step", "updated", "traceback"?, ...}
+    metrics.jsonl      one JSON object per logged step
+    metrics.json       final metrics (written when the run completes)
+    checkpoints/last.pt  latest checkpoint (tensors and plain types only: loads with weights_only=True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+STATES = ("running", "completed", "failed")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600; give it the mode a plain open() would
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def write_status(run_dir: Path, state: str, **fields) -> None:
+    assert state in STATES, state
+    status = {"state": state, "updated": time.time(), "host": socket.gethostname(), "pid": os.getpid(), **fields}
+    write_json(Path(run_dir) / "status.json", status)
+
+
+def read_status(run_dir: Path) -> dict | None:
+    p = Path(run_dir) / "status.json"
+    return read_json(p) if p.exists() else None
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, _FILE_MODE)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl; ``truncate_after(step)`` drops lines a resumed run will write again."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        atomic_write_text(self.path, "".join(line + "\n" for line in keep))
+
+    def append(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]

@@ -1,0 +1,298 @@
+"""Step-based JEPA pretraining loop writing into a run directory (see ``vjepa.runfiles``).
+
+Determinism: every random draw of step s (batch, masks, drop-path) comes from generators seeded by
+(seed, s), and schedules are functions of s, so a run restarted from its checkpoint at step k replays steps
+k.. exactly as an uninterrupted run does: on CPU the final weights and metrics are bit-identical.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vjepa.config_check import ConfigError, check_config
+from vjepa.data import build_train_loader, step_generator
+from vjepa.jepa import JEPA
+from vjepa.masks import MaskSpec, sample_masks
+from vjepa.models import count_params
+from vjepa.runfiles import (
+    MetricsLog,
+    atomic_write_text,
+    load_checkpoint,
+    read_json,
+    read_status,
+    save_checkpoint,
+    write_json,
+    write_status,
+)
+from vjepa.schedules import ema_momentum, warmup_cosine
+
+# Keys that may differ between the run that started a directory and the one resuming it.
+RESUME_FREE_KEYS = ("run_dir", "device", "threads", "progress", "log_every", "data.num_workers", "data.root")
+MASK_STREAM = {"image": 11, "video": 12}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but no CUDA device is available (use device=cpu or device=auto)")
+    return torch.device(name)
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def set_threads(threads) -> int:
+    n = available_cpus() if threads in (None, "auto") else int(threads)
+    torch.set_num_threads(max(n, 1))
+    return torch.get_num_threads()
+
+
+def param_groups(modules, weight_decay: float):
+    """AdamW groups: weight decay on matrices only, none on biases, norms and other vectors."""
+    decay, no_decay = [], []
+    for module in modules:
+        for p in module.parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _semantic(cfg) -> dict:
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for key in RESUME_FREE_KEYS:
+        node, *rest = key.split(".")
+        if rest and isinstance(c.get(node), dict):
+            c[node].pop(rest[0], None)
+        elif not rest:
+            c.pop(node, None)
+    return c
+
+
+def _diff(a, b, prefix="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} (on disk) vs {b!r} (now)"]
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig):
+        check_config(cfg)
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run_dir)
+        self.device = resolve_device(cfg.device)
+        self.threads = set_threads(cfg.threads)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
+        self.mask_spec = MaskSpec.from_cfg(cfg.mask)
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+
+    # ---- set-up -------------------------------------------------------------------------------------
+    def _check_run_dir(self) -> None:
+        """Refuse to mix two different experiments in one directory; write config.yaml for a new run."""
+        cfg_path = self.run_dir / "config.yaml"
+        if cfg_path.exists():
+            old = OmegaConf.load(cfg_path)
+            diffs = _diff(_semantic(old), _semantic(self.cfg))
+            if diffs:
+                raise ConfigError(
+                    f"run_dir={str(self.run_dir)!r} already holds a run with a different configuration:\n  - "
+                    + "\n  - ".join(diffs)
+                    + "\nChoose another run_dir, or delete that directory to start over."
+                )
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cfg_path, OmegaConf.to_yaml(self.cfg, resolve=True))
+
+    def _build(self) -> None:
+        torch.manual_seed(self.cfg.seed)
+        self.model = JEPA(self.cfg).to(self.device)
+        opt = self.cfg.optim
+        self.peak_lr = opt.base_lr * self.cfg.batch_size / 256.0
+        self.warmup_steps = round(opt.warmup * self.cfg.steps) if opt.warmup < 1 else int(opt.warmup)
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(
+            param_groups([self.model.encoder, self.model.predictor], opt.weight_decay),
+            lr=self.peak_lr,
+            betas=tuple(opt.betas),
+            fused=fused or None,
+        )
+
+    def _resume(self) -> tuple[int, float]:
+        if not self.ckpt_path.exists():
+            self.metrics.truncate_after(0)
+            return 0, 0.0
+        state = load_checkpoint(self.ckpt_path, map_location=self.device)
+        self.model.encoder.load_state_dict(state["encoder"])
+        self.model.target_encoder.load_state_dict(state["target_encoder"])
+        self.model.predictor.load_state_dict(state["predictor"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.metrics.truncate_after(state["step"])
+        return int(state["step"]), float(state["wall_time"])
+
+    def _save(self, step: int, wall_time: float) -> None:
+        save_checkpoint(
+            self.ckpt_path,
+            {
+                "step": step,
+                "wall_time": wall_time,
+                "encoder": self.model.encoder.state_dict(),
+                "target_encoder": self.model.target_encoder.state_dict(),
+                "predictor": self.model.predictor.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "config": OmegaConf.to_yaml(self.cfg, resolve=True),
+            },
+        )
+
+    # ---- one step -----------------------------------------------------------------------------------
+    def train_step(self, step: int, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.cfg
+        lr = warmup_cosine(step, cfg.steps, self.peak_lr, self.warmup_steps, final=self.peak_lr * cfg.optim.final_lr_frac)
+        tau = ema_momentum(step, cfg.steps, *cfg.optim.ema)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(step_generator(cfg.seed, step, 99).initial_seed())  # drop-path, if any
+        n_total = sum(x.shape[0] for x in batch.values())
+        total = 0.0
+        record = {"lr": lr, "momentum": tau}
+        for modality, x in batch.items():
+            x = x.to(self.device, non_blocking=True)
+            grid = self.model.encoder.grid(x)
+            g = step_generator(cfg.seed, step, MASK_STREAM[modality])
+            masks = sample_masks(self.mask_spec, x.shape[0], grid, g).to(self.device)
+            ctx = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
+            with ctx:
+                loss, stats = self.model.loss(x, masks)
+            total = total + loss * (x.shape[0] / n_total)
+            record[f"loss_{modality}"] = loss.detach()
+            record[f"mask_ratio_{modality}"] = masks.ratio
+            record[f"tokens_{modality}"] = x.shape[0] * (masks.ctx_idx.shape[1] + masks.tgt_idx.shape[1])
+            record.update({f"{k}_{modality}": v for k, v in stats.items()})
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.optim.grad_clip is not None:
+            record["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.online_parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.model.update_target(tau)
+        record["loss"] = total.detach()
+        record["samples"] = n_total
+        return {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
+
+    # ---- loop ---------------------------------------------------------------------------------------
+    def run(self, stop_after: int | None = None) -> dict | None:
+        """Train to ``cfg.steps`` (resuming if a checkpoint exists) and return the final metrics.
+
+        ``stop_after``: return after this many steps of this call without finishing (simulates a kill
+        right after a checkpoint; used by tests). A completed run is not trained again.
+        """
+        status = read_status(self.run_dir)
+        if status and status["state"] == "completed" and (self.run_dir / "metrics.json").exists():
+            self._check_run_dir()
+            print(f"[vjepa] {self.run_dir} is already completed; nothing to do", file=sys.stderr)
+            return read_json(self.run_dir / "metrics.json")
+        self._check_run_dir()
+        try:
+            self._build()
+            start, wall = self._resume()
+            write_status(self.run_dir, "running", step=start, steps=self.cfg.steps)
+            final = self._loop(start, wall, stop_after)
+        except BaseException as exc:
+            write_status(
+                self.run_dir,
+                "failed",
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+            )
+            raise
+        return final
+
+    def _loop(self, start: int, wall: float, stop_after: int | None) -> dict | None:
+        cfg = self.cfg
+        loader = build_train_loader(cfg.data, cfg.batch_size, cfg.seed, start, cfg.steps)
+        bar = None
+        if cfg.progress is True or (cfg.progress == "auto" and sys.stderr.isatty()):
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", dynamic_ncols=True)
+        window, window_samples, t_last = [], 0, time.perf_counter()
+        step = start
+        for step, batch in enumerate(loader, start=start):
+            record = self.train_step(step, batch)
+            if not math.isfinite(record["loss"]):
+                raise FloatingPointError(f"loss became {record['loss']} at step {step}; lower optim.base_lr")
+            window.append(record)
+            window_samples += record["samples"]
+            done = step + 1
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                now = time.perf_counter()
+                wall += now - t_last
+                self.metrics.append(self._summarise(done, window, window_samples / (now - t_last), wall))
+                window, window_samples, t_last = [], 0, now
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                now = time.perf_counter()
+                wall += now - t_last
+                t_last = now
+                self._save(done, wall)
+                write_status(self.run_dir, "running", step=done, steps=cfg.steps)
+            if stop_after is not None and done - start >= stop_after:
+                if bar:
+                    bar.close()
+                return None
+        if bar:
+            bar.close()
+        final = self._final_metrics(wall)
+        write_json(self.run_dir / "metrics.json", final)
+        write_status(self.run_dir, "completed", step=cfg.steps, steps=cfg.steps)
+        return final
+
+    def _summarise(self, step: int, window: list[dict], samples_per_s: float, wall: float) -> dict:
+        keys = window[-1].keys() - {"samples"}
+        rec = {k: sum(r[k] for r in window) / len(window) for k in keys}
+        rec["lr"], rec["momentum"] = window[-1]["lr"], window[-1]["momentum"]
+        rec.update(step=step, samples_per_s=samples_per_s, wall_time_s=wall)
+        tokens = sum(v for k, v in rec.items() if k.startswith("tokens_"))
+        rec["tokens_per_s"] = tokens * samples_per_s / max(sum(r["samples"] for r in window) / len(window), 1)
+        return rec
+
+    def _final_metrics(self, wall: float) -> dict:
+        log = self.metrics.read()
+        tail = log[-max(1, len(log) // 10) :]
+        final = {
+            "steps": self.cfg.steps,
+            "wall_time_s": wall,
+            "loss_first": log[0]["loss"],
+            "loss_final": sum(r["loss"] for r in tail) / len(tail),
+            "samples_per_s": sum(r["samples_per_s"] for r in log) / len(log),
+            "params_encoder": count_params(self.model.encoder),
+            "params_predictor": count_params(self.model.predictor),
+            "threads": self.threads,
+            "device": str(self.device),
+        }
+        for key in log[-1]:
+            if key.startswith(("mask_ratio_", "context_std_", "target_std_", "pred_std_", "loss_")):
+                final[f"{key}_final" if key.startswith("loss_") else key] = sum(r[key] for r in tail) / len(tail)
+        return final
+
+
+def train(cfg: DictConfig, stop_after: int | None = None) -> dict | None:
+    return Trainer(cfg).run(stop_after=stop_after)
