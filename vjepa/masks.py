@@ -58,6 +58,10 @@ class Masks:
     def ratio(self) -> float:
         return self.tgt_idx.shape[1] / (self.tgt_idx.shape[1] + self.ctx_idx.shape[1])
 
+    def rows(self, start: int, stop: int) -> Masks:
+        """Masks of samples ``start .. stop - 1`` (a rank's slice of the global batch)."""
+        return Masks(self.ctx_idx[start:stop], self.tgt_idx[start:stop], self.blocks[start:stop], self.grid)
+
     def to(self, device) -> Masks:
         return Masks(self.ctx_idx.to(device), self.tgt_idx.to(device), self.blocks.to(device), self.grid)
 

@@ -4,7 +4,7 @@ Layout of a run directory::
 
     config.yaml        resolved configuration (written once; a restart must match it)
     overrides.yaml     the command-line overrides that named the run
-    status.json        {"state": running|completed|failed, "step", "updated", "traceback"?, ...}
+    status.json        {"state": running|interrupted|completed|failed, "step", "updated", "traceback"?, ...}
     metrics.jsonl      one JSON object per logged step
     metrics.json       final metrics (written when the run completes)
     checkpoints/last.pt  latest checkpoint (tensors and plain types only: loads with weights_only=True)
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-STATES = ("running", "completed", "failed")
+STATES = ("running", "interrupted", "completed", "failed")
 
 
 def _umask() -> int:

@@ -19,7 +19,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vjepa.config_check import ConfigError, check_config
-from vjepa.data import build_train_loader, step_generator
+from vjepa.data import build_train_loader, split_batch, step_generator
+from vjepa.distributed import (
+    average_gradients,
+    barrier,
+    broadcast_module,
+    init_distributed,
+    mean_across_ranks,
+    shard,
+)
 from vjepa.jepa import JEPA
 from vjepa.masks import MaskSpec, sample_masks
 from vjepa.models import count_params
@@ -38,6 +46,10 @@ from vjepa.schedules import ema_momentum, warmup_cosine
 # Keys that may differ between the run that started a directory and the one resuming it.
 RESUME_FREE_KEYS = ("run_dir", "device", "threads", "progress", "log_every", "data.num_workers", "data.root")
 MASK_STREAM = {"image": 11, "video": 12}
+
+
+class Interrupted(Exception):
+    """Raised after a stop request (preemption signal) once the checkpoint is written."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -97,6 +109,17 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.device = resolve_device(cfg.device)
+        self.dist = init_distributed(self.device.type)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        for name, n in zip(("images", "clips"), split_batch(cfg.batch_size, cfg.data.mix, cfg.data.image_fraction)):
+            if n % self.dist.world:
+                raise ConfigError(
+                    f"batch_size={cfg.batch_size} gives {n} {name} per step, not divisible by the "
+                    f"{self.dist.world} processes of this run"
+                )
+        self.is_main = self.dist.is_main
+        self._stop_requested = False
         self.threads = set_threads(cfg.threads)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
@@ -117,13 +140,15 @@ class Trainer:
                     + "\n  - ".join(diffs)
                     + "\nChoose another run_dir, or delete that directory to start over."
                 )
-        else:
+        elif self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(cfg_path, OmegaConf.to_yaml(self.cfg, resolve=True))
+        barrier(self.dist)
 
     def _build(self) -> None:
         torch.manual_seed(self.cfg.seed)
         self.model = JEPA(self.cfg).to(self.device)
+        broadcast_module(self.model, self.dist)
         opt = self.cfg.optim
         self.peak_lr = opt.base_lr * self.cfg.batch_size / 256.0
         self.warmup_steps = round(opt.warmup * self.cfg.steps) if opt.warmup < 1 else int(opt.warmup)
@@ -137,17 +162,21 @@ class Trainer:
 
     def _resume(self) -> tuple[int, float]:
         if not self.ckpt_path.exists():
-            self.metrics.truncate_after(0)
+            if self.is_main:
+                self.metrics.truncate_after(0)
             return 0, 0.0
         state = load_checkpoint(self.ckpt_path, map_location=self.device)
         self.model.encoder.load_state_dict(state["encoder"])
         self.model.target_encoder.load_state_dict(state["target_encoder"])
         self.model.predictor.load_state_dict(state["predictor"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.metrics.truncate_after(state["step"])
+        if self.is_main:
+            self.metrics.truncate_after(state["step"])
         return int(state["step"]), float(state["wall_time"])
 
     def _save(self, step: int, wall_time: float) -> None:
+        if not self.is_main:
+            return
         save_checkpoint(
             self.ckpt_path,
             {
@@ -173,27 +202,36 @@ class Trainer:
         total = 0.0
         record = {"lr": lr, "momentum": tau}
         for modality, x in batch.items():
-            x = x.to(self.device, non_blocking=True)
             grid = self.model.encoder.grid(x)
             g = step_generator(cfg.seed, step, MASK_STREAM[modality])
-            masks = sample_masks(self.mask_spec, x.shape[0], grid, g).to(self.device)
+            masks = sample_masks(self.mask_spec, x.shape[0], grid, g)  # global masks, then this rank's rows
+            n_local = x.shape[0] // self.dist.world
+            masks = masks.rows(self.dist.rank * n_local, (self.dist.rank + 1) * n_local).to(self.device)
+            x = shard(x, self.dist).to(self.device, non_blocking=True)
             ctx = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
             with ctx:
                 loss, stats = self.model.loss(x, masks)
-            total = total + loss * (x.shape[0] / n_total)
+            total = total + loss * (n_local * self.dist.world / n_total)
             record[f"loss_{modality}"] = loss.detach()
             record[f"mask_ratio_{modality}"] = masks.ratio
-            record[f"tokens_{modality}"] = x.shape[0] * (masks.ctx_idx.shape[1] + masks.tgt_idx.shape[1])
+            record[f"tokens_{modality}"] = n_local * self.dist.world * (masks.ctx_idx.shape[1] + masks.tgt_idx.shape[1])
             record.update({f"{k}_{modality}": v for k, v in stats.items()})
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        average_gradients(self.model.online_parameters(), self.dist)
         if cfg.optim.grad_clip is not None:
             record["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.online_parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
         self.model.update_target(tau)
         record["loss"] = total.detach()
+        record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
+        record = mean_across_ranks(record, self.dist)
         record["samples"] = n_total
-        return {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
+        return record
+
+    def request_stop(self) -> None:
+        """Ask the loop to checkpoint and stop at the next step boundary (safe from a signal handler)."""
+        self._stop_requested = True
 
     # ---- loop ---------------------------------------------------------------------------------------
     def run(self, stop_after: int | None = None) -> dict | None:
@@ -211,23 +249,25 @@ class Trainer:
         try:
             self._build()
             start, wall = self._resume()
-            write_status(self.run_dir, "running", step=start, steps=self.cfg.steps)
+            self._status("running", step=start, steps=self.cfg.steps)
             final = self._loop(start, wall, stop_after)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            self._status("interrupted", error=f"{type(exc).__name__}: {exc}", steps=self.cfg.steps)
+            raise
         except BaseException as exc:
-            write_status(
-                self.run_dir,
-                "failed",
-                error=f"{type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(),
-            )
+            self._status("failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
             raise
         return final
+
+    def _status(self, state: str, **fields) -> None:
+        if self.is_main:
+            write_status(self.run_dir, state, **fields)
 
     def _loop(self, start: int, wall: float, stop_after: int | None) -> dict | None:
         cfg = self.cfg
         loader = build_train_loader(cfg.data, cfg.batch_size, cfg.seed, start, cfg.steps)
         bar = None
-        if cfg.progress is True or (cfg.progress == "auto" and sys.stderr.isatty()):
+        if self.is_main and (cfg.progress is True or (cfg.progress == "auto" and sys.stderr.isatty())):
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", dynamic_ncols=True)
@@ -246,23 +286,30 @@ class Trainer:
             if done % cfg.log_every == 0 or done == cfg.steps:
                 now = time.perf_counter()
                 wall += now - t_last
-                self.metrics.append(self._summarise(done, window, window_samples / (now - t_last), wall))
+                if self.is_main:
+                        self.metrics.append(self._summarise(done, window, window_samples / (now - t_last), wall))
                 window, window_samples, t_last = [], 0, now
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            stop = self._stop_requested and done < cfg.steps
+            if done % cfg.ckpt_every == 0 or done == cfg.steps or stop:
                 now = time.perf_counter()
                 wall += now - t_last
                 t_last = now
                 self._save(done, wall)
-                write_status(self.run_dir, "running", step=done, steps=cfg.steps)
+                self._status("running", step=done, steps=cfg.steps)
+            if stop:
+                if bar:
+                    bar.close()
+                raise Interrupted(f"stop requested; checkpoint written at step {done}")
             if stop_after is not None and done - start >= stop_after:
                 if bar:
                     bar.close()
                 return None
         if bar:
             bar.close()
-        final = self._final_metrics(wall)
-        write_json(self.run_dir / "metrics.json", final)
-        write_status(self.run_dir, "completed", step=cfg.steps, steps=cfg.steps)
+        final = self._final_metrics(wall) if self.is_main else None
+        if self.is_main:
+            write_json(self.run_dir / "metrics.json", final)
+        self._status("completed", step=cfg.steps, steps=cfg.steps)
         return final
 
     def _summarise(self, step: int, window: list[dict], samples_per_s: float, wall: float) -> dict:
@@ -286,6 +333,7 @@ class Trainer:
             "params_encoder": count_params(self.model.encoder),
             "params_predictor": count_params(self.model.predictor),
             "threads": self.threads,
+            "world_size": self.dist.world,
             "device": str(self.device),
         }
         for key in log[-1]:

@@ -1,0 +1,88 @@
+"""torch.distributed set-up from torchrun or SLURM/submitit environments, and the few collectives we use.
+
+One process per device. Ranks split every global batch (and its masks) into equal contiguous slices, so a
+run on W processes sees exactly the samples of the same run on one process with the same global batch;
+gradients are averaged over ranks after backward. Backend: NCCL with CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Initialise the process group when launched with several processes; a no-op for one."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    if "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        # Under SLURM (sbatch / submitit) derive MASTER_ADDR, RANK, WORLD_SIZE, LOCAL_RANK from SLURM_*.
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    return DistInfo(rank, world, local_rank)
+
+
+def shard(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """This rank's contiguous slice of a global batch along dim 0."""
+    if info.world == 1:
+        return x
+    n = x.shape[0] // info.world
+    return x[info.rank * n : (info.rank + 1) * n]
+
+
+def average_gradients(params, info: DistInfo) -> None:
+    """All-reduce (mean) the gradients of ``params`` in one flat buffer."""
+    if info.world == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= info.world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def mean_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    if info.world == 1:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {k: v / info.world for k, v in zip(keys, t.tolist())}
+
+
+def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
+    if info.world == 1:
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.world > 1:
+        dist.barrier()
