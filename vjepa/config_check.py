@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from vjepa.data import IMAGE_SOURCES, MIXES, VIDEO_SOURCES, split_batch
 from vjepa.losses import DISTANCES, GRANULARITIES
-from vjepa.models.vit import TOKENIZERS
+from vjepa.masks import mask_settings
+from vjepa.models.vit import POSITIONS, TOKENIZERS
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -55,12 +56,24 @@ def check_config(cfg) -> None:
     if not _num(loss.get("beta", 2.0)) or loss.get("beta", 2.0) <= 0:
         e.append(f"loss.beta={loss.get('beta')!r} must be a number > 0")
 
-    if mask.ratio is not None and (not _num(mask.ratio) or not 0 < mask.ratio < 1):
-        e.append(f"mask.ratio={mask.ratio!r} must be a number in (0, 1) (or null for the union of the blocks)")
-    _positive_int(e, "mask.num_blocks", mask.num_blocks)
-    _range(e, "mask.spatial_scale", mask.spatial_scale)
-    _range(e, "mask.temporal_scale", mask.temporal_scale)
-    _range(e, "mask.aspect_ratio", mask.aspect_ratio, lo=0.0, hi=float("inf"), hi_open=True)
+    ctx = loss.get("context") or {}
+    if not _num(ctx.get("weight", 0.0)) or ctx.get("weight", 0.0) < 0:
+        e.append(f"loss.context.weight={ctx.get('weight')!r} must be a number >= 0 (0 = no context loss)")
+    _choice(e, "loss.context.warmup_unit", ctx.get("warmup_unit", "fraction"), ("fraction", "steps"))
+    hi = 1.0 if ctx.get("warmup_unit", "fraction") == "fraction" else float("inf")
+    _range(e, "loss.context.warmup", ctx.get("warmup", [0, 0]), lo=0.0, hi=hi, lo_open=False)
+
+    settings = mask_settings(mask) if mask.get("settings") is None or len(mask.settings) else []
+    if not settings:
+        e.append("mask.settings=[] must be null or a non-empty list of mask settings")
+    for i, st in enumerate(settings):
+        key = "mask" if mask.get("settings") is None else f"mask.settings[{i}]"
+        if st["ratio"] is not None and (not _num(st["ratio"]) or not 0 < st["ratio"] < 1):
+            e.append(f"{key}.ratio={st['ratio']!r} must be a number in (0, 1) (or null for the union of the blocks)")
+        _positive_int(e, f"{key}.num_blocks", st["num_blocks"])
+        _range(e, f"{key}.spatial_scale", st["spatial_scale"])
+        _range(e, f"{key}.temporal_scale", st["temporal_scale"])
+        _range(e, f"{key}.aspect_ratio", st["aspect_ratio"], lo=0.0, hi=float("inf"), hi_open=True)
 
     for key in ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size"):
         _positive_int(e, f"model.{key}", m[key])
@@ -69,6 +82,14 @@ def check_config(cfg) -> None:
     if isinstance(m.embed_dim, int) and (m.embed_dim % 2 or m.embed_dim < 6):
         e.append(f"model.embed_dim={m.embed_dim} must be even and >= 6 (sincos positions over t, h, w)")
     _choice(e, "model.tokenizer", m.tokenizer, TOKENIZERS)
+    _choice(e, "model.pos", m.get("pos", "sincos"), POSITIONS)
+    _choice(e, "model.deep_supervision", m.get("deep_supervision", False), (False, True))
+    if m.get("deep_supervision", False) and isinstance(m.depth, int) and m.depth < 4:
+        e.append(f"model.depth={m.depth} must be >= 4 with model.deep_supervision=true (4 levels)")
+    if m.get("pos") == "rope":
+        for key, dim, heads in (("model", m.embed_dim, m.num_heads), ("predictor", p.width, p.num_heads)):
+            if isinstance(dim, int) and isinstance(heads, int) and heads > 0 and (dim // heads) % 2:
+                e.append(f"{key} head dim {dim}/{heads} must be even for model.pos=rope")
 
     if _positive_int(e, "predictor.num_heads", p.num_heads) and (
         not isinstance(p.width, int) or p.width <= 0 or p.width % p.num_heads
@@ -91,6 +112,11 @@ def check_config(cfg) -> None:
         _choice(e, "data.image.name", data.image.name, sorted(IMAGE_SOURCES))
         if _positive_int(e, "data.image.size", data.image.size) and patch and data.image.size % patch:
             e.append(f"data.image.size={data.image.size} must be a multiple of model.patch_size={patch}")
+        elif patch and isinstance(data.image.size, int) and (data.image.size // patch) ** 2 < 2:
+            e.append(
+                f"data.image.size={data.image.size} with model.patch_size={patch} gives one token; "
+                "masking needs at least 2 (a larger size or a smaller patch)"
+            )
     if uses_video:
         _choice(e, "data.video.name", data.video.name, sorted(VIDEO_SOURCES))
         if _positive_int(e, "data.video.size", data.video.size) and patch and data.video.size % patch:

@@ -1,9 +1,11 @@
 """The JEPA training model: online encoder, EMA target encoder and predictor, and one modality's loss.
 
-Contract: ``JEPA.loss(x, masks)`` runs the target encoder on all tokens (no gradient, outputs layer-normed
-without affine), the online encoder on the context tokens only, the predictor at the target positions, and
-returns the prediction loss plus detached diagnostics. ``JEPA.update_target(tau)`` moves the target towards
-the online encoder with fused multi-tensor ops: xi <- tau * xi + (1 - tau) * theta.
+Contract: ``JEPA.loss(x, masks, context_weight)`` runs the target encoder once on all tokens (no gradient;
+outputs layer-normed without affine, per level with deep self-supervision), then for each mask setting the
+online encoder on that setting's context tokens and the predictor at its target positions, and returns
+L = mean over settings of (L_predict + context_weight * L_ctx) plus detached diagnostics.
+``JEPA.update_target(tau)`` moves the target towards the online encoder with fused multi-tensor ops:
+xi <- tau * xi + (1 - tau) * theta.
 """
 
 from __future__ import annotations
@@ -14,21 +16,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vjepa.losses import prediction_loss
+from vjepa.losses import context_distance_weights, context_loss, prediction_loss
 from vjepa.masks import Masks
 from vjepa.models import build_encoder, build_predictor, gather_tokens
+from vjepa.models.vit import IMAGE, VIDEO
 
 
 def feature_std(x: torch.Tensor) -> torch.Tensor:
     """Mean over channels of the std across all tokens of the batch: 0 means collapse to one vector."""
-    return x.detach().float().flatten(0, -2).std(0).mean()
+    return x.detach().float().flatten(0, -2).std(0, correction=0).mean()
 
 
 class JEPA(nn.Module):
     def __init__(self, cfg):
         super().__init__()
+        ctx_cfg = cfg.loss.get("context") or {}
+        self.use_context_loss = float(ctx_cfg.get("weight", 0.0)) > 0
+        self.distance_weighting = bool(ctx_cfg.get("distance_weighting", True))
         self.encoder = build_encoder(cfg.model)
-        self.predictor = build_predictor(cfg.predictor, self.encoder.embed_dim)
+        self.predictor = build_predictor(
+            cfg.predictor, self.encoder.embed_dim, cfg.model, context_head=self.use_context_loss
+        )
         self.target_encoder = copy.deepcopy(self.encoder)
         self.target_encoder.requires_grad_(False)
         self.granularity = cfg.loss.granularity
@@ -40,16 +48,49 @@ class JEPA(nn.Module):
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.target_encoder(x)
+        """[B, N, levels * D] (or [B, N, D]) layer-normed target features of all tokens."""
+        enc = self.target_encoder
+        if enc.levels:
+            return torch.cat([F.layer_norm(h, h.shape[-1:]) for h in enc.raw_levels(x, enc.level_ids)], dim=-1)
+        h = enc(x)
         return F.layer_norm(h, h.shape[-1:])
 
-    def loss(self, x: torch.Tensor, masks: Masks) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        target = gather_tokens(self.targets(x), masks.tgt_idx)
-        ctx = self.encoder(x, keep_idx=masks.ctx_idx)
-        pred = self.predictor(ctx, masks.ctx_idx, masks.tgt_idx, masks.grid)
-        loss = prediction_loss(pred.float(), target.float(), masks.blocks, self.granularity, self.distance, self.beta)
-        stats = {"context_std": feature_std(ctx), "pred_std": feature_std(pred), "target_std": feature_std(target)}
-        return loss, stats
+    def encode_context(self, x: torch.Tensor, ctx_idx: torch.Tensor) -> torch.Tensor:
+        if self.encoder.levels:
+            return torch.cat(self.encoder.forward_levels(x, keep_idx=ctx_idx), dim=-1)
+        return self.encoder(x, keep_idx=ctx_idx)
+
+    def loss(
+        self, x: torch.Tensor, masks: Masks | list[Masks], context_weight: float = 0.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        settings = masks if isinstance(masks, list) else [masks]
+        modality = IMAGE if x.ndim == 4 else VIDEO
+        targets = self.targets(x)
+        total, stats = 0.0, {}
+        l_pred, l_ctx = [], []
+        for m in settings:
+            ctx = self.encode_context(x, m.ctx_idx)
+            out = self.predictor(ctx, m.ctx_idx, m.tgt_idx, m.grid, modality, return_context=self.use_context_loss)
+            pred, pred_ctx = out if self.use_context_loss else (out, None)
+            target = gather_tokens(targets, m.tgt_idx)
+            loss = prediction_loss(pred.float(), target.float(), m.blocks, self.granularity, self.distance, self.beta)
+            l_pred.append(loss.detach())
+            if pred_ctx is not None:
+                weights = context_distance_weights(m.ctx_idx, m.tgt_idx, m.grid) if self.distance_weighting else None
+                target_ctx = gather_tokens(targets, m.ctx_idx)
+                lc = context_loss(pred_ctx.float(), target_ctx.float(), weights, self.distance, self.beta)
+                l_ctx.append(lc.detach())
+                loss = loss + context_weight * lc
+            total = total + loss / len(settings)
+        stats["loss_pred"] = torch.stack(l_pred).mean()
+        if l_ctx:
+            stats["loss_ctx"] = torch.stack(l_ctx).mean()
+        d = self.encoder.embed_dim
+        stats.update(
+            context_std=feature_std(ctx[..., -d:]), pred_std=feature_std(pred[..., -d:]),
+            target_std=feature_std(target[..., -d:]),
+        )
+        return total, stats
 
     @torch.no_grad()
     def update_target(self, tau: float) -> None:

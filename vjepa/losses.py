@@ -57,3 +57,25 @@ def prediction_loss(pred, target, blocks, granularity="token", kind="smooth_l1",
     if granularity == "block":
         return block_loss(pred, target, blocks, kind, beta)
     raise ValueError(f"loss.granularity must be one of {GRANULARITIES}, got {granularity!r}")
+
+
+def context_distance_weights(ctx_idx: torch.Tensor, tgt_idx: torch.Tensor, grid, chunk: int = 2**24) -> torch.Tensor:
+    """1 / sqrt(d_min) per context token, d_min = Euclidean distance on the (t, h, w) grid to the nearest
+    masked token of the same sample (>= 1 for a context token). [B, N_c]; vectorised, chunked over the batch
+    so the [b, N_c, N_t] distance block stays below ``chunk`` elements."""
+    from vjepa.models.vit import grid_coords
+
+    coords = grid_coords(grid, ctx_idx.device).float()
+    b, n_c, n_t = ctx_idx.shape[0], ctx_idx.shape[1], tgt_idx.shape[1]
+    step = max(1, chunk // max(n_c * n_t, 1))
+    out = []
+    for s in range(0, b, step):
+        d = torch.cdist(coords[ctx_idx[s : s + step]], coords[tgt_idx[s : s + step]])
+        out.append(d.min(dim=-1).values)
+    return torch.cat(out).clamp(min=1.0).rsqrt()
+
+
+def context_loss(pred_ctx, target_ctx, weights=None, kind="smooth_l1", beta=2.0) -> torch.Tensor:
+    """Mean over context tokens of weight * distance (a plain mean, not normalised by the weights' sum)."""
+    d = distance(pred_ctx, target_ctx, kind, beta)
+    return (d * weights).mean() if weights is not None else d.mean()

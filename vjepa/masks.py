@@ -45,6 +45,17 @@ class MaskSpec:
         )
 
 
+SETTING_KEYS = ("ratio", "num_blocks", "spatial_scale", "aspect_ratio", "temporal_scale")
+
+
+def mask_settings(mask_cfg) -> list:
+    """The mask settings of a ``mask`` config: its own keys, or, when ``settings`` is a list, one per entry
+    (each entry's missing keys taken from the group's own keys). Each setting gets its own predictor pass."""
+    base = {k: mask_cfg[k] for k in SETTING_KEYS}
+    entries = mask_cfg.get("settings") or [{}]
+    return [{**base, **dict(entry)} for entry in entries]
+
+
 @dataclass
 class Masks:
     """One batch of masks. Indices are sorted raster positions in [0, N)."""

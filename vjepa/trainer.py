@@ -29,7 +29,7 @@ from vjepa.distributed import (
     shard,
 )
 from vjepa.jepa import JEPA
-from vjepa.masks import MaskSpec, sample_masks
+from vjepa.masks import MaskSpec, mask_settings, sample_masks
 from vjepa.models import count_params
 from vjepa.runfiles import (
     MetricsLog,
@@ -41,7 +41,7 @@ from vjepa.runfiles import (
     write_json,
     write_status,
 )
-from vjepa.schedules import ema_momentum, warmup_cosine
+from vjepa.schedules import ema_momentum, linear_warmup, warmup_cosine
 
 # Keys that may differ between the run that started a directory and the one resuming it.
 RESUME_FREE_KEYS = ("run_dir", "device", "threads", "progress", "log_every", "data.num_workers", "data.root")
@@ -123,7 +123,7 @@ class Trainer:
         self.threads = set_threads(cfg.threads)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
-        self.mask_spec = MaskSpec.from_cfg(cfg.mask)
+        self.mask_specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask)]
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
 
@@ -191,6 +191,17 @@ class Trainer:
         )
 
     # ---- one step -----------------------------------------------------------------------------------
+    def context_weight(self, step: int) -> float:
+        """lambda_t of the context loss: 0 before the warm-up window, linear ramp, then constant."""
+        c = self.cfg.loss.get("context") or {}
+        weight = float(c.get("weight", 0.0))
+        if weight <= 0:
+            return 0.0
+        start, end = c.get("warmup", (0, 0))
+        if c.get("warmup_unit", "fraction") == "fraction":
+            start, end = start * self.cfg.steps, end * self.cfg.steps
+        return linear_warmup(step, weight, round(start), round(end))
+
     def train_step(self, step: int, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg
         lr = warmup_cosine(step, cfg.steps, self.peak_lr, self.warmup_steps, final=self.peak_lr * cfg.optim.final_lr_frac)
@@ -200,21 +211,26 @@ class Trainer:
         torch.manual_seed(step_generator(cfg.seed, step, 99).initial_seed())  # drop-path, if any
         n_total = sum(x.shape[0] for x in batch.values())
         total = 0.0
-        record = {"lr": lr, "momentum": tau}
+        lam = self.context_weight(step)
+        record = {"lr": lr, "momentum": tau, "context_weight": lam}
         for modality, x in batch.items():
             grid = self.model.encoder.grid(x)
-            g = step_generator(cfg.seed, step, MASK_STREAM[modality])
-            masks = sample_masks(self.mask_spec, x.shape[0], grid, g)  # global masks, then this rank's rows
             n_local = x.shape[0] // self.dist.world
-            masks = masks.rows(self.dist.rank * n_local, (self.dist.rank + 1) * n_local).to(self.device)
+            masks = []
+            for k, spec in enumerate(self.mask_specs):
+                g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
+                m = sample_masks(spec, x.shape[0], grid, g)  # global masks, then this rank's rows
+                masks.append(m.rows(self.dist.rank * n_local, (self.dist.rank + 1) * n_local).to(self.device))
             x = shard(x, self.dist).to(self.device, non_blocking=True)
             ctx = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
             with ctx:
-                loss, stats = self.model.loss(x, masks)
+                loss, stats = self.model.loss(x, masks if len(masks) > 1 else masks[0], lam)
             total = total + loss * (n_local * self.dist.world / n_total)
             record[f"loss_{modality}"] = loss.detach()
-            record[f"mask_ratio_{modality}"] = masks.ratio
-            record[f"tokens_{modality}"] = n_local * self.dist.world * (masks.ctx_idx.shape[1] + masks.tgt_idx.shape[1])
+            record[f"mask_ratio_{modality}"] = sum(m.ratio for m in masks) / len(masks)
+            if len(masks) > 1:
+                record.update({f"mask_ratio_{modality}_{k}": m.ratio for k, m in enumerate(masks)})
+            record[f"tokens_{modality}"] = x.shape[0] * self.dist.world * grid[0] * grid[1] * grid[2]
             record.update({f"{k}_{modality}": v for k, v in stats.items()})
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()

@@ -23,11 +23,17 @@ def build_encoder(model_cfg, device: torch.device | str | None = None) -> Vision
             mlp_ratio=model_cfg.mlp_ratio,
             tokenizer=model_cfg.tokenizer,
             modality_embed=model_cfg.modality_embed,
+            pos=model_cfg.get("pos", "sincos"),
+            levels=4 if model_cfg.get("deep_supervision", False) else 0,
             drop_path=model_cfg.get("drop_path", 0.0),
         )
 
 
-def build_predictor(pred_cfg, embed_dim: int, device: torch.device | str | None = None) -> Predictor:
+def build_predictor(
+    pred_cfg, embed_dim: int, model_cfg=None, context_head: bool = False, device: torch.device | str | None = None
+) -> Predictor:
+    """Predictor from a ``predictor`` group; ``model_cfg`` passes on positions, levels and modality embedding."""
+    model_cfg = model_cfg or {}
     with torch.device(device or "cpu"):
         return Predictor(
             embed_dim=embed_dim,
@@ -35,6 +41,10 @@ def build_predictor(pred_cfg, embed_dim: int, device: torch.device | str | None 
             depth=pred_cfg.depth,
             num_heads=pred_cfg.num_heads,
             mlp_ratio=pred_cfg.get("mlp_ratio", 4.0),
+            levels=4 if model_cfg.get("deep_supervision", False) else 0,
+            context_head=context_head,
+            modality_embed=bool(model_cfg.get("modality_embed", False)),
+            pos=model_cfg.get("pos", "sincos"),
         )
 
 

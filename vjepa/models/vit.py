@@ -1,13 +1,17 @@
 """ViT encoder over image patches or video tubelets, built from timm blocks.
 
 Contract: ``forward(x, keep_idx)`` takes an image [B, C, H, W] or a clip [B, C, T, H, W] and returns
-[B, N, D] tokens in raster order over the (T', H', W') grid, or, with ``keep_idx`` [B, N_keep],
-only those tokens: the others are dropped *before* the first block, so the cost of the blocks follows
-the number of visible tokens. Positions are fixed (t, h, w) sincos embeddings added to every token.
+[B, N, D] tokens in raster order over the (T', H', W') grid, or, with ``keep_idx`` [B, N_keep], only those
+tokens: the others are dropped *before* the first block, so the cost of the blocks follows the number of
+visible tokens.
 
+Positions: ``pos="sincos"`` adds fixed (t, h, w) sincos embeddings to the tokens; ``pos="rope"`` rotates
+queries and keys by their (t, h, w) position in every block (timm EVA blocks).
 Tokenizers: ``separate`` embeds images with a 2-D patch conv and video with a 3-D tubelet conv;
 ``shared3d`` uses the tubelet conv for both, repeating an image ``tubelet_size`` times (V-JEPA 2).
 ``modality_embed`` adds a learned per-modality vector to every token.
+``levels`` > 0 (deep self-supervision) exposes that many equally spaced block outputs, each with its own
+LayerNorm, through ``forward_levels``.
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ from __future__ import annotations
 import math
 
 import torch
+from timm.models.eva import EvaBlock
 from timm.models.vision_transformer import Block
 from torch import nn
 
 from vjepa.models.patch_embed import PatchEmbed2D, TubeletEmbed3D
 from vjepa.models.pos_embed import SinCosPosEmbed
+from vjepa.models.rope import rope_3d
 
 TOKENIZERS = ("separate", "shared3d")
+POSITIONS = ("sincos", "rope")
 IMAGE, VIDEO = 0, 1
 
 
@@ -42,9 +49,32 @@ def init_transformer_weights(module: nn.Module, blocks: nn.ModuleList, std: floa
             blk.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
 
 
+def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, pos: str, drop_path: float = 0.0):
+    dpr = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
+    if pos == "rope":
+        return nn.ModuleList(
+            EvaBlock(dim, num_heads, qkv_bias=True, mlp_ratio=mlp_ratio, num_prefix_tokens=0, rotate_half=True,
+                     drop_path=dpr[i])
+            for i in range(depth)
+        )
+    return nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=dpr[i]) for i in range(depth))
+
+
+def level_indices(depth: int, levels: int) -> list[int]:
+    """Equally spaced block indices ending at the last block: depth 12, 4 levels -> [2, 5, 8, 11]."""
+    return [(k + 1) * depth // levels - 1 for k in range(levels)]
+
+
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x [B, N, D], idx [B, M] -> [B, M, D]."""
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def grid_coords(grid: tuple[int, int, int], device=None) -> torch.Tensor:
+    """[N, 3] (t, h, w) coordinates of a grid in raster order."""
+    t, h, w = grid
+    axes = [torch.arange(n, device=device) for n in (t, h, w)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
 class VisionTransformer(nn.Module):
@@ -57,29 +87,35 @@ class VisionTransformer(nn.Module):
         tubelet_size: int = 2,
         in_chans: int = 3,
         mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
         tokenizer: str = "separate",
         modality_embed: bool = False,
+        pos: str = "sincos",
+        levels: int = 0,
         drop_path: float = 0.0,
     ):
         super().__init__()
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+        if pos not in POSITIONS:
+            raise ValueError(f"pos must be one of {POSITIONS}, got {pos!r}")
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
         self.patch_size, self.tubelet_size = patch_size, tubelet_size
-        self.tokenizer = tokenizer
+        self.tokenizer, self.pos = tokenizer, pos
         self.video_embed = TubeletEmbed3D(patch_size, tubelet_size, in_chans, embed_dim)
         self.image_embed = PatchEmbed2D(patch_size, in_chans, embed_dim) if tokenizer == "separate" else None
         self.modality_embed = nn.Parameter(torch.zeros(2, embed_dim)) if modality_embed else None
-        self.pos_embed = SinCosPosEmbed(embed_dim)
-        dpr = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i]) for i in range(depth)
-        )
+        self.pos_embed = SinCosPosEmbed(embed_dim) if pos == "sincos" else None
+        self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, pos, drop_path)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.level_ids = level_indices(depth, levels) if levels else []
+        self.level_norms = nn.ModuleList(nn.LayerNorm(embed_dim, eps=1e-6) for _ in self.level_ids)
         init_transformer_weights(self, self.blocks)
         if self.modality_embed is not None:
             nn.init.trunc_normal_(self.modality_embed, std=1e-4)  # near zero, as published
+
+    @property
+    def levels(self) -> int:
+        return len(self.level_ids)
 
     def grid(self, x: torch.Tensor) -> tuple[int, int, int]:
         """Token grid (T', H', W') of an image or clip batch."""
@@ -88,15 +124,33 @@ class VisionTransformer(nn.Module):
         return self.video_embed.grid(x.shape)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Tokens plus positions (and modality) for all positions: [B, N, D]."""
+        """Tokens (plus sincos positions and modality, where enabled) for all positions: [B, N, D]."""
         if x.ndim not in (4, 5):
             raise ValueError(f"expected an image [B,C,H,W] or clip [B,C,T,H,W], got shape {tuple(x.shape)}")
         is_image = x.ndim == 4
         tok = self.image_embed(x) if (is_image and self.image_embed is not None) else self.video_embed(x)
-        tok = tok + self.pos_embed(self.grid(x), tok.device, tok.dtype)
+        if self.pos_embed is not None:
+            tok = tok + self.pos_embed(self.grid(x), tok.device, tok.dtype)
         if self.modality_embed is not None:
             tok = tok + self.modality_embed[IMAGE if is_image else VIDEO]
         return tok
+
+    def _blocks(self, x: torch.Tensor, keep_idx: torch.Tensor | None, wanted: set[int]):
+        """Run the blocks; yield (block index, output) for the wanted indices."""
+        tok = self.embed(x)
+        b, n = tok.shape[:2]
+        rope = None
+        if self.pos == "rope":
+            coords = grid_coords(self.grid(x), tok.device).expand(b, n, 3)
+            if keep_idx is not None:
+                coords = gather_tokens(coords, keep_idx)
+            rope = rope_3d(coords, self.embed_dim // self.num_heads)
+        if keep_idx is not None:
+            tok = gather_tokens(tok, keep_idx)
+        for i, blk in enumerate(self.blocks):
+            tok = blk(tok, rope=rope) if rope is not None else blk(tok)
+            if i in wanted:
+                yield i, tok
 
     def forward(
         self,
@@ -106,13 +160,19 @@ class VisionTransformer(nn.Module):
     ) -> torch.Tensor | list[torch.Tensor]:
         """Final normed tokens [B, N(_keep), D]; or, with ``return_layers`` (block indices, 0-based,
         negatives count from the end), the list of those blocks' outputs, each passed through the final norm."""
-        tok = self.embed(x)
-        if keep_idx is not None:
-            tok = gather_tokens(tok, keep_idx)
-        wanted = None if return_layers is None else {i % self.depth for i in return_layers}
-        outs = []
-        for i, blk in enumerate(self.blocks):
-            tok = blk(tok)
-            if wanted is not None and i in wanted:
-                outs.append(self.norm(tok))
-        return outs if wanted is not None else self.norm(tok)
+        if return_layers is None:
+            *_, (_, last) = self._blocks(x, keep_idx, {self.depth - 1})
+            return self.norm(last)
+        return [self.norm(t) for _, t in self._blocks(x, keep_idx, {i % self.depth for i in return_layers})]
+
+    def forward_levels(self, x: torch.Tensor, keep_idx: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Deep self-supervision: the ``levels`` block outputs, each through its own LayerNorm."""
+        if not self.levels:
+            raise ValueError("this encoder was built with levels=0 (deep self-supervision off)")
+        outs = dict(self._blocks(x, keep_idx, set(self.level_ids)))
+        return [norm(outs[i]) for i, norm in zip(self.level_ids, self.level_norms)]
+
+    def raw_levels(self, x: torch.Tensor, level_ids: list[int]) -> list[torch.Tensor]:
+        """Un-normed outputs of the given blocks over all tokens (the EMA targets of deep supervision)."""
+        outs = dict(self._blocks(x, None, set(level_ids)))
+        return [outs[i] for i in level_ids]

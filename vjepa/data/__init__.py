@@ -1,0 +1,163 @@
+"""Training data as step-indexed batches.
+
+Contract: a *batch source* is a map-style dataset whose item ``s`` is the whole batch for training step
+``s``, a float tensor normalised with ``normalize`` ([B, 3, H, W] images or [B, 3, T, H, W] clips); all its
+randomness comes from ``step_generator(seed, s, ...)``. The trainer iterates a DataLoader over
+``range(start_step, steps)``, so loading runs in worker processes, and a resumed run sees exactly the batches
+an uninterrupted run would have seen, with no loader state in the checkpoint.
+
+Image and video sources are looked up by name in ``IMAGE_SOURCES`` / ``VIDEO_SOURCES``; each entry is a
+factory ``(source_cfg, batch_size, seed, data_root) -> batch source``. Sources that read files may return
+``{"x": batch, "skipped": files skipped for it}`` instead of the tensor (see ``JointBatches``). The keys each
+factory reads are documented in its module: ``images``, ``video``, ``moving_mnist`` (file-backed sources are
+imported on first use, so that ``import vjepa.data`` stays light).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vjepa.data.synthetic import generate_moving_shapes, generate_shapes
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+MIXES = ("image", "video", "joint")
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """[B, 3, ...] in [0, 1] -> ImageNet-normalised."""
+    shape = (1, 3) + (1,) * (x.ndim - 2)
+    return (x - torch.tensor(MEAN).view(shape)) / torch.tensor(STD).view(shape)
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """A generator that depends only on (seed, step, stream)."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) * 101 + int(stream))
+
+
+def split_batch(batch_size: int, mix: str, image_fraction: float = 0.5) -> tuple[int, int]:
+    """Samples per step for (images, clips)."""
+    if mix == "image":
+        return batch_size, 0
+    if mix == "video":
+        return 0, batch_size
+    if mix == "joint":
+        n_img = min(max(round(image_fraction * batch_size), 1), batch_size - 1)
+        return n_img, batch_size - n_img
+    raise ValueError(f"data.mix must be one of {MIXES}, got {mix!r}")
+
+
+class ShapesBatches(Dataset):
+    def __init__(self, size: int, batch_size: int, seed: int, max_objects: int = 4, stream: int = 1):
+        self.size, self.batch_size, self.seed, self.max_objects, self.stream = size, batch_size, seed, max_objects, stream
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        g = step_generator(self.seed, step, self.stream)
+        return normalize(generate_shapes(self.batch_size, self.size, g, self.max_objects)["image"])
+
+
+class MovingShapesBatches(Dataset):
+    def __init__(self, size: int, frames: int, batch_size: int, seed: int, stream: int = 2):
+        self.size, self.frames, self.batch_size, self.seed, self.stream = size, frames, batch_size, seed, stream
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        g = step_generator(self.seed, step, self.stream)
+        return normalize(generate_moving_shapes(self.batch_size, self.frames, self.size, g)["video"])
+
+
+def _lazy(module: str, name: str) -> Callable:
+    def factory(cfg, batch_size, seed, root):
+        return getattr(importlib.import_module(module), name)(cfg, batch_size, seed, root)
+
+    factory.__name__ = factory.__qualname__ = name
+    return factory
+
+
+IMAGE_SOURCES: dict[str, Callable] = {
+    "shapes": lambda cfg, b, seed, root: ShapesBatches(cfg.size, b, seed, cfg.get("max_objects", 4)),
+    "cifar10": _lazy("vjepa.data.images", "cifar10"),
+    "camvid": _lazy("vjepa.data.images", "camvid"),
+    "mnist": _lazy("vjepa.data.images", "mnist"),
+    "image_folder": _lazy("vjepa.data.images", "image_folder"),
+}
+VIDEO_SOURCES: dict[str, Callable] = {
+    "moving_shapes": lambda cfg, b, seed, root: MovingShapesBatches(cfg.size, cfg.frames, b, seed),
+    "clips": _lazy("vjepa.data.video", "clips"),
+    "video_folder": _lazy("vjepa.data.video", "video_folder"),
+    "moving_mnist": _lazy("vjepa.data.moving_mnist", "moving_mnist"),
+}
+
+
+def resolve_root(root: str | None) -> Path | None:
+    """The data root: the configured path, else ``../shared/data`` beside the repository if present."""
+    if root:
+        return Path(root).expanduser()
+    default = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return default if default.is_dir() else None
+
+
+class JointBatches(Dataset):
+    """Item s: {"image": ..., "video": ...} for the modalities this run trains on.
+
+    A source whose item is ``{"x": batch, "skipped": n}`` (file-backed sources, which may skip unreadable
+    files) also adds ``"skipped_<modality>": n``, a plain int; ``split_skipped`` separates the two.
+    """
+
+    def __init__(self, sources: dict[str, Dataset]):
+        self.sources = sources
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor | int]:
+        out = {}
+        for name, src in self.sources.items():
+            item = src[step]
+            if isinstance(item, dict):
+                out[name], out[f"skipped_{name}"] = item["x"], int(item["skipped"])
+            else:
+                out[name] = item
+        return out
+
+
+def split_skipped(batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """A ``JointBatches`` item -> ({modality: tensor}, {"skipped_<modality>": count})."""
+    tensors = {k: v for k, v in batch.items() if not k.startswith("skipped_")}
+    return tensors, {k: int(v) for k, v in batch.items() if k.startswith("skipped_")}
+
+
+def build_sources(data_cfg, batch_size: int, seed: int) -> dict[str, Dataset]:
+    n_img, n_vid = split_batch(batch_size, data_cfg.mix, data_cfg.image_fraction)
+    root = resolve_root(data_cfg.get("root"))
+    sources = {}
+    for key, n, registry in (("image", n_img, IMAGE_SOURCES), ("video", n_vid, VIDEO_SOURCES)):
+        if n:
+            name = data_cfg[key].name
+            if name not in registry:
+                raise ValueError(f"data.{key}.name={name!r} is not one of {sorted(registry)}")
+            sources[key] = registry[name](data_cfg[key], n, seed, root)
+    return sources
+
+
+def build_train_loader(data_cfg, batch_size: int, seed: int, start_step: int, steps: int) -> DataLoader:
+    """Batches for steps ``start_step .. steps - 1``, in order."""
+    workers = int(data_cfg.get("num_workers", 0))
+    return DataLoader(
+        JointBatches(build_sources(data_cfg, batch_size, seed)),
+        batch_size=None,
+        sampler=range(start_step, steps),
+        num_workers=workers,
+        prefetch_factor=int(data_cfg.get("prefetch", 2)) if workers else None,
+        persistent_workers=False,
+    )
