@@ -20,6 +20,7 @@ from vjepa.losses import context_distance_weights, context_loss, prediction_loss
 from vjepa.masks import Masks
 from vjepa.models import build_encoder, build_predictor, gather_tokens
 from vjepa.models.vit import IMAGE, VIDEO
+from vjepa.timing import NO_TIMER
 
 
 def feature_std(x: torch.Tensor) -> torch.Tensor:
@@ -42,6 +43,7 @@ class JEPA(nn.Module):
         self.granularity = cfg.loss.granularity
         self.distance = cfg.loss.distance
         self.beta = float(cfg.loss.get("beta", 2.0))
+        self.timer = NO_TIMER
 
     def online_parameters(self):
         return list(self.encoder.parameters()) + list(self.predictor.parameters())
@@ -65,22 +67,32 @@ class JEPA(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         settings = masks if isinstance(masks, list) else [masks]
         modality = IMAGE if x.ndim == 4 else VIDEO
-        targets = self.targets(x)
+        timer = self.timer
+        with timer("target_encoder"):
+            targets = self.targets(x)
         total, stats = 0.0, {}
         l_pred, l_ctx = [], []
         for m in settings:
-            ctx = self.encode_context(x, m.ctx_idx)
-            out = self.predictor(ctx, m.ctx_idx, m.tgt_idx, m.grid, modality, return_context=self.use_context_loss)
+            with timer("online_encoder"):
+                ctx = self.encode_context(x, m.ctx_idx)
+            with timer("predictor"):
+                out = self.predictor(ctx, m.ctx_idx, m.tgt_idx, m.grid, modality, return_context=self.use_context_loss)
             pred, pred_ctx = out if self.use_context_loss else (out, None)
-            target = gather_tokens(targets, m.tgt_idx)
-            loss = prediction_loss(pred.float(), target.float(), m.blocks, self.granularity, self.distance, self.beta)
-            l_pred.append(loss.detach())
-            if pred_ctx is not None:
-                weights = context_distance_weights(m.ctx_idx, m.tgt_idx, m.grid) if self.distance_weighting else None
-                target_ctx = gather_tokens(targets, m.ctx_idx)
-                lc = context_loss(pred_ctx.float(), target_ctx.float(), weights, self.distance, self.beta)
-                l_ctx.append(lc.detach())
-                loss = loss + context_weight * lc
+            with timer("loss"):
+                target = gather_tokens(targets, m.tgt_idx)
+                loss = prediction_loss(
+                    pred.float(), target.float(), m.blocks, self.granularity, self.distance, self.beta
+                )
+                l_pred.append(loss.detach())
+                if pred_ctx is not None:
+                    with timer("distance_weights"):
+                        weights = (
+                            context_distance_weights(m.ctx_idx, m.tgt_idx, m.grid) if self.distance_weighting else None
+                        )
+                    target_ctx = gather_tokens(targets, m.ctx_idx)
+                    lc = context_loss(pred_ctx.float(), target_ctx.float(), weights, self.distance, self.beta)
+                    l_ctx.append(lc.detach())
+                    loss = loss + context_weight * lc
             total = total + loss / len(settings)
         stats["loss_pred"] = torch.stack(l_pred).mean()
         if l_ctx:

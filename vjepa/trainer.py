@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vjepa.config_check import ConfigError, check_config
-from vjepa.data import build_train_loader, split_batch, step_generator
+from vjepa.data import build_train_loader, split_batch, split_skipped, step_generator
 from vjepa.distributed import (
     average_gradients,
     barrier,
@@ -209,7 +209,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(step_generator(cfg.seed, step, 99).initial_seed())  # drop-path, if any
+        batch, skipped = split_skipped(batch)
         n_total = sum(x.shape[0] for x in batch.values())
+        timer = self.model.timer
         total = 0.0
         lam = self.context_weight(step)
         record = {"lr": lr, "momentum": tau, "context_weight": lam}
@@ -217,11 +219,13 @@ class Trainer:
             grid = self.model.encoder.grid(x)
             n_local = x.shape[0] // self.dist.world
             masks = []
-            for k, spec in enumerate(self.mask_specs):
-                g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
-                m = sample_masks(spec, x.shape[0], grid, g)  # global masks, then this rank's rows
-                masks.append(m.rows(self.dist.rank * n_local, (self.dist.rank + 1) * n_local).to(self.device))
-            x = shard(x, self.dist).to(self.device, non_blocking=True)
+            with timer("masks"):
+                for k, spec in enumerate(self.mask_specs):
+                    g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
+                    m = sample_masks(spec, x.shape[0], grid, g)  # global masks, then this rank's rows
+                    masks.append(m.rows(self.dist.rank * n_local, (self.dist.rank + 1) * n_local).to(self.device))
+            with timer("to_device"):
+                x = shard(x, self.dist).to(self.device, non_blocking=True)
             ctx = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
             with ctx:
                 loss, stats = self.model.loss(x, masks if len(masks) > 1 else masks[0], lam)
@@ -233,16 +237,22 @@ class Trainer:
             record[f"tokens_{modality}"] = x.shape[0] * self.dist.world * grid[0] * grid[1] * grid[2]
             record.update({f"{k}_{modality}": v for k, v in stats.items()})
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        average_gradients(self.model.online_parameters(), self.dist)
-        if cfg.optim.grad_clip is not None:
-            record["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.online_parameters(), cfg.optim.grad_clip)
-        self.optimizer.step()
-        self.model.update_target(tau)
+        with timer("backward"):
+            total.backward()
+            average_gradients(self.model.online_parameters(), self.dist)
+        with timer("optimizer"):
+            if cfg.optim.grad_clip is not None:
+                record["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                    self.model.online_parameters(), cfg.optim.grad_clip
+                )
+            self.optimizer.step()
+        with timer("ema"):
+            self.model.update_target(tau)
         record["loss"] = total.detach()
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
         record = mean_across_ranks(record, self.dist)
         record["samples"] = n_total
+        record.update(skipped)  # unreadable files replaced under data.*.on_error=skip
         return record
 
     def request_stop(self) -> None:
@@ -330,7 +340,7 @@ class Trainer:
 
     def _summarise(self, step: int, window: list[dict], samples_per_s: float, wall: float) -> dict:
         keys = window[-1].keys() - {"samples"}
-        rec = {k: sum(r[k] for r in window) / len(window) for k in keys}
+        rec = {k: sum(r[k] for r in window) / (1 if k.startswith("skipped_") else len(window)) for k in keys}
         rec["lr"], rec["momentum"] = window[-1]["lr"], window[-1]["momentum"]
         rec.update(step=step, samples_per_s=samples_per_s, wall_time_s=wall)
         tokens = sum(v for k, v in rec.items() if k.startswith("tokens_"))
@@ -353,6 +363,8 @@ class Trainer:
             "device": str(self.device),
         }
         for key in log[-1]:
+            if key.startswith("skipped_"):
+                final[key] = sum(r.get(key, 0) for r in log)
             if key.startswith(("mask_ratio_", "context_std_", "target_std_", "pred_std_", "loss_")):
                 final[f"{key}_final" if key.startswith("loss_") else key] = sum(r[key] for r in tail) / len(tail)
         return final

@@ -1,0 +1,204 @@
+"""Training-step benchmark: `python -m vjepa.bench [options] [overrides ...]`.
+
+For each configuration it times full training steps on synthetic batches (the production ``train_step``,
+instrumented by ``vjepa.timing``) and prints one JSON line: median step time, the time of each part (mask
+sampling, target encoder, online encoder, predictor, loss, distance weights, backward, optimizer, EMA), each
+part's share, samples/s, tokens/s and peak memory. ``--compare A B`` runs two override sets interleaved in
+one process and prints their ratios (robust to a noisy machine). ``--encoder-scaling`` measures the online
+encoder's forward + backward at a mask ratio against the same encoder on all tokens.
+
+Named settings (``--setting``): ``anchor_s1`` / ``anchor_s2`` are the settings of Meta's released V-JEPA 2.1
+step measured in ``shared/paper/anchor-timing.md``; ``tiny_image`` / ``tiny_video`` / ``tiny_joint`` and
+``small_image`` / ``small_video`` / ``small_joint`` are the presets per modality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+ANCHOR_MODEL = [
+    "model.embed_dim=192", "model.depth=12", "model.num_heads=3", "model.patch_size=8", "predictor.depth=4",
+    "predictor.width=96", "predictor.num_heads=4", "loss.distance=l1", "loss.context.weight=0.5",
+    "loss.context.distance_weighting=true", "model.deep_supervision=true", "model.pos=rope",
+]
+SETTINGS = {
+    "anchor_s1": [*ANCHOR_MODEL, "mask=vjepa21", "data.mix=video", "data.video.frames=16", "data.video.size=64",
+                  "batch_size=8"],
+    "anchor_s2": [*ANCHOR_MODEL, "mask=vjepa2", "mask.num_blocks=10", "data.mix=image", "data.image.size=64",
+                  "batch_size=32"],
+}
+for preset in ("tiny", "small"):
+    for mix in ("image", "video", "joint"):
+        SETTINGS[f"{preset}_{mix}"] = [f"preset={preset}", f"data.mix={mix}"]
+
+PARTS = ("masks", "target_encoder", "online_encoder", "predictor", "loss", "distance_weights", "backward",
+         "optimizer", "ema", "to_device")
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    import vjepa.train  # noqa: F401  (registers the run-name resolver)
+
+    with initialize_config_module("vjepa.conf", version_base=None):
+        return hydra_compose("train", overrides=[f"run_dir={tempfile.mkdtemp(prefix='vjepa-bench-')}",
+                                                 "progress=false", *overrides])
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+
+
+class Bench:
+    """One configuration ready to time: model, optimizer and a fixed synthetic batch."""
+
+    def __init__(self, overrides: list[str]):
+        from vjepa.data import JointBatches, build_sources
+        from vjepa.timing import StepTimer
+        from vjepa.trainer import Trainer
+
+        self.cfg = compose(overrides)
+        self.trainer = Trainer(self.cfg)
+        self.trainer._build()
+        dev = self.trainer.device
+        self.trainer.model.timer = StepTimer(enabled=True, cuda=dev.type == "cuda")
+        self.batch = JointBatches(build_sources(self.cfg.data, self.cfg.batch_size, self.cfg.seed))[0]
+        self.samples = sum(x.shape[0] for x in self.batch.values())
+        self.tokens = sum(x.shape[0] * _grid_tokens(self.trainer.model.encoder.grid(x)) for x in self.batch.values())
+        self.times: list[float] = []
+        self.parts: list[dict] = []
+        self.step = 0
+
+    def run_step(self, record: bool = True) -> None:
+        timer = self.trainer.model.timer
+        timer.reset()
+        if self.trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        self.trainer.train_step(self.step, self.batch)
+        if self.trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        self.step += 1
+        if record:
+            self.times.append(dt)
+            self.parts.append(dict(timer.totals))
+
+    def summary(self, name: str) -> dict:
+        step = statistics.median(self.times)
+        parts = {p: statistics.median(d.get(p, 0.0) for d in self.parts) for p in PARTS}
+        # loss time includes the distance weights; report both, shares of the step
+        out = {
+            "setting": name,
+            "device": str(self.trainer.device),
+            "threads": torch.get_num_threads(),
+            "step_ms": 1e3 * step,
+            "step_ms_min": 1e3 * min(self.times),
+            "samples_per_s": self.samples / step,
+            "tokens_per_s": self.tokens / step,
+            "peak_memory_mib": peak_memory_mib(self.trainer.device),
+            "parts_ms": {p: 1e3 * t for p, t in parts.items()},
+            "parts_share": {p: t / step for p, t in parts.items()},
+            "steps_timed": len(self.times),
+        }
+        out["share_masks_distance_loss"] = (parts["masks"] + parts["loss"]) / step
+        out["share_ema"] = parts["ema"] / step
+        return out
+
+
+def _grid_tokens(grid) -> int:
+    return grid[0] * grid[1] * grid[2]
+
+
+def encoder_scaling(overrides: list[str], ratio: float = 0.8, repeats: int = 5) -> dict:
+    """Online encoder forward + backward on the context tokens at ``ratio`` masking vs on all tokens."""
+    from vjepa.masks import MaskSpec, sample_masks
+
+    b = Bench(overrides)
+    enc = b.trainer.model.encoder
+    x = next(iter(b.batch.values())).to(b.trainer.device)
+    grid = enc.grid(x)
+    masks = sample_masks(MaskSpec(ratio=ratio), x.shape[0], grid, torch.Generator().manual_seed(0))
+    keep = masks.ctx_idx.to(b.trainer.device)
+
+    def timed(keep_idx):
+        ts = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            enc(x, keep_idx=keep_idx).float().square().mean().backward()
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts[1:])
+
+    full, masked = timed(None), timed(keep)
+    return {"setting": "encoder_scaling", "mask_ratio": masks.ratio, "full_ms": 1e3 * full, "masked_ms": 1e3 * masked,
+            "masked_over_full": masked / full, "visible_fraction": keep.shape[1] / _grid_tokens(grid)}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setting", action="append", help=f"named setting(s): {', '.join(SETTINGS)}")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two quoted override lists, timed interleaved")
+    ap.add_argument("--encoder-scaling", action="store_true", help="online encoder cost at 80%% vs 0%% masking")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", help="also write all results to this file")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides applied to every configuration")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    common = list(args.overrides)
+    if args.threads:
+        common.append(f"threads={args.threads}")
+    results = []
+
+    def emit(res):
+        results.append(res)
+        print(json.dumps(res, sort_keys=True), flush=True)
+
+    if args.compare:
+        benches = [Bench([*common, *spec.split()]) for spec in args.compare]
+        for _ in range(args.warmup):
+            for bench in benches:
+                bench.run_step(record=False)
+        for _ in range(args.steps):  # interleaved, so load changes hit both alike
+            for bench in benches:
+                bench.run_step()
+        a, b = (bench.summary(label) for bench, label in zip(benches, ("A", "B")))
+        emit(a)
+        emit(b)
+        emit({"setting": "ratio B/A", "step_time": b["step_ms"] / a["step_ms"],
+              "parts": {p: (b["parts_ms"][p] / a["parts_ms"][p] if a["parts_ms"][p] else None) for p in PARTS}})
+    elif args.encoder_scaling:
+        for name in args.setting or ["tiny_image"]:
+            emit({**encoder_scaling([*SETTINGS[name], *common]), "base_setting": name})
+    else:
+        for name in args.setting or ["tiny_image", "tiny_video", "tiny_joint"]:
+            if name not in SETTINGS:
+                sys.exit(f"unknown --setting {name!r}; choose from {', '.join(SETTINGS)}")
+            bench = Bench([*SETTINGS[name], *common])
+            for _ in range(args.warmup):
+                bench.run_step(record=False)
+            for _ in range(args.steps):
+                bench.run_step()
+            emit(bench.summary(name))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Moving MNIST: labelled clips built from real handwritten digits.
+
+Each clip shows one MNIST digit, in a random colour and scaled so its 28x28 box is 40-60 % of the frame
+side, moving in a straight line over a black background and staying inside the frame. Labels: ``digit``
+(appearance, 0..9) and ``direction`` (dynamics, 8 classes) with the convention of ``synthetic.py``:
+k * 45 degrees counter-clockwise from +x (x to the right, y up), so 0 = right, 2 = up, 4 = left, 6 = down.
+The digit travels 25-50 % of the frame side over the clip. Everything comes from a ``torch.Generator``.
+
+Batch source ``moving_mnist`` (``data.video.*``): size, frames (default 8), split (train = first 80 %
+of each digit class of the shared MNIST file | val = the other 20 % | all). Digits follow ``EpochOrder``;
+motion, scale and colour come from ``step_generator(seed, step, STREAM)``. Items: normalised [B, 3, T, S, S].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from vjepa.data import normalize, step_generator
+from vjepa.data.common import EpochOrder
+from vjepa.data.labelled import load_mnist, mnist_split
+from vjepa.data.synthetic import NUM_DIRECTIONS
+
+STREAM, PERM_STREAM = 5, 55
+CHUNK = 256
+
+
+def generate_moving_mnist(
+    digits, labels, n: int, frames: int, size: int, g: torch.Generator, index=None
+) -> dict:
+    """Clips of digits ``digits[index]`` (uint8 [N, 28, 28]; ``index`` [n] drawn from ``g`` if None).
+
+    Returns ``video`` [n, 3, frames, size, size] float in [0, 1], ``digit`` [n], ``direction`` [n] and
+    ``index`` [n] (long), and ``center`` [n, frames, 2] (x, y of the digit box centre in pixels, y down).
+    """
+    digits, labels = torch.as_tensor(digits), torch.as_tensor(labels)
+    index = (
+        torch.randint(0, len(digits), (n,), generator=g) if index is None else torch.as_tensor(index).long()
+    )
+    direction = torch.randint(0, NUM_DIRECTIONS, (n,), generator=g)
+    half = size * (0.2 + 0.1 * torch.rand(n, generator=g))  # half side of the digit's 28x28 box
+    speed = size * (0.25 + 0.25 * torch.rand(n, generator=g)) / max(frames - 1, 1)
+    angle = direction.float() * (math.pi / 4)
+    vx, vy = speed * angle.cos(), -speed * angle.sin()  # pixel rows grow downwards
+    travel_x, travel_y = vx * (frames - 1), vy * (frames - 1)
+    lo_x, hi_x = half + torch.clamp(-travel_x, min=0), size - half - torch.clamp(travel_x, min=0)
+    lo_y, hi_y = half + torch.clamp(-travel_y, min=0), size - half - torch.clamp(travel_y, min=0)
+    x0 = lo_x + (hi_x - lo_x).clamp(min=0) * torch.rand(n, generator=g)
+    y0 = lo_y + (hi_y - lo_y).clamp(min=0) * torch.rand(n, generator=g)
+    colour = 0.5 + 0.5 * torch.rand(n, 3, generator=g)
+
+    t = torch.arange(frames, dtype=torch.float32)
+    cx, cy = x0[:, None] + vx[:, None] * t, y0[:, None] + vy[:, None] * t  # [n, T]
+    pix = torch.arange(size, dtype=torch.float32) + 0.5
+    h = half.view(n, 1, 1, 1)
+    # output pixel -> normalised position in the digit box ([-1, 1] spans the box, align_corners=False)
+    gx = ((pix.view(1, 1, 1, size) - cx[..., None, None]) / h).expand(n, frames, size, size)
+    gy = ((pix.view(1, 1, size, 1) - cy[..., None, None]) / h).expand(n, frames, size, size)
+    src = (
+        digits[index]
+        .float()
+        .div(255)[:, None, None]
+        .expand(n, frames, 1, 28, 28)
+        .reshape(n * frames, 1, 28, 28)
+    )
+    grid = torch.stack([gx, gy], dim=-1).reshape(n * frames, size, size, 2)
+    alpha = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    video = alpha.view(n, 1, frames, size, size) * colour.view(n, 3, 1, 1, 1)
+    return {
+        "video": video.clamp(0, 1),
+        "digit": labels[index].long(),
+        "direction": direction,
+        "index": index,
+        "center": torch.stack([cx, cy], dim=-1),
+    }
+
+
+def moving_mnist_dataset(root, split: str, n: int, frames: int, size: int, seed: int) -> dict:
+    """A fixed labelled set for probes: ``video`` as uint8 [n, 3, frames, size, size] (x 255, rounded),
+    ``digit``, ``direction``; made in chunks of 256 clips from ``torch.Generator().manual_seed(seed)``."""
+    x, y = mnist_split(*load_mnist(root), split)
+    g = torch.Generator().manual_seed(seed)
+    parts = [generate_moving_mnist(x, y, min(CHUNK, n - i), frames, size, g) for i in range(0, n, CHUNK)]
+    return {
+        "video": torch.cat([p["video"].mul(255).round_().to(torch.uint8) for p in parts]),
+        "digit": torch.cat([p["digit"] for p in parts]),
+        "direction": torch.cat([p["direction"] for p in parts]),
+    }
+
+
+class MovingMNISTBatches(Dataset):
+    def __init__(self, root, split: str, size: int, frames: int, batch_size: int, seed: int):
+        self.root, self.split, self.size, self.frames, self.batch_size, self.seed = (
+            root,
+            split,
+            size,
+            frames,
+            batch_size,
+            seed,
+        )
+        self._digits = self.load()
+        self.order = EpochOrder(len(self._digits[0]), seed, PERM_STREAM)
+
+    def load(self):
+        x, y = mnist_split(*load_mnist(self.root), self.split)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_digits": None}
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        if self._digits is None:
+            self._digits = self.load()
+        index = [self.order.index(p) for p in self.order.positions(step, self.batch_size)]
+        g = step_generator(self.seed, step, STREAM)
+        clips = generate_moving_mnist(*self._digits, self.batch_size, self.frames, self.size, g, index=index)
+        return normalize(clips["video"])
+
+
+def moving_mnist(cfg, batch_size, seed, root):
+    return MovingMNISTBatches(
+        root, cfg.get("split", "train"), int(cfg["size"]), int(cfg.get("frames", 8)), batch_size, seed
+    )
