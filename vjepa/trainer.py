@@ -44,7 +44,10 @@ from vjepa.runfiles import (
 from vjepa.schedules import ema_momentum, linear_warmup, warmup_cosine
 
 # Keys that may differ between the run that started a directory and the one resuming it.
-RESUME_FREE_KEYS = ("run_dir", "device", "threads", "progress", "log_every", "data.num_workers", "data.root")
+RESUME_FREE_KEYS = (
+    "run_dir", "device", "threads", "progress", "log_every", "data.num_workers", "data.root", "compile",
+    "activation_checkpointing",
+)
 MASK_STREAM = {"image": 11, "video": 12}
 
 
@@ -149,6 +152,13 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         self.model = JEPA(self.cfg).to(self.device)
         broadcast_module(self.model, self.dist)
+        if self.cfg.get("activation_checkpointing", False):
+            self.model.encoder.grad_checkpointing = self.model.predictor.grad_checkpointing = True
+        if self.cfg.get("compile", False):
+            # Blocks are compiled in place, so parameter names and checkpoints stay the same.
+            for module in (self.model.encoder, self.model.target_encoder, self.model.predictor):
+                for blk in module.blocks:
+                    blk.compile(dynamic=True)
         opt = self.cfg.optim
         self.peak_lr = opt.base_lr * self.cfg.batch_size / 256.0
         self.warmup_steps = round(opt.warmup * self.cfg.steps) if opt.warmup < 1 else int(opt.warmup)

@@ -20,7 +20,7 @@ from torch import nn
 
 from vjepa.models.pos_embed import SinCosPosEmbed
 from vjepa.models.rope import rope_3d
-from vjepa.models.vit import gather_tokens, grid_coords, init_transformer_weights, make_blocks
+from vjepa.models.vit import gather_tokens, grid_coords, init_transformer_weights, make_blocks, run_block
 
 
 class Predictor(nn.Module):
@@ -50,6 +50,7 @@ class Predictor(nn.Module):
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.proj = nn.Linear(width, self.out_dim)
         self.context_proj = nn.Linear(width, self.out_dim) if context_head else None
+        self.grad_checkpointing = False
         init_transformer_weights(self, self.blocks)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         if self.modality_embed is not None:
@@ -79,7 +80,7 @@ class Predictor(nn.Module):
             coords = grid_coords(grid, ctx.device)[torch.cat([ctx_idx, tgt_idx], dim=1)]
             rope = rope_3d(coords, self.width // self.num_heads)
         for blk in self.blocks:
-            x = blk(x, rope=rope) if rope is not None else blk(x)
+            x = run_block(blk, x, rope, self.grad_checkpointing)
         x = self.norm(x)
         pred = self.proj(x[:, n_ctx:])
         if not return_context:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.utils.checkpoint
 from timm.models.eva import EvaBlock
 from timm.models.vision_transformer import Block
 from torch import nn
@@ -58,6 +59,13 @@ def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, pos: str
             for i in range(depth)
         )
     return nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=dpr[i]) for i in range(depth))
+
+
+def run_block(blk: nn.Module, x: torch.Tensor, rope: torch.Tensor | None, checkpoint: bool) -> torch.Tensor:
+    kwargs = {"rope": rope} if rope is not None else {}
+    if checkpoint and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False, **kwargs)
+    return blk(x, **kwargs)
 
 
 def level_indices(depth: int, levels: int) -> list[int]:
@@ -109,6 +117,7 @@ class VisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.level_ids = level_indices(depth, levels) if levels else []
         self.level_norms = nn.ModuleList(nn.LayerNorm(embed_dim, eps=1e-6) for _ in self.level_ids)
+        self.grad_checkpointing = False  # recompute block activations in backward (paper-scale presets)
         init_transformer_weights(self, self.blocks)
         if self.modality_embed is not None:
             nn.init.trunc_normal_(self.modality_embed, std=1e-4)  # near zero, as published
@@ -148,7 +157,7 @@ class VisionTransformer(nn.Module):
         if keep_idx is not None:
             tok = gather_tokens(tok, keep_idx)
         for i, blk in enumerate(self.blocks):
-            tok = blk(tok, rope=rope) if rope is not None else blk(tok)
+            tok = run_block(blk, tok, rope, self.grad_checkpointing)
             if i in wanted:
                 yield i, tok
 

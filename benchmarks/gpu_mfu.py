@@ -1,0 +1,96 @@
+"""GPU step time and model FLOPs utilisation (MFU) of paper-scale pretraining: one JSON line per configuration.
+
+    python benchmarks/gpu_mfu.py                  # ViT-L/16 and ViT-H/16 images at 224 px, ViT-L/16 16-frame video
+    python benchmarks/gpu_mfu.py --smoke          # a tiny configuration, runs on CPU (what the tests run)
+
+MFU = analytic model FLOPs of one step (``vjepa.flops.step_cost``: target forward, online encoder and predictor
+forward + backward) / (median step time x peak dense bf16 FLOP/s of the device). Peak: H100 and H200 SXM
+989 TFLOP/s, A100 312 TFLOP/s, else ``--peak-tflops``. Each configuration runs in this process with bf16
+autocast, fused AdamW, SDPA attention, and (``--compile``, default on for CUDA) compiled blocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vjepa.bench import Bench  # noqa: E402
+from vjepa.flops import step_cost  # noqa: E402
+
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+GPU_CONFIGS = {
+    "vitl16_image224": ["preset=vitl16", "data.mix=image", "batch_size=128"],
+    "vith16_image224": ["preset=vith16", "data.mix=image", "batch_size=64"],
+    "vitl16_video16x224": ["preset=vitl16", "data.mix=video", "data.video.frames=16", "batch_size=8"],
+}
+SMOKE = {"tiny_smoke": ["preset=tiny", "data.mix=image", "batch_size=8", "model.depth=2", "data.image.size=32"]}
+COMMON = ["log_every=1000", "ckpt_every=1000000"]
+
+
+def peak_tflops(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return override
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+
+def measure(name: str, overrides: list[str], steps: int, warmup: int, peak: float | None) -> dict:
+    bench = Bench([*overrides, *COMMON])
+    for _ in range(warmup):
+        bench.run_step(record=False)
+    for _ in range(steps):
+        bench.run_step()
+    out = bench.summary(name)
+    cost = step_cost(bench.cfg)
+    step_s = statistics.median(bench.times)
+    out.update(
+        model_tflops_per_step=cost.flops / 1e12,
+        achieved_tflops=cost.flops / step_s / 1e12,
+        peak_tflops=peak,
+        mfu=(cost.flops / step_s / (peak * 1e12)) if peak else None,
+        overrides=overrides,
+    )
+    if bench.trainer.device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(bench.trainer.device)
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny CPU configuration (for tests)")
+    ap.add_argument("--only", nargs="*", help="subset of configurations")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--no-checkpointing", action="store_true", help="keep all activations (faster if memory allows)")
+    args = ap.parse_args(argv)
+    configs = SMOKE if args.smoke else GPU_CONFIGS
+    extra = ["compile=false"] if args.no_compile or args.smoke else []
+    if args.no_checkpointing:
+        extra.append("activation_checkpointing=false")
+    if args.smoke:
+        extra.append("device=cpu")
+    for name, overrides in configs.items():
+        if args.only and name not in args.only:
+            continue
+        try:
+            res = measure(name, [*overrides, *extra], args.steps, args.warmup,
+                          peak_tflops(torch.device("cuda" if torch.cuda.is_available() else "cpu"), args.peak_tflops))
+        except torch.OutOfMemoryError as exc:  # report and go on with the next configuration
+            res = {"setting": name, "error": f"out of memory: {exc}"[:300]}
+            torch.cuda.empty_cache()
+        print(json.dumps(res, sort_keys=True), flush=True)
+
+
+if __name__ == "__main__":
+    main()
