@@ -1,0 +1,83 @@
+"""Each speed path leaves results unchanged, and the benchmarks run and report what they promise."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY_TEST
+from vjepa.jepa import JEPA
+from vjepa.losses import context_distance_weights
+from vjepa.masks import MaskSpec, sample_masks
+
+ROOT = Path(__file__).parents[1]
+
+
+def _loss_and_grads(model, x, masks):
+    model.zero_grad(set_to_none=True)
+    loss, _ = model.loss(x, masks, context_weight=0.5)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_activation_checkpointing_gives_same_loss_and_gradients(compose_cfg):
+    torch.manual_seed(0)
+    model = JEPA(compose_cfg(*TINY_TEST, "loss.context.weight=0.5", "model.depth=4", "model.deep_supervision=true"))
+    x = torch.randn(2, 3, 4, 32, 32)
+    masks = sample_masks(MaskSpec(ratio=0.75), 2, model.encoder.grid(x), torch.Generator().manual_seed(0))
+    ref_loss, ref_grads = _loss_and_grads(model, x, masks)
+    model.encoder.grad_checkpointing = model.predictor.grad_checkpointing = True
+    loss, grads = _loss_and_grads(model, x, masks)
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    assert ref_grads.keys() == grads.keys()
+    for name in ref_grads:
+        assert torch.allclose(grads[name], ref_grads[name], atol=1e-6, rtol=1e-5), name
+
+
+def test_fused_ema_equals_per_parameter_loop(compose_cfg):
+    model = JEPA(compose_cfg(*TINY_TEST))
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(torch.randn_like(p))
+    expected = [0.9 * t + 0.1 * o for t, o in zip(model.target_encoder.parameters(), model.encoder.parameters())]
+    model.update_target(0.9)
+    for e, t in zip(expected, model.target_encoder.parameters()):
+        assert torch.allclose(e, t, atol=1e-7)
+
+
+def test_chunked_distance_weights_equal_unchunked():
+    m = sample_masks(MaskSpec(ratio=0.8), 16, (4, 8, 8), torch.Generator().manual_seed(0))
+    full = context_distance_weights(m.ctx_idx, m.tgt_idx, m.grid)
+    chunked = context_distance_weights(m.ctx_idx, m.tgt_idx, m.grid, chunk=1000)
+    assert torch.equal(full, chunked)
+
+
+def _run(args):
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def test_step_benchmark_reports_parts_and_shares():
+    (res,) = _run(["-m", "vjepa.bench", "--setting", "tiny_image", "--steps", "1", "--warmup", "0",
+                   "model.depth=2", "batch_size=8", "data.image.size=32"])
+    assert res["step_ms"] > 0 and res["samples_per_s"] > 0 and res["peak_memory_mib"] > 0
+    for part in ("masks", "target_encoder", "online_encoder", "predictor", "loss", "backward", "optimizer", "ema"):
+        assert res["parts_ms"][part] > 0, part
+    assert sum(v for k, v in res["parts_share"].items() if k != "distance_weights") <= 1.0 + 1e-6
+
+
+def test_compare_mode_prints_ratios():
+    rows = _run(["-m", "vjepa.bench", "--compare", "mask.ratio=0.5", "mask.ratio=0.9", "--steps", "1",
+                 "--warmup", "0", "preset=tiny", "data.mix=image", "model.depth=2", "batch_size=8",
+                 "data.image.size=32"])
+    assert [r["setting"] for r in rows] == ["A", "B", "ratio B/A"]
+    assert rows[2]["step_time"] > 0
+
+
+def test_gpu_benchmark_script_smoke_on_cpu():
+    (res,) = _run(["benchmarks/gpu_mfu.py", "--smoke", "--steps", "1", "--warmup", "0"])
+    assert res["model_tflops_per_step"] > 0 and res["achieved_tflops"] > 0 and res["device"] == "cpu"
