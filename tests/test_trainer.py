@@ -35,9 +35,11 @@ def test_run_writes_run_directory(compose_cfg, tmp_path):
     log = _metrics(run)
     assert [r["step"] for r in log] == [2, 4, 6]
     for key in ("loss", "loss_image", "loss_video", "lr", "momentum", "mask_ratio_image", "samples_per_s",
-                "context_std_image", "target_std_video", "pred_std_image"):
+                "context_std_image", "target_std_video", "pred_std_image", "online_rankme_image",
+                "target_rankme_video", "online_token_cos_image"):
         assert key in log[0]
     assert abs(log[0]["mask_ratio_image"] - 0.8) <= 0.02
+    assert 1.0 <= log[0]["online_rankme_image"] <= 192
     assert final["steps"] == 6 and final["loss_final"] > 0
     state = load_checkpoint(run / "checkpoints" / "last.pt")  # weights_only=True
     assert state["step"] == 6

@@ -46,7 +46,7 @@ from vjepa.schedules import ema_momentum, linear_warmup, warmup_cosine
 # Keys that may differ between the run that started a directory and the one resuming it.
 RESUME_FREE_KEYS = (
     "run_dir", "device", "threads", "progress", "log_every", "data.num_workers", "data.root", "compile",
-    "activation_checkpointing",
+    "activation_checkpointing", "diagnostics",
 )
 MASK_STREAM = {"image": 11, "video": 12}
 
@@ -299,8 +299,24 @@ class Trainer:
         if self.is_main:
             write_status(self.run_dir, state, **fields)
 
+    def _diagnostics(self) -> dict[str, float]:
+        """RankMe, feature std and token cosine of the online and target encoders on the held batch."""
+        from vjepa.diagnostics import held_batch_diagnostics
+
+        out = {}
+        for name, enc in (("online", self.model.encoder), ("target", self.model.target_encoder)):
+            out.update({f"{name}_{k}": v for k, v in held_batch_diagnostics(enc, self.held).items()})
+        return out
+
     def _loop(self, start: int, wall: float, stop_after: int | None) -> dict | None:
         cfg = self.cfg
+        diag_cfg = cfg.get("diagnostics") or {}
+        self.held = None
+        if self.is_main and diag_cfg.get("batch_size", 0):
+            from vjepa.data import split_skipped
+            from vjepa.diagnostics import held_batch
+
+            self.held, _ = split_skipped(held_batch(cfg.data, int(diag_cfg.batch_size), cfg.seed))
         loader = build_train_loader(cfg.data, cfg.batch_size, cfg.seed, start, cfg.steps)
         bar = None
         if self.is_main and (cfg.progress is True or (cfg.progress == "auto" and sys.stderr.isatty())):
@@ -375,7 +391,7 @@ class Trainer:
         for key in log[-1]:
             if key.startswith("skipped_"):
                 final[key] = sum(r.get(key, 0) for r in log)
-            if key.startswith(("mask_ratio_", "context_std_", "target_std_", "pred_std_", "loss_")):
+            if key.startswith(("mask_ratio_", "context_std_", "target_std_", "pred_std_", "loss_", "online_", "target_")):
                 final[f"{key}_final" if key.startswith("loss_") else key] = sum(r[key] for r in tail) / len(tail)
         return final
 
