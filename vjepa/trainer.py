@@ -339,8 +339,11 @@ class Trainer:
                 now = time.perf_counter()
                 wall += now - t_last
                 if self.is_main:
-                        self.metrics.append(self._summarise(done, window, window_samples / (now - t_last), wall))
-                window, window_samples, t_last = [], 0, now
+                    rec = self._summarise(done, window, window_samples / (now - t_last), wall)
+                    if self.held is not None:
+                        rec.update(self._diagnostics())
+                    self.metrics.append(rec)
+                window, window_samples, t_last = [], 0, time.perf_counter()  # diagnostics time not counted
             stop = self._stop_requested and done < cfg.steps
             if done % cfg.ckpt_every == 0 or done == cfg.steps or stop:
                 now = time.perf_counter()
