@@ -22,6 +22,17 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def report(session: nox.Session) -> None:
+    """Regenerate reports/ from reports/results.csv (no training, no checkpoints); `nox -s report -- sweeps_out`
+    collects those run directories into reports/ first."""
+    session.install("-e", ".")
+    if session.posargs:
+        session.run("python", "-m", "analysis.collect", *session.posargs, "--out", "reports/results.csv",
+                    "--curves", "reports/curves.csv", env=THREADS)
+    session.run("python", "-m", "analysis.report", "--results", "reports/results.csv", "--out", "reports", env=THREADS)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The main job on the embedded synthetic data: a tiny pretraining run with its probes."""
     session.install("-e", ".")

@@ -31,7 +31,7 @@ GPU_CONFIGS = {
     "vitl16_video16x224": ["preset=vitl16", "data.mix=video", "data.video.frames=16", "batch_size=8"],
 }
 SMOKE = {"tiny_smoke": ["preset=tiny", "data.mix=image", "batch_size=8", "model.depth=2", "data.image.size=32"]}
-COMMON = ["log_every=1000", "ckpt_every=1000000"]
+COMMON = ["probes=none", "log_every=1000", "ckpt_every=1000000"]
 
 
 def peak_tflops(device: torch.device, override: float | None) -> float | None:

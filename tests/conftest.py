@@ -31,4 +31,35 @@ TINY_TEST = [
     "data.video.frames=4",
     "batch_size=8",
     "threads=1",
+    "probes=none",
 ]
+
+
+# ---- the private SLURM cluster (tests/slurm_cluster.py), shared by every test marked `slurm` -------------
+from tests.slurm_cluster import LocalSlurmCluster, slurm_available  # noqa: E402
+
+
+def _require_slurm() -> bool:
+    return os.environ.get("VJEPA_REQUIRE_SLURM", "") == "1"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A running private SLURM cluster; os.environ points at it while it lives."""
+    ok, reason = slurm_available()
+    if not ok:
+        if _require_slurm():
+            pytest.fail(f"VJEPA_REQUIRE_SLURM=1 but SLURM is unavailable: {reason}", pytrace=False)
+        pytest.skip(reason)
+    cluster = LocalSlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.start()  # raises SlurmClusterError (with daemon log tails) on failure
+    saved = dict(os.environ)
+    for key in cluster.foreign_env_keys():  # e.g. when pytest itself runs inside a SLURM job
+        del os.environ[key]
+    os.environ.update(cluster.env)  # submitit calls sbatch/sacct through os.environ
+    try:
+        yield cluster
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        cluster.stop()

@@ -51,7 +51,8 @@ def compose(overrides: list[str]):
 
     with initialize_config_module("vjepa.conf", version_base=None):
         return hydra_compose("train", overrides=[f"run_dir={tempfile.mkdtemp(prefix='vjepa-bench-')}",
-                                                 "progress=false", *overrides])
+                                                 "progress=false", "probes=none",
+                                                 *overrides])
 
 
 def peak_memory_mib(device: torch.device) -> float:

@@ -61,6 +61,25 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text())
 
 
+def code_version() -> str:
+    """``git describe`` of the checkout this package runs from (``-dirty`` if modified), else the package version."""
+    import subprocess
+
+    from vjepa import __version__
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "describe", "--always", "--dirty", "--tags"],
+            capture_output=True, text=True, timeout=10, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return f"vjepa-{__version__}"
+
+
 def write_status(run_dir: Path, state: str, **fields) -> None:
     assert state in STATES, state
     status = {"state": state, "updated": time.time(), "host": socket.gethostname(), "pid": os.getpid(), **fields}

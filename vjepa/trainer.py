@@ -34,6 +34,7 @@ from vjepa.models import count_params
 from vjepa.runfiles import (
     MetricsLog,
     atomic_write_text,
+    code_version,
     load_checkpoint,
     read_json,
     read_status,
@@ -46,7 +47,7 @@ from vjepa.schedules import ema_momentum, linear_warmup, warmup_cosine
 # Keys that may differ between the run that started a directory and the one resuming it.
 RESUME_FREE_KEYS = (
     "run_dir", "device", "threads", "progress", "log_every", "data.num_workers", "data.root", "compile",
-    "activation_checkpointing", "diagnostics",
+    "activation_checkpointing", "diagnostics", "probes",
 )
 MASK_STREAM = {"image": 11, "video": 12}
 
@@ -285,7 +286,7 @@ class Trainer:
         try:
             self._build()
             start, wall = self._resume()
-            self._status("running", step=start, steps=self.cfg.steps)
+            self._status("running", step=start, steps=self.cfg.steps, code_version=code_version())
             final = self._loop(start, wall, stop_after)
         except (Interrupted, KeyboardInterrupt) as exc:
             self._status("interrupted", error=f"{type(exc).__name__}: {exc}", steps=self.cfg.steps)
@@ -363,7 +364,18 @@ class Trainer:
             bar.close()
         final = self._final_metrics(wall) if self.is_main else None
         if self.is_main:
-            write_json(self.run_dir / "metrics.json", final)
+            write_json(self.run_dir / "metrics.json", final)  # pretraining numbers survive a probe failure
+            probes_cfg = cfg.get("probes")
+            if probes_cfg is not None and probes_cfg.get("tasks"):
+                from vjepa.data import resolve_root
+                from vjepa.probes import run_probes
+
+                final.update(
+                    run_probes(self.model.target_encoder, probes_cfg, cfg.model, cfg.seed,
+                               resolve_root(cfg.data.get("root")), self.device, cache_tag=f"probe-step{cfg.steps}")
+                )
+                final["probe/step"] = cfg.steps
+                write_json(self.run_dir / "metrics.json", final)
         self._status("completed", step=cfg.steps, steps=cfg.steps)
         return final
 
@@ -389,6 +401,7 @@ class Trainer:
             "params_predictor": count_params(self.model.predictor),
             "threads": self.threads,
             "world_size": self.dist.world,
+            "code_version": code_version(),
             "device": str(self.device),
         }
         for key in log[-1]:

@@ -1,0 +1,166 @@
+"""Which sweep is which paper ablation, which variant is which paper row, which metric stands for which.
+
+``ABLATIONS[sweep]`` names the paper table a sweep reproduces and maps a run (a row of the results table)
+to the paper row it corresponds to; it reads the run's resolved config (``config/...`` columns), not its
+directory name. A sweep without an entry still gets a table, without paper columns.
+
+``COMPARE[paper metric]`` lists the toolkit metrics that stand in for a paper metric at small scale. The
+pairing is a judgement, stated here once: box AP of the frozen-feature detector on synthetic shapes for COCO
+APbox; linear segmentation (CamVid, synthetic shapes) for ADE20K linear mIoU; appearance top-1 of the
+attentive video probes (Moving-MNIST digit, moving-shapes shape) for K400; CIFAR-10 top-1 for IN1K; motion
+top-1 of the attentive video probes (direction) for SSv2 and Diving-48. The toolkit has no depth probe, so
+NYU RMSE is never compared. Metric names: ``vjepa/probes/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from analysis.paper import TABLES
+
+COMPARE = {
+    "coco_apbox": ("probe/shapes_det/ap",),
+    "ade20k_miou": ("probe/camvid_linear/miou", "probe/shapes_seg/miou"),
+    "k400_top1": ("probe/mnist_video/digit_top1", "probe/shapes_video/shape_top1"),
+    "in1k_top1": ("probe/cifar10_attentive/top1", "probe/cifar10_linear/top1"),
+    "ssv2_top1": ("probe/mnist_video/direction_top1", "probe/shapes_video/direction_top1"),
+    "diving48_top1": ("probe/mnist_video/direction_top1", "probe/shapes_video/direction_top1"),
+    "nyu_rmse": (),
+}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Direction of a toolkit metric: losses and errors are lower-better, probe scores higher-better."""
+    return metric.rsplit("/", 1)[-1].startswith(("loss", "rmse", "error"))
+
+
+def _cfg(row, key):
+    return row.get(f"config/{key}")
+
+
+def _true(value) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _num(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """``paper_row(row)``: the paper row of a run (None: no counterpart). ``order``: how variants sort
+    (``"numeric"``, or a tuple of config values in display order, read from ``order_key``)."""
+
+    sweep: str
+    table: str | None
+    paper_row: Callable[[dict], str | None] = field(default=lambda row: None)
+    order: str | tuple = "numeric"
+    xlabel: str = ""
+    log_x: bool = False
+    notes: str = ""
+
+
+def _loss_row(row):
+    return {"block": "Block-level (V-JEPA 2 style)", "token": "Dense token-level (V-JEPA 2.1)"}.get(
+        _cfg(row, "loss.granularity")
+    )
+
+
+def _mix_row(row):
+    return {"image": "Image-only", "video": "Video-only", "joint": "Joint image+video"}.get(
+        _cfg(row, "data.mix")
+    )
+
+
+def _mask_row(row):
+    ratio = _num(_cfg(row, "mask.ratio"))
+    label = f"{round(ratio * 100)}%" if math.isfinite(ratio) else None
+    return label if label in dict(TABLES["design_mask_ratio"].rows) else None
+
+
+def _width_row(row):
+    """Paper width at the nearest width / D (log scale): the toolkit's widths are fractions of its own D."""
+    frac = _num(_cfg(row, "predictor.width")) / _num(_cfg(row, "model.embed_dim"))
+    if not math.isfinite(frac) or frac <= 0:
+        return None
+    labels = [label for label, _ in TABLES["design_predictor_width"].rows]
+    return min(labels, key=lambda label: abs(math.log(frac) - math.log(int(label) / 1280)))
+
+
+def _context_row(row):
+    weight = _num(_cfg(row, "loss.context.weight"))
+    if not math.isfinite(weight):
+        return None
+    if weight == 0:
+        return "lambda = 0"
+    warmup = json.loads(_cfg(row, "loss.context.warmup") or "[0, 0]")
+    label = f"lambda = {weight:g}"
+    if _true(_cfg(row, "loss.context.distance_weighting")):
+        label += " distance-weighted"
+    label += " + warm-up" if any(float(w) > 0 for w in warmup) else " constant"
+    return label if label in dict(TABLES["published_table2"].rows) else None
+
+
+def _recipe_row(row):
+    """The last cumulative step of Table 1 whose ingredients the run has (VisionMix, ViT-G and cool-down
+    have no small-scale counterpart; the multi-modal tokenizer row follows deep self-supervision)."""
+    ctx = _num(_cfg(row, "loss.context.weight")) > 0
+    deep = _true(_cfg(row, "model.deep_supervision"))
+    multimodal = _true(_cfg(row, "model.modality_embed")) and _cfg(row, "model.tokenizer") == "separate"
+    steps = {
+        (False, False, False): "V-JEPA 2",
+        (True, False, False): "+ context loss",
+        (True, True, False): "+ deep self-supervision",
+        (True, True, True): "+ multi-modal tokenizer",
+    }
+    return steps.get((ctx, deep, multimodal))
+
+
+ABLATIONS = {
+    "loss_granularity": Ablation(
+        "loss_granularity", "design_loss", _loss_row, ("block", "token"), "prediction loss"
+    ),
+    "data_mix": Ablation(
+        "data_mix", "design_data_mix", _mix_row, ("image", "video", "joint"), "training data"
+    ),
+    "predictor_width": Ablation(
+        "predictor_width",
+        "design_predictor_width",
+        _width_row,
+        "numeric",
+        "predictor width D_p (channels)",
+        log_x=True,
+        notes="paper row = the paper's width at the nearest D_p / D (log scale)",
+    ),
+    "mask_ratio": Ablation("mask_ratio", "design_mask_ratio", _mask_row, "numeric", "mask ratio"),
+    "context_loss": Ablation("context_loss", "published_table2", _context_row, "numeric", "context loss"),
+    "recipe": Ablation("recipe", "published_table1", _recipe_row, "numeric", "recipe step"),
+    "deep_supervision": Ablation(
+        "deep_supervision",
+        "published_table12",
+        lambda row: "with" if _true(_cfg(row, "model.deep_supervision")) else "without",
+        "numeric",
+        "deep self-supervision",
+    ),
+}
+
+
+def ablation_for(sweep: str) -> Ablation:
+    return ABLATIONS.get(sweep) or Ablation(sweep, None)
+
+
+def sort_variants(variants, ablation: Ablation) -> list[str]:
+    """Variants in display order: the ablation's own order, else numeric where all are numbers, else text."""
+    variants = list(dict.fromkeys(variants))
+    if isinstance(ablation.order, tuple):
+        known = [v for v in ablation.order if v in variants]
+        return known + sorted(v for v in variants if v not in known)
+    if all(math.isfinite(_num(v)) for v in variants):
+        return sorted(variants, key=_num)
+    return sorted(variants, key=str)

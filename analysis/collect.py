@@ -1,0 +1,368 @@
+"""Run directories -> one tidy table (one row per run) and a long table of training curves.
+
+    python -m analysis.collect sweeps_out [more roots or run dirs] --out reports/results.csv \
+        [--curves reports/curves.csv] [--data reports/data | --no-pictures]
+
+A run directory is any directory holding ``config.yaml`` or ``status.json`` (found recursively; hidden
+directories such as Hydra's ``.hydra`` are skipped). The sweeps' layout ``<out>/<sweep>/preset=<p>/<run>``
+gives the sweep name and preset; elsewhere the sweep is the parent directory's name. Columns:
+
+* ``run_id`` (``<sweep>/[preset=<p>/]<run dir name>``), ``sweep``, ``preset``, ``seed``;
+* ``axis`` / ``variant``: the override keys that vary within the run's (sweep, preset) group, besides the
+  seed and keys that do not change a run (threads, ...), and this run's values of them;
+* ``status``: running | interrupted | completed | failed from status.json, ``new`` without one, and
+  ``no_metrics`` for a completed status without metrics.json. Only ``completed`` rows carry final metrics;
+  every other row has NaN metrics, so it can never be averaged in;
+* ``steps_done``, ``steps``, ``wall_time_s`` (training time; for unfinished runs up to the last log line),
+  ``error`` (first line of a failure);
+* ``config_hash``: sha256 of the resolved config without run-specific keys (run_dir, device, threads, ...);
+  ``group_hash``: the same without the seed (equal for the seeds of one variant);
+* ``code_version``: ``git describe`` of this repository at collect time (run directories do not record the
+  code that trained them), else the package version;
+* ``command``: the command that produces the group's runs: the sweep's own command line when its root holds
+  Hydra's ``multirun.yaml``, else reconstructed as
+  ``python sweeps/<sweep>.py <common overrides> <axis>=<values> seed=<seeds>``; ``overrides``: the run's own
+  overrides (JSON list);
+* ``override/<key>``: each override's value as given; ``config/<key>``: the resolved config's scalars
+  (lists as JSON; the probes group and run-specific keys left out);
+* every key of metrics.json, as is (``loss_final``, ``probe/<task>/<metric>``, ``probe_random/...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+RUN_MARKERS = ("config.yaml", "status.json")
+# Override keys that are never an ablation axis: the seed, the preset (a directory level of its own), keys
+# that do not change what a run computes (the engine's RESUME_FREE_KEYS) and the sweeps' own options.
+NOT_AXES = set(
+    "seed preset run_dir device threads progress log_every data.num_workers data.root cluster dry_run".split()
+)
+NOT_IN_COMMAND = {"seed", "threads"}  # the sweeper sets threads per run itself
+LEADING = (
+    "run_id sweep preset axis variant seed status steps_done steps wall_time_s error config_hash group_hash "
+    "code_version command overrides run_dir"
+).split()
+TEXT = set(LEADING) - {"seed", "steps_done", "steps", "wall_time_s"}
+
+
+# ---- finding and reading run directories ---------------------------------------------------------------
+def find_runs(roots) -> list[Path]:
+    """Run directories under ``roots`` (a root may itself be a run directory), sorted."""
+    found = []
+
+    def walk(d: Path) -> None:
+        if any((d / m).is_file() for m in RUN_MARKERS):
+            found.append(d)
+            return
+        for child in sorted(d.iterdir()):
+            if child.is_dir() and not child.is_symlink() and not child.name.startswith("."):
+                walk(child)
+
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} is not a directory")
+        walk(root)
+    return sorted(set(found))
+
+
+def locate(run_dir: Path) -> tuple[str, str, str]:
+    """(sweep, preset, run_id) from the path; preset is "" outside the sweeps' layout."""
+    run_dir = Path(run_dir).resolve()
+    parent = run_dir.parent
+    if parent.name.startswith("preset="):
+        sweep = parent.parent.name
+        return sweep, parent.name.split("=", 1)[1], f"{sweep}/{parent.name}/{run_dir.name}"
+    return parent.name, "", f"{parent.name}/{run_dir.name}"
+
+
+def sweep_root(run_dir: Path) -> Path | None:
+    """The ``preset=<p>`` directory above a run in the sweeps' layout (Hydra's sweep dir), else None."""
+    parent = Path(run_dir).resolve().parent
+    return parent if parent.name.startswith("preset=") else None
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    path = Path(run_dir) / "overrides.yaml"
+    return [str(o) for o in (yaml.safe_load(path.read_text()) or [])] if path.exists() else []
+
+
+def parse_override(override: str) -> tuple[str, str] | None:
+    """("key", "value") of a Hydra override ``[+|++]key=value``; None for a deletion (``~key``)."""
+    if override.startswith("~") or "=" not in override:
+        return None
+    key, value = override.split("=", 1)
+    return key.lstrip("+"), value
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    """metrics.jsonl records; a half-written last line (a run being written right now) is left out."""
+    path = Path(run_dir) / "metrics.jsonl"
+    records = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def flatten(d: dict, prefix: str = "", sep: str = "/") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}{sep}", sep))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, separators=(",", ":")) if isinstance(v, list) else v
+    return out
+
+
+def _without(cfg: dict, keys) -> dict:
+    cfg = json.loads(json.dumps(cfg))
+    for key in keys:
+        *path, last = key.split(".")
+        node = cfg
+        for p in path:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return cfg
+
+
+def _resume_free() -> tuple[str, ...]:
+    from vjepa.trainer import RESUME_FREE_KEYS  # the engine's list of keys a resumed run may change
+
+    return RESUME_FREE_KEYS
+
+
+def config_hashes(cfg: dict) -> tuple[str, str]:
+    """(config_hash, group_hash): sha256 (16 hex digits) of the resolved config without run-specific keys,
+    and of the same without the seed."""
+
+    def digest(c):
+        return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+    semantic = _without(cfg, _resume_free())
+    return digest(semantic), digest(_without(semantic, ["seed"]))
+
+
+def read_run(run_dir: Path) -> dict:
+    """One row (without the group columns axis, variant, command and code_version)."""
+    from omegaconf import OmegaConf
+
+    from vjepa.runfiles import read_json, read_status
+
+    run_dir = Path(run_dir)
+    sweep, preset, run_id = locate(run_dir)
+    status = read_status(run_dir) or {}
+    state = status.get("state", "new")
+    cfg_path = run_dir / "config.yaml"
+    cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False) if cfg_path.exists() else {}
+    overrides = read_overrides(run_dir)
+    parsed = dict(p for p in map(parse_override, overrides) if p)
+    log = read_log(run_dir)
+    final = {}
+    if state == "completed":
+        if (run_dir / "metrics.json").exists():
+            final = flatten(read_json(run_dir / "metrics.json"))
+        else:
+            state = "no_metrics"
+    error = (status.get("error") or "").strip() or (status.get("traceback") or "").strip().split("\n")[-1]
+    seed = cfg.get("seed", parsed.get("seed"))
+    hashes = config_hashes(cfg) if cfg else (None, None)
+    try:
+        shown_dir = str(run_dir.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        shown_dir = str(run_dir.resolve())
+    row = {
+        "run_id": run_id,
+        "sweep": sweep,
+        "preset": preset or parsed.get("preset", ""),
+        "seed": None if seed is None else int(seed),
+        "status": state,
+        "steps_done": int(status.get("step", log[-1]["step"] if log else 0)),
+        "steps": status.get("steps", cfg.get("steps")),
+        "wall_time_s": final.get("wall_time_s", log[-1].get("wall_time_s") if log else math.nan),
+        "error": error.splitlines()[0] if error else None,
+        "config_hash": hashes[0],
+        "group_hash": hashes[1],
+        "overrides": json.dumps(overrides),
+        "run_dir": shown_dir,
+    }
+    row.update({f"override/{k}": v for k, v in parsed.items()})
+    semantic = _without({k: v for k, v in cfg.items() if k not in ("probes", "hydra")}, _resume_free())
+    row.update({f"config/{k}": v for k, v in flatten(semantic, sep=".").items()})
+    row.update({k: v for k, v in final.items() if k not in row})
+    return row
+
+
+# ---- groups: axis, variant, command ---------------------------------------------------------------------
+def _sort_key(value: str):
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def _group_columns(group: pd.DataFrame, sweep_root: Path | None) -> dict:
+    """axis, variant (per row) and command of one (sweep, preset) group."""
+    overrides = [dict(p for p in map(parse_override, json.loads(o)) if p) for o in group["overrides"]]
+    keys = sorted({k for o in overrides for k in o} - NOT_AXES)
+    axis = [k for k in keys if len({o.get(k) for o in overrides}) > 1] if len(group) > 1 else []
+    if len(axis) == 1:
+        variants = [o.get(axis[0], "default") for o in overrides]
+    else:
+        variants = [",".join(f"{k}={o.get(k, 'default')}" for k in axis) for o in overrides]
+    return {"axis": ",".join(axis), "variant": variants, "command": sweep_command(group, axis, sweep_root)}
+
+
+def sweep_command(group: pd.DataFrame, axis: list[str], sweep_root: Path | None) -> str:
+    """The command that produces a group's runs (see the module docstring)."""
+    if sweep_root is not None and (sweep_root / "multirun.yaml").exists():
+        hydra = yaml.safe_load((sweep_root / "multirun.yaml").read_text())["hydra"]
+        task = [shlex.quote(str(o)) for o in hydra["overrides"]["task"]]
+        return " ".join([f"python sweeps/{hydra['job']['config_name']}.py", *task])
+    lists = [json.loads(o) for o in group["overrides"]]
+    parsed = [dict(p for p in map(parse_override, o) if p) for o in lists]
+    skip = set(axis) | NOT_IN_COMMAND
+    common = [
+        o
+        for o in lists[0]
+        if (p := parse_override(o)) and p[0] not in skip and all(q.get(p[0]) == p[1] for q in parsed)
+    ]
+    swept = [
+        f"{k}={','.join(sorted({q[k] for q in parsed if k in q}, key=_sort_key))}"
+        for k in [*axis, "seed"]
+        if any(k in q for q in parsed)
+    ]
+    prog = (
+        f"python sweeps/{group['sweep'].iloc[0]}.py"
+        if sweep_root is not None
+        else "python -m vjepa.train --multirun"
+    )
+    return " ".join([prog, *(shlex.quote(o) for o in common + swept)])
+
+
+def code_version() -> str:
+    """``git describe --always --tags`` of this repository (+ "-dirty" with uncommitted changes to tracked
+    files), else the installed package's version. Read-only: no index refresh (GIT_OPTIONAL_LOCKS=0)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    try:
+        git = ["git", "-C", str(root)]
+        desc = subprocess.run(
+            [*git, "describe", "--always", "--tags"], capture_output=True, text=True, env=env, timeout=30
+        )
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+        if desc.returncode == 0 and dirty.returncode == 0:
+            return desc.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import version
+
+    return f"vjepa {version('vjepa')}"
+
+
+def collect(roots) -> pd.DataFrame:
+    """One row per run directory under ``roots``, sorted by run_id (see the module docstring)."""
+    dirs = find_runs(roots)
+    rows = [read_run(d) for d in dirs]
+    ids = [r["run_id"] for r in rows]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        where = [str(d) for d, r in zip(dirs, rows, strict=True) if r["run_id"] in dupes]
+        raise ValueError(f"run ids collide (same sweep and run name under two roots): {', '.join(where)}")
+    df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=LEADING)
+    roots_of = {r["run_id"]: sweep_root(d) for d, r in zip(dirs, rows, strict=True)}
+    df["axis"], df["variant"], df["command"] = "", "", ""
+    for _, idx in df.groupby(["sweep", "preset"], sort=True).groups.items():
+        group = df.loc[idx]
+        cols = _group_columns(group, roots_of[group["run_id"].iloc[0]])
+        df.loc[idx, "axis"], df.loc[idx, "variant"], df.loc[idx, "command"] = (
+            cols["axis"],
+            cols["variant"],
+            cols["command"],
+        )
+    df["code_version"] = code_version()
+    rest = sorted(c for c in df.columns if c not in LEADING)
+    ordered = [c for c in rest if c.startswith("override/")] + [c for c in rest if c.startswith("config/")]
+    df = df[LEADING + ordered + [c for c in rest if c not in ordered]]
+    return df.sort_values("run_id", kind="stable").reset_index(drop=True)
+
+
+def collect_curves(roots) -> pd.DataFrame:
+    """Training curves of every run under ``roots``: long table (run_id, step, metric, value) from
+    metrics.jsonl, sorted; every numeric key of each logged record except ``step``."""
+    rows = []
+    for d in find_runs(roots):
+        run_id = locate(d)[2]
+        for rec in read_log(d):
+            for k, v in rec.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    rows.append((run_id, int(rec["step"]), k, float(v)))
+    df = pd.DataFrame(rows, columns=["run_id", "step", "metric", "value"])
+    return df.sort_values(["run_id", "metric", "step"], kind="stable").reset_index(drop=True)
+
+
+# ---- files ----------------------------------------------------------------------------------------------
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False, lineterminator="\n")
+
+
+def load_results(path) -> pd.DataFrame:
+    """A results.csv written by ``collect``, text columns kept as text (a variant "0.60" stays "0.60")."""
+    header = pd.read_csv(path, nrows=0).columns
+    text = {c: str for c in header if c in TEXT or c.startswith("override/")}
+    df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""])
+    for c in ("axis", "variant", "preset"):
+        df[c] = df[c].fillna("")
+    for c in ("seed", "steps_done", "steps"):
+        df[c] = df[c].astype("Int64")
+    return df
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m analysis.collect", description=__doc__.split("\n")[0])
+    ap.add_argument("roots", nargs="+", help="sweep roots or run directories (searched recursively)")
+    ap.add_argument("--out", required=True, help="results table (CSV)")
+    ap.add_argument("--curves", help="training curves (long CSV)")
+    ap.add_argument("--data", help="arrays for the pictures (default: <dir of --out>/data)")
+    ap.add_argument("--no-pictures", action="store_true", help="do not read checkpoints for the pictures")
+    args = ap.parse_args(argv)
+    df = collect(args.roots)
+    write_csv(df, args.out)
+    counts = ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().sort_index().items())
+    print(f"[collect] {len(df)} runs ({counts}) -> {args.out}", file=sys.stderr)
+    if args.curves:
+        write_csv(collect_curves(args.roots), args.curves)
+        print(f"[collect] curves -> {args.curves}", file=sys.stderr)
+    if not args.no_pictures:
+        from analysis.pictures import extract_all
+
+        for path in extract_all(df, Path(args.data) if args.data else Path(args.out).parent / "data"):
+            print(f"[collect] pictures -> {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

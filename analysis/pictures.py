@@ -1,0 +1,332 @@
+"""The pictures to look at first: the masks a run trained with, and PCA maps of its frozen features.
+
+Two steps, so that reports regenerate without checkpoints (they are not committed):
+
+* ``extract_all(results, data_dir)`` (run by ``analysis.collect``) reads, per (sweep, preset) group with an
+  axis, one representative run per variant (the completed run with the lowest seed) and writes small uint8
+  arrays: ``pca_<stem>.npz`` and ``masks_<stem>.npz``. Zip entries carry a fixed date, so identical arrays
+  give identical files.
+* ``render_pca`` / ``render_masks`` draw those arrays (``analysis.report``).
+
+Masks: regenerated exactly as the trainer drew them at ``step`` (its batch from ``vjepa.data`` and its
+generators ``step_generator(seed, step, MASK_STREAM[modality] + 1000 * setting)``), shown as darkened tokens
+over the first images and the first clip of the batch. PCA maps: tokens of the frozen target (EMA) encoder,
+of the random-init encoder (the same init the run started from) and of each variant, on a fixed held set of
+generated images and clips (``HELD_SEED``); per encoder and modality the first three principal components,
+fitted jointly over all held samples, scaled to their 1st-99th percentiles, as RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.ablations import ablation_for, sort_variants
+from analysis.tables import group_stem
+
+HELD_SEED = 20260101
+N_IMAGES, N_CLIPS = 6, 2  # held set of the PCA maps
+MASK_IMAGES = 4  # images of a training batch shown with their masks
+DARKEN = 0.25  # brightness left to masked tokens
+
+
+# ---- arrays on disk ------------------------------------------------------------------------------------
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Like ``np.savez_compressed``, with fixed zip dates so that equal arrays give equal bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, buf.getvalue())
+    return path
+
+
+def _uint8(x) -> np.ndarray:
+    return (np.asarray(x, dtype=np.float64).clip(0, 1) * 255).round().astype(np.uint8)
+
+
+def _channels_last(x):
+    """[n, 3, H, W] -> [n, H, W, 3]; [n, 3, T, H, W] -> [n, T, H, W, 3]."""
+    return x.movedim(1, -1).numpy()
+
+
+# ---- extraction (needs torch and the run directories) ---------------------------------------------------
+def held_inputs(cfg) -> dict:
+    """The fixed held set, in [0, 1]: images [N_IMAGES, 3, H, W] and clips [N_CLIPS, 3, T, H, W] at the
+    run's sizes."""
+    import torch
+
+    from vjepa.data.synthetic import generate_moving_shapes, generate_shapes
+
+    g = torch.Generator().manual_seed(HELD_SEED)
+    image = generate_shapes(N_IMAGES, int(cfg.data.image.size), g, int(cfg.data.image.get("max_objects", 4)))
+    video = generate_moving_shapes(N_CLIPS, int(cfg.data.video.frames), int(cfg.data.video.size), g)
+    return {"image": image["image"], "video": video["video"]}
+
+
+def load_encoder(run_dir: Path, which: str = "target_encoder"):
+    """(frozen encoder, config) from a run's ``checkpoints/last.pt``."""
+    from omegaconf import OmegaConf
+
+    from vjepa.models import build_encoder
+    from vjepa.runfiles import load_checkpoint
+
+    state = load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")
+    cfg = OmegaConf.create(state["config"])
+    encoder = build_encoder(cfg.model)
+    encoder.load_state_dict(state[which])
+    return encoder.eval(), cfg
+
+
+def random_encoder(cfg):
+    """The encoder a run with ``cfg`` starts from (the trainer seeds with cfg.seed, then builds it first)."""
+    import torch
+
+    from vjepa.models import build_encoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.seed))
+        return build_encoder(cfg.model).eval()
+
+
+def pca_rgb(tokens) -> np.ndarray:
+    """[n, N, D] tokens -> [n, N, 3] in [0, 1]: first 3 principal components over all n * N tokens."""
+    import torch
+
+    n, m, d = tokens.shape
+    x = tokens.reshape(-1, d).double()
+    x = x - x.mean(0)
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    comps = vh[:3]
+    # fix each component's sign: its largest loading positive
+    comps = comps * comps.gather(1, comps.abs().argmax(1, keepdim=True)).sign()
+    proj = x @ comps.T
+    lo, hi = torch.quantile(proj, 0.01, dim=0), torch.quantile(proj, 0.99, dim=0)
+    rgb = ((proj - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
+    return rgb.reshape(n, m, -1).numpy()
+
+
+def encoder_maps(encoder, x) -> np.ndarray:
+    """PCA maps [n, t, h, w, 3] (uint8) of an encoder's tokens on a batch in [0, 1]."""
+    import torch
+
+    from vjepa.data import normalize
+
+    with torch.no_grad():
+        tokens = encoder(normalize(x))
+    t, h, w = encoder.grid(x)
+    return _uint8(pca_rgb(tokens).reshape(len(x), t, h, w, 3))
+
+
+def extract_pca(runs: list[tuple[str, str, Path]], out: Path) -> Path | None:
+    """``runs``: (variant, run_id, run_dir) of completed runs with checkpoints; a random-init row first."""
+    runs = [r for r in runs if (Path(r[2]) / "checkpoints" / "last.pt").exists()]
+    if not runs:
+        return None
+    encoders = [load_encoder(d) for _, _, d in runs]
+    held = held_inputs(encoders[0][1])
+    labels = ["random init"] + [v for v, _, _ in runs]
+    ids = [f"{runs[0][1]} (initial weights)"] + [i for _, i, _ in runs]
+    arrays = {
+        "labels": np.array(labels),
+        "run_ids": np.array(ids),
+        "image_input": _uint8(_channels_last(held["image"])),
+        "video_input": _uint8(_channels_last(held["video"])),
+    }
+    for i, encoder in enumerate([random_encoder(encoders[0][1])] + [e for e, _ in encoders]):
+        for modality, x in held.items():
+            arrays[f"{modality}_pca_{i}"] = encoder_maps(encoder, x)
+    return save_npz(out, arrays)
+
+
+def run_masks(cfg, step: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{modality: (inputs [n, (T,) H, W, 3] uint8, masks [settings, n, t, h, w] bool)} of training step
+    ``step``, exactly as the trainer drew them; n = MASK_IMAGES images or 1 clip."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from vjepa.data import MEAN, STD, JointBatches, build_sources, split_skipped, step_generator
+    from vjepa.masks import MaskSpec, mask_settings, sample_masks
+    from vjepa.models import build_encoder
+    from vjepa.trainer import MASK_STREAM
+
+    batch, _ = split_skipped(JointBatches(build_sources(cfg.data, cfg.batch_size, cfg.seed))[step])
+    grid_of = build_encoder(cfg.model, device="meta").grid
+    specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask)]
+    out = {}
+    for modality, x in batch.items():
+        grid = grid_of(x)
+        masks = []
+        for k, spec in enumerate(specs):
+            m = sample_masks(
+                spec, x.shape[0], grid, step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
+            )
+            mask = torch.zeros(x.shape[0], grid[0] * grid[1] * grid[2], dtype=torch.bool)
+            mask.scatter_(1, m.tgt_idx, True)
+            masks.append(mask.view(x.shape[0], *grid))
+        keep = MASK_IMAGES if modality == "image" else 1
+        shape = (1, 3) + (1,) * (x.ndim - 2)
+        pixels = x[:keep] * torch.tensor(STD).view(shape) + torch.tensor(MEAN).view(shape)
+        out[modality] = (_uint8(_channels_last(pixels)), torch.stack(masks)[:, :keep].numpy())
+    return out
+
+
+def extract_masks(runs: list[tuple[str, str, Path]], out: Path, step: int = 0) -> Path | None:
+    from omegaconf import OmegaConf
+
+    arrays, labels, ids = {}, [], []
+    for variant, run_id, run_dir in runs:
+        cfg = OmegaConf.load(Path(run_dir) / "config.yaml")
+        try:
+            drawn = run_masks(cfg, step)
+        except OSError as exc:  # data files of a real-data run are not here
+            print(f"[pictures] masks of {run_id}: skipped ({exc})", file=sys.stderr)
+            continue
+        i = len(labels)
+        labels.append(variant)
+        ids.append(run_id)
+        for modality, (pixels, masks) in drawn.items():
+            arrays[f"{modality}_input_{i}"], arrays[f"{modality}_mask_{i}"] = pixels, masks
+    if not labels:
+        return None
+    return save_npz(
+        out, {**arrays, "labels": np.array(labels), "run_ids": np.array(ids), "step": np.array(step)}
+    )
+
+
+def representatives(runs: pd.DataFrame, completed_only: bool) -> list[tuple[str, str, Path]]:
+    """(variant, run_id, run_dir) per variant in display order: lowest seed, completed runs first."""
+    ablation = ablation_for(str(runs["sweep"].iloc[0]))
+    out = []
+    for variant in sort_variants(runs["variant"], ablation):
+        g = runs[runs["variant"] == variant].assign(unfinished=lambda d: d["status"] != "completed")
+        if completed_only:
+            g = g[~g["unfinished"]]
+        g = g[[(Path(d) / "config.yaml").exists() for d in g["run_dir"]]]
+        if len(g):
+            r = g.sort_values(["unfinished", "seed", "run_id"]).iloc[0]
+            out.append((variant, r["run_id"], Path(r["run_dir"])))
+    return out
+
+
+def extract_all(results: pd.DataFrame, data_dir: Path) -> list[Path]:
+    """PCA and mask arrays of every (sweep, preset) group with an axis; returns the files written."""
+    written = []
+    for (sweep, preset), runs in results.groupby(["sweep", "preset"], sort=True):
+        if not str(runs["axis"].iloc[0]):
+            continue
+        stem = group_stem(sweep, preset)
+        for path in (
+            extract_pca(representatives(runs, True), Path(data_dir) / f"pca_{stem}.npz"),
+            extract_masks(representatives(runs, False), Path(data_dir) / f"masks_{stem}.npz"),
+        ):
+            if path is not None:
+                written.append(path)
+    return written
+
+
+# ---- rendering (numpy and matplotlib only) --------------------------------------------------------------
+def _upsample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour [h, w, ...] -> [H, W, ...] (H, W multiples of h, w)."""
+    return a.repeat(shape[0] // a.shape[0], 0).repeat(shape[1] // a.shape[1], 1)
+
+
+def _image_grid(
+    cells: list[list[np.ndarray | None]], row_labels: list[str], col_labels: list[str], title: str, out=None
+):
+    from matplotlib.figure import Figure
+
+    from analysis.plots import save
+
+    nrows, ncols = len(cells), max(len(r) for r in cells)
+    fig = Figure(figsize=(1.35 * ncols + 1.2, 1.35 * nrows + 0.6), dpi=100, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for i, row in enumerate(cells):
+        for j in range(ncols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(row) and row[j] is not None:
+                ax.imshow(row[j], interpolation="nearest")
+            if j == 0:
+                ax.set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
+            if i == 0 and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    if out is not None:
+        save(fig, out)
+    return fig
+
+
+def render_pca(npz_path: Path, modality: str, out=None):
+    """Rows: the held inputs, then random init and each variant; columns: held images (or the temporal
+    token slices of the held clips, shown with the first frame of each slice)."""
+    z = np.load(npz_path, allow_pickle=False)
+    labels = [str(v) for v in z["labels"]]
+    inputs = z[f"{modality}_input"]
+    maps = [z[f"{modality}_pca_{i}"] for i in range(len(labels))]
+    if modality == "image":
+        cols = [f"image {k}" for k in range(len(inputs))]
+        first = list(inputs)
+        rows = [[_upsample(m[k, 0], inputs.shape[1:3]) for k in range(len(inputs))] for m in maps]
+    else:
+        t = maps[0].shape[1]
+        tubelet = inputs.shape[1] // t
+        cols = [f"clip {c}, t={s}" for c in range(len(inputs)) for s in range(t)]
+        first = [inputs[c, s * tubelet] for c in range(len(inputs)) for s in range(t)]
+        rows = [
+            [_upsample(m[c, s], inputs.shape[2:4]) for c in range(len(inputs)) for s in range(t)]
+            for m in maps
+        ]
+    return _image_grid(
+        [first, *rows],
+        ["input", *labels],
+        cols,
+        f"PCA of frozen {modality} tokens (first 3 components as RGB, fitted per encoder)",
+        out,
+    )
+
+
+def render_masks(npz_path: Path, modality: str, out=None):
+    """Rows: variant (x mask setting); columns: the first images of the training batch, or the frames of
+    its first clip. Dark tokens are masked (predicted); tokens in full colour are the context."""
+    z = np.load(npz_path, allow_pickle=False)
+    labels = [str(v) for v in z["labels"]]
+    cells, names, cols = [], [], []
+    for i, label in enumerate(labels):
+        if f"{modality}_input_{i}" not in z:
+            continue
+        pixels, masks = z[f"{modality}_input_{i}"], z[f"{modality}_mask_{i}"]
+        if modality == "video":  # one clip: its frames become the columns
+            pixels, masks = pixels[0], masks[:, 0]
+            masks = masks.repeat(pixels.shape[0] // masks.shape[1], axis=1)[:, :, None]
+        for k, setting in enumerate(masks):
+            row = []
+            for j, img in enumerate(pixels):
+                mask = _upsample(setting[j, 0], img.shape[:2])[..., None]
+                row.append(np.where(mask, DARKEN * img / 255, img / 255))
+            cells.append(row)
+            ratio = setting.mean()
+            names.append(f"{label}" + (f"\nsetting {k}" if len(masks) > 1 else "") + f"\n{ratio:.0%} masked")
+        cols = [f"{'image' if modality == 'image' else 'frame'} {j}" for j in range(len(pixels))]
+    if not cells:
+        return None
+    return _image_grid(
+        cells,
+        names,
+        cols,
+        f"Masks of training step {int(z['step'])} ({modality}): dark = masked "
+        "(predicted) tokens, full colour = context",
+        out,
+    )

@@ -1,0 +1,191 @@
+"""Figures of an ablation: metric vs. variant with the spread over seeds, and training curves.
+
+Figures are built on ``matplotlib.figure.Figure`` (Agg canvas, no pyplot state), at a fixed size and dpi,
+saved without the "Software" PNG tag: the same inputs give the same bytes. Every function returns the
+figure; with ``out`` it is also written there.
+
+* ``plot_ablation``: one panel per metric of the summary. Numeric axes (predictor width, mask ratio) as
+  lines, categorical ones (loss, data mix) as bars; mean ± sample std over completed seeds, each seed as a
+  dot, the random-init baseline as a dashed line, and the paper's numbers for the corresponding rows on a
+  right-hand axis (grey diamonds) where the metric stands for a paper metric.
+* ``plot_curves``: training loss (and RankMe, when logged) vs. step, per variant: mean over the completed
+  seeds, band ± std.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import textwrap
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from analysis.ablations import COMPARE
+from analysis.paper import METRICS
+from analysis.tables import RANDOM, Summary, short, text
+
+DPI = 100
+PANEL = (4.2, 3.2)  # inches per panel
+PAPER_COLOR = "0.45"
+STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.8)}
+
+
+def styled(fn):
+    """Run ``fn`` under the seaborn style without touching the caller's global rcParams."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@styled
+def save(fig: Figure, out) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI, metadata={"Software": None})
+
+
+def _grid(n: int, title: str) -> tuple[Figure, list]:
+    ncols = min(3, max(n, 1))
+    nrows = math.ceil(max(n, 1) / ncols)
+    fig = Figure(figsize=(PANEL[0] * ncols, PANEL[1] * nrows + 0.5), dpi=DPI, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.suptitle(textwrap.fill(title, width=int(11 * PANEL[0] * ncols)))
+    return fig, axes[:n]
+
+
+def ylabel(metric: str) -> str:
+    if metric.startswith("probe/"):
+        return f"{short(metric)} (fraction)"
+    return {"loss_final": "final training loss", "loss": "training loss"}.get(metric, metric)
+
+
+def _numeric(variants: list[str]) -> np.ndarray | None:
+    try:
+        return np.array([float(v) for v in variants])
+    except ValueError:
+        return None
+
+
+@styled
+def plot_ablation(s: Summary, out=None) -> Figure:
+    variants = s.variants
+    x = _numeric(variants) if s.ablation.order == "numeric" else None
+    pos = x if x is not None else np.arange(len(variants), dtype=float)
+    colors = sns.color_palette("colorblind", max(len(variants), 1))
+    done = s.runs[s.runs["status"] == "completed"]
+    fig, axes = _grid(len(s.metrics), f"{s.title}: mean ± std over seeds (dots: seeds)")
+    for ax, metric in zip(axes, s.metrics, strict=True):
+        st = s.stats[s.stats["metric"] == metric].set_index("variant")
+        mean = np.array([st.loc[v, "mean"] for v in variants], float)
+        std = np.nan_to_num(np.array([st.loc[v, "std"] for v in variants], float))
+        if x is None:
+            ax.bar(pos, mean, yerr=std, color=colors, alpha=0.75, capsize=4, width=0.6, label="mean ± std")
+        else:
+            ax.errorbar(pos, mean, yerr=std, fmt="o-", color=colors[0], capsize=4, label="mean ± std")
+        for i, v in enumerate(variants):
+            vals = done.loc[done["variant"] == v, metric].dropna().to_numpy(float)
+            offsets = (np.arange(len(vals)) - (len(vals) - 1) / 2) * (0.06 if x is None else 0.0)
+            ax.plot(
+                pos[i] + offsets,
+                vals,
+                "o",
+                color="black",
+                markersize=3,
+                alpha=0.6,
+                label="seeds" if i == 0 else None,
+            )
+        if RANDOM in st.index and np.isfinite(st.loc[RANDOM, "mean"]):
+            ax.axhline(st.loc[RANDOM, "mean"], color="0.3", linestyle="--", linewidth=1, label=RANDOM)
+        _paper_axis(ax, s, metric, pos)
+        ax.set_title(short(metric))
+        ax.set_ylabel(ylabel(metric))
+        ax.set_xlabel(s.ablation.xlabel or s.axis)
+        ax.set_xticks(pos, variants)
+        if x is not None and s.ablation.log_x and (x > 0).all():
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(pos, variants)
+            ax.minorticks_off()
+    if axes:
+        uniq = {}
+        for ax in fig.axes:
+            for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                uniq.setdefault(label, h)
+        fig.legend(list(uniq.values()), list(uniq), loc="outside lower center", ncols=min(len(uniq), 5))
+    if out is not None:
+        save(fig, out)
+    return fig
+
+
+def _paper_axis(ax, s: Summary, metric: str, pos: np.ndarray) -> None:
+    table = s.table
+    paper_metrics = [m for m in (table.metrics if table else []) if metric in COMPARE.get(m, ())]
+    if not paper_metrics:
+        return
+    m = paper_metrics[0]
+    rows = s.stats[(s.stats["metric"] == metric) & (s.stats["variant"] != RANDOM)].set_index("variant")
+    vals = np.array([table.value(text(rows.loc[v, "paper_row"]), m) for v in s.variants], dtype=float)
+    if not np.isfinite(vals).any():
+        return
+    twin = ax.twinx()
+    twin.grid(False)
+    keep = np.isfinite(vals)
+    style = "D" if s.ablation.order != "numeric" else "D:"  # no line between categories
+    twin.plot(pos[keep], vals[keep], style, color=PAPER_COLOR, markersize=6, label="paper (right axis)")
+    # at least 5 % of the value's size on the axis, so that a 0.2-point difference does not fill the panel
+    lo, hi = vals[keep].min(), vals[keep].max()
+    half = max(hi - lo, 0.05 * abs(vals[keep].mean())) * 0.6
+    twin.set_ylim((lo + hi) / 2 - half, (lo + hi) / 2 + half)
+    twin.set_ylabel(f"paper: {METRICS[m].label} ({METRICS[m].unit})", color=PAPER_COLOR)
+    twin.tick_params(axis="y", colors=PAPER_COLOR)
+    if not METRICS[m].higher_is_better:
+        twin.invert_yaxis()  # so that "up is better" on both axes
+
+
+@styled
+def plot_curves(s: Summary, curves: pd.DataFrame, out=None) -> Figure | None:
+    """None when no completed run of the summary has logged curves."""
+    done = s.runs[s.runs["status"] == "completed"][["run_id", "variant"]]
+    c = curves.merge(done, on="run_id")
+    metrics = ["loss"] * ("loss" in set(c["metric"])) + sorted(
+        m for m in set(c["metric"]) if m.startswith("rankme")
+    )
+    if c.empty or not metrics:
+        return None
+    colors = dict(zip(s.variants, sns.color_palette("colorblind", len(s.variants)), strict=True))
+    fig, axes = _grid(len(metrics), f"{s.title}: training curves (mean ± std over completed seeds)")
+    for ax, metric in zip(axes, metrics, strict=True):
+        cm = c[c["metric"] == metric]
+        for v in s.variants:
+            g = cm[cm["variant"] == v].groupby("step")["value"]
+            if not len(g):
+                continue
+            mean, std, n = g.mean(), g.std(ddof=1).fillna(0.0), cm.loc[cm["variant"] == v, "run_id"].nunique()
+            ax.plot(mean.index, mean.to_numpy(), color=colors[v], label=f"{v} (n={n})")
+            ax.fill_between(
+                mean.index,
+                (mean - std).to_numpy(),
+                (mean + std).to_numpy(),
+                color=colors[v],
+                alpha=0.2,
+                linewidth=0,
+            )
+        ax.set_title(metric)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(
+            "RankMe (effective rank of features)" if metric.startswith("rankme") else ylabel(metric)
+        )
+        ax.legend(fontsize="small", title=s.ablation.xlabel or s.axis, title_fontsize="small")
+    if out is not None:
+        save(fig, out)
+    return fig

@@ -1,0 +1,153 @@
+"""``python -m analysis.report --results reports/results.csv --out reports/``: everything in ``reports/``
+from the collected results, without training and without checkpoints.
+
+Reads ``results.csv`` and, beside it unless given, ``curves.csv`` and ``data/*.npz`` (all written by
+``analysis.collect``). Writes, per (sweep, preset) group with an axis (``<stem>`` = ``<sweep>-<preset>``):
+``tables/<stem>.{md,csv,tex}`` and ``tables/<stem>_agreement.csv``; ``figures/<stem>_metrics.png``,
+``_curves.png``, ``_pca_{image,video}.png``, ``_masks_{image,video}.png`` (where the data exist); and
+``README.md``, which shows them with the command that produced the runs, the seeds, and a statement per
+ablation on agreement with the paper, computed from the data. No timestamps: the same inputs give the same
+bytes. Stale ``.md/.csv/.tex/.png`` files in ``tables/`` and ``figures/`` are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import pictures, plots
+from analysis.collect import load_results
+from analysis.tables import Summary, markdown, statement, summarize, to_markdown, write_tables
+
+
+def _runs_section(results: pd.DataFrame) -> list[str]:
+    rows = []
+    for (sweep, preset), g in results.groupby(["sweep", "preset"], sort=True):
+        counts = g["status"].value_counts()
+        other = ", ".join(f"{n} {s}" for s, n in counts.sort_index().items() if s != "completed") or "0"
+        rows.append(
+            [
+                sweep,
+                preset or "–",
+                g["axis"].iloc[0] or "–",
+                str(len(g)),
+                str(counts.get("completed", 0)),
+                other,
+            ]
+        )
+    lines = ["## Runs\n", markdown(["sweep", "preset", "axis", "runs", "completed", "not completed"], rows)]
+    bad = results[results["status"] != "completed"]
+    if len(bad):
+        lines.append("Runs that did not complete (counted, never averaged in):\n")
+        lines += [
+            f"- `{r.run_id}`: {r.status}" + (f" ({r.error})" if isinstance(r.error, str) else "")
+            for r in bad.itertuples()
+        ]
+        lines.append("")
+    done = results[results["status"] == "completed"]
+    mixed = done.groupby(["sweep", "preset", "variant"])["group_hash"].nunique()
+    for (sweep, preset, variant), n in mixed[mixed > 1].items():
+        lines.append(
+            f"Warning: variant `{variant}` of {sweep} (preset={preset or '–'}) mixes {n} different "
+            "configurations besides the seed (see `group_hash` in results.csv).\n"
+        )
+    return lines
+
+
+def _figure(path: Path, out: Path, alt: str) -> str:
+    return f"![{alt}]({path.relative_to(out).as_posix()})\n"
+
+
+def _group(s: Summary, out: Path, curves: pd.DataFrame | None, data: Path) -> tuple[list[str], list[Path]]:
+    tables, figures = out / "tables", out / "figures"
+    written = write_tables(s, tables)
+    lines = [
+        f"## {s.title}\n",
+        "Command that produced these runs:\n",
+        f"```bash\n{s.command}\n```\n",
+        to_markdown(s).split("\n", 1)[1].lstrip("\n"),
+    ]
+    links = " · ".join(f"[{p.name}]({p.relative_to(out).as_posix()})" for p in written)
+    lines.append(f"Tables: {links}\n")
+    path = figures / f"{s.stem}_metrics.png"
+    if s.metrics:
+        plots.plot_ablation(s, path)
+        written.append(path)
+        lines.append(_figure(path, out, f"{s.title}: metrics"))
+    path = figures / f"{s.stem}_curves.png"
+    if curves is not None and plots.plot_curves(s, curves, path) is not None:
+        written.append(path)
+        lines.append(_figure(path, out, f"{s.title}: training curves"))
+    for kind, render in (("masks", pictures.render_masks), ("pca", pictures.render_pca)):
+        npz = data / f"{kind}_{s.stem}.npz"
+        if not npz.exists():
+            continue
+        for modality in ("image", "video"):
+            path = figures / f"{s.stem}_{kind}_{modality}.png"
+            if render(npz, modality, path) is not None:
+                written.append(path)
+                lines.append(_figure(path, out, f"{s.title}: {kind} ({modality})"))
+    return lines, written
+
+
+def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | None = None) -> list[Path]:
+    """Write the report; returns the files written (README.md last)."""
+    results_path, out = Path(results_path), Path(out)
+    curves_path = Path(curves_path) if curves_path else results_path.parent / "curves.csv"
+    data = Path(data_dir) if data_dir else results_path.parent / "data"
+    results = load_results(results_path)
+    curves = pd.read_csv(curves_path) if curves_path.exists() else None
+    summaries = summarize(results)
+    command = "python -m analysis.report " + " ".join(
+        argv if argv is not None else ["--results", str(results_path), "--out", str(out)]
+    )
+    versions = ", ".join(f"`{v}`" for v in sorted(results["code_version"].dropna().unique())) or "unknown"
+    lines = [
+        "# Ablation results\n",
+        "Generated by `analysis.report` from the collected runs; do not edit by hand. Regenerate (no "
+        f"training, no checkpoints needed):\n\n```bash\n{command}\n```\n",
+        f"Inputs: `{results_path.name}` ({len(results)} runs), "
+        + (f"`{curves_path.name}`" if curves is not None else "no training curves")
+        + ", "
+        + (f"`{data.name}/`" if data.is_dir() else "no picture arrays")
+        + f". Code version when the runs were collected: {versions}.\n",
+        *_runs_section(results),
+        "## Does the small scale agree with the paper?\n",
+        "Computed from the tables below: for each paper metric and the toolkit metric that stands for it "
+        "(`analysis/ablations.py`), whether our best variant is the paper's, and Kendall's tau between our "
+        "ordering of the variants and the paper's. Beyond seed noise: our best variant leads the runner-up "
+        "by more than twice the standard error of the difference.\n",
+    ]
+    lines += [statement(s) + "\n" for s in summaries] or ["No sweep with an ablation axis was collected.\n"]
+    written = []
+    for s in summaries:
+        section, files = _group(s, out, curves, data)
+        lines += section
+        written += files
+    for sub in ("tables", "figures"):
+        for stale in sorted((out / sub).glob("*")) if (out / sub).is_dir() else []:
+            if stale.suffix in (".md", ".csv", ".tex", ".png") and stale not in written:
+                stale.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    readme = out / "README.md"
+    readme.write_text("\n".join(lines))
+    return written + [readme]
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
+    ap.add_argument("--results", required=True, help="results.csv written by analysis.collect")
+    ap.add_argument("--out", required=True, help="report directory")
+    ap.add_argument("--curves", help="curves.csv (default: beside --results, if there)")
+    ap.add_argument("--data", help="picture arrays (default: data/ beside --results)")
+    args = ap.parse_args(argv)
+    files = build(args.results, args.out, args.curves, args.data, argv)
+    print(f"[report] {len(files)} files -> {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,416 @@
+"""Per-ablation statistics beside the paper's numbers, and whether the orderings agree.
+
+``summarize(results)``: one ``Summary`` per (sweep, preset) group that has an ablation axis:
+
+* ``stats`` (long): per variant and metric, ``mean`` and ``std`` (sample std, ddof 1) over the completed
+  runs' values, ``n`` (completed runs with a value), ``n_incomplete`` and ``incomplete`` (runs of the
+  variant that did not complete, by status: they are counted, never averaged in), ``seeds`` and the variant's
+  ``paper_row``. A ``random init`` row holds the ``probe_random/...`` baselines (one value per seed).
+* ``agreement``: per (paper metric, toolkit metric) pair of ``ablations.COMPARE``, over the variants that
+  have both numbers: the paper's best row and the toolkit's best variant (by the metric's direction),
+  whether they match, Kendall's tau-b between the two orderings, both margins (best minus runner-up), whether
+  the toolkit's margin exceeds twice its standard error (``resolved``), and a verdict: ``agrees`` (same best
+  and tau > 0), ``disagrees`` (other best and tau <= 0), else ``partly agrees``.
+
+Written as Markdown, CSV and LaTeX by ``write_tables``; ``statement`` turns the agreement into sentences.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.ablations import COMPARE, Ablation, ablation_for, lower_is_better, sort_variants
+from analysis.paper import METRICS, TABLES, Table
+
+RANDOM = "random init"
+LATEX = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
+         "–": "--", **{ch: "\\" + ch for ch in "&%$#_{}"}}  # fmt: skip
+HEADLINE = re.compile(r"probe/[^/]+/[^/]+")
+
+
+def group_stem(sweep: str, preset: str) -> str:
+    """File name stem of a (sweep, preset) group's tables, figures and arrays."""
+    return f"{sweep}-{preset}" if preset else sweep
+
+
+@dataclass
+class Summary:
+    sweep: str
+    preset: str
+    axis: str
+    ablation: Ablation
+    runs: pd.DataFrame  # every run of the group, any status
+    stats: pd.DataFrame
+    agreement: pd.DataFrame
+    metrics: list[str]
+    variants: list[str]
+
+    @property
+    def stem(self) -> str:
+        return group_stem(self.sweep, self.preset)
+
+    @property
+    def title(self) -> str:
+        return f"{self.sweep} (preset={self.preset})" if self.preset else self.sweep
+
+    @property
+    def table(self) -> Table | None:
+        return TABLES.get(self.ablation.table) if self.ablation.table else None
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(s) for s in self.runs["seed"].dropna().unique())
+
+    @property
+    def command(self) -> str:
+        return str(self.runs["command"].iloc[0])
+
+
+# ---- statistics -----------------------------------------------------------------------------------------
+def headline_metrics(runs: pd.DataFrame, ablation: Ablation) -> list[str]:
+    """Compared toolkit metrics first (in the paper table's order), then other probe scores, then the loss."""
+    table = TABLES.get(ablation.table) if ablation.table else None
+    compared = [t for m in (table.metrics if table else []) for t in COMPARE.get(m, ())]
+    others = sorted(c for c in runs.columns if HEADLINE.fullmatch(c) and not c.endswith("/time_s"))
+    metrics = list(dict.fromkeys(compared + others + ["loss_final"]))
+    return [m for m in metrics if m in runs.columns and runs[m].notna().any()]
+
+
+def _moments(values: pd.Series) -> tuple[float, float, int]:
+    values = values.dropna().astype(float)
+    n = len(values)
+    return (float(values.mean()) if n else math.nan, float(values.std(ddof=1)) if n > 1 else math.nan, n)
+
+
+STATS_COLUMNS = "variant paper_row metric mean std n n_incomplete incomplete seeds".split()
+
+
+def _stat(variant, paper_row, metric: str, runs: pd.DataFrame, column: str, bad: pd.Series) -> tuple:
+    mean, std, n = _moments(runs[column])
+    seeds = " ".join(str(int(s)) for s in sorted(runs.loc[runs[column].notna(), "seed"]))
+    incomplete = ", ".join(f"{k} {s}" for s, k in bad.items())
+    return (variant, paper_row, metric, mean, std, n, int(bad.sum()), incomplete, seeds)
+
+
+def variant_stats(runs: pd.DataFrame, ablation: Ablation, metrics: list[str]) -> pd.DataFrame:
+    done = runs[runs["status"] == "completed"]
+    rows = []
+    for variant in sort_variants(runs["variant"], ablation):
+        group = runs[runs["variant"] == variant]
+        paper_rows = [ablation.paper_row(r) for r in group.to_dict("records")]
+        paper_row = max(set(paper_rows), key=paper_rows.count) if any(paper_rows) else None
+        bad = group[group["status"] != "completed"]["status"].value_counts().sort_index()
+        ok = done[done["variant"] == variant]
+        rows += [_stat(variant, paper_row, m, ok, m, bad) for m in metrics]
+    baseline = done.drop_duplicates("seed")  # the random-init encoder depends on the seed only
+    none = pd.Series(dtype=int)
+    for metric in metrics:
+        rand = "probe_random/" + metric.removeprefix("probe/")
+        if metric.startswith("probe/") and rand in done.columns and done[rand].notna().any():
+            rows.append(_stat(RANDOM, None, metric, baseline, rand, none))
+    return pd.DataFrame(rows, columns=STATS_COLUMNS)
+
+
+def kendall_tau(a, b) -> float:
+    """Kendall's tau-b of two equally long sequences (ties allowed); NaN when either is all ties."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    i, j = np.triu_indices(len(a), k=1)
+    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    n_a, n_b = np.count_nonzero(da), np.count_nonzero(db)
+    if n_a == 0 or n_b == 0:
+        return math.nan
+    return float((da * db).sum() / math.sqrt(n_a * n_b))
+
+
+def _compare(stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) -> dict:
+    rows = stats[(stats["metric"] == metric) & (stats["variant"] != RANDOM) & stats["mean"].notna()]
+    rows = rows.assign(paper=[table.value(r, paper_metric) if text(r) else None for r in rows["paper_row"]])
+    rows = rows[rows["paper"].notna()]
+    out = {"paper_metric": paper_metric, "metric": metric, "variants": len(rows)}
+    if len(rows) < 2:
+        return {**out, "verdict": f"not comparable ({len(rows)} variant(s) with both numbers)"}
+    p_sign = 1 if METRICS[paper_metric].higher_is_better else -1
+    t_sign = -1 if lower_is_better(metric) else 1
+    paper, ours = rows["paper"].to_numpy(float) * p_sign, rows["mean"].to_numpy(float) * t_sign
+    paper_best = sorted(set(rows["paper_row"][paper == paper.max()]))
+    order = np.argsort(-ours, kind="stable")
+    best, second = rows.iloc[order[0]], rows.iloc[order[1]]
+    paper_sorted = np.sort(np.unique(paper))[::-1]
+    se = [r["std"] / math.sqrt(r["n"]) if r["n"] > 1 else math.nan for r in (best, second)]
+    margin = (best["mean"] - second["mean"]) * t_sign
+    resolved = bool(all(math.isfinite(s) for s in se) and margin > 2 * math.hypot(*se))
+    tau = kendall_tau(paper, ours)
+    agrees = best["paper_row"] in paper_best
+    if not math.isfinite(tau):
+        verdict = "no ordering (all tied)"
+    else:
+        verdict = (
+            "agrees" if agrees and tau > 0 else "disagrees" if not agrees and tau <= 0 else "partly agrees"
+        )
+    return {
+        **out,
+        "paper_best": " / ".join(paper_best),
+        "best": best["variant"],
+        "best_agrees": agrees,
+        "tau": tau,
+        "paper_margin": float(paper_sorted[0] - paper_sorted[1]) if len(paper_sorted) > 1 else 0.0,
+        "margin": float(margin),
+        "resolved": resolved,
+        "min_n": int(rows["n"].min()),
+        "verdict": verdict,
+    }
+
+
+AGREEMENT_COLUMNS = (
+    "paper_metric metric variants paper_best best best_agrees tau paper_margin margin resolved min_n verdict"
+).split()
+
+
+def agreement(stats: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
+    table = TABLES.get(ablation.table) if ablation.table else None
+    pairs = [
+        (m, t)
+        for m in (table.metrics if table else [])
+        for t in COMPARE.get(m, ())
+        if t in set(stats["metric"])
+    ]
+    return pd.DataFrame([_compare(stats, table, m, t) for m, t in pairs], columns=AGREEMENT_COLUMNS)
+
+
+def summarize(results: pd.DataFrame) -> list[Summary]:
+    """One summary per (sweep, preset) group with an axis, sorted by sweep and preset."""
+    out = []
+    for (sweep, preset), runs in results.groupby(["sweep", "preset"], sort=True):
+        axis = str(runs["axis"].iloc[0])
+        if not axis:
+            continue
+        ablation = ablation_for(sweep)
+        metrics = headline_metrics(runs, ablation)
+        stats = variant_stats(runs, ablation, metrics)
+        out.append(
+            Summary(
+                sweep,
+                preset,
+                axis,
+                ablation,
+                runs,
+                stats,
+                agreement(stats, ablation),
+                metrics,
+                sort_variants(runs["variant"], ablation),
+            )
+        )
+    return out
+
+
+# ---- formatting -----------------------------------------------------------------------------------------
+def text(x) -> str | None:
+    """A text cell of a DataFrame, None where it is missing (NaN)."""
+    return x if isinstance(x, str) else None
+
+
+def paper_num(v: float) -> str:
+    return f"{v:.1f}" if abs(v) >= 1 else f"{v:.3f}"
+
+
+def num(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)) or pd.isna(x):
+        return "–"
+    return f"{x:.1f}" if abs(x) >= 100 else f"{x:.{digits}f}"
+
+
+def short(metric: str) -> str:
+    return metric.removeprefix("probe/")
+
+
+def _cell(stats: pd.DataFrame, variant: str, metric: str, n_runs: int) -> str:
+    r = stats[(stats["variant"] == variant) & (stats["metric"] == metric)]
+    if r.empty or r["n"].iloc[0] == 0:
+        return "–"
+    r = r.iloc[0]
+    cell = num(r["mean"]) + (f" ± {num(r['std'])}" if r["n"] > 1 else "")
+    return cell + (f" (n={r['n']})" if r["n"] != n_runs else "")
+
+
+def variant_table(s: Summary) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-variant table: toolkit metrics beside the paper metric they stand for."""
+    table = s.table
+    columns: list[tuple[str, str]] = []  # (kind, key)
+    for m in table.metrics if table else []:
+        columns += [("ours", t) for t in COMPARE.get(m, ()) if t in s.metrics and ("ours", t) not in columns]
+        columns.append(("paper", m))
+    columns += [("ours", t) for t in s.metrics if ("ours", t) not in columns]
+    header = ["variant", "paper row", "n", "not completed"] + [
+        short(k) if kind == "ours" else f"paper: {METRICS[k].label}" for kind, k in columns
+    ]
+    rows = []
+    for variant in [*s.variants, RANDOM]:
+        st = s.stats[s.stats["variant"] == variant]
+        if st.empty:
+            continue
+        paper_row = text(st["paper_row"].iloc[0])
+        n_runs = int(st["n"].max())
+        cells = [variant, paper_row or "–", str(n_runs), st["incomplete"].iloc[0] or "0"]
+        for kind, k in columns:
+            if kind == "ours":
+                cells.append(_cell(s.stats, variant, k, n_runs))
+            else:
+                v = table.value(paper_row, k) if paper_row else None
+                cells.append("–" if v is None else paper_num(v))
+        rows.append(cells)
+    return header, rows
+
+
+def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:
+    header = (
+        "paper metric|toolkit metric|variants|paper best|toolkit best|same best|Kendall tau|paper margin|"
+        "toolkit margin|beyond seed noise|verdict"
+    ).split("|")
+    rows = []
+    for r in s.agreement.to_dict("records"):
+        if r["variants"] < 2:
+            rows.append(
+                [METRICS[r["paper_metric"]].label, short(r["metric"]), str(r["variants"])]
+                + ["–"] * 7
+                + [r["verdict"]]
+            )
+            continue
+        rows.append(
+            [
+                METRICS[r["paper_metric"]].label,
+                short(r["metric"]),
+                str(r["variants"]),
+                r["paper_best"],
+                r["best"],
+                "yes" if r["best_agrees"] else "no",
+                num(r["tau"], 2),
+                paper_num(r["paper_margin"]),
+                num(r["margin"]),
+                "yes" if r["resolved"] else "no",
+                r["verdict"],
+            ]
+        )
+    return header, rows
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    def esc(c):
+        return str(c).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(esc, r)) + " |" for r in rows]) + "\n"
+
+
+def latex(header: list[str], rows: list[list[str]], caption: str) -> str:
+    def esc(c):
+        return "".join(LATEX.get(ch, ch) for ch in str(c))
+
+    lines = [
+        r"\begin{table}[ht]", r"\centering\small", r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule",
+        " & ".join(map(esc, header)) + r" \\", r"\midrule", *(" & ".join(map(esc, r)) + r" \\" for r in rows),
+        r"\bottomrule", r"\end{tabular}", rf"\caption{{{esc(caption)}}}", r"\end{table}",
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def legend(s: Summary) -> str:
+    out = (
+        f"Seeds run: {', '.join(map(str, s.seeds)) or 'none'}. Cells: mean ± sample std over each variant's "
+        "completed seeds; n = completed runs, (n=k) where a metric has fewer values; runs that did not "
+        "complete are counted under 'not completed' and never averaged in. Toolkit probe scores are "
+        "fractions (0-1); paper numbers as published."
+    )
+    if s.table:
+        note = f" ({s.table.note})" if s.table.note else ""
+        out += f" Paper: {s.table.source}, {s.table.title}{note}."
+    if s.ablation.notes:
+        out += f" Note: {s.ablation.notes}."
+    return out
+
+
+def to_markdown(s: Summary) -> str:
+    parts = [f"### {s.title}\n", legend(s) + "\n", markdown(*variant_table(s))]
+    if not s.agreement.empty:
+        parts += ["\nOrdering of the variants, ours vs. the paper's:\n", markdown(*agreement_table(s))]
+    return "\n".join(parts)
+
+
+def to_latex(s: Summary) -> str:
+    out = latex(*variant_table(s), f"{s.title}: per-variant results. {legend(s)}")
+    if not s.agreement.empty:
+        out += "\n" + latex(*agreement_table(s), f"{s.title}: ordering of the variants vs. the paper")
+    return out
+
+
+def write_tables(s: Summary, out_dir: Path) -> list[Path]:
+    """``<stem>.md``, ``<stem>.tex``, ``<stem>.csv`` (the long statistics) and ``<stem>_agreement.csv``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{s.stem}{ext}" for ext in (".md", ".tex", ".csv", "_agreement.csv")]
+    paths[0].write_text(to_markdown(s))
+    paths[1].write_text(to_latex(s))
+    s.stats.to_csv(paths[2], index=False, lineterminator="\n")
+    s.agreement.to_csv(paths[3], index=False, lineterminator="\n")
+    return paths
+
+
+def statement(s: Summary) -> str:
+    """Sentences, computed from the agreement table, on whether this ablation agrees with the paper."""
+    if s.table is None:
+        return f"**{s.title}**: no paper table corresponds to this sweep."
+    done = s.runs[s.runs["status"] == "completed"]
+    head = (
+        f"**{s.title}** ({s.table.source}: {s.table.title}; {len(done)} of {len(s.runs)} runs completed, "
+        f"seeds {', '.join(map(str, s.seeds)) or 'none'}): "
+    )
+    rows = s.agreement[s.agreement["variants"] >= 2]
+    if rows.empty:
+        lines = [
+            head + "not comparable: no toolkit metric that stands for a paper metric has values for two "
+            "or more variants with a paper counterpart."
+        ]
+    else:
+        counts = ", ".join(f"{v} {n}" for v, n in rows["verdict"].value_counts().sort_index().items())
+        lines = [
+            head
+            + f"{len(rows)} metric pair(s) compared ({counts}); in {int(rows['resolved'].sum())} of them "
+            "our best variant leads the runner-up by more than twice the standard error over seeds."
+        ]
+    for r in rows.to_dict("records"):
+        if r["resolved"]:
+            noise = "beyond seed noise"
+        else:
+            noise = "single seed, no spread" if r["min_n"] < 2 else "within seed noise"
+        lines.append(
+            f"- {METRICS[r['paper_metric']].label} vs. `{short(r['metric'])}`: {r['verdict']} "
+            f"(paper best: {r['paper_best']}, by {paper_num(r['paper_margin'])}; ours: {r['best']}, by "
+            f"{num(r['margin'])}, {noise}; Kendall tau {num(r['tau'], 2)} over {r['variants']} variants)."
+        )
+    missing = s.agreement[s.agreement["variants"] < 2]
+    if not missing.empty:
+        lines.append(
+            "- Not comparable: "
+            + "; ".join(
+                f"{METRICS[m].label} vs. `{short(t)}`"
+                for m, t in zip(missing["paper_metric"], missing["metric"], strict=True)
+            )
+            + "."
+        )
+    unmeasured = [m for m in s.table.metrics if not set(COMPARE.get(m, ())) & set(s.metrics)]
+    if unmeasured:
+        stand_ins = {
+            m: ", ".join(f"`{short(t)}`" for t in COMPARE.get(m, ())) or "no toolkit metric"
+            for m in unmeasured
+        }
+        lines.append(
+            "- Not measured here: "
+            + "; ".join(f"{METRICS[m].label} ({stand_ins[m]})" for m in unmeasured)
+            + "."
+        )
+    return "\n".join(lines)

@@ -1,0 +1,433 @@
+"""analysis: collecting run directories, per-variant statistics, agreement with the paper, tables, plots.
+
+The run directories are synthetic but written the way the trainer and the sweeps write them (resolved
+config.yaml, overrides.yaml, status.json via ``vjepa.runfiles``, metrics.jsonl, metrics.json), in the
+sweeps' layout ``<out>/<sweep>/preset=tiny/<overrides>``, with a failed, an interrupted (holding a stale
+metrics.json) and a running run among them.
+"""
+
+import copy
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from analysis import plots
+from analysis.ablations import ABLATIONS
+from analysis.collect import collect, collect_curves, load_results, write_csv
+from analysis.tables import kendall_tau, statement, summarize, to_latex, to_markdown
+from vjepa.runfiles import MetricsLog, write_json, write_status
+
+# (axis override, value, config key, config value) -> {seed: metrics}
+LOSS = {
+    ("loss", "block", "loss.granularity", "block"): {
+        0: {"ap": 0.10, "miou": 0.30, "digit": 0.50},
+        1: {"ap": 0.12, "miou": 0.30, "digit": 0.52},
+        2: {"ap": 0.14, "miou": 0.33, "digit": 0.54},
+    },
+    ("loss", "token", "loss.granularity", "token"): {
+        0: {"ap": 0.20, "miou": 0.40, "digit": 0.60},
+        1: {"ap": 0.25, "miou": 0.42, "digit": 0.60},
+        2: {"ap": 0.30, "miou": 0.44, "digit": 0.60},
+    },
+}
+WIDTH = {
+    ("predictor.width", str(w), "predictor.width", w): {0: {"ap": a}, 1: {"ap": b}}
+    for w, a, b in [(24, 0.20, 0.22), (48, 0.30, 0.32), (96, 0.21, 0.23), (192, 0.10, 0.12)]
+}
+RATIO = {
+    ("mask.ratio", str(r), "mask.ratio", r): {0: {"ap": a}}
+    for r, a in [(0.6, 0.1), (0.75, 0.2), (0.8, 0.15), (0.9, 0.3)]
+}
+RANDOM_AP = {0: 0.05, 1: 0.06, 2: 0.07}
+
+
+@pytest.fixture(scope="session")
+def base_config():
+    from hydra import compose, initialize_config_module
+
+    import vjepa.train  # noqa: F401  (registers the run-name resolver)
+
+    with initialize_config_module("vjepa.conf", version_base=None):
+        cfg = compose("train", overrides=["run_dir=unused", "preset=tiny"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _set(cfg: dict, key: str, value) -> None:
+    *path, last = key.split(".")
+    for p in path:
+        cfg = cfg[p]
+    cfg[last] = value
+
+
+def write_run(run_dir, base, overrides: list[str], config: dict, state: str, metrics=None, step=None):
+    """A run directory as the trainer leaves it in ``state`` (completed runs get metrics.json)."""
+    cfg = copy.deepcopy(base)
+    for key, value in {**config, "run_dir": str(run_dir), "steps": 20, "log_every": 10}.items():
+        _set(cfg, key, value)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    (run_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    done = 20 if state == "completed" else step
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    for s in range(10, done + 1, 10):
+        loss = 0.3 / s + 0.01 * cfg["seed"]
+        log.append(
+            {
+                "step": s,
+                "loss": loss,
+                "loss_image": loss,
+                "lr": 1e-3,
+                "wall_time_s": 0.5 * s,
+                "rankme_image": 10.0 + s / 10,
+            }
+        )
+    extra = {
+        "error": "FloatingPointError: loss became nan at step 7",
+        "traceback": "Traceback ...\nFloatingPointError",
+    }
+    write_status(run_dir, state, step=done, steps=20, **(extra if state == "failed" else {}))
+    if metrics is not None:
+        write_json(
+            run_dir / "metrics.json",
+            {
+                "steps": 20,
+                "wall_time_s": 10.0,
+                "loss_first": 0.03,
+                "loss_final": 0.01 + 0.001 * cfg["seed"],
+                **metrics,
+            },
+        )
+
+
+def probe_metrics(m: dict, seed: int) -> dict:
+    names = {
+        "ap": "probe/shapes_det/ap",
+        "miou": "probe/shapes_seg/miou",
+        "digit": "probe/mnist_video/digit_top1",
+    }
+    out = {names[k]: v for k, v in m.items()}
+    out["probe/shapes_det/time_s"] = 1.0
+    if "ap" in m and seed in RANDOM_AP:
+        out["probe_random/shapes_det/ap"] = RANDOM_AP[seed]
+    return out
+
+
+def make_sweeps(root, base) -> None:
+    """loss_granularity (3 seeds + failed + interrupted + running), predictor_width (2 seeds), mask_ratio
+    (1 seed), and a lone run outside the sweeps' layout."""
+    for sweep, grid in (("loss_granularity", LOSS), ("predictor_width", WIDTH), ("mask_ratio", RATIO)):
+        for (key, value, cfg_key, cfg_value), seeds in grid.items():
+            for seed, m in seeds.items():
+                name = f"{key}={value},seed={seed}"
+                write_run(
+                    root / sweep / "preset=tiny" / name,
+                    base,
+                    [f"{key}={value}", f"seed={seed}", "preset=tiny", "threads=1"],
+                    {cfg_key: cfg_value, "seed": seed},
+                    "completed",
+                    probe_metrics(m, seed),
+                )
+    lg = root / "loss_granularity" / "preset=tiny"
+    for value, seed, state, metrics in [
+        ("token", 3, "failed", None),
+        ("block", 3, "interrupted", {"probe/shapes_det/ap": 99.0}),
+        ("block", 4, "running", None),
+    ]:
+        write_run(
+            lg / f"loss={value},seed={seed}",
+            base,
+            [f"loss={value}", f"seed={seed}", "preset=tiny", "threads=1"],
+            {"loss.granularity": value, "seed": seed},
+            state,
+            metrics,
+            step=10,
+        )
+    write_run(root / "runs" / "default", base, [], {"seed": 0}, "completed", {})
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory, base_config):
+    root = tmp_path_factory.mktemp("sweeps_out")
+    make_sweeps(root, base_config)
+    return root
+
+
+@pytest.fixture(scope="module")
+def results(sweeps):
+    return collect([sweeps])
+
+
+def _summary(results, sweep):
+    return next(s for s in summarize(results) if s.sweep == sweep)
+
+
+def _stat(s, variant, metric):
+    return s.stats[(s.stats["variant"] == variant) & (s.stats["metric"] == metric)].iloc[0]
+
+
+# ---- collect --------------------------------------------------------------------------------------------
+def test_collect_rows_columns_statuses(results):
+    assert len(results) == 6 + 3 + 8 + 4 + 1
+    assert results["run_id"].is_unique and list(results["run_id"]) == sorted(results["run_id"])
+    lg = results[results["sweep"] == "loss_granularity"].set_index("run_id")
+    row = lg.loc["loss_granularity/preset=tiny/loss=token,seed=3"]
+    assert (row["status"], row["preset"], row["axis"], row["variant"], row["seed"]) == (
+        "failed",
+        "tiny",
+        "loss",
+        "token",
+        3,
+    )
+    assert row["error"] == "FloatingPointError: loss became nan at step 7" and row["steps_done"] == 10
+    assert math.isnan(row["probe/shapes_det/ap"])
+    stale = lg.loc["loss_granularity/preset=tiny/loss=block,seed=3"]
+    assert stale["status"] == "interrupted" and math.isnan(
+        stale["probe/shapes_det/ap"]
+    )  # stale metrics.json unread
+    running = lg.loc["loss_granularity/preset=tiny/loss=block,seed=4"]
+    assert running["status"] == "running" and running["steps_done"] == 10 and running["wall_time_s"] == 5.0
+    assert sorted(lg["status"].value_counts().items()) == [
+        ("completed", 6),
+        ("failed", 1),
+        ("interrupted", 1),
+        ("running", 1),
+    ]
+    done = lg[lg["status"] == "completed"]
+    assert done["steps_done"].eq(20).all() and done["wall_time_s"].eq(10.0).all()
+    for col in (
+        "probe/shapes_det/ap",
+        "probe_random/shapes_det/ap",
+        "loss_final",
+        "override/loss",
+        "config/loss.granularity",
+        "config/model.embed_dim",
+        "code_version",
+        "config_hash",
+    ):
+        assert col in results.columns, col
+    assert not any(c.startswith("config/probes") or c == "config/run_dir" for c in results.columns)
+    assert results["code_version"].nunique() == 1 and results["code_version"].iloc[0]
+    # seeds of a variant share a group hash (config without the seed); every run has its own config hash
+    assert done.groupby("variant")["group_hash"].nunique().eq(1).all() and done["group_hash"].nunique() == 2
+    assert done["config_hash"].is_unique
+    lone = results.set_index("run_id").loc["runs/default"]
+    assert (lone["sweep"], lone["preset"], lone["axis"]) == ("runs", "", "")
+    assert results[results["sweep"] == "predictor_width"]["variant"].tolist() == [
+        "192",
+        "192",
+        "24",
+        "24",
+        "48",
+        "48",
+        "96",
+        "96",
+    ]
+
+
+def test_collect_records_the_sweep_command(results, sweeps):
+    lg = results[results["sweep"] == "loss_granularity"]
+    assert lg["command"].unique().tolist() == [
+        "python sweeps/loss_granularity.py preset=tiny loss=block,token seed=0,1,2,3,4"
+    ]
+    mr = results[results["sweep"] == "mask_ratio"]["command"].unique().tolist()
+    assert mr == ["python sweeps/mask_ratio.py preset=tiny mask.ratio=0.6,0.75,0.8,0.9 seed=0"]
+    # a sweep root holding Hydra's multirun.yaml: its own command line wins
+    root = sweeps / "predictor_width" / "preset=tiny"
+    (root / "multirun.yaml").write_text(
+        "hydra:\n  job: {config_name: predictor_width}\n  overrides:\n    task: [preset=tiny, 'seed=0,1']\n"
+    )
+    try:
+        pw = collect([sweeps / "predictor_width"])
+    finally:
+        (root / "multirun.yaml").unlink()
+    assert pw["command"].unique().tolist() == ["python sweeps/predictor_width.py preset=tiny seed=0,1"]
+
+
+def test_results_csv_round_trip_and_curves(results, sweeps, tmp_path):
+    write_csv(results, tmp_path / "results.csv")
+    back = load_results(tmp_path / "results.csv")
+    assert back.shape == results.shape and list(back.columns) == list(results.columns)
+    assert back["variant"].tolist() == results["variant"].tolist()  # "0.75" stays text, "" stays ""
+    assert back["seed"].tolist() == results["seed"].tolist()
+    pd.testing.assert_series_equal(back["probe/shapes_det/ap"], results["probe/shapes_det/ap"])
+    curves = collect_curves([sweeps])
+    assert list(curves.columns) == ["run_id", "step", "metric", "value"]
+    one = curves[curves["run_id"] == "loss_granularity/preset=tiny/loss=block,seed=1"]
+    assert sorted(one["metric"].unique()) == ["loss", "loss_image", "lr", "rankme_image", "wall_time_s"]
+    assert one[one["metric"] == "loss"]["value"].tolist() == pytest.approx([0.03 + 0.01, 0.015 + 0.01])
+    # the running run's partial curve is there too (the report only averages completed runs)
+    assert len(curves[curves["run_id"].str.endswith("block,seed=4") & (curves["metric"] == "loss")]) == 1
+
+
+# ---- statistics and agreement ---------------------------------------------------------------------------
+def test_variant_stats_hand_computed(results):
+    s = _summary(results, "loss_granularity")
+    assert s.variants == ["block", "token"]
+    block, token = _stat(s, "block", "probe/shapes_det/ap"), _stat(s, "token", "probe/shapes_det/ap")
+    assert block["mean"] == pytest.approx(0.12) and block["std"] == pytest.approx(0.02) and block["n"] == 3
+    assert token["mean"] == pytest.approx(0.25) and token["std"] == pytest.approx(0.05) and token["n"] == 3
+    assert (block["n_incomplete"], block["incomplete"]) == (
+        2,
+        "1 interrupted, 1 running",
+    )  # 99.0 not averaged
+    assert (token["n_incomplete"], token["incomplete"], token["seeds"]) == (1, "1 failed", "0 1 2")
+    seg = _stat(s, "block", "probe/shapes_seg/miou")
+    assert seg["mean"] == pytest.approx(0.31) and seg["std"] == pytest.approx(math.sqrt(0.0003))
+    rand = _stat(s, "random init", "probe/shapes_det/ap")
+    assert rand["mean"] == pytest.approx(0.06) and rand["std"] == pytest.approx(0.01) and rand["n"] == 3
+    assert block["paper_row"] == "Block-level (V-JEPA 2 style)"
+    assert s.metrics[:3] == ["probe/shapes_det/ap", "probe/shapes_seg/miou", "probe/mnist_video/digit_top1"]
+    assert "probe/shapes_det/time_s" not in s.metrics and s.metrics[-1] == "loss_final"
+    one = _summary(results, "mask_ratio")
+    r = _stat(one, "0.75", "probe/shapes_det/ap")
+    assert r["n"] == 1 and r["mean"] == pytest.approx(0.2) and math.isnan(r["std"])
+    assert [s.sweep for s in summarize(results)] == ["loss_granularity", "mask_ratio", "predictor_width"]
+
+
+def test_kendall_tau():
+    assert kendall_tau([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    assert kendall_tau([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(5 / math.sqrt(5 * 6))  # tau-b with a tie
+    assert math.isnan(kendall_tau([1, 1], [1, 2]))
+
+
+def test_agreement_with_the_paper(results):
+    lg = _summary(results, "loss_granularity").agreement.set_index("metric")
+    ap = lg.loc["probe/shapes_det/ap"]
+    assert (ap["paper_metric"], ap["best"], ap["paper_best"]) == (
+        "coco_apbox",
+        "token",
+        "Dense token-level (V-JEPA 2.1)",
+    )
+    assert ap["best_agrees"] and ap["tau"] == 1.0 and ap["verdict"] == "agrees"
+    assert ap["margin"] == pytest.approx(0.13) and ap["paper_margin"] == pytest.approx(3.1)
+    assert ap["resolved"]  # 0.13 > 2 * hypot(0.05 / sqrt 3, 0.02 / sqrt 3)
+    k400 = lg.loc["probe/mnist_video/digit_top1"]  # the paper has block ahead (85.8 vs 85.6), ours token
+    assert not k400["best_agrees"] and k400["tau"] == -1.0 and k400["verdict"] == "disagrees"
+    assert lg.loc["probe/shapes_seg/miou", "verdict"] == "agrees"
+    assert "probe/camvid_linear/miou" not in lg.index  # not measured: no pair
+
+    pw = _summary(results, "predictor_width")
+    assert [_stat(pw, v, "probe/shapes_det/ap")["paper_row"] for v in pw.variants] == [
+        "192",
+        "384",
+        "768",
+        "1280",
+    ]
+    ap = pw.agreement.set_index("metric").loc["probe/shapes_det/ap"]
+    # ours 48 > 96 > 24 > 192, paper 384 > 192 > 768 > 1280 (= 48 > 24 > 96 > 192): one discordant pair of 6
+    assert ap["best"] == "48" and ap["best_agrees"] and ap["tau"] == pytest.approx(4 / 6)
+    assert (
+        ap["verdict"] == "agrees" and ap["resolved"]
+    )  # 0.31 - 0.22 > 2 * hypot(0.01, 0.01): se = 0.0141 / sqrt 2
+    mr = _summary(results, "mask_ratio").agreement.set_index("metric").loc["probe/shapes_det/ap"]
+    # ours 0.9 > 0.75 > 0.8 > 0.6, paper 80% > 90% > 75% > 60%: 4 concordant, 2 discordant pairs
+    assert mr["best"] == "0.9" and not mr["best_agrees"] and mr["tau"] == pytest.approx(2 / 6)
+    assert mr["verdict"] == "partly agrees" and mr["min_n"] == 1 and not mr["resolved"]
+
+
+def test_markdown_latex_and_statement(results):
+    s = _summary(results, "loss_granularity")
+    md = to_markdown(s)
+    assert "| variant | paper row | n | not completed | shapes_det/ap | paper: COCO APbox |" in md
+    assert (
+        "| block | Block-level (V-JEPA 2 style) | 3 | 1 interrupted, 1 running | 0.120 ± 0.020 | 54.8 |" in md
+    )
+    assert "| random init | – | 3 | 0 | 0.060 ± 0.010 |" in md
+    assert "| COCO APbox | shapes_det/ap | 2 | Dense token-level (V-JEPA 2.1) | token | yes | 1.00 |" in md
+    tex = to_latex(s)
+    assert tex.count(r"\begin{tabular}") == 2 and r"shapes\_det/ap" in tex and r"0.120 $\pm$ 0.020" in tex
+    text = statement(s)
+    assert "6 of 9 runs completed" in text and "3 metric pair(s) compared (agrees 2, disagrees 1)" in text
+    assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in text and "beyond seed noise" in text
+    assert "Not measured here" not in text
+    mr = statement(_summary(results, "mask_ratio"))
+    assert "partly agrees" in mr and "single seed, no spread" in mr
+    assert "Not measured here: K400 top-1 (`mnist_video/digit_top1`, `shapes_video/shape_top1`)" in mr
+
+
+def test_ablation_rows_of_published_sweeps(base_config):
+    def row(**cfg):
+        return {f"config/{k}": v for k, v in cfg.items()}
+
+    ctx = ABLATIONS["context_loss"].paper_row
+    assert ctx(row(**{"loss.context.weight": 0.0})) == "lambda = 0"
+    assert (
+        ctx(
+            row(
+                **{
+                    "loss.context.weight": 0.5,
+                    "loss.context.distance_weighting": True,
+                    "loss.context.warmup": "[0.111,0.222]",
+                }
+            )
+        )
+        == "lambda = 0.5 distance-weighted + warm-up"
+    )
+    assert (
+        ctx(
+            row(
+                **{
+                    "loss.context.weight": 0.2,
+                    "loss.context.distance_weighting": "False",
+                    "loss.context.warmup": "[0.0,0.0]",
+                }
+            )
+        )
+        == "lambda = 0.2 constant"
+    )
+    recipe = ABLATIONS["recipe"].paper_row
+    assert recipe(row(**{"loss.context.weight": 0.0, "model.deep_supervision": False})) == "V-JEPA 2"
+    assert (
+        recipe(
+            row(
+                **{
+                    "loss.context.weight": 0.5,
+                    "model.deep_supervision": True,
+                    "model.modality_embed": True,
+                    "model.tokenizer": "separate",
+                }
+            )
+        )
+        == "+ multi-modal tokenizer"
+    )
+    assert ABLATIONS["mask_ratio"].paper_row(row(**{"mask.ratio": 0.5})) is None
+
+
+# ---- plots ----------------------------------------------------------------------------------------------
+def test_plots_are_written_and_deterministic(results, sweeps, tmp_path):
+    s = _summary(results, "predictor_width")
+    fig = plots.plot_ablation(s, tmp_path / "a.png")
+    plots.plot_ablation(s, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == [
+        "24",
+        "48",
+        "96",
+        "192",
+    ]
+    assert ax.get_ylabel() == "shapes_det/ap (fraction)" and "paper: COCO APbox" in fig.axes[-1].get_ylabel()
+    assert fig.legends and {t.get_text() for t in fig.legends[0].get_texts()} >= {
+        "mean ± std",
+        "seeds",
+        "paper (right axis)",
+    }
+    assert b"Software" not in (tmp_path / "a.png").read_bytes()[:200]
+    lg = _summary(results, "loss_granularity")
+    bars = plots.plot_ablation(lg)
+    heights = [p.get_height() for p in bars.axes[0].patches]
+    assert heights == pytest.approx([0.12, 0.25])  # bars are the completed runs' means
+    curves = collect_curves([sweeps])
+    fig = plots.plot_curves(lg, curves, tmp_path / "c.png")
+    plots.plot_curves(lg, curves, tmp_path / "d.png")
+    assert (tmp_path / "c.png").read_bytes() == (tmp_path / "d.png").read_bytes()
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "rankme_image"]
+    line = fig.axes[0].get_lines()[0]  # block: mean over its 3 completed seeds at steps 10, 20
+    assert line.get_xdata().tolist() == [10, 20]
+    assert np.allclose(line.get_ydata(), [0.03 + 0.01, 0.015 + 0.01])
+    assert fig.axes[0].get_legend_handles_labels()[1] == ["block (n=3)", "token (n=3)"]

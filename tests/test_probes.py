@@ -1,0 +1,301 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf, open_dict
+
+from tests.conftest import TINY_TEST
+from vjepa.data import resolve_root
+from vjepa.data.common import DataNotFoundError
+from vjepa.probes import random_encoder, run_probes
+from vjepa.probes.classify import classify_probe
+from vjepa.probes.det import centernet_targets, decode, instance_boxes
+from vjepa.probes.features import extract
+from vjepa.probes.heads import fit_logistic
+from vjepa.probes.metrics import box_ap
+from vjepa.probes.seg import bilinear_at, seg_probe
+
+CONF = Path(__file__).resolve().parents[1] / "vjepa" / "conf" / "probes"
+TINY_MODEL = OmegaConf.create(
+    {
+        "embed_dim": 64,
+        "depth": 2,
+        "num_heads": 2,
+        "mlp_ratio": 2.0,
+        "patch_size": 8,
+        "tubelet_size": 2,
+        "tokenizer": "separate",
+        "modality_embed": False,
+    }
+)
+SIZES = {"data": {"image": {"size": 32}, "video": {"size": 32, "frames": 4}}}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # these heads are many small ops: on a busy 2-core machine, 2 threads mostly wait on each other
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def probes_cfg(name="fast"):
+    root = OmegaConf.merge(SIZES, {"probes": OmegaConf.load(CONF / f"{name}.yaml")})
+    return root.probes
+
+
+def _values(r):
+    return {k: v for k, v in r.items() if not k.endswith("time_s")}
+
+
+# ---- pieces ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "grid,out", [((8, 11), (96, 128)), ((4, 4), (32, 32)), ((3, 5), (7, 13)), ((8, 8), (8, 8))]
+)
+def test_bilinear_at_equals_interpolate(grid, out):
+    f = torch.randn(2, 6, *grid)
+    up = F.interpolate(f, size=out, mode="bilinear", align_corners=False).flatten(2)
+    pix = torch.randint(0, out[0] * out[1], (2, 40))
+    ref = torch.gather(up, 2, pix[:, None].expand(-1, 6, -1)).transpose(1, 2)
+    torch.testing.assert_close(bilinear_at(f, pix, out), ref)
+
+
+def test_instance_boxes_are_tight_boxes_of_visible_pixels():
+    inst = torch.zeros(1, 10, 12, dtype=torch.long)
+    inst[0, 2:5, 3:9] = 1
+    inst[0, 6:10, 0:2] = 2
+    boxes = instance_boxes(inst, torch.tensor([[4, 1, -1]]))[0]
+    assert boxes["boxes"].tolist() == [[3, 2, 9, 5], [0, 6, 2, 10]]
+    assert boxes["labels"].tolist() == [4, 1]
+
+
+def test_centernet_targets_decode_back_to_the_boxes():
+    gts = [
+        {
+            "boxes": torch.tensor([[2.0, 3.0, 20.0, 15.0], [30.0, 28.0, 62.0, 60.0]]),
+            "labels": torch.tensor([0, 2]),
+        },
+        {"boxes": torch.tensor([[10.0, 40.0, 25.0, 63.0]]), "labels": torch.tensor([1])},
+    ]
+    t = centernet_targets(gts, 3, (16, 16), stride=4.0)
+    heat_logits = torch.logit(t["heat"].clamp(1e-4, 1 - 1e-4))
+    dets = decode(heat_logits, torch.cat([t["size"], t["offset"]], 1), 4.0, max_det=10, image_hw=(64, 64))
+    r = box_ap(dets, gts, 3)
+    assert r["ap50"] == pytest.approx(1.0) and r["ap"] == pytest.approx(1.0)
+
+
+def test_logistic_fits_separable_data():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(300) % 3
+    x = torch.randn(300, 5, generator=g) * 0.3 + F.one_hot(y, 5).float() * 3
+    lin = fit_logistic(x, y, 3, wd=1e-4, iters=50)
+    assert (lin(x).argmax(1) == y).float().mean() == 1.0
+
+
+def test_attentive_probe_finds_the_one_informative_token():
+    # class c <=> one token (at a random position) carries a bump in channel c; the rest is noise, so
+    # average pooling dilutes the signal 16x but attention can pick the token out. Chance: 0.25.
+    g = torch.Generator().manual_seed(0)
+
+    def split(n):
+        y = torch.randint(0, 4, (n,), generator=g)
+        x = torch.randn(n, 16, 32, generator=g)
+        pos = torch.randint(0, 16, (n,), generator=g)
+        x[torch.arange(n), pos, 8] += 6.0  # marks the informative token
+        x[torch.arange(n), pos, y] += 4.0
+        return x.half(), y
+
+    (xt, yt), (xv, yv) = split(512), split(256)
+    cfg = {"heads": 2, "epochs": 20, "batch_size": 64, "lr": 1e-2, "wd": 0.0}
+    acc = classify_probe("attentive", {"train": xt, "val": xv}, yt, yv, 4, cfg, 0, "cpu")
+    assert acc > 0.8
+
+
+def _colour_images(n, g, split_classes):
+    """Images whose pixel classes are given by colour: class c has colour COLOURS[c] (+ noise). With
+    ``split_classes``, the left part (up to a random patch boundary) is one class, the rest another."""
+    colours = torch.tensor([[1.0, 0.1, 0.1], [0.1, 1.0, 0.1], [0.1, 0.1, 1.0], [1.0, 1.0, 0.1]])
+    a = torch.randint(0, 4, (n,), generator=g)
+    b = (a + torch.randint(1, 4, (n,), generator=g)) % 4 if split_classes else a
+    cut = torch.randint(1, 4, (n,), generator=g) * 8
+    seg = torch.where(
+        torch.arange(32).view(1, 1, 32) < cut.view(n, 1, 1), a.view(n, 1, 1), b.view(n, 1, 1)
+    ).expand(n, 32, 32)
+    img = colours[seg].permute(0, 3, 1, 2) * 0.8 + 0.1 * torch.rand(n, 3, 32, 32, generator=g)
+    return (img * 255).round().to(torch.uint8), seg, a
+
+
+def test_probes_beat_chance_on_a_trivially_separable_case():
+    enc = random_encoder(TINY_MODEL, 0, "cpu")
+    g = torch.Generator().manual_seed(1)
+    (xt, st, _), (xv, sv, _) = _colour_images(64, g, True), _colour_images(32, g, True)
+    ft, grid = extract(enc, xt, [-1], (32, 32), 32, "cpu")
+    fv, _ = extract(enc, xv, [-1], (32, 32), 32, "cpu")
+    miou, _ = seg_probe(
+        {"train": ft, "val": fv}, grid, st, sv, 4, {"pixels_per_image": 64, "iters": 50, "wd": 1e-4}, 0, "cpu"
+    )
+    assert miou > 0.6  # chance (uniform guess) is about 0.15
+
+    (xt, _, yt), (xv, _, yv) = _colour_images(64, g, False), _colour_images(32, g, False)
+    feats = {
+        "train": extract(enc, xt, [-1], (32, 32), 32, "cpu")[0],
+        "val": extract(enc, xv, [-1], (32, 32), 32, "cpu")[0],
+    }
+    assert (
+        classify_probe("linear", feats, yt, yv, 4, {"iters": 50, "wd": 1e-4}, 0, "cpu") > 0.9
+    )  # chance 0.25
+
+
+# ---- run_probes ----------------------------------------------------------------------------------------
+def test_run_probes_is_deterministic_and_leaves_the_encoder_and_rng_alone():
+    enc = random_encoder(TINY_MODEL, 0, "cpu").train()
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    rng = torch.get_rng_state()
+    a = run_probes(enc, probes_cfg(), TINY_MODEL, 0, None, "cpu", baseline=True)
+    b = run_probes(enc, probes_cfg(), TINY_MODEL, 0, None, "cpu", baseline=True)
+    assert _values(a) == _values(b)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert enc.training and all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
+    for key in (
+        "probe/shapes_seg/miou",
+        "probe/shapes_det/ap50",
+        "probe/shapes_det/ap",
+        "probe/shapes_video/shape_top1",
+        "probe/shapes_video/direction_top1",
+        "probe/shapes_video_linear/direction_top1",
+        "probe_random/shapes_seg/miou",
+        "probe/time_s",
+    ):
+        assert key in a
+    assert all(0.0 <= v <= 1.0 for k, v in _values(a).items())
+    assert "probe/shapes_seg/iou/background" in a
+
+
+def test_run_probes_disk_cache_gives_the_same_numbers(tmp_path):
+    enc = random_encoder(TINY_MODEL, 0, "cpu")
+    cfg = probes_cfg()
+    a = run_probes(enc, cfg, TINY_MODEL, 0, None, "cpu", cache_dir=tmp_path, cache_tag="probe-step2")
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 3 and all(
+        f.startswith("probe-step2-") for f in files
+    )  # shapes 32px, clips, clips x2 layers
+    torch.nn.init.zeros_(enc.blocks[0].mlp.fc2.weight)  # the cache, not the encoder, must now supply features
+    assert _values(
+        run_probes(enc, cfg, TINY_MODEL, 0, None, "cpu", cache_dir=tmp_path, cache_tag="probe-step2")
+    ) == _values(a)
+
+
+def test_missing_data_is_skipped_or_raised(tmp_path):
+    cfg = OmegaConf.merge(SIZES, {"probes": OmegaConf.load(CONF / "default.yaml")}).probes
+    with open_dict(cfg):
+        cfg.tasks = {"camvid_linear": cfg.tasks.camvid_linear}
+    enc = random_encoder(TINY_MODEL, 0, "cpu")
+    assert set(run_probes(enc, cfg, TINY_MODEL, 0, tmp_path, "cpu")) == {"probe/time_s"}
+    cfg.missing_data = "raise"
+    with pytest.raises(DataNotFoundError):
+        run_probes(enc, cfg, TINY_MODEL, 0, tmp_path, "cpu")
+
+
+def test_none_config_runs_nothing():
+    assert set(
+        run_probes(random_encoder(TINY_MODEL, 0, "cpu"), probes_cfg("none"), TINY_MODEL, 0, None, "cpu")
+    ) == {"probe/time_s"}
+
+
+@pytest.mark.shared_data
+def test_shared_data_probes_on_small_subsets():
+    root = resolve_root(None)
+    if root is None or not (root / "camvid").exists():
+        pytest.skip("needs ../shared/data")
+    cfg = OmegaConf.merge(SIZES, {"probes": OmegaConf.load(CONF / "default.yaml")}).probes
+    t = cfg.tasks
+    t.camvid_linear.update(pixels_per_image=16, iters=10, layers=[-2, -1])
+    t.cifar10_linear.data.update(n_train=40, n_val=20)
+    t.cifar10_attentive.data.update(n_train=40, n_val=20)
+    t.cifar10_attentive.epochs = 1
+    for name in ("mnist_video", "mnist_video_linear"):
+        t[name].data.update(n_train=16, n_val=8)
+    t.mnist_video.epochs = 1
+    with open_dict(cfg):
+        del t["shapes_seg"], t["shapes_det"]
+    r = run_probes(random_encoder(TINY_MODEL, 0, "cpu"), cfg, TINY_MODEL, 0, root, "cpu")
+    assert len([k for k in r if k.startswith("probe/camvid_linear/iou/")]) == 11
+    for key in (
+        "camvid_linear/miou",
+        "cifar10_linear/top1",
+        "cifar10_attentive/top1",
+        "mnist_video/digit_top1",
+        "mnist_video/direction_top1",
+        "mnist_video_linear/digit_top1",
+    ):
+        assert 0.0 <= r[f"probe/{key}"] <= 1.0
+
+
+# ---- python -m vjepa.evaluate ---------------------------------------------------------------------------
+@pytest.fixture
+def tiny_run(compose_cfg, tmp_path):
+    """A finished 2-step run as `python -m vjepa.train model.depth=2 ... steps=2` makes it, without end-of-run
+    probes (set in-process so this works whether or not train.yaml has a probes group)."""
+    from vjepa.trainer import train
+
+    cfg = compose_cfg(*TINY_TEST, "steps=2", run_dir=tmp_path / "run")
+    with open_dict(cfg):
+        cfg.probes = {"tasks": {}}
+    train(cfg)
+    return Path(cfg.run_dir)
+
+
+def _evaluate(*args):
+    proc = subprocess.run(
+        [sys.executable, "-m", "vjepa.evaluate", *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_evaluate_cli_merges_into_metrics_json(tiny_run):
+    pretrain = json.loads((tiny_run / "metrics.json").read_text())
+    _evaluate(
+        f"run_dir={tiny_run}", "probes=fast", "threads=1", "baseline=true", "probes.tasks.shapes_det.epochs=1"
+    )
+    merged = json.loads((tiny_run / "metrics.json").read_text())
+    assert {k: merged[k] for k in pretrain} == pretrain  # pretraining keys kept as they were
+    assert merged["probe/step"] == 2
+    for key in ("probe/shapes_seg/miou", "probe/shapes_det/ap50", "probe_random/shapes_video/direction_top1"):
+        assert key in merged
+
+    from vjepa.evaluate import evaluate
+
+    online = evaluate(tiny_run, probes="fast", encoder="online", threads=1)
+    merged2 = json.loads((tiny_run / "metrics.json").read_text())
+    assert (
+        "probe_online/shapes_seg/miou" in online
+        and merged2["probe/shapes_seg/miou"] == merged["probe/shapes_seg/miou"]
+    )
+
+
+def test_evaluate_cli_rejects_unknown_keys(tiny_run):
+    proc = subprocess.run(
+        [sys.executable, "-m", "vjepa.evaluate", f"run_dir={tiny_run}", "encodr=online"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "unknown key 'encodr'" in proc.stderr
+
+
+def test_probes_group_composes_with_the_training_config(compose_cfg):
+    from hydra.errors import ConfigCompositionException
+
+    try:
+        cfg = compose_cfg("probes=fast", "data.image.size=48")
+    except ConfigCompositionException:  # train.yaml does not list the probes group (yet)
+        cfg = compose_cfg("+probes=fast", "data.image.size=48")
+    p = OmegaConf.to_container(cfg.probes, resolve=True)
+    assert p["image_size"] == 48 and p["frames"] == cfg.data.video.frames
+    assert set(p["tasks"]) == {"shapes_seg", "shapes_det", "shapes_video", "shapes_video_linear"}

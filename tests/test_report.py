@@ -1,0 +1,188 @@
+"""analysis.report, the notebook, and the pictures of a real (tiny) checkpoint."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from analysis import pictures, report
+from analysis.collect import collect, collect_curves, load_results, write_csv
+from tests.test_analysis import base_config, make_sweeps  # noqa: F401  (base_config: fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "analysis" / "notebooks" / "ablations.ipynb"
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory, base_config):  # noqa: F811
+    """reports/results.csv and curves.csv of the synthetic sweeps (no checkpoints: no picture arrays)."""
+    root = tmp_path_factory.mktemp("sweeps_out")
+    make_sweeps(root, base_config)
+    reports = tmp_path_factory.mktemp("reports")
+    write_csv(collect([root]), reports / "results.csv")
+    write_csv(collect_curves([root]), reports / "curves.csv")
+    return reports
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_report_regenerates_identically(collected):
+    out = collected
+    (out / "figures").mkdir(exist_ok=True)
+    (out / "figures" / "stale_sweep_metrics.png").write_bytes(b"old")
+    args = ["--results", str(out / "results.csv"), "--out", str(out)]
+    report.main(args)
+    first = _tree(out)
+    report.main(args)
+    assert _tree(out) == first  # byte for byte: no timestamps, deterministic figures
+    assert "figures/stale_sweep_metrics.png" not in first
+    for stem in ("loss_granularity-tiny", "predictor_width-tiny", "mask_ratio-tiny"):
+        for name in (
+            f"tables/{stem}.md",
+            f"tables/{stem}.csv",
+            f"tables/{stem}.tex",
+            f"tables/{stem}_agreement.csv",
+            f"figures/{stem}_metrics.png",
+            f"figures/{stem}_curves.png",
+        ):
+            assert name in first, name
+    readme = (out / "README.md").read_text()
+    assert f"python -m analysis.report --results {out / 'results.csv'} --out {out}" in readme
+    assert "python sweeps/loss_granularity.py preset=tiny loss=block,token seed=0,1,2,3,4" in readme
+    assert (
+        "`loss_granularity/preset=tiny/loss=token,seed=3`: failed (FloatingPointError: loss became nan"
+        in readme
+    )
+    assert "![loss_granularity (preset=tiny): metrics](figures/loss_granularity-tiny_metrics.png)" in readme
+    assert (
+        "| block | Block-level (V-JEPA 2 style) | 3 | 1 interrupted, 1 running | 0.120 ± 0.020 | 54.8 |"
+        in readme
+    )
+    section = readme.split("## Does the small scale agree with the paper?")[1].split("\n## ")[0]
+    assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in section
+    assert "COCO APbox vs. `shapes_det/ap`: partly agrees" in section  # mask ratio
+    assert (out / "tables" / "loss_granularity-tiny.md").read_text().split("\n", 1)[1] in readme
+    stats = load_results(out / "results.csv")  # the report did not touch its input
+    assert len(stats) == 22
+
+
+def test_notebook_executes(collected, monkeypatch):
+    import nbclient
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:
+        pytest.skip("no Jupyter kernel 'python3' installed (pip install ipykernel)")
+    monkeypatch.setenv("VJEPA_RESULTS", str(collected / "results.csv"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+        "commit the notebook without outputs"
+    )
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert (
+        "| block | Block-level (V-JEPA 2 style) | 3 | 1 interrupted, 1 running | 0.120 ± 0.020 | 54.8 |"
+        in markdown
+    )
+    assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in markdown
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 6  # 3 ablations: metrics and curves
+
+
+def test_pictures_from_a_real_checkpoint(tmp_path):
+    """Train 2 steps with the real CLI, extract the PCA and mask arrays, render them."""
+    run_dir = tmp_path / "pictures" / "preset=tiny" / "loss=token,seed=0"
+    args = [
+        "model.depth=2",
+        "predictor.depth=1",
+        "predictor.width=32",
+        "predictor.num_heads=2",
+        "data.image.size=32",
+        "data.video.size=32",
+        "data.video.frames=4",
+        "batch_size=8",
+        "steps=2",
+        "threads=1",
+        "progress=false",
+    ]
+    defaults = yaml.safe_load((ROOT / "vjepa" / "conf" / "train.yaml").read_text())["defaults"]
+    if any(isinstance(d, dict) and "probes" in d for d in defaults):  # the probes group exists: skip them
+        args.append("probes=none")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "vjepa.train", *args, f"run_dir='{run_dir}'"]  # quoted: the name has a comma
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [("token", "pictures/preset=tiny/loss=token,seed=0", run_dir)]
+    pca = pictures.extract_pca(runs, tmp_path / "data" / "pca.npz")
+    masks = pictures.extract_masks(runs, tmp_path / "data" / "masks.npz")
+    again = pictures.save_npz(tmp_path / "again.npz", dict(np.load(pca, allow_pickle=False)))
+    assert again.read_bytes() == pca.read_bytes()  # no zip timestamps
+
+    z = np.load(pca, allow_pickle=False)
+    assert z["labels"].tolist() == ["random init", "token"]
+    assert z["image_input"].shape == (pictures.N_IMAGES, 32, 32, 3) and z["image_input"].dtype == np.uint8
+    assert z["image_pca_1"].shape == (pictures.N_IMAGES, 1, 4, 4, 3)  # 32 px / patch 8
+    assert z["video_pca_0"].shape == (pictures.N_CLIPS, 2, 4, 4, 3)  # 4 frames / tubelet 2
+    assert z["image_pca_1"].std() > 0
+
+    m = np.load(masks, allow_pickle=False)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    image_mask = m["image_mask_0"]  # [settings, images, t, h, w]
+    assert image_mask.shape == (1, pictures.MASK_IMAGES, 1, 4, 4) and m["image_input_0"].shape == (
+        4,
+        32,
+        32,
+        3,
+    )
+    assert m["video_mask_0"].shape == (1, 1, 2, 4, 4) and m["video_input_0"].shape == (1, 4, 32, 32, 3)
+    # every sample has exactly round(ratio * N) masked tokens, the ratio the run logged
+    logged = [
+        json.loads(line)["mask_ratio_image"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert np.allclose(image_mask.reshape(4, -1).mean(1), round(cfg.mask.ratio * 16) / 16)
+    assert np.allclose(image_mask.reshape(4, -1).mean(1), logged[-1])
+    # step 0 of this run: the same masks on a second draw, other masks at another step
+    again = pictures.run_masks(cfg, step=0)["image"][1]
+    assert np.array_equal(again, image_mask)
+    assert not np.array_equal(pictures.run_masks(cfg, step=1)["image"][1], image_mask)
+
+    for kind, render, npz in (("pca", pictures.render_pca, pca), ("masks", pictures.render_masks, masks)):
+        for modality in ("image", "video"):
+            fig = render(npz, modality, tmp_path / f"{kind}_{modality}.png")
+            rows = 3 if kind == "pca" else 1  # input, random init, token / one variant, one mask setting
+            cols = pictures.N_IMAGES if kind == "pca" else pictures.MASK_IMAGES
+            cols = {"image": cols, "video": pictures.N_CLIPS * 2 if kind == "pca" else 4}[modality]
+            assert (
+                len(fig.axes) == rows * cols and (tmp_path / f"{kind}_{modality}.png").stat().st_size > 1000
+            )
+    pictures.render_pca(pca, "image", tmp_path / "again.png")
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "pca_image.png").read_bytes()
+
+
+def test_random_init_is_the_runs_initial_encoder(base_config):  # noqa: F811
+    """The PCA maps' "random init" row uses the weights the trainer starts from (same seed, same order)."""
+    import torch
+
+    from vjepa.trainer import Trainer
+
+    cfg = OmegaConf.create(base_config)
+    cfg.model.depth, cfg.seed, cfg.run_dir, cfg.threads = 1, 3, "unused", 1
+    trainer = Trainer(cfg)
+    trainer._build()
+    ours = pictures.random_encoder(cfg).state_dict()
+    for name, tensor in trainer.model.encoder.state_dict().items():
+        assert torch.equal(ours[name], tensor), name

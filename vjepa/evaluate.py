@@ -1,0 +1,143 @@
+"""`python -m vjepa.evaluate run_dir=DIR [key=value ...]`: probe a saved run and merge the numbers into
+its ``metrics.json`` (atomically, keeping every key already there).
+
+Keys: ``probes`` (a name in vjepa/conf/probes/ or a .yaml path; default: the run's own ``probes`` config if
+it has one, else ``default``), ``encoder`` (target = the EMA encoder, default | online), ``baseline``
+(true: also a random-init encoder of the same shape), ``device`` (auto | cpu | cuda), ``threads`` (auto | n),
+``data_root`` (default: the run's ``data.root``, else ../shared/data), ``cache`` (true: keep features in
+``DIR/probe_cache/``), and ``probes.<key>=value`` to override the probe config, e.g.
+``probes.tasks.shapes_det.epochs=5``. Input sizes in the probe config resolve against the run's ``data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+OPTIONS = {
+    "run_dir": None,
+    "probes": None,
+    "encoder": "target",
+    "baseline": False,
+    "device": "auto",
+    "threads": "auto",
+    "data_root": None,
+    "cache": False,
+}
+PREFIX = {"target": "probe", "online": "probe_online"}
+
+
+def probes_config(run_cfg, name=None, overrides=()):
+    """The ``probes`` node, interpolations resolving against the run's config (its ``data`` sizes)."""
+    if name is None and "probes" in run_cfg:
+        probes = run_cfg.probes
+    else:
+        name = name or "default"
+        path = (
+            Path(name)
+            if str(name).endswith(".yaml")
+            else Path(__file__).parent / "conf" / "probes" / f"{name}.yaml"
+        )
+        if not path.exists():
+            raise FileNotFoundError(f"probes={name}: no such probe config ({path})")
+        probes = OmegaConf.load(path)
+    root = OmegaConf.merge({k: v for k, v in run_cfg.items() if k != "probes"}, {"probes": probes})
+    if overrides:
+        root = OmegaConf.merge(root, OmegaConf.from_dotlist(list(overrides)))
+    return root.probes
+
+
+def evaluate(
+    run_dir,
+    probes=None,
+    encoder="target",
+    baseline=False,
+    device="auto",
+    threads="auto",
+    data_root=None,
+    cache=False,
+    overrides=(),
+) -> dict[str, float]:
+    from vjepa.data import resolve_root
+    from vjepa.models import build_encoder
+    from vjepa.probes import run_probes
+    from vjepa.runfiles import load_checkpoint, read_json, write_json
+    from vjepa.trainer import resolve_device, set_threads
+
+    if encoder not in PREFIX:
+        raise ValueError(f"encoder must be one of {tuple(PREFIX)}, got {encoder!r}")
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if not ckpt.exists():
+        raise FileNotFoundError(f"{ckpt} does not exist: is {run_dir} a run directory with a checkpoint?")
+    state = load_checkpoint(ckpt)
+    cfg_path = run_dir / "config.yaml"
+    run_cfg = OmegaConf.load(cfg_path) if cfg_path.exists() else OmegaConf.create(state["config"])
+    probes_cfg = probes_config(run_cfg, probes, overrides)
+    dev = resolve_device(device)
+    set_threads(threads)
+    enc = build_encoder(run_cfg.model)
+    enc.load_state_dict(state["target_encoder" if encoder == "target" else "encoder"])
+    enc.to(dev)
+    prefix = PREFIX[encoder]
+    root = resolve_root(data_root or run_cfg.data.get("root"))
+    results = run_probes(
+        enc,
+        probes_cfg,
+        run_cfg.model,
+        int(run_cfg.seed),
+        root,
+        dev,
+        prefix=prefix,
+        baseline=baseline,
+        cache_dir=run_dir / "probe_cache" if cache else None,
+        cache_tag=f"{prefix}-step{state['step']}",
+    )
+    results[f"{prefix}/step"] = int(state["step"])
+    path = run_dir / "metrics.json"
+    merged = read_json(path) if path.exists() else {}
+    merged.update(results)
+    write_json(path, merged)
+    return results
+
+
+def parse(argv: list[str]) -> tuple[dict, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m vjepa.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("items", nargs="*", metavar="key=value")
+    opts, overrides = dict(OPTIONS), []
+    for item in parser.parse_args(argv).items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"expected key=value, got {item!r}")
+        if key.startswith("probes."):
+            overrides.append(item)
+        elif key in OPTIONS:
+            opts[key] = OmegaConf.from_dotlist([item])[key]
+        else:
+            parser.error(f"unknown key {key!r}: one of {', '.join(OPTIONS)} or probes.<key>")
+    if not opts["run_dir"]:
+        parser.error("run_dir=DIR is required")
+    for key in ("baseline", "cache"):
+        if not isinstance(opts[key], bool):
+            parser.error(f"{key} must be true or false, got {opts[key]!r}")
+    return opts, overrides
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts, overrides = parse(sys.argv[1:] if argv is None else argv)
+    results = evaluate(**opts, overrides=overrides)
+    for key in sorted(results):
+        if not key.endswith("time_s") and "/iou/" not in key and "/ap50/" not in key:
+            print(f"{key}: {results[key]:.4f}")
+    print(f"[vjepa] merged {len(results)} probe metrics into {Path(opts['run_dir']) / 'metrics.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Frozen-encoder probes: segmentation, detection and classification heads on cached features.
+
+Contract: ``run_probes(encoder, probes_cfg, model_cfg, seed, data_root, device) -> dict[str, float]``
+probes a frozen encoder with every task of a ``probes`` config (``vjepa/conf/probes/``), seeded and
+deterministic on CPU; ``python -m vjepa.evaluate run_dir=...`` does the same for a saved run and merges the
+numbers into its ``metrics.json``. Each task names a ``kind`` (seg | det | classify), a ``data`` spec
+(``vjepa.probes.datasets``), the encoder ``layers`` to concatenate and its head's optimisation settings.
+
+Metric names (``<task>`` is the task's key in the config; the prefix is ``probe`` for the target (EMA)
+encoder, ``probe_online`` for the online encoder, ``probe_random`` for the random-init baseline):
+
+    probe/<seg task>/miou              mean IoU over the classes present (CamVid: 11, void ignored;
+                                       shapes: 6 incl. background); a class absent from both prediction
+                                       and ground truth is left out of the mean
+    probe/<seg task>/iou/<class>       per-class IoU, class names lower-cased (sky, building, ..., bicyclist;
+                                       background, disk, square, triangle, ring, cross)
+    probe/<det task>/ap50              COCO AP at IoU 0.5 (101-point, per class then mean)
+    probe/<det task>/ap                COCO AP averaged over IoU 0.5:0.05:0.95
+    probe/<det task>/ap50/<class>      per-class AP at IoU 0.5
+    probe/<cls task>/top1              top-1 accuracy (CIFAR-10, whose label is called ``label``)
+    probe/<cls task>/<label>_top1      top-1 accuracy per label of video tasks: digit_top1, direction_top1
+                                       (moving MNIST), shape_top1, direction_top1 (moving shapes)
+    probe/<task>/time_s                wall time of the task (data and feature extraction included when
+                                       the task is the first to need them)
+    probe/time_s                       wall time of all tasks
+    probe/step                         checkpoint step (written by ``vjepa.evaluate``)
+
+Tasks of ``default.yaml``: camvid_linear, shapes_seg (seg); shapes_det (det); cifar10_linear,
+cifar10_attentive, mnist_video (attentive), mnist_video_linear (classify). ``fast.yaml`` (tests):
+shapes_seg, shapes_det, shapes_video, shapes_video_linear. ``none.yaml``: no task.
+"""
+
+from vjepa.probes.runner import random_encoder, run_probes
+
+__all__ = ["run_probes", "random_encoder"]

@@ -1,0 +1,101 @@
+"""Frozen-encoder features for probes: extracted once (eval mode, no gradients, batched), then cached.
+
+``extract(encoder, x, layers, size, batch_size, device)``: ``x`` uint8 [N, 3, H, W] images or
+[N, 3, T, H, W] clips (0..255) -> float16 tokens [N, L, D * len(layers)] on the CPU (the listed blocks'
+normed outputs, concatenated along channels) and the token grid (T', H', W'). Frames are resized to
+``size`` = (H, W) (bilinear, antialiased) and normalised exactly as in pretraining. Tokens are stored in
+float16 to halve memory; heads compute in float32.
+
+``FeatureCache``: features by a hash of their spec (data, input size, layers), kept in memory for one probe
+run and, with a folder, saved as ``<folder>/<tag>-<hash>.pt``; the tag (e.g. ``probe-step300``) must name
+the encoder weights, since the hash does not cover them.
+
+``Standardizer``: per-channel mean and std of the training features, applied to both splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vjepa.data import normalize
+from vjepa.runfiles import load_checkpoint, save_checkpoint
+
+FEATURE_VERSION = 1
+
+
+def prepare(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 [B, 3, (T,) H, W] -> normalised float at spatial ``size``."""
+    x = x.float().div_(255)
+    if tuple(x.shape[-2:]) != tuple(size):
+        if x.ndim == 5:
+            b, c, t = x.shape[:3]
+            x = x.transpose(1, 2).reshape(b * t, c, *x.shape[-2:])
+            x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+            x = x.view(b, t, c, *size).transpose(1, 2)
+        else:
+            x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+        x = x.clamp_(0, 1)
+    return normalize(x)
+
+
+@torch.no_grad()
+def extract(encoder, x: torch.Tensor, layers, size, batch_size: int, device) -> tuple[torch.Tensor, tuple]:
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        out = []
+        for i in range(0, len(x), batch_size):
+            xb = prepare(x[i : i + batch_size], size).to(device)
+            feats = encoder(xb, return_layers=list(layers))
+            out.append(torch.cat(feats, dim=-1).to("cpu", torch.float16))
+        grid = tuple(encoder.grid(prepare(x[:1], size)))
+    finally:
+        encoder.train(was_training)
+    return torch.cat(out), grid
+
+
+def spec_hash(spec: dict) -> str:
+    blob = json.dumps({"version": FEATURE_VERSION, **spec}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+class FeatureCache:
+    def __init__(self, folder: str | Path | None = None, tag: str = "features"):
+        self.folder, self.tag = (Path(folder) if folder else None), tag
+        self.memory: dict[str, dict] = {}
+
+    def get(self, spec: dict, compute: Callable[[], dict]) -> dict:
+        key = spec_hash(spec)
+        if key not in self.memory:
+            path = self.folder / f"{self.tag}-{key}.pt" if self.folder else None
+            if path is not None and path.exists():
+                self.memory[key] = load_checkpoint(path)
+            else:
+                self.memory[key] = compute()
+                if path is not None:
+                    save_checkpoint(path, self.memory[key])
+        return self.memory[key]
+
+
+class Standardizer:
+    """(x - mean) / std per channel, statistics of ``x`` [M, D] (float64 sums, in chunks)."""
+
+    def __init__(self, x: torch.Tensor, chunk: int = 65536, eps: float = 1e-6):
+        s = torch.zeros(x.shape[-1], dtype=torch.float64)
+        s2 = torch.zeros_like(s)
+        for i in range(0, len(x), chunk):
+            xc = x[i : i + chunk].double()
+            s += xc.sum(0)
+            s2 += xc.square().sum(0)
+        mean = s / len(x)
+        var = (s2 / len(x) - mean.square()).clamp(min=0)
+        self.mean, self.std = mean.float(), var.sqrt().float().clamp(min=eps)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean.to(x.device)) / self.std.to(x.device)

@@ -1,0 +1,165 @@
+"""``run_probes``: every probe of a ``probes`` config on one frozen encoder (and optionally a random-init
+baseline of the same shape), returning flat metrics (see ``vjepa.probes`` for the names).
+
+Each task's data set is built once and its features extracted once per encoder (shared by tasks with the
+same data spec and layers, e.g. linear and attentive CIFAR-10), then only the heads train. Head seeds
+derive from (seed, task name), data from the data spec, so a run is reproducible task by task.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import zlib
+
+import torch
+from omegaconf import OmegaConf
+
+from vjepa.data.common import DataNotFoundError
+from vjepa.probes.classify import classify_probe
+from vjepa.probes.datasets import build, resolve_spec
+from vjepa.probes.det import det_probe
+from vjepa.probes.features import FeatureCache, extract
+from vjepa.probes.heads import seeded
+from vjepa.probes.seg import seg_probe
+
+KINDS = ("seg", "det", "classify")
+
+
+def _log(msg: str) -> None:
+    print(f"[probes] {msg}", file=sys.stderr, flush=True)
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
+
+
+def task_seed(seed: int, name: str) -> int:
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % 2**31
+
+
+def random_encoder(model_cfg, seed: int, device):
+    """A randomly initialised encoder of the run's shape. Built like ``JEPA`` builds its encoder right after
+    ``torch.manual_seed(seed)``, so with the run's seed it is the very encoder pretraining started from."""
+    from vjepa.models import build_encoder
+
+    with seeded(int(seed)):
+        return build_encoder(model_cfg).to(device).eval()
+
+
+def _run_task(name: str, task: dict, data, feats: dict, grid, seed: int, device) -> dict[str, float]:
+    kind = task["kind"]
+    if kind == "seg":
+        classes = data.classes["seg"]
+        miou, per_class = seg_probe(
+            feats, grid, data.y_train["seg"], data.y_val["seg"], len(classes), task, seed, device
+        )
+        return {"miou": miou, **{f"iou/{slug(classes[c])}": v for c, v in per_class.items()}}
+    if kind == "det":
+        classes = data.classes["instance_classes"]
+        r = det_probe(feats, grid, data.y_train, data.y_val, len(classes), data.size, task, seed, device)
+        return {
+            "ap50": r["ap50"],
+            "ap": r["ap"],
+            **{f"ap50/{slug(classes[c])}": v for c, v in r["ap50_per_class"].items()},
+        }
+    if kind == "classify":
+        out = {}
+        for label in task["labels"]:
+            acc = classify_probe(
+                task["head"],
+                feats,
+                data.y_train[label],
+                data.y_val[label],
+                len(data.classes[label]),
+                task,
+                task_seed(seed, label),
+                device,
+            )
+            out["top1" if label == "label" else f"{label}_top1"] = acc
+        return out
+    raise ValueError(f"probe {name}: kind must be one of {KINDS}, got {kind!r}")
+
+
+def _probe_encoder(
+    encoder, cfg: dict, patch_size: int, seed: int, data_root, device, prefix: str, cache, datasets: dict
+) -> dict[str, float]:
+    defaults = {
+        "image_size": cfg["image_size"],
+        "video_size": cfg["video_size"],
+        "frames": cfg["frames"],
+        "patch_size": patch_size,
+    }
+    out: dict[str, float] = {}
+    t_all = time.perf_counter()
+    for name, task in (cfg.get("tasks") or {}).items():
+        t0 = time.perf_counter()
+        spec = resolve_spec(task["data"], defaults)
+        key = repr(sorted(spec.items()))
+        try:
+            if key not in datasets:
+                datasets[key] = build(spec, data_root)
+        except DataNotFoundError as exc:
+            if cfg.get("missing_data", "skip") != "skip":
+                raise
+            _log(f"{prefix}/{name}: skipped, no data ({exc})")
+            continue
+        data = datasets[key]
+        layers = list(task.get("layers", [-1]))
+
+        def compute(data=data, layers=layers):
+            bs = int(cfg["extract_batch"])
+            ft, grid = extract(encoder, data.x_train, layers, data.size, bs, device)
+            fv, _ = extract(encoder, data.x_val, layers, data.size, bs, device)
+            return {"train": ft, "val": fv, "grid": torch.tensor(grid)}
+
+        feats = cache.get({"data": spec, "layers": layers}, compute)
+        grid = tuple(feats["grid"].tolist())
+        t_feat = time.perf_counter() - t0
+        metrics = _run_task(name, task, data, feats, grid, task_seed(seed, name), device)
+        dt = time.perf_counter() - t0
+        out.update({f"{prefix}/{name}/{k}": float(v) for k, v in metrics.items()})
+        out[f"{prefix}/{name}/time_s"] = dt
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k)
+        _log(f"{prefix}/{name}: {shown} ({dt:.1f} s, of which data + features {t_feat:.1f} s)")
+    out[f"{prefix}/time_s"] = time.perf_counter() - t_all
+    return out
+
+
+def run_probes(
+    encoder,
+    probes_cfg,
+    model_cfg,
+    seed: int,
+    data_root,
+    device,
+    *,
+    prefix: str = "probe",
+    baseline: bool | None = None,
+    cache_dir=None,
+    cache_tag: str | None = None,
+) -> dict[str, float]:
+    """Probe ``encoder`` (frozen; its train/eval mode is restored) with every task of ``probes_cfg``.
+
+    ``baseline`` (default: ``probes_cfg.baseline``) also probes a random-init encoder built from
+    ``model_cfg`` with ``seed``, under ``probe_random/``. ``cache_dir`` keeps features on disk as
+    ``<cache_dir>/<cache_tag>-<hash>.pt``; ``cache_tag`` must identify the weights (e.g. "probe-step300").
+    """
+    cfg = (
+        OmegaConf.to_container(probes_cfg, resolve=True)
+        if OmegaConf.is_config(probes_cfg)
+        else dict(probes_cfg)
+    )
+    device = torch.device(device)
+    patch = int(model_cfg["patch_size"])
+    datasets = {}  # built once, shared with the baseline
+    cache = FeatureCache(cache_dir, cache_tag or prefix)
+    out = _probe_encoder(encoder, cfg, patch, seed, data_root, device, prefix, cache, datasets)
+    if cfg.get("baseline", False) if baseline is None else baseline:
+        rand = random_encoder(model_cfg, seed, device)
+        rcache = FeatureCache(cache_dir, f"random-seed{seed}")
+        out.update(
+            _probe_encoder(rand, cfg, patch, seed, data_root, device, "probe_random", rcache, datasets)
+        )
+    return out

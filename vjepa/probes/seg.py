@@ -1,0 +1,96 @@
+"""Linear segmentation probe: a per-token linear classifier whose logits are upsampled (bilinear) to the
+label map, trained with pixel-level cross-entropy and scored by mIoU at the label map's resolution.
+
+Logits are linear in the features and bilinear upsampling is linear with weights summing to one, so the
+upsampled logits at a pixel equal the classifier applied to the upsampled features there. Training
+therefore fits logistic regression (full-batch L-BFGS) on the features bilinearly interpolated at
+``pixels_per_image`` labelled pixels drawn per training image (fixed by the seed): the exact pixel loss
+on upsampled logits, subsampled. Evaluation upsamples the logits of every val image to full resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vjepa.probes.datasets import IGNORE
+from vjepa.probes.features import Standardizer
+from vjepa.probes.heads import fit_logistic
+from vjepa.probes.metrics import confusion, iou_from_confusion
+
+CHUNK = 64
+
+
+def token_map(tokens: torch.Tensor, grid) -> torch.Tensor:
+    """[B, L, D] tokens of images -> [B, D, H', W']."""
+    t, h, w = grid
+    if t != 1:
+        raise ValueError(f"segmentation probes take images (one token frame), got grid {grid}")
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
+
+
+def sample_pixels(y: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
+    """[N, H, W] labels -> [N, k] flat indices of labelled pixels, uniformly, distinct where possible."""
+    flat = y.flatten(1)
+    out = torch.empty(len(y), k, dtype=torch.long)
+    for i, row in enumerate(flat):
+        ok = (row != IGNORE).nonzero().squeeze(1)
+        if len(ok) == 0:
+            ok = torch.arange(len(row))  # all void: these pixels are skipped by the loss
+        pick = (
+            torch.randperm(len(ok), generator=g)[:k]
+            if len(ok) >= k
+            else torch.randint(len(ok), (k,), generator=g)
+        )
+        out[i] = ok[pick]
+    return out
+
+
+def _axis_weights(out: int, inp: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices (i0, i1) and weight of i1 of 1-D linear resizing inp -> out, align_corners=False
+    (PyTorch's rule: src = max((dst + 0.5) * inp / out - 0.5, 0))."""
+    src = ((torch.arange(out, dtype=torch.float64) + 0.5) * (inp / out) - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=inp - 1)
+    return i0, (i0 + 1).clamp(max=inp - 1), (src - i0).float()
+
+
+def bilinear_at(fmap: torch.Tensor, pix: torch.Tensor, out_hw) -> torch.Tensor:
+    """``F.interpolate(fmap, out_hw, mode="bilinear", align_corners=False)`` read only at flat pixel
+    indices ``pix`` [B, K]: fmap [B, D, h, w] -> [B, K, D]."""
+    h, w = fmap.shape[-2:]
+    r0, r1, wr = (t[pix // out_hw[1]] for t in _axis_weights(out_hw[0], h))
+    c0, c1, wc = (t[pix % out_hw[1]] for t in _axis_weights(out_hw[1], w))
+    flat = fmap.flatten(2).transpose(1, 2)  # [B, h*w, D]
+
+    def at(r, c):
+        return torch.gather(flat, 1, (r * w + c)[..., None].expand(-1, -1, flat.shape[-1]))
+
+    wr, wc = wr[..., None], wc[..., None]
+    return (1 - wr) * ((1 - wc) * at(r0, c0) + wc * at(r0, c1)) + wr * (
+        (1 - wc) * at(r1, c0) + wc * at(r1, c1)
+    )
+
+
+def seg_probe(
+    feats: dict, grid, y_train, y_val, num_classes: int, cfg: dict, seed: int, device
+) -> tuple[float, dict]:
+    """``feats``: {"train": [N, L, D], "val": [M, L, D]}; labels [N, H, W] with IGNORE for void.
+    Returns (mIoU, {class index: IoU})."""
+    std = Standardizer(feats["train"].flatten(0, 1))
+    size = tuple(y_train.shape[-2:])
+    idx = sample_pixels(y_train, int(cfg["pixels_per_image"]), torch.Generator().manual_seed(seed))
+    xs = []
+    for i in range(0, len(y_train), CHUNK):
+        fmap = token_map(std(feats["train"][i : i + CHUNK]), grid)
+        xs.append(bilinear_at(fmap, idx[i : i + CHUNK], size).flatten(0, 1))
+    x = torch.cat(xs).to(device)
+    y = torch.gather(y_train.flatten(1), 1, idx).flatten().to(device)
+    lin = fit_logistic(x, y, num_classes, float(cfg["wd"]), int(cfg["iters"]))
+
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    size = tuple(y_val.shape[-2:])
+    for i in range(0, len(y_val), CHUNK):
+        logits = lin(std(feats["val"][i : i + CHUNK].to(device)))  # [b, L, C]
+        logits = F.interpolate(token_map(logits, grid), size=size, mode="bilinear", align_corners=False)
+        conf += confusion(logits.argmax(1).cpu(), y_val[i : i + CHUNK], num_classes, ignore=IGNORE)
+    return iou_from_confusion(conf)
