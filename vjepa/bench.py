@@ -150,7 +150,7 @@ def encoder_scaling(overrides: list[str], ratio: float = 0.8, repeats: int = 5) 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--setting", action="append", help=f"named setting(s): {', '.join(SETTINGS)}")
+    ap.add_argument("--setting", nargs="+", action="extend", help=f"named setting(s): {', '.join(SETTINGS)}")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two quoted override lists, timed interleaved")
     ap.add_argument("--encoder-scaling", action="store_true", help="online encoder cost at 80%% vs 0%% masking")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
