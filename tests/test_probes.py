@@ -299,3 +299,24 @@ def test_probes_group_composes_with_the_training_config(compose_cfg):
     p = OmegaConf.to_container(cfg.probes, resolve=True)
     assert p["image_size"] == 48 and p["frames"] == cfg.data.video.frames
     assert set(p["tasks"]) == {"shapes_seg", "shapes_det", "shapes_video", "shapes_video_linear"}
+
+
+def test_levels_probe_reads_the_four_levels(tmp_path):
+    """`layers: levels` reads deep supervision's own level norms, or the same 4 blocks without it."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from vjepa.models import build_encoder
+    from vjepa.models.vit import level_indices
+    from vjepa.probes.features import encoder_layers
+
+    cfg = OmegaConf.load("vjepa/conf/model/tiny.yaml")
+    x = torch.randn(2, 3, 32, 32)
+    plain = build_encoder(cfg).eval()
+    expect = plain(x, return_layers=level_indices(plain.depth, 4))
+    assert all(torch.equal(a, b) for a, b in zip(encoder_layers(plain, x, "levels"), expect))
+    cfg.deep_supervision = True
+    deep = build_encoder(cfg).eval()
+    with torch.no_grad():
+        deep.level_norms[0].bias.fill_(3.0)  # the level's own norm is used, not the final one
+    assert torch.allclose(encoder_layers(deep, x, "levels")[0].mean(-1), torch.full((2, 16), 3.0), atol=1e-5)

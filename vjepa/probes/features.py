@@ -2,7 +2,7 @@
 
 ``extract(encoder, x, layers, size, batch_size, device)``: ``x`` uint8 [N, 3, H, W] images or
 [N, 3, T, H, W] clips (0..255) -> float16 tokens [N, L, D * len(layers)] on the CPU (the listed blocks'
-normed outputs, concatenated along channels) and the token grid (T', H', W'). Frames are resized to
+normed outputs, concatenated along channels; ``layers="levels"``: see ``encoder_layers``) and the token grid (T', H', W'). Frames are resized to
 ``size`` = (H, W) (bilinear, antialiased) and normalised exactly as in pretraining. Tokens are stored in
 float16 to halve memory; heads compute in float32.
 
@@ -44,6 +44,19 @@ def prepare(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return normalize(x)
 
 
+def encoder_layers(encoder, x: torch.Tensor, layers) -> list[torch.Tensor]:
+    """Block outputs to concatenate: a list of block indices, or ``"levels"``: the 4 levels of deep
+    self-supervision (each with its own norm) where the encoder has them, else the same 4 equally spaced
+    blocks through the final norm, so encoders with and without deep supervision are read alike."""
+    if layers == "levels":
+        if encoder.levels:
+            return encoder.forward_levels(x)
+        from vjepa.models.vit import level_indices
+
+        return encoder(x, return_layers=level_indices(encoder.depth, 4))
+    return encoder(x, return_layers=list(layers))
+
+
 @torch.no_grad()
 def extract(encoder, x: torch.Tensor, layers, size, batch_size: int, device) -> tuple[torch.Tensor, tuple]:
     was_training = encoder.training
@@ -52,7 +65,7 @@ def extract(encoder, x: torch.Tensor, layers, size, batch_size: int, device) -> 
         out = []
         for i in range(0, len(x), batch_size):
             xb = prepare(x[i : i + batch_size], size).to(device)
-            feats = encoder(xb, return_layers=list(layers))
+            feats = encoder_layers(encoder, xb, layers)
             out.append(torch.cat(feats, dim=-1).to("cpu", torch.float16))
         grid = tuple(encoder.grid(prepare(x[:1], size)))
     finally:

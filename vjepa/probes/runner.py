@@ -106,7 +106,8 @@ def _probe_encoder(
             _log(f"{prefix}/{name}: skipped, no data ({exc})")
             continue
         data = datasets[key]
-        layers = list(task.get("layers", [-1]))
+        layers = task.get("layers", [-1])
+        layers = layers if isinstance(layers, str) else list(layers)  # "levels" or block indices
 
         def compute(data=data, layers=layers):
             bs = int(cfg["extract_batch"])
