@@ -27,9 +27,20 @@ def report(session: nox.Session) -> None:
     collects those run directories into reports/ first."""
     session.install("-e", ".")
     if session.posargs:
-        session.run("python", "-m", "analysis.collect", *session.posargs, "--out", "reports/results.csv",
-                    "--curves", "reports/curves.csv", env=THREADS)
-    session.run("python", "-m", "analysis.report", "--results", "reports/results.csv", "--out", "reports", env=THREADS)
+        session.run(
+            "python",
+            "-m",
+            "analysis.collect",
+            *session.posargs,
+            "--out",
+            "reports/results.csv",
+            "--curves",
+            "reports/curves.csv",
+            env=THREADS,
+        )
+    session.run(
+        "python", "-m", "analysis.report", "--results", "reports/results.csv", "--out", "reports", env=THREADS
+    )
 
 
 @nox.session

@@ -29,6 +29,10 @@ COMPARE = {
     "ssv2_top1": ("probe/mnist_video/direction_top1", "probe/shapes_video/direction_top1"),
     "diving48_top1": ("probe/mnist_video/direction_top1", "probe/shapes_video/direction_top1"),
     "nyu_rmse": (),
+    # Table 12's "4 layers" columns: the probes reading the 4 levels (probes=levels)
+    "ade20k_miou_4layers": ("probe/camvid_linear_levels/miou", "probe/shapes_seg_levels/miou"),
+    "diving48_top1_4layers": ("probe/mnist_video_linear_levels/direction_top1",),
+    "nyu_rmse_4layers": (),
 }
 
 
@@ -108,18 +112,20 @@ def _context_row(row):
 
 
 def _recipe_row(row):
-    """The last cumulative step of Table 1 whose ingredients the run has (VisionMix, ViT-G and cool-down
-    have no small-scale counterpart; the multi-modal tokenizer row follows deep self-supervision)."""
+    """The cumulative step of Table 1 whose ingredients the run has (sweeps/conf/recipe_step/): the small-scale
+    stand-in for VisionMix is adding images to the clips (data.mix=joint); ViT-G and cool-down have none."""
     ctx = _num(_cfg(row, "loss.context.weight")) > 0
     deep = _true(_cfg(row, "model.deep_supervision"))
+    joint = _cfg(row, "data.mix") == "joint"
     multimodal = _true(_cfg(row, "model.modality_embed")) and _cfg(row, "model.tokenizer") == "separate"
     steps = {
-        (False, False, False): "V-JEPA 2",
-        (True, False, False): "+ context loss",
-        (True, True, False): "+ deep self-supervision",
-        (True, True, True): "+ multi-modal tokenizer",
+        (False, False, False, False): "V-JEPA 2",
+        (True, False, False, False): "+ context loss",
+        (True, True, False, False): "+ deep self-supervision",
+        (True, True, True, False): "+ VisionMix",
+        (True, True, True, True): "+ multi-modal tokenizer",
     }
-    return steps.get((ctx, deep, multimodal))
+    return steps.get((ctx, deep, joint, multimodal))
 
 
 ABLATIONS = {

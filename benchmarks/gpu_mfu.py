@@ -30,7 +30,9 @@ GPU_CONFIGS = {
     "vith16_image224": ["preset=vith16", "data.mix=image", "batch_size=64"],
     "vitl16_video16x224": ["preset=vitl16", "data.mix=video", "data.video.frames=16", "batch_size=8"],
 }
-SMOKE = {"tiny_smoke": ["preset=tiny", "data.mix=image", "batch_size=8", "model.depth=2", "data.image.size=32"]}
+SMOKE = {
+    "tiny_smoke": ["preset=tiny", "data.mix=image", "batch_size=8", "model.depth=2", "data.image.size=32"]
+}
 COMMON = ["probes=none", "log_every=1000", "ckpt_every=1000000"]
 
 
@@ -72,7 +74,9 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--no-checkpointing", action="store_true", help="keep all activations (faster if memory allows)")
+    ap.add_argument(
+        "--no-checkpointing", action="store_true", help="keep all activations (faster if memory allows)"
+    )
     args = ap.parse_args(argv)
     configs = SMOKE if args.smoke else GPU_CONFIGS
     extra = ["compile=false"] if args.no_compile or args.smoke else []
@@ -84,8 +88,13 @@ def main(argv=None) -> None:
         if args.only and name not in args.only:
             continue
         try:
-            res = measure(name, [*overrides, *extra], args.steps, args.warmup,
-                          peak_tflops(torch.device("cuda" if torch.cuda.is_available() else "cpu"), args.peak_tflops))
+            res = measure(
+                name,
+                [*overrides, *extra],
+                args.steps,
+                args.warmup,
+                peak_tflops(torch.device("cuda" if torch.cuda.is_available() else "cpu"), args.peak_tflops),
+            )
         except torch.OutOfMemoryError as exc:  # report and go on with the next configuration
             res = {"setting": name, "error": f"out of memory: {exc}"[:300]}
             torch.cuda.empty_cache()

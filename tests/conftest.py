@@ -15,7 +15,9 @@ def compose_cfg(tmp_path):
 
     def _compose(*overrides: str, run_dir=None):
         with initialize_config_module("vjepa.conf", version_base=None):
-            return compose("train", overrides=[f"run_dir={run_dir or tmp_path / 'run'}", "progress=false", *overrides])
+            return compose(
+                "train", overrides=[f"run_dir={run_dir or tmp_path / 'run'}", "progress=false", *overrides]
+            )
 
     return _compose
 

@@ -382,12 +382,15 @@ def test_ablation_rows_of_published_sweeps(base_config):
     )
     recipe = ABLATIONS["recipe"].paper_row
     assert recipe(row(**{"loss.context.weight": 0.0, "model.deep_supervision": False})) == "V-JEPA 2"
+    mixed = {"loss.context.weight": 0.5, "model.deep_supervision": True, "data.mix": "joint"}
+    assert recipe(row(**mixed, **{"model.tokenizer": "shared3d"})) == "+ VisionMix"
     assert (
         recipe(
             row(
                 **{
                     "loss.context.weight": 0.5,
                     "model.deep_supervision": True,
+                    "data.mix": "joint",
                     "model.modality_embed": True,
                     "model.tokenizer": "separate",
                 }

@@ -15,7 +15,10 @@ from vjepa.config_check import ConfigError, check_config
         ("mask.ratio=0", "mask.ratio=0 must be a number in (0, 1)"),
         ("predictor.width=90", "predictor.width=90 must be a positive multiple of predictor.num_heads=4"),
         ("predictor.width=-8", "predictor.width=-8 must be a positive multiple"),
-        ("data.video.frames=1", "data.video.frames=1 is shorter than the temporal patch model.tubelet_size=2"),
+        (
+            "data.video.frames=1",
+            "data.video.frames=1 is shorter than the temporal patch model.tubelet_size=2",
+        ),
         ("data.mix=audio", "data.mix='audio' is not one of: image, video, joint"),
         ("data.image.size=70", "data.image.size=70 must be a multiple of model.patch_size=8"),
         ("model.num_heads=5", "model.embed_dim=192 must be a positive multiple of model.num_heads=5"),
@@ -46,7 +49,8 @@ def test_default_and_paper_presets_validate(compose_cfg):
 def test_cli_reports_error_before_compute(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "vjepa.train", "loss.granularity=pixel", f"run_dir={tmp_path / 'r'}"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 2
     assert "loss.granularity='pixel' is not one of: token, block" in out.stderr

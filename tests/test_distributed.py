@@ -29,16 +29,33 @@ def test_two_processes_match_one_process(tmp_path):
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     base_env["PYTHONPATH"] = root
     one = tmp_path / "one"
-    subprocess.run([sys.executable, "-m", "vjepa.train", *ARGS, f"run_dir={one}"], check=True, env=base_env,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "vjepa.train", *ARGS, f"run_dir={one}"],
+        check=True,
+        env=base_env,
+        capture_output=True,
+    )
     two = tmp_path / "two"
     port = _free_port()
     procs = []
     for rank in range(2):
-        env = {**base_env, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen([sys.executable, "-m", "vjepa.train", *ARGS, f"run_dir={two}"], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = {
+            **base_env,
+            "WORLD_SIZE": "2",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "vjepa.train", *ARGS, f"run_dir={two}"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     final = json.loads((two / "metrics.json").read_text())

@@ -25,7 +25,9 @@ def _loss_and_grads(model, x, masks):
 
 def test_activation_checkpointing_gives_same_loss_and_gradients(compose_cfg):
     torch.manual_seed(0)
-    model = JEPA(compose_cfg(*TINY_TEST, "loss.context.weight=0.5", "model.depth=4", "model.deep_supervision=true"))
+    model = JEPA(
+        compose_cfg(*TINY_TEST, "loss.context.weight=0.5", "model.depth=4", "model.deep_supervision=true")
+    )
     x = torch.randn(2, 3, 4, 32, 32)
     masks = sample_masks(MaskSpec(ratio=0.75), 2, model.encoder.grid(x), torch.Generator().manual_seed(0))
     ref_loss, ref_grads = _loss_and_grads(model, x, masks)
@@ -42,7 +44,9 @@ def test_fused_ema_equals_per_parameter_loop(compose_cfg):
     with torch.no_grad():
         for p in model.encoder.parameters():
             p.add_(torch.randn_like(p))
-    expected = [0.9 * t + 0.1 * o for t, o in zip(model.target_encoder.parameters(), model.encoder.parameters())]
+    expected = [
+        0.9 * t + 0.1 * o for t, o in zip(model.target_encoder.parameters(), model.encoder.parameters())
+    ]
     model.update_target(0.9)
     for e, t in zip(expected, model.target_encoder.parameters()):
         assert torch.allclose(e, t, atol=1e-7)
@@ -62,18 +66,55 @@ def _run(args):
 
 
 def test_step_benchmark_reports_parts_and_shares():
-    (res,) = _run(["-m", "vjepa.bench", "--setting", "tiny_image", "--steps", "1", "--warmup", "0",
-                   "model.depth=2", "batch_size=8", "data.image.size=32"])
+    (res,) = _run(
+        [
+            "-m",
+            "vjepa.bench",
+            "--setting",
+            "tiny_image",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "model.depth=2",
+            "batch_size=8",
+            "data.image.size=32",
+        ]
+    )
     assert res["step_ms"] > 0 and res["samples_per_s"] > 0 and res["peak_memory_mib"] > 0
-    for part in ("masks", "target_encoder", "online_encoder", "predictor", "loss", "backward", "optimizer", "ema"):
+    for part in (
+        "masks",
+        "target_encoder",
+        "online_encoder",
+        "predictor",
+        "loss",
+        "backward",
+        "optimizer",
+        "ema",
+    ):
         assert res["parts_ms"][part] > 0, part
     assert sum(v for k, v in res["parts_share"].items() if k != "distance_weights") <= 1.0 + 1e-6
 
 
 def test_compare_mode_prints_ratios():
-    rows = _run(["-m", "vjepa.bench", "--compare", "mask.ratio=0.5", "mask.ratio=0.9", "--steps", "1",
-                 "--warmup", "0", "preset=tiny", "data.mix=image", "model.depth=2", "batch_size=8",
-                 "data.image.size=32"])
+    rows = _run(
+        [
+            "-m",
+            "vjepa.bench",
+            "--compare",
+            "mask.ratio=0.5",
+            "mask.ratio=0.9",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "preset=tiny",
+            "data.mix=image",
+            "model.depth=2",
+            "batch_size=8",
+            "data.image.size=32",
+        ]
+    )
     assert [r["setting"] for r in rows] == ["A", "B", "ratio B/A"]
     assert rows[2]["step_time"] > 0
 

@@ -9,7 +9,7 @@ import torch
 from tests.conftest import TINY_TEST
 from vjepa.jepa import JEPA
 from vjepa.losses import context_distance_weights
-from vjepa.masks import MaskSpec, Masks, sample_masks
+from vjepa.masks import Masks, MaskSpec, sample_masks
 from vjepa.models import build_encoder, build_predictor
 from vjepa.trainer import Trainer, train
 
@@ -26,16 +26,28 @@ def test_distance_weights_match_brute_force():
             for j, c in enumerate(m.ctx_idx[b].tolist()):
                 pc = (c // (h * width), (c // width) % h, c % width)
                 d = min(
-                    math.dist(pc, (q // (h * width), (q // width) % h, q % width)) for q in m.tgt_idx[b].tolist()
+                    math.dist(pc, (q // (h * width), (q // width) % h, q % width))
+                    for q in m.tgt_idx[b].tolist()
                 )
                 assert w[b, j].item() == pytest.approx(1 / math.sqrt(d), rel=1e-6)
 
 
 def test_context_weight_warmup_schedule(compose_cfg):
-    frac = Trainer(compose_cfg(*SMALL, "steps=100", "loss.context.weight=0.5", "loss.context.warmup=[0.2,0.4]"))
-    assert [frac.context_weight(s) for s in (0, 19, 20, 30, 40, 99)] == pytest.approx([0, 0, 0, 0.25, 0.5, 0.5])
-    steps = Trainer(compose_cfg(*SMALL, "steps=100", "loss.context.weight=0.5", "loss.context.warmup=[10,30]",
-                                "loss.context.warmup_unit=steps"))
+    frac = Trainer(
+        compose_cfg(*SMALL, "steps=100", "loss.context.weight=0.5", "loss.context.warmup=[0.2,0.4]")
+    )
+    assert [frac.context_weight(s) for s in (0, 19, 20, 30, 40, 99)] == pytest.approx(
+        [0, 0, 0, 0.25, 0.5, 0.5]
+    )
+    steps = Trainer(
+        compose_cfg(
+            *SMALL,
+            "steps=100",
+            "loss.context.weight=0.5",
+            "loss.context.warmup=[10,30]",
+            "loss.context.warmup_unit=steps",
+        )
+    )
     assert [steps.context_weight(s) for s in (5, 10, 20, 30, 80)] == pytest.approx([0, 0, 0.25, 0.5, 0.5])
     const = Trainer(compose_cfg(*SMALL, "loss.context.weight=0.2"))
     assert const.context_weight(0) == pytest.approx(0.2)
@@ -72,7 +84,10 @@ def test_switches_change_exactly_what_they_name(compose_cfg):
     enc, pred = _keys(base.encoder), _keys(base.predictor)
 
     ctx = JEPA(compose_cfg(*SMALL, "loss.context.weight=0.5"))
-    assert _keys(ctx.encoder) == enc and _keys(ctx.predictor) - pred == {"context_proj.weight", "context_proj.bias"}
+    assert _keys(ctx.encoder) == enc and _keys(ctx.predictor) - pred == {
+        "context_proj.weight",
+        "context_proj.bias",
+    }
 
     mm = JEPA(compose_cfg(*SMALL, "model.modality_embed=true"))
     assert _keys(mm.encoder) - enc == {"modality_embed"} and _keys(mm.predictor) - pred == {"modality_embed"}
@@ -138,16 +153,28 @@ def test_rope_positions_travel_with_tokens():
 
 # ---- robustness where the released code fails --------------------------------------------------------
 
+
 def test_batch_size_one_with_distance_weighting(compose_cfg):
-    final = train(compose_cfg(*SMALL, "batch_size=1", "data.mix=image", "steps=2", "log_every=1",
-                              "loss.context.weight=0.5", "mask=vjepa21"))
+    final = train(
+        compose_cfg(
+            *SMALL,
+            "batch_size=1",
+            "data.mix=image",
+            "steps=2",
+            "log_every=1",
+            "loss.context.weight=0.5",
+            "mask=vjepa21",
+        )
+    )
     assert math.isfinite(final["loss_final"])
 
 
 def test_single_context_token(compose_cfg):
     model = JEPA(compose_cfg(*SMALL, "loss.context.weight=0.5", "model.pos=rope"))
     x = torch.randn(1, 3, 16, 16)  # 2 x 2 grid
-    m = Masks(torch.tensor([[2]]), torch.tensor([[0, 1, 3]]), torch.ones(1, 1, 3, dtype=torch.bool), (1, 2, 2))
+    m = Masks(
+        torch.tensor([[2]]), torch.tensor([[0, 1, 3]]), torch.ones(1, 1, 3, dtype=torch.bool), (1, 2, 2)
+    )
     loss, stats = model.loss(x, m, context_weight=0.5)
     loss.backward()
     assert math.isfinite(loss.item()) and stats["loss_ctx"] > 0
@@ -164,7 +191,16 @@ def test_one_token_image_is_a_config_error(compose_cfg):
 
 @pytest.mark.parametrize("size", [16, 24])
 def test_tiny_grids_and_small_crops(compose_cfg, size):
-    final = train(compose_cfg(*SMALL, f"data.image.size={size}", f"data.video.size={size}", "steps=1",
-                              "loss.context.weight=0.5", "model.deep_supervision=true", "model.modality_embed=true",
-                              "mask.ratio=0.9"))
+    final = train(
+        compose_cfg(
+            *SMALL,
+            f"data.image.size={size}",
+            f"data.video.size={size}",
+            "steps=1",
+            "loss.context.weight=0.5",
+            "model.deep_supervision=true",
+            "model.modality_embed=true",
+            "mask.ratio=0.9",
+        )
+    )
     assert math.isfinite(final["loss_final"])

@@ -1,7 +1,7 @@
 """Tests against a real, private single-node SLURM cluster.
 
-The cluster is started once per session by the ``slurm_cluster`` fixture (see
-tests/slurm_cluster.py). Without the slurm/munge binaries the tests skip,
+The cluster is started once per session by the ``slurm_cluster`` fixture (in
+tests/conftest.py; see tests/slurm_cluster.py). Without the slurm/munge binaries the tests skip,
 unless VJEPA_REQUIRE_SLURM=1 (set by CI), in which case they fail.
 Install the binaries with ``.ci/install_slurm.sh`` (Debian, as root).
 """
@@ -17,39 +17,13 @@ from pathlib import Path
 import pytest
 
 try:  # tests/ on sys.path (pytest's default "prepend" import mode, no tests/__init__.py)
-    from slurm_cluster import SHIM_DIR, LocalSlurmCluster, slurm_available
+    from slurm_cluster import SHIM_DIR
 except ImportError:  # tests imported as a package
-    from tests.slurm_cluster import SHIM_DIR, LocalSlurmCluster, slurm_available
+    from tests.slurm_cluster import SHIM_DIR
 
 pytestmark = pytest.mark.slurm
 
 JOB_TIMEOUT_S = 60
-
-
-def _require_slurm() -> bool:
-    return os.environ.get("VJEPA_REQUIRE_SLURM", "") == "1"
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory):
-    """A running private SLURM cluster; os.environ points at it while it lives."""
-    ok, reason = slurm_available()
-    if not ok:
-        if _require_slurm():
-            pytest.fail(f"VJEPA_REQUIRE_SLURM=1 but SLURM is unavailable: {reason}", pytrace=False)
-        pytest.skip(reason)
-    cluster = LocalSlurmCluster(tmp_path_factory.mktemp("slurm"))
-    cluster.start()  # raises SlurmClusterError (with daemon log tails) on failure
-    saved = dict(os.environ)
-    for key in cluster.foreign_env_keys():  # e.g. when pytest itself runs inside a SLURM job
-        del os.environ[key]
-    os.environ.update(cluster.env)  # submitit calls sbatch/sacct through os.environ
-    try:
-        yield cluster
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        cluster.stop()
 
 
 def _wait_job(cluster, job_id: str, timeout: float = JOB_TIMEOUT_S) -> dict[str, str]:

@@ -34,9 +34,21 @@ def test_run_writes_run_directory(compose_cfg, tmp_path):
     assert {"config.yaml", "metrics.jsonl", "metrics.json", "status.json"} <= {p.name for p in run.iterdir()}
     log = _metrics(run)
     assert [r["step"] for r in log] == [2, 4, 6]
-    for key in ("loss", "loss_image", "loss_video", "lr", "momentum", "mask_ratio_image", "samples_per_s",
-                "context_std_image", "target_std_video", "pred_std_image", "online_rankme_image",
-                "target_rankme_video", "online_token_cos_image"):
+    for key in (
+        "loss",
+        "loss_image",
+        "loss_video",
+        "lr",
+        "momentum",
+        "mask_ratio_image",
+        "samples_per_s",
+        "context_std_image",
+        "target_std_video",
+        "pred_std_image",
+        "online_rankme_image",
+        "target_rankme_video",
+        "online_token_cos_image",
+    ):
         assert key in log[0]
     assert abs(log[0]["mask_ratio_image"] - 0.8) <= 0.02
     assert 1.0 <= log[0]["online_rankme_image"] <= 192
@@ -63,12 +75,24 @@ def test_restart_resumes_bit_identical(compose_cfg, tmp_path):
 
 def test_killed_process_resumes_to_same_result(tmp_path):
     """SIGKILL a real training process after its first checkpoint, restart it, compare with a clean run."""
-    args = [sys.executable, "-m", "vjepa.train", *TINY_TEST, "steps=12", "log_every=2", "ckpt_every=2",
-            "progress=false"]
+    args = [
+        sys.executable,
+        "-m",
+        "vjepa.train",
+        *TINY_TEST,
+        "steps=12",
+        "log_every=2",
+        "ckpt_every=2",
+        "progress=false",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     subprocess.run([*args, f"run_dir={tmp_path / 'clean'}"], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen([*args, f"run_dir={tmp_path / 'killed'}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*args, f"run_dir={tmp_path / 'killed'}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ckpt = tmp_path / "killed" / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline:

@@ -25,22 +25,53 @@ import time
 import torch
 
 ANCHOR_MODEL = [
-    "model.embed_dim=192", "model.depth=12", "model.num_heads=3", "model.patch_size=8", "predictor.depth=4",
-    "predictor.width=96", "predictor.num_heads=4", "loss.distance=l1", "loss.context.weight=0.5",
-    "loss.context.distance_weighting=true", "model.deep_supervision=true", "model.pos=rope",
+    "model.embed_dim=192",
+    "model.depth=12",
+    "model.num_heads=3",
+    "model.patch_size=8",
+    "predictor.depth=4",
+    "predictor.width=96",
+    "predictor.num_heads=4",
+    "loss.distance=l1",
+    "loss.context.weight=0.5",
+    "loss.context.distance_weighting=true",
+    "model.deep_supervision=true",
+    "model.pos=rope",
 ]
 SETTINGS = {
-    "anchor_s1": [*ANCHOR_MODEL, "mask=vjepa21", "data.mix=video", "data.video.frames=16", "data.video.size=64",
-                  "batch_size=8"],
-    "anchor_s2": [*ANCHOR_MODEL, "mask=vjepa2", "mask.num_blocks=10", "data.mix=image", "data.image.size=64",
-                  "batch_size=32"],
+    "anchor_s1": [
+        *ANCHOR_MODEL,
+        "mask=vjepa21",
+        "data.mix=video",
+        "data.video.frames=16",
+        "data.video.size=64",
+        "batch_size=8",
+    ],
+    "anchor_s2": [
+        *ANCHOR_MODEL,
+        "mask=vjepa2",
+        "mask.num_blocks=10",
+        "data.mix=image",
+        "data.image.size=64",
+        "batch_size=32",
+    ],
 }
 for preset in ("tiny", "small"):
     for mix in ("image", "video", "joint"):
         SETTINGS[f"{preset}_{mix}"] = [f"preset={preset}", f"data.mix={mix}"]
 
-PARTS = ("masks", "target_encoder", "online_encoder", "predictor", "loss", "distance_weights", "backward",
-         "optimizer", "ema", "to_device")
+PARTS = (
+    "masks",
+    "target_encoder",
+    "online_encoder",
+    "predictor",
+    "loss",
+    "distance_weights",
+    "backward",
+    "optimizer",
+    "ema",
+    "to_device",
+)
 
 
 def compose(overrides: list[str]):
@@ -50,9 +81,15 @@ def compose(overrides: list[str]):
     import vjepa.train  # noqa: F401  (registers the run-name resolver)
 
     with initialize_config_module("vjepa.conf", version_base=None):
-        return hydra_compose("train", overrides=[f"run_dir={tempfile.mkdtemp(prefix='vjepa-bench-')}",
-                                                 "progress=false", "probes=none",
-                                                 *overrides])
+        return hydra_compose(
+            "train",
+            overrides=[
+                f"run_dir={tempfile.mkdtemp(prefix='vjepa-bench-')}",
+                "progress=false",
+                "probes=none",
+                *overrides,
+            ],
+        )
 
 
 def peak_memory_mib(device: torch.device) -> float:
@@ -76,7 +113,9 @@ class Bench:
         self.trainer.model.timer = StepTimer(enabled=True, cuda=dev.type == "cuda")
         self.batch = JointBatches(build_sources(self.cfg.data, self.cfg.batch_size, self.cfg.seed))[0]
         self.samples = sum(x.shape[0] for x in self.batch.values())
-        self.tokens = sum(x.shape[0] * _grid_tokens(self.trainer.model.encoder.grid(x)) for x in self.batch.values())
+        self.tokens = sum(
+            x.shape[0] * _grid_tokens(self.trainer.model.encoder.grid(x)) for x in self.batch.values()
+        )
         self.times: list[float] = []
         self.parts: list[dict] = []
         self.step = 0
@@ -144,15 +183,25 @@ def encoder_scaling(overrides: list[str], ratio: float = 0.8, repeats: int = 5) 
         return statistics.median(ts[1:])
 
     full, masked = timed(None), timed(keep)
-    return {"setting": "encoder_scaling", "mask_ratio": masks.ratio, "full_ms": 1e3 * full, "masked_ms": 1e3 * masked,
-            "masked_over_full": masked / full, "visible_fraction": keep.shape[1] / _grid_tokens(grid)}
+    return {
+        "setting": "encoder_scaling",
+        "mask_ratio": masks.ratio,
+        "full_ms": 1e3 * full,
+        "masked_ms": 1e3 * masked,
+        "masked_over_full": masked / full,
+        "visible_fraction": keep.shape[1] / _grid_tokens(grid),
+    }
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--setting", nargs="+", action="extend", help=f"named setting(s): {', '.join(SETTINGS)}")
-    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two quoted override lists, timed interleaved")
-    ap.add_argument("--encoder-scaling", action="store_true", help="online encoder cost at 80%% vs 0%% masking")
+    ap.add_argument(
+        "--compare", nargs=2, metavar=("A", "B"), help="two quoted override lists, timed interleaved"
+    )
+    ap.add_argument(
+        "--encoder-scaling", action="store_true", help="online encoder cost at 80%% vs 0%% masking"
+    )
     ap.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=None)
@@ -181,8 +230,15 @@ def main(argv=None) -> None:
         a, b = (bench.summary(label) for bench, label in zip(benches, ("A", "B")))
         emit(a)
         emit(b)
-        emit({"setting": "ratio B/A", "step_time": b["step_ms"] / a["step_ms"],
-              "parts": {p: (b["parts_ms"][p] / a["parts_ms"][p] if a["parts_ms"][p] else None) for p in PARTS}})
+        emit(
+            {
+                "setting": "ratio B/A",
+                "step_time": b["step_ms"] / a["step_ms"],
+                "parts": {
+                    p: (b["parts_ms"][p] / a["parts_ms"][p] if a["parts_ms"][p] else None) for p in PARTS
+                },
+            }
+        )
     elif args.encoder_scaling:
         for name in args.setting or ["tiny_image"]:
             emit({**encoder_scaling([*SETTINGS[name], *common]), "base_setting": name})

@@ -69,7 +69,9 @@ def check_config(cfg) -> None:
     for i, st in enumerate(settings):
         key = "mask" if mask.get("settings") is None else f"mask.settings[{i}]"
         if st["ratio"] is not None and (not _num(st["ratio"]) or not 0 < st["ratio"] < 1):
-            e.append(f"{key}.ratio={st['ratio']!r} must be a number in (0, 1) (or null for the union of the blocks)")
+            e.append(
+                f"{key}.ratio={st['ratio']!r} must be a number in (0, 1) (or null for the union of the blocks)"
+            )
         _positive_int(e, f"{key}.num_blocks", st["num_blocks"])
         _range(e, f"{key}.spatial_scale", st["spatial_scale"])
         _range(e, f"{key}.temporal_scale", st["temporal_scale"])
@@ -78,7 +80,9 @@ def check_config(cfg) -> None:
     for key in ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size"):
         _positive_int(e, f"model.{key}", m[key])
     if _num(m.embed_dim) and _num(m.num_heads) and m.num_heads > 0 and m.embed_dim % m.num_heads:
-        e.append(f"model.embed_dim={m.embed_dim} must be a positive multiple of model.num_heads={m.num_heads}")
+        e.append(
+            f"model.embed_dim={m.embed_dim} must be a positive multiple of model.num_heads={m.num_heads}"
+        )
     if isinstance(m.embed_dim, int) and (m.embed_dim % 2 or m.embed_dim < 6):
         e.append(f"model.embed_dim={m.embed_dim} must be even and >= 6 (sincos positions over t, h, w)")
     _choice(e, "model.tokenizer", m.tokenizer, TOKENIZERS)
@@ -94,7 +98,9 @@ def check_config(cfg) -> None:
     if _positive_int(e, "predictor.num_heads", p.num_heads) and (
         not isinstance(p.width, int) or p.width <= 0 or p.width % p.num_heads
     ):
-        e.append(f"predictor.width={p.width!r} must be a positive multiple of predictor.num_heads={p.num_heads}")
+        e.append(
+            f"predictor.width={p.width!r} must be a positive multiple of predictor.num_heads={p.num_heads}"
+        )
     elif isinstance(p.width, int) and (p.width % 2 or p.width < 6):
         e.append(f"predictor.width={p.width} must be even and >= 6 (sincos positions over t, h, w)")
     _positive_int(e, "predictor.depth", p.depth)
@@ -129,7 +135,9 @@ def check_config(cfg) -> None:
                     f"model.tubelet_size={tp}: a clip needs at least {tp} frames"
                 )
             elif data.video.frames % tp:
-                e.append(f"data.video.frames={data.video.frames} must be a multiple of model.tubelet_size={tp}")
+                e.append(
+                    f"data.video.frames={data.video.frames} must be a multiple of model.tubelet_size={tp}"
+                )
 
     _positive_int(e, "steps", cfg.steps)
     _positive_int(e, "log_every", cfg.log_every)

@@ -86,3 +86,12 @@ def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
 def barrier(info: DistInfo) -> None:
     if info.world > 1:
         dist.barrier()
+
+
+def any_across_ranks(flag: bool, info: DistInfo) -> bool:
+    """True on every rank if ``flag`` is true on any (so all ranks stop at the same step)."""
+    if info.world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())

@@ -53,7 +53,9 @@ class JEPA(nn.Module):
         """[B, N, levels * D] (or [B, N, D]) layer-normed target features of all tokens."""
         enc = self.target_encoder
         if enc.levels:
-            return torch.cat([F.layer_norm(h, h.shape[-1:]) for h in enc.raw_levels(x, enc.level_ids)], dim=-1)
+            return torch.cat(
+                [F.layer_norm(h, h.shape[-1:]) for h in enc.raw_levels(x, enc.level_ids)], dim=-1
+            )
         h = enc(x)
         return F.layer_norm(h, h.shape[-1:])
 
@@ -76,7 +78,9 @@ class JEPA(nn.Module):
             with timer("online_encoder"):
                 ctx = self.encode_context(x, m.ctx_idx)
             with timer("predictor"):
-                out = self.predictor(ctx, m.ctx_idx, m.tgt_idx, m.grid, modality, return_context=self.use_context_loss)
+                out = self.predictor(
+                    ctx, m.ctx_idx, m.tgt_idx, m.grid, modality, return_context=self.use_context_loss
+                )
             pred, pred_ctx = out if self.use_context_loss else (out, None)
             with timer("loss"):
                 target = gather_tokens(targets, m.tgt_idx)
@@ -87,7 +91,9 @@ class JEPA(nn.Module):
                 if pred_ctx is not None:
                     with timer("distance_weights"):
                         weights = (
-                            context_distance_weights(m.ctx_idx, m.tgt_idx, m.grid) if self.distance_weighting else None
+                            context_distance_weights(m.ctx_idx, m.tgt_idx, m.grid)
+                            if self.distance_weighting
+                            else None
                         )
                     target_ctx = gather_tokens(targets, m.ctx_idx)
                     lc = context_loss(pred_ctx.float(), target_ctx.float(), weights, self.distance, self.beta)
@@ -99,7 +105,8 @@ class JEPA(nn.Module):
             stats["loss_ctx"] = torch.stack(l_ctx).mean()
         d = self.encoder.embed_dim
         stats.update(
-            context_std=feature_std(ctx[..., -d:]), pred_std=feature_std(pred[..., -d:]),
+            context_std=feature_std(ctx[..., -d:]),
+            pred_std=feature_std(pred[..., -d:]),
             target_std=feature_std(target[..., -d:]),
         )
         return total, stats

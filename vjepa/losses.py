@@ -21,7 +21,9 @@ GRANULARITIES = ("token", "block")
 DISTANCES = ("smooth_l1", "l2", "l1")
 
 
-def distance(pred: torch.Tensor, target: torch.Tensor, kind: str = "smooth_l1", beta: float = 2.0) -> torch.Tensor:
+def distance(
+    pred: torch.Tensor, target: torch.Tensor, kind: str = "smooth_l1", beta: float = 2.0
+) -> torch.Tensor:
     """Per-vector distance averaged over the last (channel) dim: [..., D] -> [...]."""
     if kind == "smooth_l1":
         d = F.smooth_l1_loss(pred, target, reduction="none", beta=beta)
@@ -59,7 +61,9 @@ def prediction_loss(pred, target, blocks, granularity="token", kind="smooth_l1",
     raise ValueError(f"loss.granularity must be one of {GRANULARITIES}, got {granularity!r}")
 
 
-def context_distance_weights(ctx_idx: torch.Tensor, tgt_idx: torch.Tensor, grid, chunk: int = 2**24) -> torch.Tensor:
+def context_distance_weights(
+    ctx_idx: torch.Tensor, tgt_idx: torch.Tensor, grid, chunk: int = 2**24
+) -> torch.Tensor:
     """1 / sqrt(d_min) per context token, d_min = Euclidean distance on the (t, h, w) grid to the nearest
     masked token of the same sample (>= 1 for a context token). [B, N_c]; vectorised, chunked over the batch
     so the [b, N_c, N_t] distance block stays below ``chunk`` elements."""

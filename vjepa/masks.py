@@ -110,7 +110,9 @@ def _draw_blocks(spec: MaskSpec, b: int, grid, g: torch.Generator) -> torch.Tens
     return cover.flatten(2)
 
 
-def sample_masks(spec: MaskSpec, batch_size: int, grid: tuple[int, int, int], generator: torch.Generator) -> Masks:
+def sample_masks(
+    spec: MaskSpec, batch_size: int, grid: tuple[int, int, int], generator: torch.Generator
+) -> Masks:
     t, h, w = grid
     n = t * h * w
     if n < 2:
@@ -129,7 +131,9 @@ def sample_masks(spec: MaskSpec, batch_size: int, grid: tuple[int, int, int], ge
         want = min(max(int(covered.sum(1).min()), 1), n - 1)
 
     # Priority: first covering block, then raster order; uncovered tokens rank last, in random order.
-    first_block = torch.where(covered, cover.float().argmax(1), torch.full_like(covered, k_total, dtype=torch.long))
+    first_block = torch.where(
+        covered, cover.float().argmax(1), torch.full_like(covered, k_total, dtype=torch.long)
+    )
     raster = torch.arange(n).expand(batch_size, n)
     noise = torch.rand(batch_size, n, generator=generator)
     priority = first_block * n + torch.where(covered, raster.float(), noise * n)

@@ -71,7 +71,10 @@ def code_version() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(repo), "describe", "--always", "--dirty", "--tags"],
-            capture_output=True, text=True, timeout=10, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
         )
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip()
@@ -82,7 +85,13 @@ def code_version() -> str:
 
 def write_status(run_dir: Path, state: str, **fields) -> None:
     assert state in STATES, state
-    status = {"state": state, "updated": time.time(), "host": socket.gethostname(), "pid": os.getpid(), **fields}
+    status = {
+        "state": state,
+        "updated": time.time(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        **fields,
+    }
     write_json(Path(run_dir) / "status.json", status)
 
 
@@ -120,7 +129,9 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        keep = [
+            line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step
+        ]
         atomic_write_text(self.path, "".join(line + "\n" for line in keep))
 
     def append(self, record: dict) -> None:

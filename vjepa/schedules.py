@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 
-def warmup_cosine(step: int, total: int, peak: float, warmup: int, start: float = 0.0, final: float = 0.0) -> float:
+def warmup_cosine(
+    step: int, total: int, peak: float, warmup: int, start: float = 0.0, final: float = 0.0
+) -> float:
     """Linear warm-up from ``start`` to ``peak`` over ``warmup`` steps, then cosine decay to ``final`` at ``total``."""
     if step < warmup:
         return start + (peak - start) * step / max(warmup, 1)

@@ -2,6 +2,8 @@
 
 Outputs go to ``run_dir`` (default ``runs/<overrides>``); see ``vjepa.runfiles`` for the layout.
 Running the same command again resumes from the last checkpoint, or does nothing if the run completed.
+The preemption signal (SIGUSR2, see ``vjepa.preemption``) checkpoints and stops the run; under submitit the
+job is then requeued and resumes.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ if not OmegaConf.has_resolver("vjepa_run_name"):
 
 
 def _write_overrides(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
     from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
         overrides = list(HydraConfig.get().overrides.task)
@@ -39,16 +41,49 @@ def _write_overrides(cfg: DictConfig) -> None:
         atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(overrides)))
 
 
+def _resume_step(trainer) -> int | None:
+    """Step of the checkpoint an unfinished run will resume from (None: starts fresh or is completed)."""
+    from vjepa.runfiles import read_status
+
+    status = read_status(trainer.run_dir)
+    if not trainer.ckpt_path.exists() or (status and status["state"] == "completed"):
+        return None
+    import torch
+
+    return int(torch.load(trainer.ckpt_path, map_location="cpu", weights_only=True, mmap=True)["step"])
+
+
+def run(cfg: DictConfig) -> dict | None:
+    """Train (or resume, or skip if completed) the run of ``cfg`` in ``cfg.run_dir``; returns final metrics.
+
+    Used by this app and by the sweep/HPO jobs. The run checkpoints on the preemption signal
+    (``vjepa.preemption``) before it is requeued.
+    """
+    from vjepa.preemption import stop_on_signal
+    from vjepa.trainer import Trainer
+
+    _write_overrides(cfg)
+    trainer = Trainer(cfg)
+    step = _resume_step(trainer)
+    if step is not None and trainer.is_main:
+        print(f"[vjepa] resuming {cfg.run_dir} from step {step}", file=sys.stderr, flush=True)
+    # A stop request on any rank stops every rank at the same step (the trainer all-reduces the flag).
+    with stop_on_signal(trainer.request_stop):
+        return trainer.run()
+
+
 @hydra.main(version_base=None, config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    from vjepa.trainer import train
+    from vjepa.trainer import Interrupted
 
     try:
-        _write_overrides(cfg)
-        final = train(cfg)
+        final = run(cfg)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as exc:
+        print(f"[vjepa] {exc}; run the same command again to resume", file=sys.stderr)
+        sys.exit(75)  # EX_TEMPFAIL: try again
     if final:
         print(f"[vjepa] done: {cfg.run_dir}  loss {final['loss_first']:.4f} -> {final['loss_final']:.4f}")
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from vjepa.config_check import ConfigError, check_config
 from vjepa.data import build_train_loader, split_batch, split_skipped, step_generator
 from vjepa.distributed import (
+    any_across_ranks,
     average_gradients,
     barrier,
     broadcast_module,
@@ -46,8 +47,17 @@ from vjepa.schedules import ema_momentum, linear_warmup, warmup_cosine
 
 # Keys that may differ between the run that started a directory and the one resuming it.
 RESUME_FREE_KEYS = (
-    "run_dir", "device", "threads", "progress", "log_every", "data.num_workers", "data.root", "compile",
-    "activation_checkpointing", "diagnostics", "probes",
+    "run_dir",
+    "device",
+    "threads",
+    "progress",
+    "log_every",
+    "data.num_workers",
+    "data.root",
+    "compile",
+    "activation_checkpointing",
+    "diagnostics",
+    "probes",
 )
 MASK_STREAM = {"image": 11, "video": 12}
 
@@ -116,7 +126,9 @@ class Trainer:
         self.dist = init_distributed(self.device.type)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        for name, n in zip(("images", "clips"), split_batch(cfg.batch_size, cfg.data.mix, cfg.data.image_fraction)):
+        for name, n in zip(
+            ("images", "clips"), split_batch(cfg.batch_size, cfg.data.mix, cfg.data.image_fraction)
+        ):
             if n % self.dist.world:
                 raise ConfigError(
                     f"batch_size={cfg.batch_size} gives {n} {name} per step, not divisible by the "
@@ -124,6 +136,8 @@ class Trainer:
                 )
         self.is_main = self.dist.is_main
         self._stop_requested = False
+        self.step_done = 0
+        self.resumed_from: int | None = None
         self.threads = set_threads(cfg.threads)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
@@ -171,11 +185,12 @@ class Trainer:
             fused=fused or None,
         )
 
-    def _resume(self) -> tuple[int, float]:
+    def _resume(self) -> tuple[int, float, list[dict]]:
+        """(step, wall time, records of the unfinished logging window) of the last checkpoint."""
         if not self.ckpt_path.exists():
             if self.is_main:
                 self.metrics.truncate_after(0)
-            return 0, 0.0
+            return 0, 0.0, []
         state = load_checkpoint(self.ckpt_path, map_location=self.device)
         self.model.encoder.load_state_dict(state["encoder"])
         self.model.target_encoder.load_state_dict(state["target_encoder"])
@@ -183,9 +198,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.is_main:
             self.metrics.truncate_after(state["step"])
-        return int(state["step"]), float(state["wall_time"])
+        self.resumed_from = int(state["step"])
+        return int(state["step"]), float(state["wall_time"]), list(state.get("log_window", []))
 
-    def _save(self, step: int, wall_time: float) -> None:
+    def _save(self, step: int, wall_time: float, window: list[dict]) -> None:
         if not self.is_main:
             return
         save_checkpoint(
@@ -198,6 +214,8 @@ class Trainer:
                 "predictor": self.model.predictor.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "config": OmegaConf.to_yaml(self.cfg, resolve=True),
+                # steps since the last log line, so a run stopped mid-window logs what an uninterrupted one does
+                "log_window": window,
             },
         )
 
@@ -215,7 +233,9 @@ class Trainer:
 
     def train_step(self, step: int, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg
-        lr = warmup_cosine(step, cfg.steps, self.peak_lr, self.warmup_steps, final=self.peak_lr * cfg.optim.final_lr_frac)
+        lr = warmup_cosine(
+            step, cfg.steps, self.peak_lr, self.warmup_steps, final=self.peak_lr * cfg.optim.final_lr_frac
+        )
         tau = ema_momentum(step, cfg.steps, *cfg.optim.ema)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -234,10 +254,16 @@ class Trainer:
                 for k, spec in enumerate(self.mask_specs):
                     g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
                     m = sample_masks(spec, x.shape[0], grid, g)  # global masks, then this rank's rows
-                    masks.append(m.rows(self.dist.rank * n_local, (self.dist.rank + 1) * n_local).to(self.device))
+                    masks.append(
+                        m.rows(self.dist.rank * n_local, (self.dist.rank + 1) * n_local).to(self.device)
+                    )
             with timer("to_device"):
                 x = shard(x, self.dist).to(self.device, non_blocking=True)
-            ctx = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
+            ctx = (
+                torch.autocast(self.device.type, self.autocast_dtype)
+                if self.autocast_dtype
+                else nullcontext()
+            )
             with ctx:
                 loss, stats = self.model.loss(x, masks if len(masks) > 1 else masks[0], lam)
             total = total + loss * (n_local * self.dist.world / n_total)
@@ -285,11 +311,13 @@ class Trainer:
         self._check_run_dir()
         try:
             self._build()
-            start, wall = self._resume()
+            start, wall, window = self._resume()
             self._status("running", step=start, steps=self.cfg.steps, code_version=code_version())
-            final = self._loop(start, wall, stop_after)
+            final = self._loop(start, wall, stop_after, window)
         except (Interrupted, KeyboardInterrupt) as exc:
-            self._status("interrupted", error=f"{type(exc).__name__}: {exc}", steps=self.cfg.steps)
+            self._status(
+                "interrupted", error=f"{type(exc).__name__}: {exc}", step=self.step_done, steps=self.cfg.steps
+            )
             raise
         except BaseException as exc:
             self._status("failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
@@ -309,7 +337,7 @@ class Trainer:
             out.update({f"{name}_{k}": v for k, v in held_batch_diagnostics(enc, self.held).items()})
         return out
 
-    def _loop(self, start: int, wall: float, stop_after: int | None) -> dict | None:
+    def _loop(self, start: int, wall: float, stop_after: int | None, window: list[dict]) -> dict | None:
         cfg = self.cfg
         diag_cfg = cfg.get("diagnostics") or {}
         self.held = None
@@ -324,7 +352,7 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", dynamic_ncols=True)
-        window, window_samples, t_last = [], 0, time.perf_counter()
+        window_samples, t_last = sum(r["samples"] for r in window), time.perf_counter()
         step = start
         for step, batch in enumerate(loader, start=start):
             record = self.train_step(step, batch)
@@ -332,7 +360,7 @@ class Trainer:
                 raise FloatingPointError(f"loss became {record['loss']} at step {step}; lower optim.base_lr")
             window.append(record)
             window_samples += record["samples"]
-            done = step + 1
+            done = self.step_done = step + 1
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
@@ -345,12 +373,12 @@ class Trainer:
                         rec.update(self._diagnostics())
                     self.metrics.append(rec)
                 window, window_samples, t_last = [], 0, time.perf_counter()  # diagnostics time not counted
-            stop = self._stop_requested and done < cfg.steps
+            stop = any_across_ranks(self._stop_requested, self.dist) and done < cfg.steps
             if done % cfg.ckpt_every == 0 or done == cfg.steps or stop:
                 now = time.perf_counter()
                 wall += now - t_last
                 t_last = now
-                self._save(done, wall)
+                self._save(done, wall, window)
                 self._status("running", step=done, steps=cfg.steps)
             if stop:
                 if bar:
@@ -371,8 +399,15 @@ class Trainer:
                 from vjepa.probes import run_probes
 
                 final.update(
-                    run_probes(self.model.target_encoder, probes_cfg, cfg.model, cfg.seed,
-                               resolve_root(cfg.data.get("root")), self.device, cache_tag=f"probe-step{cfg.steps}")
+                    run_probes(
+                        self.model.target_encoder,
+                        probes_cfg,
+                        cfg.model,
+                        cfg.seed,
+                        resolve_root(cfg.data.get("root")),
+                        self.device,
+                        cache_tag=f"probe-step{cfg.steps}",
+                    )
                 )
                 final["probe/step"] = cfg.steps
                 write_json(self.run_dir / "metrics.json", final)
@@ -407,8 +442,12 @@ class Trainer:
         for key in log[-1]:
             if key.startswith("skipped_"):
                 final[key] = sum(r.get(key, 0) for r in log)
-            if key.startswith(("mask_ratio_", "context_std_", "target_std_", "pred_std_", "loss_", "online_", "target_")):
-                final[f"{key}_final" if key.startswith("loss_") else key] = sum(r[key] for r in tail) / len(tail)
+            if key.startswith(
+                ("mask_ratio_", "context_std_", "target_std_", "pred_std_", "loss_", "online_", "target_")
+            ):
+                final[f"{key}_final" if key.startswith("loss_") else key] = sum(r[key] for r in tail) / len(
+                    tail
+                )
         return final
 
 

@@ -54,7 +54,13 @@ def split_batch(batch_size: int, mix: str, image_fraction: float = 0.5) -> tuple
 
 class ShapesBatches(Dataset):
     def __init__(self, size: int, batch_size: int, seed: int, max_objects: int = 4, stream: int = 1):
-        self.size, self.batch_size, self.seed, self.max_objects, self.stream = size, batch_size, seed, max_objects, stream
+        self.size, self.batch_size, self.seed, self.max_objects, self.stream = (
+            size,
+            batch_size,
+            seed,
+            max_objects,
+            stream,
+        )
 
     def __len__(self) -> int:
         return 2**62
@@ -66,7 +72,13 @@ class ShapesBatches(Dataset):
 
 class MovingShapesBatches(Dataset):
     def __init__(self, size: int, frames: int, batch_size: int, seed: int, stream: int = 2):
-        self.size, self.frames, self.batch_size, self.seed, self.stream = size, frames, batch_size, seed, stream
+        self.size, self.frames, self.batch_size, self.seed, self.stream = (
+            size,
+            frames,
+            batch_size,
+            seed,
+            stream,
+        )
 
     def __len__(self) -> int:
         return 2**62

@@ -81,7 +81,9 @@ def generate_shapes(n: int, size: int, g: torch.Generator, max_objects: int = 4)
         instances = torch.where(mj, torch.full_like(instances, j + 1), instances)
     visible = torch.stack([(instances == j + 1).flatten(1).any(1) for j in range(m)], dim=1)
     classes = torch.where(visible, cls, torch.full_like(cls, -1))
-    seg = torch.where(instances > 0, torch.gather(cls, 1, (instances - 1).clamp(min=0).flatten(1)).view_as(instances) + 1, 0)
+    seg = torch.where(
+        instances > 0, torch.gather(cls, 1, (instances - 1).clamp(min=0).flatten(1)).view_as(instances) + 1, 0
+    )
     return {"image": image.clamp(0, 1), "seg": seg, "instances": instances, "classes": classes}
 
 
@@ -108,7 +110,12 @@ def generate_moving_shapes(n: int, frames: int, size: int, g: torch.Generator) -
     cx, cy = x0[:, None] + vx[:, None] * t, y0[:, None] + vy[:, None] * t
     cy_up = size - cy  # _shape_masks measures y upwards
     masks = _shape_masks(
-        cls[:, None].expand(n, frames), cx, cy_up, r[:, None].expand(n, frames), rot[:, None].expand(n, frames), size
+        cls[:, None].expand(n, frames),
+        cx,
+        cy_up,
+        r[:, None].expand(n, frames),
+        rot[:, None].expand(n, frames),
+        size,
     )
     bg = _textures(n, size, g, contrast=0.6)[:, :, None]
     fg = _textures(n, size, g)[:, :, None]

@@ -7,7 +7,14 @@ import torch
 from vjepa.models.predictor import Predictor
 from vjepa.models.vit import VisionTransformer, gather_tokens
 
-__all__ = ["VisionTransformer", "Predictor", "gather_tokens", "build_encoder", "build_predictor", "count_params"]
+__all__ = [
+    "VisionTransformer",
+    "Predictor",
+    "gather_tokens",
+    "build_encoder",
+    "build_predictor",
+    "count_params",
+]
 
 
 def build_encoder(model_cfg, device: torch.device | str | None = None) -> VisionTransformer:
@@ -30,7 +37,11 @@ def build_encoder(model_cfg, device: torch.device | str | None = None) -> Vision
 
 
 def build_predictor(
-    pred_cfg, embed_dim: int, model_cfg=None, context_head: bool = False, device: torch.device | str | None = None
+    pred_cfg,
+    embed_dim: int,
+    model_cfg=None,
+    context_head: bool = False,
+    device: torch.device | str | None = None,
 ) -> Predictor:
     """Predictor from a ``predictor`` group; ``model_cfg`` passes on positions, levels and modality embedding."""
     model_cfg = model_cfg or {}

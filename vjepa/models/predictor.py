@@ -40,7 +40,9 @@ class Predictor(nn.Module):
         self.embed_dim, self.width, self.num_heads, self.pos = embed_dim, width, num_heads, pos
         self.out_dim = embed_dim * max(levels, 1)
         if levels:
-            self.embed = nn.Sequential(nn.Linear(self.out_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, width))
+            self.embed = nn.Sequential(
+                nn.Linear(self.out_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, width)
+            )
         else:
             self.embed = nn.Linear(embed_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))

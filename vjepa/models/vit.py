@@ -54,11 +54,20 @@ def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, pos: str
     dpr = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
     if pos == "rope":
         return nn.ModuleList(
-            EvaBlock(dim, num_heads, qkv_bias=True, mlp_ratio=mlp_ratio, num_prefix_tokens=0, rotate_half=True,
-                     drop_path=dpr[i])
+            EvaBlock(
+                dim,
+                num_heads,
+                qkv_bias=True,
+                mlp_ratio=mlp_ratio,
+                num_prefix_tokens=0,
+                rotate_half=True,
+                drop_path=dpr[i],
+            )
             for i in range(depth)
         )
-    return nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=dpr[i]) for i in range(depth))
+    return nn.ModuleList(
+        Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=dpr[i]) for i in range(depth)
+    )
 
 
 def run_block(blk: nn.Module, x: torch.Tensor, rope: torch.Tensor | None, checkpoint: bool) -> torch.Tensor:

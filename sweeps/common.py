@@ -1,0 +1,273 @@
+"""What the sweep scripts share: the entry point, the task every job runs, run states, scheduler parameters.
+
+* ``ablation_main(name)``: the whole of a sweep script. Always a Hydra multirun of ``sweeps/conf/<name>.yaml``
+  through the ablation sweeper (``sweeps/sweeper.py``); the launcher is ``submitit_slurm``
+  where ``sbatch`` is on PATH and ``submitit_local`` otherwise, unless ``hydra/launcher=...`` is given.
+* ``run_point(cfg)``: the Hydra task of every point: trains in the job's output dir with the engine config
+  (sweep-only keys removed), after recording which scheduler job works on the directory (``job.json``).
+* ``run_state(run_dir)``: completed | active (its scheduler job is still queued or running) | the status.json
+  state | new. Completed and active runs are never launched again.
+* ``scheduler_params(cluster, kind)``: submitit parameters of one run from the ``cluster`` group.
+
+Jobs unpickle references into this package and into the plugin shim ``sweeps/plugins/hydra_plugins`` (Hydra
+only instantiates sweepers from ``hydra_plugins``): ``export_paths()`` puts both on the PYTHONPATH that
+submitted jobs inherit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import vjepa.train
+from vjepa.trainer import available_cpus
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP_KEYS = ("sweep", "cluster", "dry_run", "hpo")  # configuration of the sweep, not of the runs
+# squeue states of a job that may still train in its run dir (not COMPLETING: its processes are done)
+LIVE_JOB_STATES = {
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SIGNALING",
+    "STOPPED",
+}
+
+
+def _div(a, b) -> int:
+    if int(b) <= 0 or int(a) % int(b):
+        raise ValueError(f"{a} is not a positive multiple of {b}")
+    return int(a) // int(b)
+
+
+def _run_name(overrides, engine_excludes) -> str:
+    """Run directory name of a sweep point: the engine's name (``vjepa.train.run_name``) of its overrides
+    without the keys the engine leaves out of names, nor the preset (a directory level above) and the
+    sweep's own keys."""
+    skip = set(engine_excludes) | {"preset", *SWEEP_KEYS}
+    kept = sorted(o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in skip)
+    return vjepa.train.run_name(",".join(kept))
+
+
+for _name, _fn in (("sweeps.div", _div), ("sweeps.run_name", _run_name)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)
+
+
+def export_paths() -> None:
+    """Make ``sweeps`` and the ablation sweeper plugin importable here and in every job launched from here."""
+    paths = [str(ROOT), str(ROOT / "sweeps" / "plugins")]
+    for p in reversed(paths):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + current))
+
+
+def default_launcher() -> str:
+    return "submitit_slurm" if shutil.which("sbatch") else "submitit_local"
+
+
+def sweep_argv(args: list[str], launcher: str) -> list[str]:
+    """Command-line arguments of a sweep script as Hydra gets them: a multirun unless another mode is asked
+    for, and ``hydra/launcher=<launcher>`` unless one is given."""
+    args = list(args)
+    if not any(a.startswith("hydra/launcher=") for a in args):
+        # next to the other overrides: argparse takes them as one group of positional arguments
+        first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+        args.insert(first, f"hydra/launcher={launcher}")
+    modes = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"}
+    if not modes & set(args):
+        args.insert(0, "--multirun")
+    return args
+
+
+def ablation_main(config_name: str) -> None:
+    """Run the sweep of ``sweeps/conf/<config_name>.yaml`` with this process's command line."""
+    export_paths()
+    import hydra
+
+    sys.argv[1:] = sweep_argv(sys.argv[1:], default_launcher())
+    hydra.main(version_base=None, config_path="conf", config_name=config_name)(run_point)()
+
+
+def engine_config(cfg: DictConfig, updates: dict | None = None) -> DictConfig:
+    """The training configuration of a sweep job: ``cfg`` with ``updates`` (dotted keys) applied, resolved,
+    without the sweep's own keys (nor ``hydra``)."""
+    cfg = OmegaConf.create({k: v for k, v in cfg.items_ex(resolve=False) if k != "hydra"})
+    for key, value in (updates or {}).items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    OmegaConf.resolve(cfg)
+    with open_dict(cfg):
+        for key in SWEEP_KEYS:
+            cfg.pop(key, None)
+    return cfg
+
+
+def run_point(cfg: DictConfig) -> dict | None:
+    """The Hydra task of a sweep point, run in its job: train in the job's output dir."""
+    from vjepa.train import run
+
+    cfg = engine_config(cfg)
+    record_job(cfg.run_dir)
+    return run(cfg)
+
+
+class TrialJob:
+    """A submitit job training one resolved configuration (YAML); requeued to resume when preempted."""
+
+    def __call__(self, cfg_yaml: str) -> dict | None:
+        from vjepa.train import run
+
+        cfg = OmegaConf.create(cfg_yaml)
+        record_job(cfg.run_dir)
+        return run(cfg)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def make_executor(kind: str, folder, cluster, name: str):
+    """A submitit executor for one run per job (kind: slurm | local), sized by the ``cluster`` group."""
+    import submitit
+
+    params = {k: v for k, v in scheduler_params(cluster, kind).items() if v is not None}
+    generic = {"timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes"}
+    init = {f"{kind}_max_num_timeout": params.pop("max_num_timeout")} if "max_num_timeout" in params else {}
+    executor = submitit.AutoExecutor(folder=folder, cluster=kind, **init)
+    specific = {k if k in generic else f"{kind}_{k}": v for k, v in params.items()}
+    executor.update_parameters(name=name, **specific)
+    return executor
+
+
+# ---- run directories ----------------------------------------------------------------------------------
+def record_job(run_dir) -> None:
+    """Write job.json: the scheduler job training in ``run_dir`` (nothing outside a submitit job)."""
+    kind = os.environ.get("SUBMITIT_EXECUTOR")
+    if kind not in ("slurm", "local"):
+        return
+    import submitit
+
+    from vjepa.runfiles import write_json
+
+    env = submitit.JobEnvironment()
+    if env.global_rank == 0:
+        info = {"scheduler": kind, "job_id": env.job_id, "host": socket.gethostname(), "pid": os.getpid()}
+        write_json(Path(run_dir) / "job.json", info)
+
+
+def job_active(run_dir) -> str | None:
+    """Id of the scheduler job that may still be working on ``run_dir``, or None."""
+    from vjepa.runfiles import read_json
+
+    path = Path(run_dir) / "job.json"
+    if not path.exists():
+        return None
+    info = read_json(path)
+    if info["scheduler"] == "slurm":
+        if not shutil.which("squeue"):
+            return None
+        res = subprocess.run(
+            ["squeue", "-h", "-j", str(info["job_id"]), "-o", "%T"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return info["job_id"] if res.returncode == 0 and LIVE_JOB_STATES & set(res.stdout.split()) else None
+    if info["host"] != socket.gethostname():
+        return None
+    try:
+        cmdline = Path(f"/proc/{info['pid']}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return str(info["job_id"]) if b"submitit" in cmdline else None
+
+
+def run_state(run_dir, ask_scheduler: bool = True) -> tuple[str, str]:
+    """(state, detail) of a run directory: completed | active | running | interrupted | failed | new.
+
+    ``ask_scheduler=False``: the job is known to be over (its result came back), so never "active"."""
+    from vjepa.runfiles import read_status
+
+    status = read_status(run_dir)
+    if status and status["state"] == "completed" and (Path(run_dir) / "metrics.json").exists():
+        return "completed", ""
+    job = job_active(run_dir) if ask_scheduler else None
+    if job:
+        return "active", f"job {job}"
+    if not status:
+        return "new", ""
+    detail = status.get("error", "")
+    if status["state"] == "running":
+        detail = f"stopped at step {status.get('step', '?')} without a final status (killed?)"
+    return status["state"], detail
+
+
+# ---- schedulers ---------------------------------------------------------------------------------------
+def scheduler_params(cluster, kind: str) -> dict:
+    """submitit parameters of one run, named as in hydra-submitit-launcher's configs (kind: slurm | local)."""
+    c = OmegaConf.to_container(cluster, resolve=True) if OmegaConf.is_config(cluster) else dict(cluster)
+    if kind == "local":  # one process per run: the local executor gives no task environment for DDP
+        return {"timeout_min": c["time_min"], "tasks_per_node": 1}
+    return {
+        "partition": c["partition"],
+        "account": c["account"],
+        "qos": c["qos"],
+        "nodes": c["nodes"],
+        "gpus_per_node": c["gpus_per_node"],
+        "tasks_per_node": c["tasks_per_node"],
+        "cpus_per_task": c["cpus_per_task"],
+        "mem_gb": c["mem_gb"],
+        "timeout_min": c["time_min"],
+        "signal_delay_s": c["signal_delay_s"],
+        "max_num_timeout": c["max_requeues"],
+        "setup": list(c["setup"]),
+        "additional_parameters": dict(c["additional_parameters"]),
+    }
+
+
+def local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def local_slots(threads, n_runs: int, max_parallel: int | None = None, gpus: int = 0) -> tuple[int, int]:
+    """(runs at a time, torch threads per run) for local jobs: together they use the CPUs once. With GPUs,
+    one run at a time unless ``max_parallel`` says otherwise: local jobs all see the same devices."""
+    cpus = available_cpus()
+    max_parallel = max_parallel or (1 if gpus else None)
+    if threads in (None, "auto"):
+        threads = max(1, cpus // max(1, min(n_runs, max_parallel or cpus, cpus)))
+    return max(1, max_parallel or cpus // int(threads)), int(threads)
+
+
+# ---- printing -----------------------------------------------------------------------------------------
+def human(x: float) -> str:
+    for unit, scale in (("Z", 1e21), ("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def compute_line(flops: float, peak_tflops: float, mfu: float) -> str:
+    from vjepa.flops import gpu_hours
+
+    sustained = peak_tflops * mfu
+    return (
+        f"{human(flops)} FLOP = {gpu_hours(flops, sustained):.4g} GPU-hours at {sustained:.0f} TFLOP/s "
+        f"sustained per GPU (assumed: {peak_tflops:g} TFLOP/s dense bf16 peak x {mfu:.0%} MFU)"
+    )

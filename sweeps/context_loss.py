@@ -1,0 +1,16 @@
+"""Context-loss weighting (published Table 2): on top of V-JEPA 2 (recipe=vjepa2), lambda 0 / 0.05 / 0.2 / 0.5 / 1
+
+    python sweeps/context_loss.py preset=tiny                  # every point x 3 seeds (grid: sweeps/conf/context_loss.yaml)
+    python sweeps/context_loss.py preset=tiny dry_run=true     # the runs and their compute, nothing launched
+
+Options shared by every sweep: see sweeps/README.md.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sweeps.common import ablation_main  # noqa: E402
+
+if __name__ == "__main__":
+    ablation_main("context_loss")

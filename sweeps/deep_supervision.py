@@ -1,0 +1,16 @@
+"""Deep self-supervision (published Table 12): the V-JEPA 2.1 recipe with and without the 4-level targets and
+
+    python sweeps/deep_supervision.py preset=tiny                  # every point x 3 seeds (grid: sweeps/conf/deep_supervision.yaml)
+    python sweeps/deep_supervision.py preset=tiny dry_run=true     # the runs and their compute, nothing launched
+
+Options shared by every sweep: see sweeps/README.md.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sweeps.common import ablation_main  # noqa: E402
+
+if __name__ == "__main__":
+    ablation_main("deep_supervision")

@@ -1,0 +1,16 @@
+"""The published recipe, cumulatively (Table 1 steps that run at small scale): V-JEPA 2 -> + context loss ->
+
+    python sweeps/recipe.py preset=tiny                  # every point x 3 seeds (grid: sweeps/conf/recipe.yaml)
+    python sweeps/recipe.py preset=tiny dry_run=true     # the runs and their compute, nothing launched
+
+Options shared by every sweep: see sweeps/README.md.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sweeps.common import ablation_main  # noqa: E402
+
+if __name__ == "__main__":
+    ablation_main("recipe")

@@ -1,0 +1,238 @@
+"""The ablation sweeper of sweeps/ (``hydra/sweeper: ablation``).
+
+Points: the cartesian product of the config's ``grid`` (per preset where given as a mapping), its ``seeds``
+and the command line's own sweeps (a command-line sweep of a key replaces that key's grid). Before launching
+it prints the plan: every run directory, whether it is launched or skipped (completed, or still in a live
+scheduler job), and the compute (``vjepa.flops``). ``dry_run=true`` stops there. Points whose configuration
+is invalid are reported and not launched. Local launches run ``max_parallel`` at a time (default: CPUs //
+threads per run, ``threads`` set per run); SLURM launches are sized by the ``cluster`` group, except for
+any ``hydra.launcher.*`` key given on the command line. At the end: a summary of completed / skipped /
+failed runs and exit status 1 unless every point is completed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from sweeps.common import (
+    compute_line,
+    engine_config,
+    human,
+    local_gpus,
+    local_slots,
+    run_state,
+    scheduler_params,
+)
+
+
+@dataclass
+class Point:
+    overrides: list[str]
+    run_dir: Path
+    state: str  # run_state() at planning time, or "invalid"
+    detail: str = ""
+    tokens: int = 0  # per step
+    step_flops: float = 0.0
+    steps: int = 0
+
+    @property
+    def flops(self) -> float:
+        return self.step_flops * self.steps
+
+    @property
+    def launch(self) -> bool:
+        return self.state not in ("completed", "active", "invalid")
+
+
+def launcher_kind(config: DictConfig) -> str:
+    target = str(config.hydra.launcher.get("_target_", ""))
+    for kind in ("slurm", "local"):
+        if target.endswith(f"{kind.capitalize()}Launcher"):
+            return kind
+    return "other"
+
+
+# Not a BasicSweeper subclass: Hydra's plugin scan re-executes its module, replacing the class a subclass
+# would have been made from.
+class AblationSweeper(Sweeper):
+    def __init__(self, grid=None, seeds=(0, 1, 2), max_parallel=None, gpu_peak_tflops=989.0, mfu=0.4):
+        self.grid = OmegaConf.to_container(grid) if OmegaConf.is_config(grid) else dict(grid or {})
+        self.seeds = list(seeds)
+        self.max_parallel = max_parallel
+        self.gpu_peak_tflops = float(gpu_peak_tflops)
+        self.mfu = float(mfu)
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        kind = launcher_kind(config)
+        if kind in ("slurm", "local"):
+            explicit = {
+                o.split("=", 1)[0].lstrip("+~").removeprefix("hydra.launcher.")
+                for o in config.hydra.overrides.hydra
+                if o.lstrip("+~").startswith("hydra.launcher.")
+            }
+            with open_dict(config.hydra.launcher):
+                for key, value in scheduler_params(config.cluster, kind).items():
+                    if key not in explicit:
+                        config.hydra.launcher[key] = value
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # ---- planning ---------------------------------------------------------------------------------------
+    def _grid_overrides(self, preset: str | None) -> list[str]:
+        out = []
+        for key, values in self.grid.items():
+            if isinstance(values, dict):
+                if preset not in values:
+                    raise ValueError(
+                        f"the grid of {key} has no values for preset={preset} (it has: "
+                        f"{', '.join(values)}); add them to the sweep's config or sweep {key} "
+                        "on the command line"
+                    )
+                values = values[preset]
+            out.append(f"{key}={','.join(str(v) for v in values)}")
+        return out + ([f"seed={','.join(str(s) for s in self.seeds)}"] if self.seeds else [])
+
+    def _plan(self, overrides: list[str]) -> Point:
+        from vjepa.config_check import ConfigError, check_config
+        from vjepa.flops import step_cost
+
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        hydra_cfg = HydraConfig.instance()
+        saved = hydra_cfg.cfg
+        hydra_cfg.set_config(cfg)
+        try:
+            run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+            with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+                cfg.hydra.runtime.output_dir = str(run_dir.absolute())
+            train_cfg = engine_config(cfg)
+            try:
+                check_config(train_cfg)
+            except ConfigError as exc:
+                return Point(overrides, run_dir, "invalid", str(exc).replace("\n", " "))
+            state, detail = run_state(run_dir)
+            cost = step_cost(train_cfg)
+            return Point(overrides, run_dir, state, detail, cost.tokens, cost.flops, int(train_cfg.steps))
+        finally:
+            hydra_cfg.cfg = saved
+
+    def _print_plan(self, points: list[Point], kind: str, slots: int, threads: int | None) -> None:
+        from vjepa.flops import gpu_hours
+
+        cfg = self.config
+        name, preset = cfg.hydra.job.config_name, cfg.hydra.runtime.choices.get("preset")
+        launch = [p for p in points if p.launch]
+        print(
+            f"[sweep] {name} preset={preset}: {len(points)} runs, {len(launch)} to launch, "
+            f"{sum(p.state == 'completed' for p in points)} completed (skipped), "
+            f"{sum(p.state == 'active' for p in points)} in live jobs (skipped), "
+            f"{sum(p.state == 'invalid' for p in points)} invalid"
+        )
+        if kind == "local":
+            print(f"[sweep] launcher submitit_local: {slots} at a time x {threads} thread(s)")
+        elif kind == "slurm":
+            c = cfg.cluster
+            print(
+                f"[sweep] launcher submitit_slurm: partition={c.partition or 'default'}, "
+                f"{c.nodes} node(s) x {c.gpus_per_node or 0} GPU(s), {c.tasks_per_node} task(s)/node, "
+                f"{c.time_min} min per job"
+            )
+        sustained = self.gpu_peak_tflops * self.mfu
+        header = f"{'tokens/step':>12}{'FLOP/step':>10}{'steps':>9}{'FLOP':>9}{'GPU-h':>9}"
+        print(f"  {'action':<7}{header}  run dir")
+        for p in points:
+            note = "" if p.state == "new" else f" ({p.state}{': ' + p.detail if p.detail else ''})"
+            action = "launch" if p.launch else "skip"
+            print(
+                f"  {action:<7}{p.tokens:>12,}{human(p.step_flops):>10}{p.steps:>9}"
+                f"{human(p.flops):>9}{gpu_hours(p.flops, sustained):>9.3g}  {p.run_dir}{note}"
+            )
+        total = sum(p.flops for p in launch)
+        print(f"[sweep] to launch: {compute_line(total, self.gpu_peak_tflops, self.mfu)}", flush=True)
+
+    # ---- sweep ------------------------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> list:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        cfg = self.config
+        preset = cfg.hydra.runtime.choices.get("preset")
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides(self._grid_overrides(preset) + list(arguments))
+        jobs = BasicSweeper.split_arguments(overrides, None)[0]  # the cartesian product, as Hydra's sweeper
+        points = [self._plan(job) for job in jobs]
+        todo = [p for p in points if p.launch]
+        kind = launcher_kind(cfg)
+        slots, threads = (0, None)
+        if kind == "local":
+            slots, threads = local_slots(cfg.threads, len(todo), self.max_parallel, local_gpus())
+        if threads is not None and cfg.threads in (None, "auto"):
+            for p in todo:
+                p.overrides.append(f"threads={threads}")
+        self._print_plan(points, kind, slots, threads)
+        if cfg.dry_run:
+            return []
+        errors = self._launch(todo, slots or max(1, len(todo)))
+        if self._summarise(points, errors):
+            sys.exit(1)
+        return []
+
+    def _launch(self, todo: list[Point], per_batch: int) -> dict[Path, str]:
+        """Launch ``per_batch`` points at a time; returns the error of each point whose job failed."""
+        errors = {}
+        for start in range(0, len(todo), per_batch):
+            batch = todo[start : start + per_batch]
+            try:
+                results = self.launcher.launch([p.overrides for p in batch], initial_job_idx=start)
+            except Exception as exc:
+                # A job ended without a result (killed, node failure, ...): the launcher stops waiting at the
+                # first such job, so wait for the others through their run directories.
+                while any(run_state(p.run_dir)[0] == "active" for p in batch):
+                    time.sleep(10)
+                errors.update({p.run_dir: f"{type(exc).__name__}: {exc}" for p in batch})
+                continue
+            for p, r in zip(batch, results, strict=True):
+                if r.status == JobStatus.FAILED:
+                    errors[p.run_dir] = f"{type(r._return_value).__name__}: {r._return_value}"
+        return errors
+
+    def _summarise(self, points: list[Point], errors: dict[Path, str]) -> int:
+        counts = {"completed": 0, "skipped": 0, "failed": 0, "in live jobs": 0}
+        lines = []
+        for p in points:
+            if not p.launch:
+                key = {"completed": "skipped", "active": "in live jobs", "invalid": "failed"}[p.state]
+                counts[key] += 1
+                if key != "skipped":
+                    lines.append(f"  {key:<12} {p.run_dir}: {p.detail}")
+                continue
+            state, detail = run_state(p.run_dir, ask_scheduler=False)  # its job has returned
+            if state == "completed":
+                counts["completed"] += 1
+            else:
+                counts["failed"] += 1
+                why = detail or errors.get(p.run_dir) or state  # status.json's error first: it is the run's
+                lines.append(f"  {'failed':<12} {p.run_dir}: {why.splitlines()[0]}")
+        name = self.config.hydra.job.config_name
+        print(f"[sweep] {name} summary: " + ", ".join(f"{v} {k}" for k, v in counts.items()), flush=True)
+        for line in lines:
+            print(line, flush=True)
+        bad = counts["failed"] + counts["in live jobs"]
+        if bad:
+            print(
+                f"[sweep] {bad} of {len(points)} runs not completed; failed runs keep their traceback in "
+                "status.json. Run the same command again to resume them.",
+                file=sys.stderr,
+            )
+        return 1 if bad else 0

@@ -1,0 +1,60 @@
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+from tests.conftest import TINY_TEST
+from vjepa.data import build_train_loader
+from vjepa.flops import gpu_hours, step_cost
+from vjepa.jepa import JEPA
+from vjepa.masks import MaskSpec, mask_settings, sample_masks
+
+
+def _counted_step_flops(cfg) -> int:
+    """FLOPs torch counts in one real training step (all modalities and mask settings, forward + backward)."""
+    model = JEPA(cfg)
+    for m in model.modules():
+        if hasattr(m, "fused_attn"):  # FlopCounterMode does not count the CPU fused attention kernel
+            m.fused_attn = False
+    batch = next(iter(build_train_loader(cfg.data, cfg.batch_size, 0, 0, 1)))
+    specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask)]
+    g = torch.Generator().manual_seed(0)
+    with FlopCounterMode(display=False) as counter:
+        total = 0.0
+        for x in batch.values():
+            masks = [sample_masks(spec, x.shape[0], model.encoder.grid(x), g) for spec in specs]
+            loss, _ = model.loss(x, masks if len(masks) > 1 else masks[0], 0.5)
+            total = total + loss
+        total.backward()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["model.tokenizer=shared3d", "mask.settings=[{ratio: 0.75},{ratio: 0.9,num_blocks: 2}]"],
+        ["data.mix=video", "model.depth=4", "model.deep_supervision=true", "loss.context.weight=0.5"],
+    ],
+)
+def test_estimate_equals_the_flops_of_a_real_step(compose_cfg, extra):
+    cfg = compose_cfg(*TINY_TEST, *extra)
+    assert step_cost(cfg).flops == _counted_step_flops(cfg)
+
+
+def test_tokens_and_scaling(compose_cfg):
+    cfg = compose_cfg(*TINY_TEST)  # 4 images of 4x4 patches + 4 clips of 2x4x4 tubelets
+    cost = step_cost(cfg)
+    assert cost.tokens == 4 * 16 + 4 * 32
+    double = step_cost(compose_cfg(*TINY_TEST, "batch_size=16"))
+    assert double.flops == pytest.approx(2 * cost.flops) and double.tokens == 2 * cost.tokens
+    fewer_ctx = step_cost(compose_cfg(*TINY_TEST, "mask.ratio=0.9"))
+    assert fewer_ctx.online_flops < cost.online_flops and fewer_ctx.target_flops == cost.target_flops
+
+
+def test_paper_scale_estimate_is_plausible(compose_cfg):
+    """ViT-L/16, 256 samples (128 images of 196 patches, 128 clips of 1568 tubelets) per step."""
+    cost = step_cost(compose_cfg("preset=vitl16"))
+    assert cost.tokens == 128 * 196 + 128 * 1568
+    # ~300M encoder parameters: a forward is about 2 x params FLOPs per token (+ attention)
+    assert 2 * 3.0e8 * cost.tokens < cost.target_flops < 2 * 3.0e8 * cost.tokens * 1.6
+    assert gpu_hours(3600e12, 1.0) == pytest.approx(1.0)

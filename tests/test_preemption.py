@@ -1,0 +1,134 @@
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_TEST
+from vjepa.preemption import stop_on_signal
+from vjepa.runfiles import load_checkpoint, read_json, read_status
+from vjepa.trainer import Interrupted, Trainer, train
+
+VOLATILE = {"wall_time_s", "samples_per_s", "tokens_per_s", "code_version"}  # timings, provenance
+
+
+def _stable(records):
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
+
+
+def _signal_during(trainer, at_step: int) -> None:
+    """Deliver SIGUSR2 to this process while ``trainer`` runs step ``at_step`` (0-based)."""
+    step = trainer.train_step
+
+    def train_step(s, batch):
+        if s == at_step:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return step(s, batch)
+
+    trainer.train_step = train_step
+
+
+def test_signal_checkpoints_at_the_step_boundary_then_hands_over_to_the_previous_handler(compose_cfg):
+    cfg = compose_cfg(*TINY_TEST, "steps=6", "log_every=1", "ckpt_every=100")
+    calls = []
+
+    def previous(signum, frame):  # stands in for submitit's checkpoint-and-requeue
+        calls.append((signum, load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["step"]))
+
+    old = signal.signal(signal.SIGUSR2, previous)
+    try:
+        trainer = Trainer(cfg)
+        _signal_during(trainer, at_step=1)
+        with pytest.raises(Interrupted), stop_on_signal(trainer.request_stop):
+            trainer.run()
+        assert calls == [(signal.SIGUSR2, 2)]  # called once, after the checkpoint of the step in flight
+        assert signal.getsignal(signal.SIGUSR2) is previous
+        assert read_status(cfg.run_dir)["state"] == "interrupted"
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert train(cfg)["steps"] == 6  # resumes from that checkpoint
+
+
+def test_signal_in_the_last_step_lets_the_run_complete_without_handing_over(compose_cfg):
+    cfg = compose_cfg(*TINY_TEST, "steps=2", "log_every=1")
+    calls = []
+    old = signal.signal(signal.SIGUSR2, lambda *a: calls.append(a))
+    try:
+        trainer = Trainer(cfg)
+        _signal_during(trainer, at_step=1)
+        with stop_on_signal(trainer.request_stop):
+            assert trainer.run()["steps"] == 2
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert calls == [] and read_status(cfg.run_dir)["state"] == "completed"
+
+
+@pytest.mark.slurm
+def test_preempted_slurm_job_is_requeued_and_resumes_to_the_uninterrupted_result(slurm_cluster, tmp_path):
+    from sweeps.common import ROOT
+
+    env = {**slurm_cluster.environ(), "VJEPA_SWEEPS_OUT": str(tmp_path)}
+    cmd = [
+        sys.executable,
+        str(ROOT / "sweeps" / "mask_ratio.py"),
+        "preset=tiny",
+        *TINY_TEST,
+        "steps=30",
+        "ckpt_every=1",
+        "log_every=1",
+        "seed=0",
+        "mask.ratio=0.75",
+        "cluster=local",
+    ]
+    driver = subprocess.Popen(
+        cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not glob.glob(str(tmp_path / "mask_ratio/preset=tiny/*/checkpoints/last.pt")):
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
+            time.sleep(0.1)
+        run = Path(glob.glob(str(tmp_path / "mask_ratio/preset=tiny/batch_size=*"))[0])
+        job = read_json(run / "job.json")["job_id"]
+        # what SLURM does before a time limit or a preemption (--signal=USR2@...), as submitit's tests do
+        subprocess.run(["scancel", "--signal=USR2", job], env=slurm_cluster.environ(), check=True)
+        while not {"Restarts=1", "JobState=PENDING"} <= set(_job_record(slurm_cluster, job).split()):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # a requeued job waits ~2 minutes (its credential lifetime) before it may start again: not in a test
+        subprocess.run(
+            ["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_cluster.environ(), check=True
+        )
+        out, _ = driver.communicate(timeout=180)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, out
+    assert "1 completed, 0 skipped, 0 failed" in out
+    log = "".join(Path(p).read_text() for p in glob.glob(str(run.parent / ".submitit" / "*" / "*_log.err")))
+    stopped = int(re.search(r"checkpoint written at step (\d+)", log).group(1))
+    resumed = int(re.search(r"resuming .* from step (\d+)", log).group(1))
+    assert 0 < stopped == resumed < 30
+
+    from omegaconf import OmegaConf
+
+    reference = OmegaConf.load(run / "config.yaml")
+    reference.run_dir = str(tmp_path / "uninterrupted")
+    train(reference)
+    # log_every=1: every logged window is one step, so the logs match exactly across the stop
+    logs = [(d / "metrics.jsonl").read_text().splitlines() for d in (run, tmp_path / "uninterrupted")]
+    assert _stable(map(json.loads, logs[0])) == _stable(map(json.loads, logs[1]))
+    final = [read_json(d / "metrics.json") for d in (run, tmp_path / "uninterrupted")]
+    assert _stable(final[:1]) == _stable(final[1:])
+
+
+def _job_record(cluster, job: str) -> str:
+    return subprocess.run(
+        ["scontrol", "show", "job", "-o", job], env=cluster.environ(), capture_output=True, text=True
+    ).stdout

@@ -1,0 +1,206 @@
+"""Sweeps without a scheduler: launcher choice, grids, run-directory names, dry run, summary.
+
+The SLURM runs of sweeps are in test_sweeps_slurm.py; preemption in test_preemption.py.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict, read_write
+
+from sweeps.common import ROOT, default_launcher, engine_config, local_slots, run_state, sweep_argv
+from sweeps.sweeper import AblationSweeper, Point
+from vjepa.config_check import check_config
+from vjepa.runfiles import write_json, write_status
+
+SWEEPS = ("loss_granularity", "predictor_width", "mask_ratio", "data_mix")
+PRESETS = ("tiny", "small", "vitl16", "vith16", "vitg14")
+
+
+def test_launcher_is_slurm_exactly_where_sbatch_exists(tmp_path, monkeypatch):
+    (tmp_path / "bin").mkdir()
+    sbatch = tmp_path / "bin" / "sbatch"
+    sbatch.write_text("#!/bin/sh\n")
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert default_launcher() == "submitit_slurm"
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert default_launcher() == "submitit_local"
+
+
+def test_argv_is_a_multirun_with_the_launcher_unless_given():
+    assert sweep_argv(["preset=tiny", "seed=0"], "submitit_local") == [
+        "--multirun",
+        "hydra/launcher=submitit_local",
+        "preset=tiny",
+        "seed=0",
+    ]
+    given = ["preset=tiny", "hydra/launcher=submitit_slurm"]
+    assert sweep_argv(given, "submitit_local") == ["--multirun", *given]
+    # options after the overrides stay apart from them, and another mode is not turned into a multirun
+    assert sweep_argv(["preset=tiny", "--cfg", "job"], "x") == [
+        "hydra/launcher=x",
+        "preset=tiny",
+        "--cfg",
+        "job",
+    ]
+
+
+def test_local_slots_share_the_cpus(monkeypatch):
+    monkeypatch.setattr("sweeps.common.available_cpus", lambda: 8)
+    assert local_slots("auto", 12) == (8, 1)
+    assert local_slots("auto", 2) == (2, 4)  # few runs: more threads each
+    assert local_slots(4, 12) == (2, 4)
+    assert local_slots("auto", 12, max_parallel=3) == (3, 2)
+    assert local_slots("auto", 12, gpus=1) == (1, 8)  # local jobs would share the GPU
+
+
+def _compose_point(name: str, overrides: list[str]):
+    """The configuration a sweep job trains with, composed as the sweep composes it."""
+    with initialize_config_dir(str(ROOT / "sweeps" / "conf"), version_base=None):
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
+    with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+        cfg.hydra.runtime.output_dir = "/tmp/unused"
+    HydraConfig.instance().set_config(cfg)
+    return cfg, engine_config(cfg)
+
+
+def _grid(cfg, preset):
+    for key, values in cfg.hydra.sweeper.grid.items():
+        yield key, list(values[preset] if OmegaConf.is_dict(values) else values)
+
+
+@pytest.mark.parametrize("name", [s for s in SWEEPS if s != "predictor_width"])  # that one: next test
+def test_every_grid_point_is_a_valid_run_without_the_sweep_keys(name):
+    for preset in ("tiny",):  # these grids do not depend on the preset
+        cfg, _ = _compose_point(name, [f"preset={preset}"])
+        assert list(cfg.hydra.sweeper.seeds) == [0, 1, 2]
+        for key, values in _grid(cfg, preset):
+            assert len(values) >= 2
+            for value in values:
+                point, train = _compose_point(name, [f"preset={preset}", f"{key}={value}"])
+                check_config(train)
+                chosen = point.hydra.runtime.choices.get(key) or OmegaConf.select(train, key)  # group|value
+                assert chosen == value
+                assert not {"cluster", "sweep", "dry_run", "hydra"} & set(train)
+
+
+def test_predictor_widths_per_preset_are_valid_at_the_presets_head_dimension_up_to_the_encoder_width():
+    for preset in PRESETS:
+        cfg, _ = _compose_point("predictor_width", [f"preset={preset}"])
+        widths = dict(_grid(cfg, preset))["predictor.width"]
+        head_dims = set()
+        for width in widths:
+            _, train = _compose_point("predictor_width", [f"preset={preset}", f"predictor.width={width}"])
+            check_config(train)
+            assert train.predictor.width == width
+            assert not {"cluster", "sweep", "dry_run", "hydra"} & set(train)
+            head_dims.add(width // train.predictor.num_heads)
+            assert train.predictor.num_heads * (width // train.predictor.num_heads) == width
+        assert len(head_dims) == 1 and widths[-1] == train.model.embed_dim
+        if preset.startswith("vit"):
+            assert widths[:3] == [192, 384, 768]
+
+
+def _run_sweep(name, *args, out, env=None):
+    env = {**os.environ, "VJEPA_SWEEPS_OUT": str(out), **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "sweeps" / f"{name}.py"), *args],
+        env=env,
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
+    done = tmp_path / "predictor_width" / "preset=tiny" / "predictor.width=48,seed=1"
+    write_status(done, "completed", step=300)
+    write_json(done / "metrics.json", {"loss_final": 0.1})
+    res = _run_sweep(
+        "predictor_width",
+        "preset=tiny",
+        "dry_run=true",
+        "hydra/launcher=submitit_local",
+        "cluster=local",
+        "probes=fast",
+        "threads=2",
+        out=tmp_path,
+    )  # none of these in the names
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines() if line.startswith(("  launch", "  skip"))]
+    names = [Path(r[6]).name for r in rows]
+    assert names == [f"predictor.width={w},seed={s}" for w in (24, 48, 96, 192) for s in (0, 1, 2)]
+    assert {Path(r[6]).parent.name for r in rows} == {"preset=tiny"}
+    assert [r[0] for r in rows].count("skip") == 1
+    assert rows[names.index("predictor.width=48,seed=1")][0] == "skip"
+    assert all(r[1] == "10,240" and r[3] == "300" for r in rows)  # tokens/step (64 images + 64 clips), steps
+    assert "12 runs, 11 to launch, 1 completed" in res.stdout
+    assert re.search(r"to launch: [\d.]+T FLOP = [\d.e-]+ GPU-hours at 396 TFLOP/s", res.stdout)
+    # nothing was launched: the only run directory is the one made above
+    assert [p for p in tmp_path.rglob("*") if p.is_dir()] == [done.parents[1], done.parent, done]
+
+
+def _sweeper(tmp_path):
+    sweeper = AblationSweeper()
+    sweeper.config = OmegaConf.create({"hydra": {"job": {"config_name": "demo"}}})
+    return sweeper
+
+
+def test_summary_counts_runs_and_fails_unless_all_completed(tmp_path, capsys):
+    def point(name, state, plan_state="new"):
+        run = tmp_path / name
+        if state:
+            write_status(run, state, error="RuntimeError: boom" if state == "failed" else None)
+        if state == "completed":
+            write_json(run / "metrics.json", {})
+        return Point([], run, plan_state)
+
+    ok = [point("a", "completed"), point("b", "completed", plan_state="completed")]
+    assert _sweeper(tmp_path)._summarise(ok, {}) == 0
+    assert "1 completed, 1 skipped, 0 failed" in capsys.readouterr().out
+    bad = [*ok, point("c", "failed"), point("d", None)]
+    assert _sweeper(tmp_path)._summarise(bad, {tmp_path / "d": "UncompletedJobError: killed"}) == 1
+    out = capsys.readouterr()
+    assert "1 completed, 1 skipped, 2 failed" in out.out
+    assert re.search(r"failed +\S+/c: RuntimeError: boom", out.out)
+    assert re.search(r"failed +\S+/d: UncompletedJobError: killed", out.out)
+    assert "2 of 4 runs not completed" in out.err
+
+
+def test_run_state_reports_runs_whose_scheduler_job_still_lives_as_active(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    write_status(run, "running", step=3)
+    assert run_state(run) == ("running", "stopped at step 3 without a final status (killed?)")
+    (tmp_path / "bin").mkdir()
+    squeue = tmp_path / "bin" / "squeue"  # `squeue -h -j <id> -o %T` of a cluster where job 7_1 is queued
+    squeue.write_text('#!/bin/sh\n[ "$3" = "7_1" ] && echo PENDING && exit 0\nexit 1\n')
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    write_json(run / "job.json", {"scheduler": "slurm", "job_id": "7_1", "host": "elsewhere", "pid": 1})
+    assert run_state(run) == ("active", "job 7_1")
+    assert run_state(run, ask_scheduler=False)[0] == "running"
+    write_json(run / "job.json", {"scheduler": "slurm", "job_id": "8", "host": "elsewhere", "pid": 1})
+    assert run_state(run)[0] == "running"
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "submitit"])
+    try:
+        write_json(
+            run / "job.json",
+            {"scheduler": "local", "job_id": "1", "host": socket.gethostname(), "pid": job.pid},
+        )
+        assert run_state(run)[0] == "active"
+    finally:
+        job.kill()
+        job.wait()
+    assert run_state(run)[0] == "running"
+    write_status(run, "completed", step=3)
+    write_json(run / "metrics.json", {})
+    assert run_state(run) == ("completed", "")

@@ -1,0 +1,76 @@
+"""A sweep on the private SLURM cluster: every point is a SLURM job; a failed point is reported (exit status
+1), and running the same command again resumes it without touching the completed one."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sweeps.common import ROOT
+from tests.conftest import TINY_TEST
+from vjepa.runfiles import read_json, read_status
+
+pytestmark = pytest.mark.slurm
+
+
+def sweep(cluster, out: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**cluster.environ(), "VJEPA_SWEEPS_OUT": str(out)}
+    tiny = [o for o in TINY_TEST if not o.startswith("probes=")]
+    cmd = [sys.executable, str(ROOT / "sweeps" / "predictor_width.py"), "preset=tiny", *tiny, *args]
+    return subprocess.run(cmd, env=env, cwd=out, capture_output=True, text=True, timeout=240)
+
+
+def slurm_jobs(cluster) -> set[str]:
+    """Ids (array_task form) of the jobs slurmctld knows (it keeps finished ones for an hour)."""
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o"], env=cluster.environ(), capture_output=True, text=True, check=True
+    ).stdout
+    jobs = set()
+    for line in out.splitlines():
+        rec = dict(tok.split("=", 1) for tok in line.split() if "=" in tok)
+        if rec.get("ArrayTaskId", "N/A") != "N/A":
+            jobs.add(f"{rec['ArrayJobId']}_{rec['ArrayTaskId']}")
+        elif "JobId" in rec:
+            jobs.add(rec["JobId"])
+    return jobs
+
+
+def test_sweep_runs_points_as_slurm_jobs_and_a_rerun_resumes_only_the_failed_one(slurm_cluster, tmp_path):
+    args = ["steps=2", "seed=0", "predictor.width=16,32", "cluster=local", "probes=fast"]
+    runs = tmp_path / "predictor_width" / "preset=tiny"
+    name = (
+        "batch_size=8,data.image.size=32,data.video.frames=4,data.video.size=32,model.depth=2,"
+        "predictor.depth=1,predictor.num_heads=2,predictor.width={},seed=0,steps=2"
+    )
+    ok, bad = runs / name.format(16), runs / name.format(32)
+    # The second point trains to its last checkpoint, then cannot write metrics.json (a directory there).
+    (bad / "metrics.json").mkdir(parents=True)
+    jobs_before = slurm_jobs(slurm_cluster)
+
+    first = sweep(slurm_cluster, tmp_path, *args)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "1 completed, 0 skipped, 1 failed" in first.stdout
+    assert f"{bad}: IsADirectoryError" in first.stdout
+    assert read_status(ok)["state"] == "completed"
+    status = read_status(bad)
+    assert status["state"] == "failed" and "metrics.json" in status["traceback"]
+    new_jobs = slurm_jobs(slurm_cluster) - jobs_before
+    assert {read_json(run / "job.json")["job_id"] for run in (ok, bad)} == new_jobs and len(new_jobs) == 2
+    metrics = read_json(ok / "metrics.json")
+    assert metrics["steps"] == 2 and "- predictor.width=16" in (ok / "overrides.yaml").read_text()
+    assert "probe/shapes_seg/miou" in metrics
+
+    (bad / "metrics.json").rmdir()
+    mtimes = {p: p.stat().st_mtime_ns for p in ok.rglob("*") if p.is_file()}
+    second = sweep(slurm_cluster, tmp_path, *args)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "1 completed, 1 skipped, 0 failed" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in ok.rglob("*") if p.is_file()} == mtimes
+    resubmitted = slurm_jobs(slurm_cluster) - jobs_before - new_jobs
+    assert resubmitted == {read_json(bad / "job.json")["job_id"]}  # only the failed point was submitted again
+    assert read_status(bad)["state"] == "completed" and read_json(bad / "metrics.json")["steps"] == 2
+    logs = "".join(p.read_text() for p in (runs / ".submitit").rglob("*_log.err"))
+    assert f"resuming {bad} from step 2" in logs
+    config = (bad / "config.yaml").read_text()
+    assert "cluster" not in config and "dry_run" not in config and f"run_dir: {bad}" in config

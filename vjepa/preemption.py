@@ -1,0 +1,58 @@
+"""Checkpoint-then-requeue on the scheduler's preemption signal.
+
+SLURM jobs submitted by submitit get SIGUSR2 shortly before their time limit or on preemption
+(``--signal=USR2@<delay>``; ``$SUBMITIT_PREEMPT_SIGNAL`` names another), and submitit's own handler then
+pickles the job and requeues it at once, while the training step is still running.
+
+Inside ``stop_on_signal(request_stop)`` the signal only calls ``request_stop()``: the trainer writes a
+checkpoint at the next step boundary and raises ``Interrupted``. When ``Interrupted`` leaves the block, the
+handler installed before is called as if the signal had just arrived: under submitit it requeues the job
+(and exits), which then resumes from the checkpoint. Without such a handler (a plain ``python -m
+vjepa.train``) ``Interrupted`` propagates. A signal during the last step lets the run complete: no requeue.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from vjepa.trainer import Interrupted
+
+
+def preemption_signal() -> signal.Signals:
+    """The signal submitit sends before a timeout or on preemption (same variable and default as submitit)."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+
+
+@contextmanager
+def stop_on_signal(request_stop: Callable[[], None], signum: int | None = None) -> Iterator[None]:
+    signum = preemption_signal() if signum is None else signum
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.getsignal(signum)
+    received = []
+
+    def handler(sig, frame):
+        received.append(sig)
+        request_stop()
+
+    signal.signal(signum, handler)
+    try:
+        yield
+    except Interrupted as exc:
+        signal.signal(signum, previous)
+        if received and callable(previous):
+            print(
+                f"[vjepa] {exc}; handing over to the previous {signal.Signals(signum).name} handler",
+                file=sys.stderr,
+                flush=True,
+            )
+            previous(signum, None)
+        raise
+    finally:
+        signal.signal(signum, previous)
