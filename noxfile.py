@@ -45,6 +45,35 @@ def report(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job on the embedded synthetic data: a tiny pretraining run with its probes."""
+    """The main job: the tiny dense-vs-block ablation end to end on the embedded generated data: the sweep
+    (block and token loss, probes with the random-init baseline), the collected table and the report,
+    all under demo_out/. Extra arguments go to the sweep (e.g. `nox -s demo -- seed=0,1,2 steps=300`)."""
     session.install("-e", ".")
-    session.run("python", "-m", "vjepa.train", "preset=tiny", *session.posargs, env=THREADS)
+    out = "demo_out"
+    env = {**THREADS, "VJEPA_SWEEPS_OUT": out}
+    sweep_args = session.posargs or ["seed=0", "steps=150"]
+    session.run(
+        "python", "sweeps/loss_granularity.py", "preset=tiny", "probes=synthetic", *sweep_args, env=env
+    )
+    session.run(
+        "python",
+        "-m",
+        "analysis.collect",
+        out,
+        "--out",
+        f"{out}/results.csv",
+        "--curves",
+        f"{out}/curves.csv",
+        env=env,
+    )
+    session.run(
+        "python",
+        "-m",
+        "analysis.report",
+        "--results",
+        f"{out}/results.csv",
+        "--out",
+        f"{out}/report",
+        env=env,
+    )
+    session.log(f"report: {out}/report/README.md")
