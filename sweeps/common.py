@@ -75,8 +75,18 @@ def export_paths() -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + current))
 
 
+def slurm_reachable(timeout_s: float = 10.0) -> bool:
+    """``sbatch`` is installed and a controller answers (a client without a cluster is not a cluster)."""
+    if not shutil.which("sbatch") or not shutil.which("sinfo"):
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, timeout=timeout_s).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def default_launcher() -> str:
-    return "submitit_slurm" if shutil.which("sbatch") else "submitit_local"
+    return "submitit_slurm" if slurm_reachable() else "submitit_local"
 
 
 def sweep_argv(args: list[str], launcher: str) -> list[str]:

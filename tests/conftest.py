@@ -24,6 +24,7 @@ def compose_cfg(tmp_path):
 
 # A configuration small enough for unit tests of the trainer: 32 px images / clips, 2-block encoder.
 TINY_TEST = [
+    "model=tiny",  # ViT-tiny shape (D=192, 8 px patches): 16 tokens per 32 px image keeps tests fast
     "model.depth=2",
     "predictor.depth=1",
     "predictor.width=32",
@@ -34,6 +35,7 @@ TINY_TEST = [
     "batch_size=8",
     "threads=1",
     "probes=none",
+    "loss.context.weight=0",  # the tiny preset's context loss off: tests switch it on where they test it
 ]
 
 

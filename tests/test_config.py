@@ -31,7 +31,7 @@ from vjepa.config_check import ConfigError, check_config
 )
 def test_invalid_values_are_named(compose_cfg, override, message):
     with pytest.raises(ConfigError) as err:
-        check_config(compose_cfg(override))
+        check_config(compose_cfg("model=tiny", "predictor.num_heads=4", override))
     assert message in str(err.value)
 
 

@@ -33,7 +33,7 @@ def test_sincos_factored_over_time_height_width():
 
 
 def test_encoder_image_and_video_tokens(compose_cfg):
-    cfg = compose_cfg()
+    cfg = compose_cfg("model=tiny")
     enc = build_encoder(cfg.model)
     img, vid = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 8, 64, 64)
     assert enc.grid(img) == (1, 8, 8) and enc(img).shape == (2, 64, 192)

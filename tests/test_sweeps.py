@@ -24,13 +24,17 @@ SWEEPS = ("loss_granularity", "predictor_width", "mask_ratio", "data_mix")
 PRESETS = ("tiny", "small", "vitl16", "vith16", "vitg14")
 
 
-def test_launcher_is_slurm_exactly_where_sbatch_exists(tmp_path, monkeypatch):
-    (tmp_path / "bin").mkdir()
-    sbatch = tmp_path / "bin" / "sbatch"
-    sbatch.write_text("#!/bin/sh\n")
-    sbatch.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+def test_launcher_is_slurm_exactly_where_a_cluster_answers(tmp_path, monkeypatch):
+    """sbatch plus a controller that answers -> SLURM; a client without a cluster, or none -> local."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "sinfo"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
     assert default_launcher() == "submitit_slurm"
+    (bin_dir / "sinfo").write_text("#!/bin/sh\necho 'sinfo: error: Unable to contact slurm controller' >&2\nexit 1\n")
+    assert default_launcher() == "submitit_local"
     monkeypatch.setenv("PATH", str(tmp_path))
     assert default_launcher() == "submitit_local"
 
@@ -122,7 +126,7 @@ def _run_sweep(name, *args, out, env=None):
 
 
 def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
-    done = tmp_path / "predictor_width" / "preset=tiny" / "predictor.width=48,seed=1"
+    done = tmp_path / "predictor_width" / "preset=tiny" / "predictor.width=32,seed=1"
     write_status(done, "completed", step=300)
     write_json(done / "metrics.json", {"loss_final": 0.1})
     res = _run_sweep(
@@ -138,11 +142,12 @@ def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
     assert res.returncode == 0, res.stderr
     rows = [line.split() for line in res.stdout.splitlines() if line.startswith(("  launch", "  skip"))]
     names = [Path(r[6]).name for r in rows]
-    assert names == [f"predictor.width={w},seed={s}" for w in (24, 48, 96, 192) for s in (0, 1, 2)]
+    assert names == [f"predictor.width={w},seed={s}" for w in (16, 32, 64, 128) for s in (0, 1, 2)]
     assert {Path(r[6]).parent.name for r in rows} == {"preset=tiny"}
     assert [r[0] for r in rows].count("skip") == 1
-    assert rows[names.index("predictor.width=48,seed=1")][0] == "skip"
-    assert all(r[1] == "10,240" and r[3] == "300" for r in rows)  # tokens/step (64 images + 64 clips), steps
+    assert rows[names.index("predictor.width=32,seed=1")][0] == "skip"
+    # tokens/step (64 images x 64 tokens + 64 clips x 256 tokens at 32 px, 4 px patches), steps
+    assert all(r[1] == "20,480" and r[3] == "600" for r in rows)
     assert "12 runs, 11 to launch, 1 completed" in res.stdout
     assert re.search(r"to launch: [\d.]+T FLOP = [\d.e-]+ GPU-hours at 396 TFLOP/s", res.stdout)
     # nothing was launched: the only run directory is the one made above
