@@ -80,7 +80,10 @@ def slurm_reachable(timeout_s: float = 10.0) -> bool:
     if not shutil.which("sbatch") or not shutil.which("sinfo"):
         return False
     try:
-        return subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, timeout=timeout_s).returncode == 0
+        return (
+            subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, timeout=timeout_s).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 

@@ -33,7 +33,9 @@ def test_launcher_is_slurm_exactly_where_a_cluster_answers(tmp_path, monkeypatch
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
     assert default_launcher() == "submitit_slurm"
-    (bin_dir / "sinfo").write_text("#!/bin/sh\necho 'sinfo: error: Unable to contact slurm controller' >&2\nexit 1\n")
+    (bin_dir / "sinfo").write_text(
+        "#!/bin/sh\necho 'sinfo: error: Unable to contact slurm controller' >&2\nexit 1\n"
+    )
     assert default_launcher() == "submitit_local"
     monkeypatch.setenv("PATH", str(tmp_path))
     assert default_launcher() == "submitit_local"
