@@ -1,76 +1,75 @@
-"""Loader throughput for the joint CIFAR-10 + shared clips configuration at the tiny preset's shapes.
+"""Data loading against training: loader samples/s beside the trainer's consumption, for one configuration.
 
-Runs ``build_train_loader`` exactly as the trainer does (batch 64 split half/half: 32 CIFAR-10 images at
-64 px, 32 clips of 8 frames at 64 px) and reports the time to the first batch (worker start, per-worker
-video decoding, CIFAR cache) separately from steady-state samples/s and ms per batch. The last line of
-output is a JSON record.
+Composes the training config (default: the tiny preset on real data, CIFAR-10 images + the shared clips,
+joint), runs ``build_train_loader`` exactly as the trainer does (``data.num_workers`` worker processes) and
+reports the time to the first batch (worker start, per-worker video decoding, CIFAR cache) separately from
+steady-state samples/s; then times ``train_step`` on one of those batches (no loading) and prints the ratio.
+The loader should be at least 3x faster than the trainer consumes. The last line is a JSON record.
 
-    python benchmarks/bench_loader.py [--workers 2] [--steps 60] [--root ../shared/data]
+    python benchmarks/bench_loader.py [--steps 40] [--train-steps 3] [overrides ...]
+    python benchmarks/bench_loader.py data.num_workers=1 preset=small
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import sys
 import time
+from pathlib import Path
 
-import torch
-from omegaconf import OmegaConf
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vjepa.data import build_train_loader
+from vjepa.bench import Bench, compose  # noqa: E402
+from vjepa.data import build_train_loader, split_skipped  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=60, help="batches to time after the first")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--root", default=None, help="data.root (default: ../shared/data beside the repository)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
+    ap.add_argument("--steps", type=int, default=40, help="batches to time after the first")
+    ap.add_argument("--train-steps", type=int, default=3, help="training steps to time (after one warm-up)")
+    ap.add_argument("overrides", nargs="*", default=[])
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    overrides = ["preset=tiny", "data=real", "data.num_workers=2", *args.overrides]
+    cfg = compose(overrides)
 
-    cfg = OmegaConf.create(
-        {
-            "root": args.root,
-            "mix": "joint",
-            "image_fraction": 0.5,
-            "num_workers": args.workers,
-            "prefetch": 2,
-            "image": {"name": "cifar10", "size": 64},
-            "video": {"name": "clips", "size": 64, "frames": 8},
-        }
-    )
     t0 = time.perf_counter()
-    loader = build_train_loader(cfg, args.batch_size, seed=0, start_step=0, steps=args.steps + 1)
-    batches = iter(loader)
-    first = next(batches)
+    loader = iter(build_train_loader(cfg.data, cfg.batch_size, cfg.seed, 0, args.steps + 1))
+    batch, _ = split_skipped(next(loader))
+    first = time.perf_counter() - t0
     t1 = time.perf_counter()
-    n = 0
-    for batch in batches:
-        n += batch["image"].shape[0] + batch["video"].shape[0]
-    t2 = time.perf_counter()
+    for _ in range(args.steps):
+        next(loader)
+    loader_s = (time.perf_counter() - t1) / args.steps
+    loader_sps = cfg.batch_size / loader_s
 
-    steady = t2 - t1
-    record = {
-        "config": "cifar10+clips joint, images 64px, clips 8x64px",
-        "batch_size": args.batch_size,
-        "images": first["image"].shape[0],
-        "clips": first["video"].shape[0],
-        "num_workers": args.workers,
-        "steps_timed": args.steps,
-        "first_batch_s": round(t1 - t0, 3),
-        "samples_per_s": round(n / steady, 1),
-        "ms_per_batch": round(1000 * steady / args.steps, 2),
-        "torch_threads": torch.get_num_threads(),
-    }
-    print(f"first batch (build, worker start, decode): {record['first_batch_s']:.2f} s")
+    bench = Bench([*overrides, "data.num_workers=0"])
+    bench.batch = batch
+    bench.run_step(record=False)
+    for _ in range(args.train_steps):
+        bench.run_step()
+    train_s = statistics.median(bench.times)
+    train_sps = cfg.batch_size / train_s
     print(
-        f"steady state over {args.steps} batches with {args.workers} workers: {record['samples_per_s']:.0f} "
-        f"samples/s, {record['ms_per_batch']:.1f} ms per batch of {args.batch_size}"
+        f"loader: first batch {first:.1f} s, then {loader_s * 1e3:.0f} ms/batch = {loader_sps:.0f} samples/s "
+        f"({cfg.data.num_workers} workers)"
     )
-    print(json.dumps(record))
+    print(f"trainer: {train_s * 1e3:.0f} ms/step = {train_sps:.0f} samples/s consumed")
+    print(f"loader / trainer: {loader_sps / train_sps:.1f}x")
+    print(
+        json.dumps(
+            {
+                "overrides": overrides,
+                "batch_size": cfg.batch_size,
+                "workers": cfg.data.num_workers,
+                "first_batch_s": first,
+                "loader_samples_per_s": loader_sps,
+                "trainer_samples_per_s": train_sps,
+                "loader_over_trainer": loader_sps / train_sps,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

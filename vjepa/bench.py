@@ -102,7 +102,7 @@ class Bench:
     """One configuration ready to time: model, optimizer and a fixed synthetic batch."""
 
     def __init__(self, overrides: list[str]):
-        from vjepa.data import JointBatches, build_sources
+        from vjepa.data import JointBatches, build_sources, split_skipped
         from vjepa.timing import StepTimer
         from vjepa.trainer import Trainer
 
@@ -111,7 +111,9 @@ class Bench:
         self.trainer._build()
         dev = self.trainer.device
         self.trainer.model.timer = StepTimer(enabled=True, cuda=dev.type == "cuda")
-        self.batch = JointBatches(build_sources(self.cfg.data, self.cfg.batch_size, self.cfg.seed))[0]
+        self.batch, _ = split_skipped(
+            JointBatches(build_sources(self.cfg.data, self.cfg.batch_size, self.cfg.seed))[0]
+        )
         self.samples = sum(x.shape[0] for x in self.batch.values())
         self.tokens = sum(
             x.shape[0] * _grid_tokens(self.trainer.model.encoder.grid(x)) for x in self.batch.values()
