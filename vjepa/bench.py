@@ -50,6 +50,7 @@ SETTINGS = {
     "anchor_s2": [
         *ANCHOR_MODEL,
         "mask=vjepa2",
+        "mask.ratio=null",
         "mask.num_blocks=10",
         "data.mix=image",
         "data.image.size=64",
