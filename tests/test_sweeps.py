@@ -149,7 +149,7 @@ def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
     assert [r[0] for r in rows].count("skip") == 1
     assert rows[names.index("predictor.width=32,seed=1")][0] == "skip"
     # tokens/step (64 images x 64 tokens + 64 clips x 256 tokens at 32 px, 4 px patches), steps
-    assert all(r[1] == "20,480" and r[3] == "600" for r in rows)
+    assert all(r[1] == "20,480" and r[3] == "1000" for r in rows)
     assert "12 runs, 11 to launch, 1 completed" in res.stdout
     assert re.search(r"to launch: [\d.]+T FLOP = [\d.e-]+ GPU-hours at 396 TFLOP/s", res.stdout)
     # nothing was launched: the only run directory is the one made above
