@@ -151,7 +151,7 @@ def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
     # tokens/step (64 images x 64 tokens + 64 clips x 256 tokens at 32 px, 4 px patches), steps
     assert all(r[1] == "20,480" and r[3] == "1000" for r in rows)
     assert "12 runs, 11 to launch, 1 completed" in res.stdout
-    assert re.search(r"to launch: [\d.]+T FLOP = [\d.e-]+ GPU-hours at 396 TFLOP/s", res.stdout)
+    assert re.search(r"to launch: [\d.]+[TP] FLOP = [\d.e-]+ GPU-hours at 396 TFLOP/s", res.stdout)
     # nothing was launched: the only run directory is the one made above
     assert [p for p in tmp_path.rglob("*") if p.is_dir()] == [done.parents[1], done.parent, done]
 
