@@ -107,6 +107,7 @@ def test_pictures_from_a_real_checkpoint(tmp_path):
     """Train 2 steps with the real CLI, extract the PCA and mask arrays, render them."""
     run_dir = tmp_path / "pictures" / "preset=tiny" / "loss=token,seed=0"
     args = [
+        "model=tiny",
         "model.depth=2",
         "predictor.depth=1",
         "predictor.width=32",

@@ -40,8 +40,8 @@ def test_sweep_runs_points_as_slurm_jobs_and_a_rerun_resumes_only_the_failed_one
     args = ["steps=2", "seed=0", "predictor.width=16,32", "cluster=local", "probes=fast"]
     runs = tmp_path / "predictor_width" / "preset=tiny"
     name = (
-        "batch_size=8,data.image.size=32,data.video.frames=4,data.video.size=32,model.depth=2,"
-        "predictor.depth=1,predictor.num_heads=2,predictor.width={},seed=0,steps=2"
+        "batch_size=8,data.image.size=32,data.video.frames=4,data.video.size=32,loss.context.weight=0,"
+        "model.depth=2,model=tiny,predictor.depth=1,predictor.num_heads=2,predictor.width={},seed=0,steps=2"
     )
     ok, bad = runs / name.format(16), runs / name.format(32)
     # The second point trains to its last checkpoint, then cannot write metrics.json (a directory there).
