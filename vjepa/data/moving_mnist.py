@@ -13,8 +13,6 @@ motion, scale and colour come from ``step_generator(seed, step, STREAM)``. Items
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -22,7 +20,7 @@ from torch.utils.data import Dataset
 from vjepa.data import normalize, step_generator
 from vjepa.data.common import EpochOrder
 from vjepa.data.labelled import load_mnist, mnist_split
-from vjepa.data.synthetic import NUM_DIRECTIONS
+from vjepa.data.synthetic import NUM_DIRECTIONS, straight_path
 
 STREAM, PERM_STREAM = 5, 55
 CHUNK = 256
@@ -42,18 +40,9 @@ def generate_moving_mnist(
     )
     direction = torch.randint(0, NUM_DIRECTIONS, (n,), generator=g)
     half = size * (0.2 + 0.1 * torch.rand(n, generator=g))  # half side of the digit's 28x28 box
-    speed = size * (0.25 + 0.25 * torch.rand(n, generator=g)) / max(frames - 1, 1)
-    angle = direction.float() * (math.pi / 4)
-    vx, vy = speed * angle.cos(), -speed * angle.sin()  # pixel rows grow downwards
-    travel_x, travel_y = vx * (frames - 1), vy * (frames - 1)
-    lo_x, hi_x = half + torch.clamp(-travel_x, min=0), size - half - torch.clamp(travel_x, min=0)
-    lo_y, hi_y = half + torch.clamp(-travel_y, min=0), size - half - torch.clamp(travel_y, min=0)
-    x0 = lo_x + (hi_x - lo_x).clamp(min=0) * torch.rand(n, generator=g)
-    y0 = lo_y + (hi_y - lo_y).clamp(min=0) * torch.rand(n, generator=g)
+    cx, cy = straight_path(direction, half, frames, size, g)  # [n, T]
     colour = 0.5 + 0.5 * torch.rand(n, 3, generator=g)
 
-    t = torch.arange(frames, dtype=torch.float32)
-    cx, cy = x0[:, None] + vx[:, None] * t, y0[:, None] + vy[:, None] * t  # [n, T]
     pix = torch.arange(size, dtype=torch.float32) + 0.5
     h = half.view(n, 1, 1, 1)
     # output pixel -> normalised position in the digit box ([-1, 1] spans the box, align_corners=False)

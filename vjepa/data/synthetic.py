@@ -87,6 +87,23 @@ def generate_shapes(n: int, size: int, g: torch.Generator, max_objects: int = 4)
     return {"image": image.clamp(0, 1), "seg": seg, "instances": instances, "classes": classes}
 
 
+def straight_path(direction, half, frames: int, size: int, g: torch.Generator):
+    """Centres (cx, cy) [n, frames] in pixels (rows grow downwards) of a straight motion in ``direction``
+    (k * 45 degrees) travelling 25-50 % of the frame, started so that an object of half-extent ``half``
+    stays inside the frame for the whole clip. Draws speed, then x0, then y0 from ``g``."""
+    n = len(direction)
+    speed = size * (0.25 + 0.25 * torch.rand(n, generator=g)) / max(frames - 1, 1)
+    angle = direction.float() * (math.pi / 4)
+    vx, vy = speed * angle.cos(), -speed * angle.sin()
+    travel_x, travel_y = vx * (frames - 1), vy * (frames - 1)
+    lo_x, hi_x = half + torch.clamp(-travel_x, min=0), size - half - torch.clamp(travel_x, min=0)
+    lo_y, hi_y = half + torch.clamp(-travel_y, min=0), size - half - torch.clamp(travel_y, min=0)
+    x0 = lo_x + (hi_x - lo_x).clamp(min=0) * torch.rand(n, generator=g)
+    y0 = lo_y + (hi_y - lo_y).clamp(min=0) * torch.rand(n, generator=g)
+    t = torch.arange(frames, dtype=torch.float32).view(1, frames)
+    return x0[:, None] + vx[:, None] * t, y0[:, None] + vy[:, None] * t
+
+
 def generate_moving_shapes(n: int, frames: int, size: int, g: torch.Generator) -> dict[str, torch.Tensor]:
     """Clips of one textured shape moving in a straight line over a static textured background.
 
@@ -96,18 +113,8 @@ def generate_moving_shapes(n: int, frames: int, size: int, g: torch.Generator) -
     cls = torch.randint(0, NUM_SHAPES, (n,), generator=g)
     direction = torch.randint(0, NUM_DIRECTIONS, (n,), generator=g)
     r = size * (0.14 + 0.1 * torch.rand(n, generator=g))
-    speed = size * (0.25 + 0.25 * torch.rand(n, generator=g)) / max(frames - 1, 1)  # travels 25-50 % of frame
-    angle = direction.float() * (math.pi / 4)
-    vx, vy = speed * angle.cos(), -speed * angle.sin()  # pixel rows grow downwards
-    travel_x, travel_y = vx * (frames - 1), vy * (frames - 1)
-    # start so the whole path stays inside the frame
-    lo_x, hi_x = r + torch.clamp(-travel_x, min=0), size - r - torch.clamp(travel_x, min=0)
-    lo_y, hi_y = r + torch.clamp(-travel_y, min=0), size - r - torch.clamp(travel_y, min=0)
-    x0 = lo_x + (hi_x - lo_x).clamp(min=0) * torch.rand(n, generator=g)
-    y0 = lo_y + (hi_y - lo_y).clamp(min=0) * torch.rand(n, generator=g)
+    cx, cy = straight_path(direction, r, frames, size, g)
     rot = torch.rand(n, generator=g) * 2 * math.pi
-    t = torch.arange(frames, dtype=torch.float32).view(1, frames)
-    cx, cy = x0[:, None] + vx[:, None] * t, y0[:, None] + vy[:, None] * t
     cy_up = size - cy  # _shape_masks measures y upwards
     masks = _shape_masks(
         cls[:, None].expand(n, frames),
