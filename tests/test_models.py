@@ -83,7 +83,7 @@ def test_modality_embedding_changes_only_the_named_modality():
     with torch.no_grad():
         enc.modality_embed[1] += 1.0  # video
     assert torch.equal(enc.embed(img), base_img)
-    assert torch.allclose(enc.embed(vid), base_vid + 1.0)
+    assert torch.allclose(enc.embed(vid), base_vid + 1.0, atol=1e-6)  # x + 1 rounds at ~6e-8
 
 
 def test_predictor_mask_token_and_output_shape():
@@ -95,3 +95,59 @@ def test_predictor_mask_token_and_output_shape():
     assert out.shape == (2, 3, 48)
     out.sum().backward()
     assert pred.mask_token.grad is not None and pred.mask_token.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_block_matches_timm_eva_block(dtype):
+    """The fused RoPE block computes what timm's EVA block (rotate-half RoPE) computes, forward and
+    backward, given the same weights (EVA has no key bias: ours is set to zero)."""
+    from timm.models.eva import EvaBlock
+
+    from vjepa.models.rope import RopeBlock, rope_3d
+
+    torch.manual_seed(0)
+    dim, heads, n = 48, 2, 20
+    ours = RopeBlock(dim, heads, qkv_bias=True).to(dtype)
+    eva = EvaBlock(dim, heads, qkv_bias=True, num_prefix_tokens=0, rotate_half=True).to(dtype)
+    with torch.no_grad():
+        for name, p in eva.named_parameters():
+            if name in ("attn.q_bias", "attn.v_bias"):
+                continue
+            dict(ours.named_parameters())[name].copy_(p)
+        ours.attn.qkv.bias.copy_(torch.cat([eva.attn.q_bias, torch.zeros(dim), eva.attn.v_bias]))
+    coords = torch.stack(
+        [torch.randint(0, 4, (3, n)), torch.randint(0, 8, (3, n)), torch.randint(0, 8, (3, n))], -1
+    )
+    cos, signed_sin = rope_3d(coords, dim // heads)
+    half = dim // heads // 2
+    sin = signed_sin[..., half:]
+    timm_rope = torch.cat([sin, sin, cos], dim=-1)  # timm's [sin, cos] layout
+    x = torch.randn(3, n, dim, dtype=dtype)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours, y_eva = ours(x1, rope=(cos, signed_sin)), eva(x2, rope=timm_rope)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert y_ours.dtype == dtype
+    torch.testing.assert_close(y_ours, y_eva, atol=tol, rtol=tol)
+    y_ours.float().square().sum().backward()
+    y_eva.float().square().sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, atol=tol * 10, rtol=tol * 10)
+    torch.testing.assert_close(
+        ours.mlp.fc1.weight.grad, eva.mlp.fc1.weight.grad, atol=tol * 10, rtol=tol * 10
+    )
+
+
+def test_rope_rotation_preserves_norm_and_relative_positions():
+    from vjepa.models.rope import apply_rope, rope_3d
+
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 1, 1, 12), torch.randn(2, 1, 1, 12)
+    # the same (t, h, w) offset at two absolute positions gives the same q.k
+    a = torch.tensor([[[0, 1, 2]], [[3, 5, 1]]])
+    b = a + torch.tensor([1, 2, 3])
+    ra, rb = rope_3d(a, 12), rope_3d(b, 12)
+    qa, kb = apply_rope(q, ra), apply_rope(k, rb)
+    torch.testing.assert_close(qa.norm(dim=-1), q.norm(dim=-1))
+    dots = (qa * kb).sum(-1).flatten()
+    q0 = apply_rope(q, rope_3d(torch.zeros_like(a), 12))
+    k0 = apply_rope(k, rope_3d(b - a, 12))
+    torch.testing.assert_close(dots, (q0 * k0).sum(-1).flatten())

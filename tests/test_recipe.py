@@ -107,7 +107,7 @@ def test_switches_change_exactly_what_they_name(compose_cfg):
     assert torch.allclose(levels.mean(-1), torch.zeros(2, 16, 4), atol=1e-5)
 
     rope = JEPA(compose_cfg(*SMALL, "model.pos=rope"))
-    assert rope.encoder.pos_embed is None and type(rope.encoder.blocks[0]).__name__ == "EvaBlock"
+    assert rope.encoder.pos_embed is None and type(rope.encoder.blocks[0]).__name__ == "RopeBlock"
 
 
 def test_level_indices_for_paper_depths():

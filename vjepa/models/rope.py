@@ -1,13 +1,21 @@
-"""Rotary position embeddings over the (t, h, w) token grid, in timm's concatenated sin/cos layout.
+"""Rotary position embeddings over the (t, h, w) token grid, and the ViT block that applies them.
 
-The head dimension is rotated in pairs (i, i + head_dim / 2) ("rotate half"); the head_dim / 2 rotation
-angles are split into three chunks driven by the t, h and w coordinates. Positions are per sample, so a
-sequence of kept (or predicted) tokens carries its true grid positions.
+The head dimension is rotated in pairs (i, i + head_dim / 2) ("rotate half", as timm's EVA blocks with
+``rotate_half=True``); the head_dim / 2 rotation angles are split into three chunks driven by the t, h and w
+coordinates. Positions are per sample, so a sequence of kept (or predicted) tokens carries its true grid
+positions.
+
+Speed: ``rope_3d`` returns ``(cos, signed_sin)`` once per forward, shared by every block; ``RopeBlock`` rotates
+queries and keys together with one flip and one fused multiply-add,
+``x * cos + swap_halves(x) * [-sin, sin]`` (= ``x * cos + rotate_half(x) * sin``), where timm's EVA block
+concatenates, negates and copies q and k separately in every block.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block
 
 
 def rope_angles_dims(head_dim: int) -> tuple[int, int, int]:
@@ -18,12 +26,40 @@ def rope_angles_dims(head_dim: int) -> tuple[int, int, int]:
     return half - 2 * d_hw, d_hw, d_hw
 
 
-def rope_3d(coords: torch.Tensor, head_dim: int, theta: float = 10000.0) -> torch.Tensor:
-    """coords [B, N, 3] (t, h, w) -> [B, 1, N, 2 * head_dim] (sin, cos) for timm's ``apply_rot_embed_cat``."""
+def rope_3d(coords: torch.Tensor, head_dim: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """coords [B, N, 3] (t, h, w) -> (cos, signed_sin), each [B, 1, N, head_dim]: the rotation angles are
+    repeated over both halves; signed_sin is -sin on the first half and +sin on the second."""
     angles = []
     for axis, d in enumerate(rope_angles_dims(head_dim)):
         freqs = 1.0 / theta ** (torch.arange(d, dtype=torch.float32, device=coords.device) / max(d, 1))
         angles.append(coords[..., axis : axis + 1].float() * freqs)
-    ang = torch.cat(angles, dim=-1)  # [B, N, head_dim / 2]
-    ang = torch.cat([ang, ang], dim=-1)
-    return torch.cat([ang.sin(), ang.cos()], dim=-1).unsqueeze(1)
+    ang = torch.cat(angles, dim=-1).unsqueeze(1)  # [B, 1, N, head_dim / 2]
+    sin = ang.sin()
+    return torch.cat([ang.cos(), ang.cos()], dim=-1), torch.cat([-sin, sin], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate x [..., N, head_dim] (any leading dims broadcasting against rope's [B, 1, N, head_dim]);
+    the rotation is computed in the precision of the rope tensors and cast back to x's dtype."""
+    cos, signed_sin = rope
+    swapped = x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)  # [x2, x1]
+    return torch.addcmul(x * cos, swapped, signed_sin).to(x.dtype)
+
+
+class RopeBlock(Block):
+    """timm's pre-norm ViT block (same parameters and names: ``attn.qkv``, ``attn.proj``, ``mlp``, norms)
+    whose attention rotates queries and keys by ``rope`` before scaled-dot-product attention."""
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x = x + self.drop_path1(self.ls1(self._attention(self.norm1(x), rope)))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+    def _attention(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        attn = self.attn
+        b, n, _ = x.shape
+        qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(qkv[:2], rope).unbind(0)  # q and k rotated in one pass
+        out = F.scaled_dot_product_attention(
+            q, k, qkv[2], dropout_p=attn.attn_drop.p if self.training else 0.0
+        )
+        return attn.proj_drop(attn.proj(attn.norm(out.transpose(1, 2).reshape(b, n, -1))))

@@ -6,7 +6,7 @@ tokens: the others are dropped *before* the first block, so the cost of the bloc
 visible tokens.
 
 Positions: ``pos="sincos"`` adds fixed (t, h, w) sincos embeddings to the tokens; ``pos="rope"`` rotates
-queries and keys by their (t, h, w) position in every block (timm EVA blocks).
+queries and keys by their (t, h, w) position in every block (``vjepa.models.rope.RopeBlock``).
 Tokenizers: ``separate`` embeds images with a 2-D patch conv and video with a 3-D tubelet conv;
 ``shared3d`` uses the tubelet conv for both, repeating an image ``tubelet_size`` times (V-JEPA 2).
 ``modality_embed`` adds a learned per-modality vector to every token.
@@ -20,13 +20,12 @@ import math
 
 import torch
 import torch.utils.checkpoint
-from timm.models.eva import EvaBlock
 from timm.models.vision_transformer import Block
 from torch import nn
 
 from vjepa.models.patch_embed import PatchEmbed2D, TubeletEmbed3D
 from vjepa.models.pos_embed import SinCosPosEmbed
-from vjepa.models.rope import rope_3d
+from vjepa.models.rope import RopeBlock, rope_3d
 
 TOKENIZERS = ("separate", "shared3d")
 POSITIONS = ("sincos", "rope")
@@ -52,25 +51,13 @@ def init_transformer_weights(module: nn.Module, blocks: nn.ModuleList, std: floa
 
 def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, pos: str, drop_path: float = 0.0):
     dpr = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
-    if pos == "rope":
-        return nn.ModuleList(
-            EvaBlock(
-                dim,
-                num_heads,
-                qkv_bias=True,
-                mlp_ratio=mlp_ratio,
-                num_prefix_tokens=0,
-                rotate_half=True,
-                drop_path=dpr[i],
-            )
-            for i in range(depth)
-        )
+    block = RopeBlock if pos == "rope" else Block
     return nn.ModuleList(
-        Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=dpr[i]) for i in range(depth)
+        block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=dpr[i]) for i in range(depth)
     )
 
 
-def run_block(blk: nn.Module, x: torch.Tensor, rope: torch.Tensor | None, checkpoint: bool) -> torch.Tensor:
+def run_block(blk: nn.Module, x: torch.Tensor, rope: tuple | None, checkpoint: bool) -> torch.Tensor:
     kwargs = {"rope": rope} if rope is not None else {}
     if checkpoint and torch.is_grad_enabled():
         return torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False, **kwargs)
