@@ -17,8 +17,10 @@ gives the sweep name and preset; elsewhere the sweep is the parent directory's n
   ``error`` (first line of a failure);
 * ``config_hash``: sha256 of the resolved config without run-specific keys (run_dir, device, threads, ...);
   ``group_hash``: the same without the seed (equal for the seeds of one variant);
-* ``code_version``: ``git describe`` of this repository at collect time (run directories do not record the
-  code that trained them), else the package version;
+* ``code_version``: the code that trained the run (``git describe`` recorded by the engine in metrics.json,
+  or in status.json while it runs); for directories without it, this repository's at collect time;
+* ``reused_from``: for a run a sweep adopted from another sweep's identical run (``sweeps/common.py``), that
+  run's directory (relative to this run's parent), else empty: drop such rows when pooling sweeps;
 * ``command``: the command that produces the group's runs: the sweep's own command line when its root holds
   Hydra's ``multirun.yaml``, else reconstructed as
   ``python sweeps/<sweep>.py <common overrides> <axis>=<values> seed=<seeds>``; ``overrides``: the run's own
@@ -52,7 +54,7 @@ NOT_AXES = set(
 NOT_IN_COMMAND = {"seed", "threads"}  # the sweeper sets threads per run itself
 LEADING = (
     "run_id sweep preset axis variant seed status steps_done steps wall_time_s error config_hash group_hash "
-    "code_version command overrides run_dir"
+    "code_version reused_from command overrides run_dir"
 ).split()
 TEXT = set(LEADING) - {"seed", "steps_done", "steps", "wall_time_s"}
 
@@ -160,7 +162,7 @@ def config_hashes(cfg: dict) -> tuple[str, str]:
 
 
 def read_run(run_dir: Path) -> dict:
-    """One row (without the group columns axis, variant, command and code_version)."""
+    """One row (without the group columns axis, variant and command)."""
     from omegaconf import OmegaConf
 
     from vjepa.runfiles import read_json, read_status
@@ -199,6 +201,8 @@ def read_run(run_dir: Path) -> dict:
         "error": error.splitlines()[0] if error else None,
         "config_hash": hashes[0],
         "group_hash": hashes[1],
+        "code_version": final.get("code_version") or status.get("code_version"),
+        "reused_from": status.get("reused_from", ""),
         "overrides": json.dumps(overrides),
         "run_dir": shown_dir,
     }
@@ -302,7 +306,7 @@ def collect(roots) -> pd.DataFrame:
             cols["variant"],
             cols["command"],
         )
-    df["code_version"] = code_version()
+    df["code_version"] = df["code_version"].fillna(code_version()) if len(df) else df["code_version"]
     rest = sorted(c for c in df.columns if c not in LEADING)
     ordered = [c for c in rest if c.startswith("override/")] + [c for c in rest if c.startswith("config/")]
     df = df[LEADING + ordered + [c for c in rest if c not in ordered]]

@@ -8,6 +8,10 @@
 * ``run_state(run_dir)``: completed | active (its scheduler job is still queued or running) | the status.json
   state | new. Completed and active runs are never launched again.
 * ``scheduler_params(cluster, kind)``: submitit parameters of one run from the ``cluster`` group.
+* ``identical_run`` / ``adopt_run``: ablations share points (the preset's own mask ratio, predictor width and
+  data mix are the base of three sweeps); a point whose configuration a completed run of another sweep
+  already trained is adopted from it (its files copied, checkpoints hard-linked, ``reused_from`` in
+  status.json) instead of being trained again.
 
 Jobs unpickle references into this package and into the plugin shim ``sweeps/plugins/hydra_plugins`` (Hydra
 only instantiates sweepers from ``hydra_plugins``): ``export_paths()`` puts both on the PYTHONPATH that
@@ -227,6 +231,93 @@ def run_state(run_dir, ask_scheduler: bool = True) -> tuple[str, str]:
     if status["state"] == "running":
         detail = f"stopped at step {status.get('step', '?')} without a final status (killed?)"
     return status["state"], detail
+
+
+# ---- runs shared between sweeps ----------------------------------------------------------------------
+# Keys that do not change what a run computes, so two runs differing only in them are the same experiment.
+REUSE_FREE_KEYS = (
+    "run_dir",
+    "device",
+    "threads",
+    "progress",
+    "data.num_workers",
+    "data.root",
+    "compile",
+    "activation_checkpointing",
+)
+
+
+def comparable_config(cfg) -> dict:
+    """The resolved config without ``REUSE_FREE_KEYS``."""
+    c = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+    for key in REUSE_FREE_KEYS:
+        node, *rest = key.split(".")
+        if rest and isinstance(c.get(node), dict):
+            c[node].pop(rest[0], None)
+        elif not rest:
+            c.pop(node, None)
+    return c
+
+
+def identical_run(train_cfg: DictConfig, sweeps_root, preset: str, run_dir) -> Path | None:
+    """A completed run under ``<sweeps_root>/<any sweep>/preset=<preset>/`` (not ``run_dir`` itself) whose
+    configuration equals ``train_cfg`` up to ``REUSE_FREE_KEYS``; None if there is none. Runs that were
+    themselves adopted are not offered, so every copy points at the run that trained."""
+    from vjepa.runfiles import read_status
+
+    want = comparable_config(train_cfg)
+    here = Path(run_dir).absolute()
+    for cfg_path in sorted(Path(sweeps_root).glob(f"*/preset={preset}/*/config.yaml")):
+        donor = cfg_path.parent
+        if donor.absolute() == here or run_state(donor, ask_scheduler=False)[0] != "completed":
+            continue
+        if "reused_from" in (read_status(donor) or {}):
+            continue
+        if comparable_config(OmegaConf.load(cfg_path)) == want:
+            return donor
+    return None
+
+
+def adopt_run(donor: Path, run_dir: Path, train_cfg: DictConfig, overrides: list[str]) -> None:
+    """Make ``run_dir`` a completed run with ``donor``'s results: its files copied (checkpoints hard-linked
+    where the file system allows), config.yaml naming ``run_dir``, overrides.yaml this point's overrides, and
+    ``reused_from`` (the donor's path) in status.json. Written into a temporary sibling and renamed, so an
+    interruption leaves no half-adopted run."""
+    from vjepa.runfiles import atomic_write_text, read_status, write_json
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise FileExistsError(f"{run_dir} is not empty; only a new point can adopt another sweep's run")
+    tmp = run_dir.with_name(f".{run_dir.name}.adopting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(
+        donor,
+        tmp,
+        ignore=shutil.ignore_patterns(".hydra", ".submitit", "job.json", "*.log"),
+        copy_function=_link_or_copy,
+    )
+    cfg = OmegaConf.load(donor / "config.yaml")
+    cfg.run_dir = str(run_dir)
+    atomic_write_text(tmp / "config.yaml", OmegaConf.to_yaml(cfg))
+    task = [o for o in overrides if o.split("=", 1)[0] not in REUSE_FREE_KEYS]
+    atomic_write_text(tmp / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(task)))
+    status = dict(read_status(donor))
+    status["reused_from"] = os.path.relpath(donor.absolute(), run_dir.absolute().parent)
+    write_json(tmp / "status.json", status)
+    if run_dir.exists():
+        run_dir.rmdir()
+    tmp.rename(run_dir)
+
+
+def _link_or_copy(src, dst):
+    """Hard-link checkpoints (large, never rewritten in place: saves are atomic renames), copy the rest."""
+    if "checkpoints" in Path(src).parts:
+        try:
+            os.link(src, dst)
+            return dst
+        except OSError:
+            pass
+    return shutil.copy2(src, dst)
 
 
 # ---- schedulers ---------------------------------------------------------------------------------------

@@ -24,9 +24,11 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweeps.common import (
+    adopt_run,
     compute_line,
     engine_config,
     human,
+    identical_run,
     local_gpus,
     local_slots,
     run_state,
@@ -38,11 +40,13 @@ from sweeps.common import (
 class Point:
     overrides: list[str]
     run_dir: Path
-    state: str  # run_state() at planning time, or "invalid"
+    state: str  # run_state() at planning time, "reuse" (adopt another sweep's identical run), or "invalid"
     detail: str = ""
     tokens: int = 0  # per step
     step_flops: float = 0.0
     steps: int = 0
+    donor: Path | None = None
+    train_cfg: DictConfig | None = None
 
     @property
     def flops(self) -> float:
@@ -50,7 +54,7 @@ class Point:
 
     @property
     def launch(self) -> bool:
-        return self.state not in ("completed", "active", "invalid")
+        return self.state not in ("completed", "active", "invalid", "reuse")
 
 
 def launcher_kind(config: DictConfig) -> str:
@@ -64,7 +68,10 @@ def launcher_kind(config: DictConfig) -> str:
 # Not a BasicSweeper subclass: Hydra's plugin scan re-executes its module, replacing the class a subclass
 # would have been made from.
 class AblationSweeper(Sweeper):
-    def __init__(self, grid=None, seeds=(0, 1, 2), max_parallel=None, gpu_peak_tflops=989.0, mfu=0.4):
+    def __init__(
+        self, grid=None, seeds=(0, 1, 2), max_parallel=None, gpu_peak_tflops=989.0, mfu=0.4, reuse=True
+    ):
+        self.reuse = bool(reuse)
         self.grid = OmegaConf.to_container(grid) if OmegaConf.is_config(grid) else dict(grid or {})
         self.seeds = list(seeds)
         self.max_parallel = max_parallel
@@ -124,7 +131,15 @@ class AblationSweeper(Sweeper):
                 return Point(overrides, run_dir, "invalid", str(exc).replace("\n", " "))
             state, detail = run_state(run_dir)
             cost = step_cost(train_cfg)
-            return Point(overrides, run_dir, state, detail, cost.tokens, cost.flops, int(train_cfg.steps))
+            point = Point(overrides, run_dir, state, detail, cost.tokens, cost.flops, int(train_cfg.steps))
+            if state == "new" and self.reuse:
+                sweeps_root = Path(str(cfg.hydra.sweep.dir)).parent.parent
+                preset = str(cfg.hydra.runtime.choices.get("preset"))
+                donor = identical_run(train_cfg, sweeps_root, preset, run_dir)
+                if donor is not None:
+                    point.state, point.detail, point.donor = "reuse", f"same config as {donor}", donor
+                    point.train_cfg = train_cfg
+            return point
         finally:
             hydra_cfg.cfg = saved
 
@@ -138,6 +153,7 @@ class AblationSweeper(Sweeper):
             f"[sweep] {name} preset={preset}: {len(points)} runs, {len(launch)} to launch, "
             f"{sum(p.state == 'completed' for p in points)} completed (skipped), "
             f"{sum(p.state == 'active' for p in points)} in live jobs (skipped), "
+            f"{sum(p.state == 'reuse' for p in points)} identical to another sweep's completed run (adopted), "
             f"{sum(p.state == 'invalid' for p in points)} invalid"
         )
         if kind == "local":
@@ -154,7 +170,7 @@ class AblationSweeper(Sweeper):
         print(f"  {'action':<7}{header}  run dir")
         for p in points:
             note = "" if p.state == "new" else f" ({p.state}{': ' + p.detail if p.detail else ''})"
-            action = "launch" if p.launch else "skip"
+            action = "launch" if p.launch else ("adopt" if p.state == "reuse" else "skip")
             print(
                 f"  {action:<7}{p.tokens:>12,}{human(p.step_flops):>10}{p.steps:>9}"
                 f"{human(p.flops):>9}{gpu_hours(p.flops, sustained):>9.3g}  {p.run_dir}{note}"
@@ -183,6 +199,9 @@ class AblationSweeper(Sweeper):
         self._print_plan(points, kind, slots, threads)
         if cfg.dry_run:
             return []
+        for p in points:
+            if p.state == "reuse":
+                adopt_run(p.donor, p.run_dir, p.train_cfg, p.overrides)
         errors = self._launch(todo, slots or max(1, len(todo)))
         if self._summarise(points, errors):
             sys.exit(1)
@@ -208,13 +227,18 @@ class AblationSweeper(Sweeper):
         return errors
 
     def _summarise(self, points: list[Point], errors: dict[Path, str]) -> int:
-        counts = {"completed": 0, "skipped": 0, "failed": 0, "in live jobs": 0}
+        counts = {"completed": 0, "skipped": 0, "adopted": 0, "failed": 0, "in live jobs": 0}
         lines = []
         for p in points:
             if not p.launch:
-                key = {"completed": "skipped", "active": "in live jobs", "invalid": "failed"}[p.state]
+                key = {
+                    "completed": "skipped",
+                    "reuse": "adopted",
+                    "active": "in live jobs",
+                    "invalid": "failed",
+                }[p.state]
                 counts[key] += 1
-                if key != "skipped":
+                if key not in ("skipped", "adopted"):
                     lines.append(f"  {key:<12} {p.run_dir}: {p.detail}")
                 continue
             state, detail = run_state(p.run_dir, ask_scheduler=False)  # its job has returned

@@ -110,7 +110,7 @@ def test_preempted_slurm_job_is_requeued_and_resumes_to_the_uninterrupted_result
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == 0, out
-    assert "1 completed, 0 skipped, 0 failed" in out
+    assert "1 completed, 0 skipped, 0 adopted, 0 failed" in out
     log = "".join(Path(p).read_text() for p in glob.glob(str(run.parent / ".submitit" / "*" / "*_log.err")))
     stopped = int(re.search(r"checkpoint written at step (\d+)", log).group(1))
     resumed = int(re.search(r"resuming .* from step (\d+)", log).group(1))

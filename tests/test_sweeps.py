@@ -3,6 +3,7 @@
 The SLURM runs of sweeps are in test_sweeps_slurm.py; preemption in test_preemption.py.
 """
 
+import json
 import os
 import re
 import socket
@@ -156,6 +157,44 @@ def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
     assert [p for p in tmp_path.rglob("*") if p.is_dir()] == [done.parents[1], done.parent, done]
 
 
+def test_a_point_another_sweep_already_trained_is_adopted_not_retrained(tmp_path):
+    """mask_ratio's 0.6 point is loss_granularity's loss=token run (the preset's own values): it is adopted
+    (files copied, checkpoint hard-linked, its own overrides, ``reused_from``) and only 0.75 trains."""
+    from tests.conftest import TINY_TEST
+
+    small = [o for o in TINY_TEST if not o.startswith("predictor.width")]
+    common = ["preset=tiny", *small, "steps=4", "ckpt_every=2", "seed=0", "hydra/launcher=basic"]
+    res = _run_sweep("loss_granularity", *common, "loss=token", out=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (donor,) = (tmp_path / "loss_granularity" / "preset=tiny").glob("*loss=token*")
+    dry = _run_sweep("mask_ratio", *common, "mask.ratio=0.6,0.75", "dry_run=true", out=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert re.search(r"^  adopt .*mask.ratio=0.6,.* \(reuse: same config as .*loss=token", dry.stdout, re.M)
+    assert re.search(r"^  launch .*mask.ratio=0.75,", dry.stdout, re.M)
+    assert not (tmp_path / "mask_ratio").exists()  # a dry run writes nothing
+
+    res = _run_sweep("mask_ratio", *common, "mask.ratio=0.6,0.75", out=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "1 completed, 0 skipped, 1 adopted, 0 failed" in res.stdout
+    (adopted,) = (tmp_path / "mask_ratio" / "preset=tiny").glob("*mask.ratio=0.6,*")
+    status = json.loads((adopted / "status.json").read_text())
+    assert status["state"] == "completed" and (adopted.parent / status["reused_from"]).resolve() == donor
+    assert (adopted / "metrics.json").read_text() == (donor / "metrics.json").read_text()
+    assert "mask.ratio=0.6" in (adopted / "overrides.yaml").read_text()
+    assert OmegaConf.load(adopted / "config.yaml").run_dir == str(adopted)
+    ckpt = next((donor / "checkpoints").iterdir())
+    assert (adopted / "checkpoints" / ckpt.name).stat().st_ino == ckpt.stat().st_ino
+    assert not list(adopted.parent.glob(".*adopting"))
+    # run again: everything is complete; the adopted run is not adopted twice, nor offered as a donor
+    again = _run_sweep("mask_ratio", *common, "mask.ratio=0.6,0.75", out=tmp_path)
+    assert "0 completed, 2 skipped, 0 adopted" in again.stdout
+    # reuse can be switched off
+    off = _run_sweep(
+        "data_mix", *common, "data.mix=joint", "hydra.sweeper.reuse=false", "dry_run=true", out=tmp_path
+    )
+    assert re.search(r"^  launch ", off.stdout, re.M) and "adopt " not in off.stdout
+
+
 def _sweeper(tmp_path):
     sweeper = AblationSweeper()
     sweeper.config = OmegaConf.create({"hydra": {"job": {"config_name": "demo"}}})
@@ -173,11 +212,11 @@ def test_summary_counts_runs_and_fails_unless_all_completed(tmp_path, capsys):
 
     ok = [point("a", "completed"), point("b", "completed", plan_state="completed")]
     assert _sweeper(tmp_path)._summarise(ok, {}) == 0
-    assert "1 completed, 1 skipped, 0 failed" in capsys.readouterr().out
+    assert "1 completed, 1 skipped, 0 adopted, 0 failed" in capsys.readouterr().out
     bad = [*ok, point("c", "failed"), point("d", None)]
     assert _sweeper(tmp_path)._summarise(bad, {tmp_path / "d": "UncompletedJobError: killed"}) == 1
     out = capsys.readouterr()
-    assert "1 completed, 1 skipped, 2 failed" in out.out
+    assert "1 completed, 1 skipped, 0 adopted, 2 failed" in out.out
     assert re.search(r"failed +\S+/c: RuntimeError: boom", out.out)
     assert re.search(r"failed +\S+/d: UncompletedJobError: killed", out.out)
     assert "2 of 4 runs not completed" in out.err

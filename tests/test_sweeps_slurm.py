@@ -50,7 +50,7 @@ def test_sweep_runs_points_as_slurm_jobs_and_a_rerun_resumes_only_the_failed_one
 
     first = sweep(slurm_cluster, tmp_path, *args)
     assert first.returncode == 1, first.stdout + first.stderr
-    assert "1 completed, 0 skipped, 1 failed" in first.stdout
+    assert "1 completed, 0 skipped, 0 adopted, 1 failed" in first.stdout
     assert f"{bad}: IsADirectoryError" in first.stdout
     assert read_status(ok)["state"] == "completed"
     status = read_status(bad)
@@ -65,7 +65,7 @@ def test_sweep_runs_points_as_slurm_jobs_and_a_rerun_resumes_only_the_failed_one
     mtimes = {p: p.stat().st_mtime_ns for p in ok.rglob("*") if p.is_file()}
     second = sweep(slurm_cluster, tmp_path, *args)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "1 completed, 1 skipped, 0 failed" in second.stdout
+    assert "1 completed, 1 skipped, 0 adopted, 0 failed" in second.stdout
     assert {p: p.stat().st_mtime_ns for p in ok.rglob("*") if p.is_file()} == mtimes
     resubmitted = slurm_jobs(slurm_cluster) - jobs_before - new_jobs
     assert resubmitted == {read_json(bad / "job.json")["job_id"]}  # only the failed point was submitted again
