@@ -2,7 +2,8 @@
 # The small-scale reproduction committed in reports/: the four design-document ablations at the tiny preset,
 # 3 seeds each, on real data (CIFAR-10 images from ../shared/data; the data-mix sweep adds the six real clips).
 # Resumable: run it again and completed runs are skipped, interrupted ones resume from their last checkpoint.
-# Seeds go in order (all variants of seed 0 first) so a partial reproduction already pairs its variants.
+# Seeds go in order (all variants of seed 0 first) so a partial reproduction already pairs its variants;
+# points shared between sweeps (the preset's own values) are trained once and adopted by the others.
 # Then: nox -s report -- sweeps_out   (collect + regenerate reports/)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +14,11 @@ for seed in 0 1 2; do
   "$PY" sweeps/loss_granularity.py "${common[@]}" seed=$seed || status=1
 done
 for seed in 0 1 2; do
-  "$PY" sweeps/data_mix.py preset=tiny data=real "$@" seed=$seed || status=1
   "$PY" sweeps/mask_ratio.py "${common[@]}" seed=$seed || status=1
   "$PY" sweeps/predictor_width.py "${common[@]}" seed=$seed || status=1
+done
+# video and joint batches cost 3-5x an image batch: last
+for seed in 0 1 2; do
+  "$PY" sweeps/data_mix.py preset=tiny data=real "$@" seed=$seed || status=1
 done
 exit $status
