@@ -13,9 +13,14 @@ status=0
 for seed in 0 1 2; do
   "$PY" sweeps/loss_granularity.py "${common[@]}" seed=$seed || status=1
 done
+# Each of these two has 3 runs to train per seed (the fourth point is adopted): run them side by side, one run
+# at a time each, so both CPUs stay busy (two drivers of 2 runs at a time would overcommit them).
+one_each=(hydra.sweeper.max_parallel=1 threads=$(( $(nproc) > 1 ? $(nproc) / 2 : 1 )))
 for seed in 0 1 2; do
-  "$PY" sweeps/mask_ratio.py "${common[@]}" seed=$seed || status=1
-  "$PY" sweeps/predictor_width.py "${common[@]}" seed=$seed || status=1
+  "$PY" sweeps/mask_ratio.py "${common[@]}" "${one_each[@]}" seed=$seed & a=$!
+  "$PY" sweeps/predictor_width.py "${common[@]}" "${one_each[@]}" seed=$seed & b=$!
+  wait $a || status=1
+  wait $b || status=1
 done
 # video and joint batches cost 3-5x an image batch: last
 for seed in 0 1 2; do
