@@ -83,10 +83,10 @@ class Predictor(nn.Module):
             rope = rope_3d(coords, self.width // self.num_heads)
         for blk in self.blocks:
             x = run_block(blk, x, rope, self.grad_checkpointing)
-        x = self.norm(x)
-        pred = self.proj(x[:, n_ctx:])
+        out_ctx, out_tgt = self.norm(x).split([n_ctx, x.shape[1] - n_ctx], dim=1)
+        pred = self.proj(out_tgt)
         if not return_context:
             return pred
         if self.context_proj is None:
             raise ValueError("predictor built without context_head; cannot return context predictions")
-        return pred, self.context_proj(x[:, :n_ctx])
+        return pred, self.context_proj(out_ctx)

@@ -58,8 +58,9 @@ class RopeBlock(Block):
         attn = self.attn
         b, n, _ = x.shape
         qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(qkv[:2], rope).unbind(0)  # q and k rotated in one pass
+        qk, v = qkv.split([2, 1])  # split, not indexing: its backward is one cat, not zero-filled copies
+        q, k = apply_rope(qk, rope).unbind(0)  # q and k rotated in one pass
         out = F.scaled_dot_product_attention(
-            q, k, qkv[2], dropout_p=attn.attn_drop.p if self.training else 0.0
+            q, k, v.squeeze(0), dropout_p=attn.attn_drop.p if self.training else 0.0
         )
         return attn.proj_drop(attn.proj(attn.norm(out.transpose(1, 2).reshape(b, n, -1))))

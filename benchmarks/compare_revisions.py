@@ -1,0 +1,111 @@
+"""Time the training step of two git revisions of this repository on the same machine, setting by setting.
+
+    python benchmarks/compare_revisions.py 0024fbf HEAD --setting tiny_image small_image --steps 8 \
+        --json reports/benchmarks/before-after-cpu2.json --markdown reports/benchmarks/before-after.md
+
+Each revision is checked out into a temporary git worktree and measured by its own ``python -m vjepa.bench``
+(so the code under test is exactly that revision's), one process per (revision, setting). The two revisions
+alternate per setting (A B, then B A, ...) so slow drifts of a shared machine hit both alike. Prints one
+line per setting (median step time of each revision, ratio B/A) and writes the raw results as JSON and a
+Markdown table with the step split into its parts. Ratios are what to read: absolute times move with load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("target_encoder", "online_encoder", "predictor", "loss", "masks", "backward", "optimizer", "ema")
+
+
+@contextmanager
+def worktree(rev: str):
+    """A detached checkout of ``rev`` in a temporary directory (removed afterwards)."""
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if sha.returncode != 0:
+        sys.exit(f"not a revision of {ROOT}: {rev!r} ({sha.stderr.strip()})")
+    path = Path(tempfile.mkdtemp(prefix=f"vjepa-{rev[:12]}-"))
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(path), sha.stdout.strip()],
+        check=True,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
+
+
+def bench(tree: Path, setting: str, args) -> dict:
+    """One setting timed by the ``vjepa.bench`` of the checkout at ``tree``."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, "-m", "vjepa.bench", "--setting", setting, "--steps", str(args.steps)]
+    cmd += ["--warmup", str(args.warmup)] + (["--threads", str(args.threads)] if args.threads else [])
+    out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+    lines = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+    if out.returncode != 0 or not lines:
+        sys.exit(f"vjepa.bench failed in {tree} for {setting}:\n{out.stderr[-3000:]}")
+    return lines[-1]
+
+
+def markdown(results: list[dict], rev_a: str, rev_b: str) -> str:
+    head = (
+        f"| setting | step, {rev_a} | step, {rev_b} | ratio | samples/s, {rev_a} | samples/s, {rev_b} | "
+        + " | ".join(f"{p} (ms)" for p in PARTS)
+        + " |"
+    )
+    lines = [head, "|" + "---|" * (6 + len(PARTS))]
+    for r in results:
+        a, b = r["a"], r["b"]
+        parts = " | ".join(f"{a['parts_ms'][p]:.0f} -> {b['parts_ms'][p]:.0f}" for p in PARTS)
+        lines.append(
+            f"| {r['setting']} | {a['step_ms']:.0f} ms | {b['step_ms']:.0f} ms | {r['ratio']:.2f} | "
+            f"{a['samples_per_s']:.1f} | {b['samples_per_s']:.1f} | {parts} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("rev_a", help="the baseline revision (e.g. a commit before an optimisation)")
+    ap.add_argument("rev_b", help="the revision compared against it (e.g. HEAD)")
+    ap.add_argument("--setting", nargs="+", default=["tiny_image", "tiny_joint", "small_image"])
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--markdown", help="write the table here")
+    args = ap.parse_args(argv)
+    results = []
+    with worktree(args.rev_a) as tree_a, worktree(args.rev_b) as tree_b:
+        for i, setting in enumerate(args.setting):
+            order = [("a", tree_a), ("b", tree_b)][:: 1 if i % 2 == 0 else -1]
+            res = {key: bench(tree, setting, args) for key, tree in order}
+            res = {"setting": setting, "a": res["a"], "b": res["b"]}
+            res["ratio"] = res["b"]["step_ms"] / res["a"]["step_ms"]
+            results.append(res)
+            print(
+                f"{setting}: {args.rev_a} {res['a']['step_ms']:.0f} ms, {args.rev_b} {res['b']['step_ms']:.0f} ms,"
+                f" ratio {res['ratio']:.2f}",
+                flush=True,
+            )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"a": args.rev_a, "b": args.rev_b, "results": results}, indent=2)
+        )
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(results, args.rev_a, args.rev_b))
+
+
+if __name__ == "__main__":
+    main()
