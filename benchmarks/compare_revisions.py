@@ -51,6 +51,7 @@ def bench(tree: Path, setting: str, args) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, "-m", "vjepa.bench", "--setting", setting, "--steps", str(args.steps)]
     cmd += ["--warmup", str(args.warmup)] + (["--threads", str(args.threads)] if args.threads else [])
+    cmd += list(args.overrides)
     out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     lines = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -85,7 +86,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--markdown", help="write the table here")
-    args = ap.parse_args(argv)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides passed to both benchmarks")
+    args = ap.parse_intermixed_args(argv)  # overrides may follow the options
     results = []
     with worktree(args.rev_a) as tree_a, worktree(args.rev_b) as tree_b:
         for i, setting in enumerate(args.setting):

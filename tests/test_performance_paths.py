@@ -1,6 +1,7 @@
 """Each speed path leaves results unchanged, and the benchmarks run and report what they promise."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,31 @@ def test_compare_mode_prints_ratios():
     )
     assert [r["setting"] for r in rows] == ["A", "B", "ratio B/A"]
     assert rows[2]["step_time"] > 0
+
+
+def test_revision_comparison_times_both_checkouts_and_cleans_up(tmp_path):
+    """benchmarks/compare_revisions.py: each revision measured from its own worktree, table and JSON written,
+    worktrees removed; an unknown revision is refused before anything runs."""
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    small = ["preset=tiny", "model.depth=1", "batch_size=4", "data.image.size=16", "data.video.size=16"]
+    out = subprocess.run(
+        [sys.executable, "benchmarks/compare_revisions.py", "HEAD~1", "HEAD", "--setting", "tiny_image",
+         "--steps", "1", "--warmup", "0", "--json", str(tmp_path / "r.json"),
+         "--markdown", str(tmp_path / "r.md"), *small],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.match(r"tiny_image: HEAD~1 \d+ ms, HEAD \d+ ms, ratio [\d.]+", out.stdout)
+    (res,) = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert res["a"]["step_ms"] > 0 and res["ratio"] == pytest.approx(res["b"]["step_ms"] / res["a"]["step_ms"])
+    assert (tmp_path / "r.md").read_text().count("| tiny_image |") == 1
+    after = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert after == worktrees
+    bad = subprocess.run(
+        [sys.executable, "benchmarks/compare_revisions.py", "no-such-rev", "HEAD"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "not a revision" in bad.stderr
 
 
 def test_gpu_benchmark_script_smoke_on_cpu():
