@@ -113,7 +113,7 @@ def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | 
         + (f"`{curves_path.name}`" if curves is not None else "no training curves")
         + ", "
         + (f"`{data.name}/`" if data.is_dir() else "no picture arrays")
-        + f". Code version when the runs were collected: {versions}.\n",
+        + f". Code that trained the runs (git describe): {versions}.\n",
         *_runs_section(results),
         "## Does the small scale agree with the paper?\n",
         "Computed from the tables below: for each paper metric and the toolkit metric that stands for it "
