@@ -162,7 +162,9 @@ def test_revision_comparison_times_both_checkouts_and_cleans_up(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.match(r"tiny_image: HEAD~1 \d+ ms, HEAD \d+ ms, ratio [\d.]+", out.stdout)
     (res,) = json.loads((tmp_path / "r.json").read_text())["results"]
-    assert res["a"]["step_ms"] > 0 and res["ratio"] == pytest.approx(res["b"]["step_ms"] / res["a"]["step_ms"])
+    assert res["a"]["step_ms"] > 0 and res["ratio"] == pytest.approx(
+        res["b"]["step_ms"] / res["a"]["step_ms"]
+    )
     assert (tmp_path / "r.md").read_text().count("| tiny_image |") == 1
     after = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
     assert after == worktrees

@@ -250,3 +250,18 @@ def test_run_state_reports_runs_whose_scheduler_job_still_lives_as_active(tmp_pa
     write_status(run, "completed", step=3)
     write_json(run / "metrics.json", {})
     assert run_state(run) == ("completed", "")
+
+
+def test_sacct_shim_reports_flag_states_as_accounting_does():
+    """scontrol shows a requeued job being started again as CONFIGURING; accounting (sacct) says RUNNING.
+    submitit reads every state it does not know as finished, so the shim must not pass CONFIGURING on."""
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
+
+    loader = SourceFileLoader("sacct_shim", str(ROOT / "tests" / "bin" / "sacct"))
+    shim = importlib.util.module_from_spec(importlib.util.spec_from_loader("sacct_shim", loader))
+    loader.exec_module(shim)
+    assert shim.field_value({"JobState": "CONFIGURING"}, "State") == "RUNNING"
+    assert shim.field_value({"JobState": "REQUEUE_HOLD"}, "State") == "PENDING"
+    assert shim.field_value({"JobState": "COMPLETED"}, "State") == "COMPLETED"
+    assert shim.field_value({"JobState": "COMPLETING"}, "State") == "COMPLETING"  # submitit waits on it
