@@ -328,10 +328,10 @@ def collect_curves(roots) -> pd.DataFrame:
 
 
 # ---- files ----------------------------------------------------------------------------------------------
-def write_csv(df: pd.DataFrame, path: Path) -> None:
+def write_csv(df: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False, lineterminator="\n")
+    df.to_csv(path, index=False, lineterminator="\n", float_format=float_format)
 
 
 def load_results(path) -> pd.DataFrame:
@@ -359,7 +359,7 @@ def main(argv=None) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().sort_index().items())
     print(f"[collect] {len(df)} runs ({counts}) -> {args.out}", file=sys.stderr)
     if args.curves:
-        write_csv(collect_curves(args.roots), args.curves)
+        write_csv(collect_curves(args.roots), args.curves, float_format="%.6g")  # committed: keep it small
         print(f"[collect] curves -> {args.curves}", file=sys.stderr)
     if not args.no_pictures:
         from analysis.pictures import extract_all

@@ -74,6 +74,32 @@ def test_report_regenerates_identically(collected):
     assert len(stats) == 22
 
 
+@pytest.mark.skipif(not (ROOT / "reports" / "results.csv").exists(), reason="no committed reproduction")
+def test_committed_reports_regenerate_identically(tmp_path, monkeypatch):
+    """`nox -s report` on the committed reports/results.csv reproduces the committed report: README and
+    tables byte for byte, the same figures at the same sizes (PNG bytes may differ with the font stack)."""
+    from PIL import Image
+
+    committed = ROOT / "reports"
+    work = tmp_path / "reports"
+    work.mkdir()
+    for name in ("results.csv", "curves.csv"):
+        (work / name).write_bytes((committed / name).read_bytes())
+    if (committed / "data").exists():
+        (work / "data").mkdir()
+        for f in (committed / "data").iterdir():
+            (work / "data" / f.name).write_bytes(f.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    report.main(["--results", "reports/results.csv", "--out", "reports"])
+    for sub in ("tables",):
+        assert _tree(work / sub) == _tree(committed / sub), sub
+    assert (work / "README.md").read_text() == (committed / "README.md").read_text()
+    figures = sorted(p.name for p in (work / "figures").iterdir())
+    assert figures == sorted(p.name for p in (committed / "figures").iterdir())
+    for name in figures:
+        assert Image.open(work / "figures" / name).size == Image.open(committed / "figures" / name).size, name
+
+
 def test_notebook_executes(collected, monkeypatch):
     import nbclient
     import nbformat
