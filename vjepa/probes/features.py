@@ -63,9 +63,11 @@ def extract(encoder, x: torch.Tensor, layers, size, batch_size: int, device) -> 
     encoder.eval()
     try:
         out = []
+        on_gpu = torch.device(device).type == "cuda"  # bf16 there, as in pretraining; features stored fp16
         for i in range(0, len(x), batch_size):
             xb = prepare(x[i : i + batch_size], size).to(device)
-            feats = encoder_layers(encoder, xb, layers)
+            with torch.autocast("cuda", torch.bfloat16, enabled=on_gpu):
+                feats = encoder_layers(encoder, xb, layers)
             out.append(torch.cat(feats, dim=-1).to("cpu", torch.float16))
         grid = tuple(encoder.grid(prepare(x[:1], size)))
     finally:
