@@ -40,6 +40,57 @@ def test_union_mode_trims_to_batch_minimum_and_is_deterministic():
     assert 0.3 < a.ratio < 0.9
 
 
+@pytest.mark.parametrize("grid", [(1, 8, 8), (8, 8, 8)])
+def test_union_mode_context_is_the_complement_cut_to_the_batch_minimum(grid):
+    """ratio=None (V-JEPA 2 / 2.1): targets = union trimmed to the smallest union, context = complement of
+    the union cut to the smallest complement; the context never holds a token of any block."""
+    from vjepa.masks import _draw_blocks
+
+    spec = MaskSpec(ratio=None, num_blocks=3, spatial_scale=(0.1, 0.4))
+    n = grid[0] * grid[1] * grid[2]
+    for seed in range(5):
+        m = sample_masks(spec, 8, grid, torch.Generator().manual_seed(seed))
+        covered = _draw_blocks(spec, 8, grid, torch.Generator().manual_seed(seed)).any(1)  # the same draw
+        union = covered.sum(1)
+        assert m.tgt_idx.shape[1] == union.min() and m.ctx_idx.shape[1] == (n - union).min()
+        assert not torch.gather(covered, 1, m.ctx_idx).any()
+        assert torch.gather(covered, 1, m.tgt_idx).all()
+        assert m.ratio == pytest.approx(1 - m.ctx_idx.shape[1] / n)
+        # samples with a smaller union than the batch's largest lose context tokens: neither seen nor predicted
+        seen = torch.zeros(8, n, dtype=torch.long).scatter_add_(1, m.ctx_idx, torch.ones_like(m.ctx_idx))
+        seen.scatter_add_(1, m.tgt_idx, torch.ones_like(m.tgt_idx))
+        assert seen.max() == 1 and (seen.sum(1) == m.ctx_idx.shape[1] + m.tgt_idx.shape[1]).all()
+
+
+@pytest.mark.parametrize(
+    "grid, blocks, scale, published",
+    [((8, 16, 16), 8, 0.15, 0.62), ((8, 16, 16), 2, 0.7, 0.82), ((1, 16, 16), 10, 0.15, 0.68)],
+)
+def test_union_masks_match_the_published_masked_fractions(grid, blocks, scale, published):
+    """V-JEPA 2.1's mask settings at 16x16 patches (16 frames, tubelet 2): per-sample masked fraction about
+    62 % (short range), 82 % (long range), 68 % (images), as measured on the released code."""
+    from vjepa.masks import _draw_blocks
+
+    spec = MaskSpec(ratio=None, num_blocks=blocks, spatial_scale=(scale, scale), temporal_scale=(1.0, 1.0))
+    frac = torch.cat(
+        [
+            _draw_blocks(spec, 16, grid, torch.Generator().manual_seed(s)).any(1).float().mean(1)
+            for s in range(60)
+        ]
+    )
+    assert frac.mean().item() == pytest.approx(published, abs=0.015)
+
+
+def test_union_mode_draws_one_block_size_per_batch():
+    from vjepa.masks import _draw_blocks
+
+    spec = MaskSpec(ratio=None, num_blocks=3, spatial_scale=(0.1, 0.5), aspect_ratio=(0.5, 2.0))
+    sizes = _draw_blocks(spec, 6, (1, 12, 12), torch.Generator().manual_seed(0)).sum(2)
+    assert (sizes == sizes[0, 0]).all()  # positions differ, the size does not
+    per_block = _draw_blocks(MaskSpec(ratio=0.8, spatial_scale=(0.1, 0.5)), 6, (1, 12, 12), torch.Generator())
+    assert per_block.sum(2).unique().numel() > 1
+
+
 def test_temporal_extent_of_video_blocks():
     spec = MaskSpec(ratio=None, num_blocks=1, spatial_scale=(0.3, 0.3), temporal_scale=(0.5, 0.5))
     m = sample_masks(spec, 8, (4, 6, 6), torch.Generator().manual_seed(0))

@@ -56,18 +56,21 @@ class StepCost:
         return self.target_flops + self.online_flops + self.predictor_flops
 
 
-def _masked_tokens(setting: dict, grid: tuple[int, int, int], batch: int) -> float:
+def _mask_counts(setting: dict, grid: tuple[int, int, int], batch: int) -> tuple[float, float]:
+    """(context, target) tokens per sample of one mask setting."""
     n = grid[0] * grid[1] * grid[2]
     if setting["ratio"] is not None:
-        return masked_count(float(setting["ratio"]), n)
-    # ratio=null keeps the smallest union of the blocks in the batch: average it over a few fixed draws.
+        n_tgt = masked_count(float(setting["ratio"]), n)
+        return n - n_tgt, n_tgt
+    # ratio=null cuts both sets to the batch's smallest: average them over a few fixed draws.
     import torch
     from omegaconf import OmegaConf
 
     from vjepa.masks import MaskSpec, sample_masks
 
     g, spec = torch.Generator().manual_seed(0), MaskSpec.from_cfg(OmegaConf.create(setting))
-    return sum(sample_masks(spec, batch, grid, g).tgt_idx.shape[1] for _ in range(8)) / 8
+    draws = [sample_masks(spec, batch, grid, g) for _ in range(8)]
+    return sum(m.ctx_idx.shape[1] for m in draws) / 8, sum(m.tgt_idx.shape[1] for m in draws) / 8
 
 
 def step_cost(cfg) -> StepCost:
@@ -94,8 +97,7 @@ def step_cost(cfg) -> StepCost:
         tokens += count * n
         target += count * encoder_flops(n, n, m, patch_volume)
         for setting in mask_settings(cfg.mask):
-            n_tgt = _masked_tokens(setting, grid, count)
-            n_ctx = n - n_tgt
+            n_ctx, n_tgt = _mask_counts(setting, grid, count)
             embed = encoder_flops(n, 0, m, patch_volume)
             online += count * (3 * encoder_flops(n, n_ctx, m, patch_volume) - embed)
             pred += count * 3 * predictor_flops(n_ctx, n_tgt, m.embed_dim, cfg.predictor, levels, ctx_head)

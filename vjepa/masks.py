@@ -11,8 +11,12 @@ batch is one tensor and the realised ratio equals the request up to 1/N):
   2. rank masked tokens by the first block that covers them, then raster order, and keep the first n:
      excess is trimmed from the last-drawn block, from its trailing rows, so blocks stay contiguous;
   3. in the rare case the rounds run out below n, the missing tokens are drawn uniformly from the rest.
-With ``ratio = None`` the union of ``num_blocks`` blocks is used as drawn and every sample is trimmed (as in
-step 2) to the smallest union in the batch: the V-JEPA 2 behaviour.
+With ``ratio = None`` (the V-JEPA 2 / 2.1 behaviour) the union of ``num_blocks`` blocks is used as drawn: the
+targets are each sample's union trimmed (as in step 2) to the smallest union in the batch, and the context is
+each sample's complement of the union, cut to the smallest complement in the batch (a uniformly random subset:
+Meta's collator keeps the first tokens in raster order instead, which favours the top of the frame). Tokens
+cut from either set are neither seen nor predicted; in particular the context never sees a token inside a
+target block.
 
 All sampling is vectorised over the batch and blocks; randomness comes only from the given generator.
 """
@@ -67,7 +71,8 @@ class Masks:
 
     @property
     def ratio(self) -> float:
-        return self.tgt_idx.shape[1] / (self.tgt_idx.shape[1] + self.ctx_idx.shape[1])
+        """Mask ratio: the fraction of the grid the online encoder does not see."""
+        return 1.0 - self.ctx_idx.shape[1] / (self.grid[0] * self.grid[1] * self.grid[2])
 
     def rows(self, start: int, stop: int) -> Masks:
         """Masks of samples ``start .. stop - 1`` (a rank's slice of the global batch)."""
@@ -83,18 +88,28 @@ def masked_count(ratio: float, n_tokens: int) -> int:
 
 
 def _draw_blocks(spec: MaskSpec, b: int, grid, g: torch.Generator) -> torch.Tensor:
-    """[b, K, N] bool coverage of K random blocks per sample."""
+    """[b, K, N] bool coverage of K random blocks per sample.
+
+    With a ratio, every block draws its own size. Without one (the V-JEPA 2 / 2.1 collator), one block size
+    is drawn per batch and shared by all blocks of all samples, with the released code's arithmetic: the
+    spatial token count floored, height and width rounded from it, the temporal extent floored (at least 1)."""
     t, h, w = grid
     k = spec.num_blocks
     u = torch.rand(b, k, 6, generator=g)
     lo, hi = spec.spatial_scale
-    area = (lo + (hi - lo) * u[..., 0]) * h * w
     alo, ahi = spec.aspect_ratio
-    ar = alo + (ahi - alo) * u[..., 1]
+    tlo, thi = spec.temporal_scale
+    if spec.ratio is None:
+        size = torch.rand(3, generator=g)
+        area = torch.tensor(float(int((lo + (hi - lo) * size[0].item()) * h * w))).expand(b, k)
+        ar = (alo + (ahi - alo) * size[1]).expand(b, k)
+        bt = torch.tensor(max(1, int(t * (tlo + (thi - tlo) * size[2].item())))).clamp(max=t).expand(b, k)
+    else:
+        area = (lo + (hi - lo) * u[..., 0]) * h * w
+        ar = alo + (ahi - alo) * u[..., 1]
+        bt = ((tlo + (thi - tlo) * u[..., 2]) * t).round().clamp(1, t).long()
     bh = (area * ar).sqrt().round().clamp(1, h).long()
     bw = (area / ar).sqrt().round().clamp(1, w).long()
-    tlo, thi = spec.temporal_scale
-    bt = ((tlo + (thi - tlo) * u[..., 2]) * t).round().clamp(1, t).long()
     t0 = (u[..., 3] * (t - bt + 1)).floor().long()
     h0 = (u[..., 4] * (h - bh + 1)).floor().long()
     w0 = (u[..., 5] * (w - bw + 1)).floor().long()
@@ -127,8 +142,11 @@ def sample_masks(
     cover = torch.cat(covers, dim=1)  # [B, K_total, N]
     k_total = cover.shape[1]
     covered = cover.any(1)
+    n_ctx = None  # ratio given: the context is every token that is not a target
     if spec.ratio is None:
-        want = min(max(int(covered.sum(1).min()), 1), n - 1)
+        union = covered.sum(1)
+        want = min(max(int(union.min()), 1), n - 1)
+        n_ctx = min(max(int((n - union).min()), 1), n - want)
 
     # Priority: first covering block, then raster order; uncovered tokens rank last, in random order.
     first_block = torch.where(
@@ -139,7 +157,7 @@ def sample_masks(
     priority = first_block * n + torch.where(covered, raster.float(), noise * n)
     order = priority.argsort(dim=1, stable=True)
     tgt_idx = order[:, :want].sort(dim=1).values
-    ctx_idx = order[:, want:].sort(dim=1).values
+    ctx_idx = order[:, want if n_ctx is None else n - n_ctx :].sort(dim=1).values  # uncovered rank last
     blocks = torch.gather(cover, 2, tgt_idx.unsqueeze(1).expand(-1, k_total, -1))
     fill = ~blocks.any(1, keepdim=True)  # tokens added in step 3 form one extra block
     blocks = torch.cat([blocks, fill], dim=1)
