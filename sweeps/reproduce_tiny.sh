@@ -13,8 +13,9 @@ status=0
 for seed in 0 1 2; do
   "$PY" sweeps/loss_granularity.py "${common[@]}" seed=$seed || status=1
 done
-# Each of these two has 3 runs to train per seed (the fourth point is adopted): run them side by side, one run
-# at a time each, so both CPUs stay busy (two drivers of 2 runs at a time would overcommit them).
+# Per seed, mask_ratio trains 3 runs (its 0.6 point is adopted) and predictor_width 4 (its heads follow the
+# width, see its config): run them side by side, one run at a time each, so both CPUs stay busy (two drivers
+# of 2 runs at a time would overcommit them).
 one_each=(hydra.sweeper.max_parallel=1 threads=$(( $(nproc) > 1 ? $(nproc) / 2 : 1 )))
 for seed in 0 1 2; do
   "$PY" sweeps/mask_ratio.py "${common[@]}" "${one_each[@]}" seed=$seed & a=$!
