@@ -12,7 +12,7 @@ import torch
 from tests.conftest import TINY_TEST
 from vjepa.config_check import ConfigError
 from vjepa.jepa import JEPA
-from vjepa.runfiles import load_checkpoint, read_status
+from vjepa.runfiles import code_version, load_checkpoint, read_status
 from vjepa.trainer import Trainer, train
 
 VOLATILE = {"wall_time_s", "samples_per_s", "tokens_per_s"}
@@ -63,7 +63,9 @@ def test_restart_resumes_bit_identical(compose_cfg, tmp_path):
     train(full)
     part = compose_cfg(*overrides, run_dir=tmp_path / "part")
     assert train(part, stop_after=4) is None
-    assert read_status(part.run_dir)["state"] == "running"
+    status = read_status(part.run_dir)
+    assert status["state"] == "running" and status["step"] == 4
+    assert status["code_version"] == code_version()  # every status write names the code (analysis reads it)
     train(part)  # a new process would do the same: everything comes from the run directory
     assert _stable(_metrics(full.run_dir)) == _stable(_metrics(part.run_dir))
     a = load_checkpoint(Path(full.run_dir) / "checkpoints" / "last.pt")

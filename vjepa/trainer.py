@@ -7,6 +7,7 @@ k.. exactly as an uninterrupted run does: on CPU the final weights and metrics a
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -316,7 +317,7 @@ class Trainer:
         try:
             self._build()
             start, wall, window = self._resume()
-            self._status("running", step=start, steps=self.cfg.steps, code_version=code_version())
+            self._status("running", step=start, steps=self.cfg.steps)
             final = self._loop(start, wall, stop_after, window)
         except (Interrupted, KeyboardInterrupt) as exc:
             self._status(
@@ -329,8 +330,13 @@ class Trainer:
         return final
 
     def _status(self, state: str, **fields) -> None:
+        """status.json; every write names the code this process trains with (a resumed run may differ)."""
         if self.is_main:
-            write_status(self.run_dir, state, **fields)
+            write_status(self.run_dir, state, **{"code_version": self.code_version, **fields})
+
+    @functools.cached_property
+    def code_version(self) -> str:
+        return code_version()
 
     def _diagnostics(self) -> dict[str, float]:
         """RankMe, feature std and token cosine of the online and target encoders on the held batch."""
@@ -440,7 +446,7 @@ class Trainer:
             "params_predictor": count_params(self.model.predictor),
             "threads": self.threads,
             "world_size": self.dist.world,
-            "code_version": code_version(),
+            "code_version": self.code_version,
             "device": str(self.device),
         }
         for key in log[-1]:
