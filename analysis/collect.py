@@ -334,6 +334,24 @@ def write_csv(df: pd.DataFrame, path: Path, float_format: str | None = None) -> 
     df.to_csv(path, index=False, lineterminator="\n", float_format=float_format)
 
 
+def write_curves(df: pd.DataFrame, path: Path) -> None:
+    """The long curves table stored wide (one row per run and step, a column per metric, 6 significant
+    digits): the run id is written once per step, not once per value, so the committed file stays small."""
+    wide = df.pivot_table(index=["run_id", "step"], columns="metric", values="value", aggfunc="first")
+    wide.columns.name = None
+    write_csv(wide.reset_index(), path, float_format="%.6g")
+
+
+def load_curves(path) -> pd.DataFrame:
+    """A curves file (wide, as ``write_curves`` stores it, or long) as the long table (run_id, step, metric,
+    value) of ``collect_curves``."""
+    df = pd.read_csv(path)
+    if "metric" in df.columns:
+        return df
+    long = df.melt(id_vars=["run_id", "step"], var_name="metric", value_name="value").dropna(subset=["value"])
+    return long.sort_values(["run_id", "metric", "step"], kind="stable").reset_index(drop=True)
+
+
 def load_results(path) -> pd.DataFrame:
     """A results.csv written by ``collect``, text columns kept as text (a variant "0.60" stays "0.60")."""
     header = pd.read_csv(path, nrows=0).columns
@@ -359,7 +377,7 @@ def main(argv=None) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().sort_index().items())
     print(f"[collect] {len(df)} runs ({counts}) -> {args.out}", file=sys.stderr)
     if args.curves:
-        write_csv(collect_curves(args.roots), args.curves, float_format="%.6g")  # committed: keep it small
+        write_curves(collect_curves(args.roots), args.curves)
         print(f"[collect] curves -> {args.curves}", file=sys.stderr)
     if not args.no_pictures:
         from analysis.pictures import extract_all

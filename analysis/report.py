@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import pictures, plots
-from analysis.collect import load_results
+from analysis.collect import load_curves, load_results
 from analysis.tables import Summary, markdown, statement, summarize, to_markdown, write_tables
 
 
@@ -99,7 +99,7 @@ def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | 
     curves_path = Path(curves_path) if curves_path else results_path.parent / "curves.csv"
     data = Path(data_dir) if data_dir else results_path.parent / "data"
     results = load_results(results_path)
-    curves = pd.read_csv(curves_path) if curves_path.exists() else None
+    curves = load_curves(curves_path) if curves_path.exists() else None
     summaries = summarize(results)
     command = "python -m analysis.report " + " ".join(
         argv if argv is not None else ["--results", str(results_path), "--out", str(out)]

@@ -249,14 +249,9 @@ REUSE_FREE_KEYS = (
 
 def comparable_config(cfg) -> dict:
     """The resolved config without ``REUSE_FREE_KEYS``."""
-    c = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
-    for key in REUSE_FREE_KEYS:
-        node, *rest = key.split(".")
-        if rest and isinstance(c.get(node), dict):
-            c[node].pop(rest[0], None)
-        elif not rest:
-            c.pop(node, None)
-    return c
+    from vjepa.trainer import without_keys
+
+    return without_keys(OmegaConf.to_container(cfg, resolve=True), REUSE_FREE_KEYS)
 
 
 def identical_run(train_cfg: DictConfig, sweeps_root, preset: str, run_dir) -> Path | None:

@@ -260,6 +260,14 @@ def test_results_csv_round_trip_and_curves(results, sweeps, tmp_path):
     assert one[one["metric"] == "loss"]["value"].tolist() == pytest.approx([0.03 + 0.01, 0.015 + 0.01])
     # the running run's partial curve is there too (the report only averages completed runs)
     assert len(curves[curves["run_id"].str.endswith("block,seed=4") & (curves["metric"] == "loss")]) == 1
+    # stored wide (one row per run and step), read back as the same long table
+    from analysis.collect import load_curves, write_curves
+
+    write_curves(curves, tmp_path / "curves.csv")
+    assert len(pd.read_csv(tmp_path / "curves.csv")) == len(curves[["run_id", "step"]].drop_duplicates())
+    back = load_curves(tmp_path / "curves.csv")
+    assert back[["run_id", "step", "metric"]].equals(curves[["run_id", "step", "metric"]])
+    assert back["value"].tolist() == pytest.approx(curves["value"].tolist(), rel=1e-5)
 
 
 # ---- statistics and agreement ---------------------------------------------------------------------------

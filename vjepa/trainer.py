@@ -101,15 +101,19 @@ def param_groups(modules, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _semantic(cfg) -> dict:
-    c = OmegaConf.to_container(cfg, resolve=True)
-    for key in RESUME_FREE_KEYS:
+def without_keys(c: dict, keys) -> dict:
+    """``c`` (a config container, modified in place) without the given top-level or ``node.key`` keys."""
+    for key in keys:
         node, *rest = key.split(".")
         if rest and isinstance(c.get(node), dict):
             c[node].pop(rest[0], None)
         elif not rest:
             c.pop(node, None)
     return c
+
+
+def _semantic(cfg) -> dict:
+    return without_keys(OmegaConf.to_container(cfg, resolve=True), RESUME_FREE_KEYS)
 
 
 def _diff(a, b, prefix="") -> list[str]:
