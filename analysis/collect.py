@@ -33,6 +33,7 @@ gives the sweep name and preset; elsewhere the sweep is the parent directory's n
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import math
@@ -133,15 +134,9 @@ def flatten(d: dict, prefix: str = "", sep: str = "/") -> dict:
 
 
 def _without(cfg: dict, keys) -> dict:
-    cfg = json.loads(json.dumps(cfg))
-    for key in keys:
-        *path, last = key.split(".")
-        node = cfg
-        for p in path:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return cfg
+    from vjepa.trainer import without_keys  # the engine's rule, so hashes match what resume compares
+
+    return without_keys(copy.deepcopy(cfg), keys)
 
 
 def _resume_free() -> tuple[str, ...]:

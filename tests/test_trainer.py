@@ -13,7 +13,7 @@ from tests.conftest import TINY_TEST
 from vjepa.config_check import ConfigError
 from vjepa.jepa import JEPA
 from vjepa.runfiles import code_version, load_checkpoint, read_status
-from vjepa.trainer import Trainer, train
+from vjepa.trainer import Trainer, train, without_keys
 
 VOLATILE = {"wall_time_s", "samples_per_s", "tokens_per_s"}
 
@@ -130,6 +130,27 @@ def test_different_config_in_same_run_dir_is_refused_and_nothing_is_touched(comp
         train(other)
     after = {p.name: p.read_bytes() for p in Path(cfg.run_dir).iterdir() if p.is_file()}
     assert before == after
+
+
+def test_without_keys_drops_dotted_paths_at_any_depth_and_ignores_missing_ones():
+    c = {"run_dir": "r", "data": {"root": "x", "size": 32, "video": {"frames": 8, "fps": 4}}, "seed": 0}
+    out = without_keys(c, ["run_dir", "data.root", "data.video.fps", "data.absent", "absent.key", "seed.x"])
+    assert out is c
+    assert c == {"data": {"size": 32, "video": {"frames": 8}}, "seed": 0}
+
+
+def test_collected_config_hash_ignores_exactly_the_keys_resume_ignores():
+    from analysis.collect import config_hashes
+
+    base = {"run_dir": "a", "threads": 1, "data": {"root": "x", "size": 32}, "seed": 0, "loss": {"w": 1}}
+    moved = {"run_dir": "b", "threads": 2, "data": {"root": "y", "size": 32}, "seed": 0, "loss": {"w": 1}}
+    reseeded = {**base, "seed": 1}
+    changed = {**base, "loss": {"w": 2}}
+    assert config_hashes(base) == config_hashes(moved)
+    assert config_hashes(base)[0] != config_hashes(reseeded)[0]
+    assert config_hashes(base)[1] == config_hashes(reseeded)[1]
+    assert config_hashes(base)[1] != config_hashes(changed)[1]
+    assert base["run_dir"] == "a" and base["data"]["root"] == "x"  # the caller's dict is left alone
 
 
 def test_failure_writes_traceback_to_status(compose_cfg, monkeypatch):

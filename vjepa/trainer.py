@@ -102,13 +102,15 @@ def param_groups(modules, weight_decay: float):
 
 
 def without_keys(c: dict, keys) -> dict:
-    """``c`` (a config container, modified in place) without the given top-level or ``node.key`` keys."""
+    """``c`` (a config container, modified in place) without the given dotted keys (``run_dir``,
+    ``data.root``, ...); a key whose path does not exist is ignored."""
     for key in keys:
-        node, *rest = key.split(".")
-        if rest and isinstance(c.get(node), dict):
-            c[node].pop(rest[0], None)
-        elif not rest:
-            c.pop(node, None)
+        *path, last = key.split(".")
+        node = c
+        for p in path:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
     return c
 
 
