@@ -157,6 +157,7 @@ def _compare(stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) 
         **out,
         "paper_best": " / ".join(paper_best),
         "best": best["variant"],
+        "best_row": best["paper_row"],
         "best_agrees": agrees,
         "tau": tau,
         "paper_margin": float(paper_sorted[0] - paper_sorted[1]) if len(paper_sorted) > 1 else 0.0,
@@ -168,7 +169,7 @@ def _compare(stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) 
 
 
 AGREEMENT_COLUMNS = (
-    "paper_metric metric variants paper_best best best_agrees tau paper_margin margin resolved min_n verdict"
+    "paper_metric metric variants paper_best best best_row best_agrees tau paper_margin margin resolved min_n verdict"
 ).split()
 
 
@@ -267,6 +268,12 @@ def variant_table(s: Summary) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def shown_best(r: dict) -> str:
+    """Our best variant, with the paper row it stands for where the row's name does not already say it."""
+    best, row = str(r["best"]), text(r.get("best_row"))
+    return f"{best} (paper row {row})" if row and best.lower() not in row.lower() else best
+
+
 def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:
     header = (
         "paper metric|toolkit metric|variants|paper best|toolkit best|same best|Kendall tau|paper margin|"
@@ -287,7 +294,7 @@ def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:
                 short(r["metric"]),
                 str(r["variants"]),
                 r["paper_best"],
-                r["best"],
+                shown_best(r),
                 "yes" if r["best_agrees"] else "no",
                 num(r["tau"], 2),
                 paper_num(r["paper_margin"]),
@@ -389,7 +396,7 @@ def statement(s: Summary) -> str:
             noise = "single seed, no spread" if r["min_n"] < 2 else "within seed noise"
         lines.append(
             f"- {METRICS[r['paper_metric']].label} vs. `{short(r['metric'])}`: {r['verdict']} "
-            f"(paper best: {r['paper_best']}, by {paper_num(r['paper_margin'])}; ours: {r['best']}, by "
+            f"(paper best: {r['paper_best']}, by {paper_num(r['paper_margin'])}; ours: {shown_best(r)}, by "
             f"{num(r['margin'])}, {noise}; Kendall tau {num(r['tau'], 2)} over {r['variants']} variants)."
         )
     missing = s.agreement[s.agreement["variants"] < 2]

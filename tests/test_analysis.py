@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from analysis import plots
 from analysis.ablations import ABLATIONS
 from analysis.collect import collect, collect_curves, load_results, write_csv
-from analysis.tables import kendall_tau, statement, summarize, to_latex, to_markdown
+from analysis.tables import kendall_tau, shown_best, statement, summarize, to_latex, to_markdown
 from vjepa.runfiles import MetricsLog, write_json, write_status
 
 # (axis override, value, config key, config value) -> {seed: metrics}
@@ -329,6 +329,8 @@ def test_agreement_with_the_paper(results):
     ap = pw.agreement.set_index("metric").loc["probe/shapes_det/ap"]
     # ours 48 > 96 > 24 > 192, paper 384 > 192 > 768 > 1280 (= 48 > 24 > 96 > 192): one discordant pair of 6
     assert ap["best"] == "48" and ap["best_agrees"] and ap["tau"] == pytest.approx(4 / 6)
+    assert ap["best_row"] == "384" and shown_best(ap) == "48 (paper row 384)"
+    assert shown_best(lg.loc["probe/shapes_det/ap"]) == "token"  # the row's name says it already
     assert (
         ap["verdict"] == "agrees" and ap["resolved"]
     )  # 0.31 - 0.22 > 2 * hypot(0.01, 0.01): se = 0.0141 / sqrt 2
