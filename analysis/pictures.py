@@ -13,7 +13,11 @@ generators ``step_generator(seed, step, MASK_STREAM[modality] + 1000 * setting)`
 over the first images and the first clip of the batch. PCA maps: tokens of the frozen target (EMA) encoder,
 of the random-init encoder (the same init the run started from) and of each variant, on a fixed held set of
 generated images and clips (``HELD_SEED``); per encoder and modality the first three principal components,
-fitted jointly over all held samples, scaled to their 1st-99th percentiles, as RGB.
+fitted jointly over all held samples, scaled to their 1st-99th percentiles, as RGB. A second map per encoder
+(``<modality>_pcapos_<i>``) first removes each token position's mean feature, estimated on a larger fit set
+(``N_FIT_IMAGES`` / ``N_FIT_CLIPS``, ``FIT_SEED``), and fits the components there: small encoders' leading
+components are often their positional embedding, the same picture for every input, which hides what the
+features say about the content.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from analysis.tables import group_stem
 
 HELD_SEED = 20260101
 N_IMAGES, N_CLIPS = 6, 2  # held set of the PCA maps
+FIT_SEED = HELD_SEED + 1
+N_FIT_IMAGES, N_FIT_CLIPS = 128, 16  # fit set of the position-centred PCA maps
 MASK_IMAGES = 4  # images of a training batch shown with their masks
 DARKEN = 0.25  # brightness left to masked tokens
 
@@ -60,17 +66,22 @@ def _channels_last(x):
 
 
 # ---- extraction (needs torch and the run directories) ---------------------------------------------------
-def held_inputs(cfg) -> dict:
-    """The fixed held set, in [0, 1]: images [N_IMAGES, 3, H, W] and clips [N_CLIPS, 3, T, H, W] at the
+def held_inputs(cfg, n_images: int = N_IMAGES, n_clips: int = N_CLIPS, seed: int = HELD_SEED) -> dict:
+    """The fixed held set, in [0, 1]: images [n_images, 3, H, W] and clips [n_clips, 3, T, H, W] at the
     run's sizes."""
     import torch
 
     from vjepa.data.synthetic import generate_moving_shapes, generate_shapes
 
-    g = torch.Generator().manual_seed(HELD_SEED)
-    image = generate_shapes(N_IMAGES, int(cfg.data.image.size), g, int(cfg.data.image.get("max_objects", 4)))
-    video = generate_moving_shapes(N_CLIPS, int(cfg.data.video.frames), int(cfg.data.video.size), g)
+    g = torch.Generator().manual_seed(seed)
+    image = generate_shapes(n_images, int(cfg.data.image.size), g, int(cfg.data.image.get("max_objects", 4)))
+    video = generate_moving_shapes(n_clips, int(cfg.data.video.frames), int(cfg.data.video.size), g)
     return {"image": image["image"], "video": video["video"]}
+
+
+def fit_inputs(cfg) -> dict:
+    """The fit set of the position-centred PCA maps (disjoint draws from the held set's)."""
+    return held_inputs(cfg, N_FIT_IMAGES, N_FIT_CLIPS, FIT_SEED)
 
 
 def load_encoder(run_dir: Path, which: str = "target_encoder"):
@@ -98,33 +109,44 @@ def random_encoder(cfg):
         return build_encoder(cfg.model).eval()
 
 
-def pca_rgb(tokens) -> np.ndarray:
-    """[n, N, D] tokens -> [n, N, 3] in [0, 1]: first 3 principal components over all n * N tokens."""
+def pca_rgb(tokens, fit=None, per_position: bool = False) -> np.ndarray:
+    """[n, N, D] tokens -> [n, N, 3] in [0, 1]: their first 3 principal components as RGB.
+
+    The components (and the mean removed first) are fitted on ``fit`` ([m, N, D]; default: ``tokens``), over
+    all m * N tokens; ``per_position`` removes each of the N positions' own mean over the m samples instead
+    of one mean. Each component is scaled to the 1st-99th percentiles of its projections on ``tokens``."""
     import torch
 
     n, m, d = tokens.shape
-    x = tokens.reshape(-1, d).double()
-    x = x - x.mean(0)
-    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    fit = tokens if fit is None else fit
+    fit = fit.double()
+    mean = fit.mean(0) if per_position else fit.reshape(-1, d).mean(0)  # [N, D] or [D]
+    _, _, vh = torch.linalg.svd((fit - mean).reshape(-1, d), full_matrices=False)
     comps = vh[:3]
     # fix each component's sign: its largest loading positive
     comps = comps * comps.gather(1, comps.abs().argmax(1, keepdim=True)).sign()
-    proj = x @ comps.T
+    proj = ((tokens.double() - mean).reshape(-1, d)) @ comps.T
     lo, hi = torch.quantile(proj, 0.01, dim=0), torch.quantile(proj, 0.99, dim=0)
     rgb = ((proj - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
     return rgb.reshape(n, m, -1).numpy()
 
 
-def encoder_maps(encoder, x) -> np.ndarray:
-    """PCA maps [n, t, h, w, 3] (uint8) of an encoder's tokens on a batch in [0, 1]."""
+def encoder_maps(encoder, x, fit=None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """PCA maps [n, t, h, w, 3] (uint8) of an encoder's tokens on a batch in [0, 1]; given a fit batch
+    ``fit`` (same sizes), also the position-centred maps fitted on it: (maps, centred maps)."""
     import torch
 
     from vjepa.data import normalize
 
     with torch.no_grad():
         tokens = encoder(normalize(x))
+        fit_tokens = None if fit is None else encoder(normalize(fit))
     t, h, w = encoder.grid(x)
-    return _uint8(pca_rgb(tokens).reshape(len(x), t, h, w, 3))
+    maps = _uint8(pca_rgb(tokens).reshape(len(x), t, h, w, 3))
+    if fit_tokens is None:
+        return maps
+    centred = pca_rgb(tokens, fit_tokens, per_position=True)
+    return maps, _uint8(centred.reshape(len(x), t, h, w, 3))
 
 
 def extract_pca(runs: list[tuple[str, str, Path]], out: Path) -> Path | None:
@@ -133,7 +155,7 @@ def extract_pca(runs: list[tuple[str, str, Path]], out: Path) -> Path | None:
     if not runs:
         return None
     encoders = [load_encoder(d) for _, _, d in runs]
-    held = held_inputs(encoders[0][1])
+    held, fit = held_inputs(encoders[0][1]), fit_inputs(encoders[0][1])
     labels = ["random init"] + [v for v, _, _ in runs]
     ids = [f"{runs[0][1]} (initial weights)"] + [i for _, i, _ in runs]
     arrays = {
@@ -141,10 +163,13 @@ def extract_pca(runs: list[tuple[str, str, Path]], out: Path) -> Path | None:
         "run_ids": np.array(ids),
         "image_input": _uint8(_channels_last(held["image"])),
         "video_input": _uint8(_channels_last(held["video"])),
+        **{f"{modality}_fit_n": np.array(len(x)) for modality, x in fit.items()},
     }
     for i, encoder in enumerate([random_encoder(encoders[0][1])] + [e for e, _ in encoders]):
         for modality, x in held.items():
-            arrays[f"{modality}_pca_{i}"] = encoder_maps(encoder, x)
+            arrays[f"{modality}_pca_{i}"], arrays[f"{modality}_pcapos_{i}"] = encoder_maps(
+                encoder, x, fit[modality]
+            )
     return save_npz(out, arrays)
 
 
@@ -269,13 +294,17 @@ def _image_grid(
     return fig
 
 
-def render_pca(npz_path: Path, modality: str, out=None):
+def render_pca(npz_path: Path, modality: str, out=None, per_position: bool = False):
     """Rows: the held inputs, then random init and each variant; columns: held images (or the temporal
-    token slices of the held clips, shown with the first frame of each slice)."""
+    token slices of the held clips, shown with the first frame of each slice). ``per_position``: the
+    position-centred maps (None where the arrays predate them)."""
     z = np.load(npz_path, allow_pickle=False)
     labels = [str(v) for v in z["labels"]]
     inputs = z[f"{modality}_input"]
-    maps = [z[f"{modality}_pca_{i}"] for i in range(len(labels))]
+    key = "pcapos" if per_position else "pca"
+    if f"{modality}_{key}_0" not in z:
+        return None
+    maps = [z[f"{modality}_{key}_{i}"] for i in range(len(labels))]
     if modality == "image":
         cols = [f"image {k}" for k in range(len(inputs))]
         first = list(inputs)
@@ -293,7 +322,12 @@ def render_pca(npz_path: Path, modality: str, out=None):
         [first, *rows],
         ["input", *labels],
         cols,
-        f"PCA of frozen {modality} tokens (first 3 components as RGB, fitted per encoder)",
+        (
+            f"PCA of frozen {modality} tokens minus each position's mean (3 components as RGB, fitted per "
+            f"encoder on {int(z[f'{modality}_fit_n'])} other held {'images' if modality == 'image' else 'clips'})"
+            if per_position
+            else f"PCA of frozen {modality} tokens (first 3 components as RGB, fitted per encoder)"
+        ),
         out,
     )
 

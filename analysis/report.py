@@ -4,7 +4,7 @@ from the collected results, without training and without checkpoints.
 Reads ``results.csv`` and, beside it unless given, ``curves.csv`` and ``data/*.npz`` (all written by
 ``analysis.collect``). Writes, per (sweep, preset) group with an axis (``<stem>`` = ``<sweep>-<preset>``):
 ``tables/<stem>.{md,csv,tex}`` and ``tables/<stem>_agreement.csv``; ``figures/<stem>_metrics.png``,
-``_curves.png``, ``_pca_{image,video}.png``, ``_masks_{image,video}.png`` (where the data exist); and
+``_curves.png``, ``_masks_{image,video}.png``, ``_pca_{image,video}.png``, ``_pcapos_{image,video}.png`` (where the data exist); and
 ``README.md``, which shows them with the command that produced the runs, the seeds, and a statement per
 ablation on agreement with the paper, computed from the data. No timestamps: the same inputs give the same
 bytes. Stale ``.md/.csv/.tex/.png`` files in ``tables/`` and ``figures/`` are removed.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -81,15 +82,25 @@ def _group(s: Summary, out: Path, curves: pd.DataFrame | None, data: Path) -> tu
     if curves is not None and plots.plot_curves(s, curves, path) is not None:
         written.append(path)
         lines.append(_figure(path, out, f"{s.title}: training curves"))
-    for kind, render in (("masks", pictures.render_masks), ("pca", pictures.render_pca)):
-        npz = data / f"{kind}_{s.stem}.npz"
+    pictures_ = (
+        ("masks", "masks", pictures.render_masks, "masks"),
+        ("pca", "pca", pictures.render_pca, "PCA maps"),
+        (
+            "pcapos",
+            "pca",
+            partial(pictures.render_pca, per_position=True),
+            "PCA maps, positional mean removed",
+        ),
+    )
+    for kind, source, render, caption in pictures_:
+        npz = data / f"{source}_{s.stem}.npz"
         if not npz.exists():
             continue
         for modality in ("image", "video"):
             path = figures / f"{s.stem}_{kind}_{modality}.png"
             if render(npz, modality, path) is not None:
                 written.append(path)
-                lines.append(_figure(path, out, f"{s.title}: {kind} ({modality})"))
+                lines.append(_figure(path, out, f"{s.title}: {caption} ({modality})"))
     return lines, written
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from omegaconf import OmegaConf
 
@@ -129,6 +130,29 @@ def test_notebook_executes(collected, monkeypatch):
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 6  # 3 ablations: metrics and curves
 
 
+def test_position_centred_pca_shows_content_that_positions_hide():
+    """Tokens = a strong per-position pattern + a weak per-sample content vector (the same at every position).
+    Plain PCA paints the positions (every sample alike); position-centred PCA paints the content (each sample
+    one colour)."""
+    g = torch.Generator().manual_seed(0)
+    n, m, positions, d = 6, 64, 16, 24
+    pattern = 10 * torch.randn(positions, d, generator=g)
+
+    def tokens(k):
+        return pattern + torch.randn(k, 1, d, generator=g)  # [k, N, D]: position + content
+
+    shown, fit = tokens(n), tokens(m)
+    plain = pictures.pca_rgb(shown)
+    centred = pictures.pca_rgb(shown, fit, per_position=True)
+    assert plain.shape == centred.shape == (n, positions, 3)
+    # plain: colours vary over positions, hardly over samples
+    assert plain.std(axis=1).mean() > 10 * plain.std(axis=0).mean()
+    # centred: each sample one colour, samples differ
+    assert centred.std(axis=1).max() < 1e-6 and centred.std(axis=0).mean() > 0.1
+    # the default (fit on the shown tokens, one mean) is the plain map
+    assert np.array_equal(pictures.pca_rgb(shown, shown), plain)
+
+
 def test_pictures_from_a_real_checkpoint(tmp_path):
     """Train 2 steps with the real CLI, extract the PCA and mask arrays, render them."""
     run_dir = tmp_path / "pictures" / "preset=tiny" / "loss=token,seed=0"
@@ -165,6 +189,15 @@ def test_pictures_from_a_real_checkpoint(tmp_path):
     assert z["image_pca_1"].shape == (pictures.N_IMAGES, 1, 4, 4, 3)  # 32 px / patch 8
     assert z["video_pca_0"].shape == (pictures.N_CLIPS, 2, 4, 4, 3)  # 4 frames / tubelet 2
     assert z["image_pca_1"].std() > 0
+    assert z["image_pcapos_1"].shape == z["image_pca_1"].shape and z["video_pcapos_0"].shape == (
+        2,
+        2,
+        4,
+        4,
+        3,
+    )
+    assert int(z["image_fit_n"]) == pictures.N_FIT_IMAGES and int(z["video_fit_n"]) == pictures.N_FIT_CLIPS
+    assert not np.array_equal(z["image_pcapos_1"], z["image_pca_1"])
 
     m = np.load(masks, allow_pickle=False)
     cfg = OmegaConf.load(run_dir / "config.yaml")
@@ -196,6 +229,9 @@ def test_pictures_from_a_real_checkpoint(tmp_path):
             assert (
                 len(fig.axes) == rows * cols and (tmp_path / f"{kind}_{modality}.png").stat().st_size > 1000
             )
+    fig = pictures.render_pca(pca, "image", tmp_path / "pcapos_image.png", per_position=True)
+    assert len(fig.axes) == 3 * pictures.N_IMAGES and "minus each position's mean" in fig._suptitle.get_text()
+    assert (tmp_path / "pcapos_image.png").read_bytes() != (tmp_path / "pca_image.png").read_bytes()
     pictures.render_pca(pca, "image", tmp_path / "again.png")
     assert (tmp_path / "again.png").read_bytes() == (tmp_path / "pca_image.png").read_bytes()
 
