@@ -44,13 +44,13 @@ def test_union_mode_trims_to_batch_minimum_and_is_deterministic():
 def test_union_mode_context_is_the_complement_cut_to_the_batch_minimum(grid):
     """ratio=None (V-JEPA 2 / 2.1): targets = union trimmed to the smallest union, context = complement of
     the union cut to the smallest complement; the context never holds a token of any block."""
-    from vjepa.masks import _draw_blocks
+    from vjepa.masks import draw_union
 
     spec = MaskSpec(ratio=None, num_blocks=3, spatial_scale=(0.1, 0.4))
     n = grid[0] * grid[1] * grid[2]
     for seed in range(5):
         m = sample_masks(spec, 8, grid, torch.Generator().manual_seed(seed))
-        covered = _draw_blocks(spec, 8, grid, torch.Generator().manual_seed(seed)).any(1)  # the same draw
+        covered = draw_union(spec, 8, grid, torch.Generator().manual_seed(seed)).any(1)  # the same draw
         union = covered.sum(1)
         assert m.tgt_idx.shape[1] == union.min() and m.ctx_idx.shape[1] == (n - union).min()
         assert not torch.gather(covered, 1, m.ctx_idx).any()
@@ -69,16 +69,60 @@ def test_union_mode_context_is_the_complement_cut_to_the_batch_minimum(grid):
 def test_union_masks_match_the_published_masked_fractions(grid, blocks, scale, published):
     """V-JEPA 2.1's mask settings at 16x16 patches (16 frames, tubelet 2): per-sample masked fraction about
     62 % (short range), 82 % (long range), 68 % (images), as measured on the released code."""
-    from vjepa.masks import _draw_blocks
+    from vjepa.masks import draw_union
 
     spec = MaskSpec(ratio=None, num_blocks=blocks, spatial_scale=(scale, scale), temporal_scale=(1.0, 1.0))
     frac = torch.cat(
         [
-            _draw_blocks(spec, 16, grid, torch.Generator().manual_seed(s)).any(1).float().mean(1)
+            draw_union(spec, 16, grid, torch.Generator().manual_seed(s)).any(1).float().mean(1)
             for s in range(60)
         ]
     )
     assert frac.mean().item() == pytest.approx(published, abs=0.015)
+
+
+def test_union_mode_redraws_samples_whose_blocks_cover_the_whole_grid():
+    """The long-range setting (2 blocks of 70 %) on an 8 x 8 grid: a 6 x 8 or 8 x 5 block pair covers the
+    whole plane for many samples. As the released collator, such samples draw their positions again, so the
+    context never holds a target token and is not cut to one token for the whole batch."""
+    from vjepa.masks import draw_union
+
+    spec = MaskSpec(ratio=None, num_blocks=2, spatial_scale=(0.7, 0.7), temporal_scale=(1.0, 1.0))
+    full_size_batches = 0
+    for seed in range(40):
+        covered = draw_union(spec, 128, (1, 8, 8), torch.Generator().manual_seed(seed)).any(1)
+        assert not covered.all(1).any()
+        m = sample_masks(spec, 128, (1, 8, 8), torch.Generator().manual_seed(seed))
+        assert not torch.gather(covered, 1, m.ctx_idx).any()
+        assert m.ctx_idx.shape[1] == (64 - covered.sum(1)).min() >= 1
+        full_size_batches += bool((covered.sum(1) >= 48).any())  # some sample spans 6 or more full rows
+    assert full_size_batches > 0  # the case arose
+
+
+def test_union_mode_realised_tokens_match_the_released_step():
+    """Anchor S1 (anchor-timing.md: 16 frames at 64 px, tubelet 2, patch 8 -> 8 x 8 x 8 tokens, batch 8):
+    Meta's step kept 50.9 context / 354.2 target tokens per sample with the long-range setting and 137.5 /
+    264.7 with the short-range one (means over its measured steps; a step's batch minimum varies by about
+    30 tokens, so a few dozen steps give about +-6)."""
+    long = MaskSpec(ratio=None, num_blocks=2, spatial_scale=(0.7, 0.7), temporal_scale=(1.0, 1.0))
+    short = MaskSpec(ratio=None, num_blocks=8, spatial_scale=(0.15, 0.15), temporal_scale=(1.0, 1.0))
+
+    def mean_counts(spec):
+        ms = [sample_masks(spec, 8, (8, 8, 8), torch.Generator().manual_seed(s)) for s in range(300)]
+        ctx = sum(m.ctx_idx.shape[1] for m in ms) / len(ms)
+        return ctx, sum(m.tgt_idx.shape[1] for m in ms) / len(ms)
+
+    ctx, tgt = mean_counts(long)
+    assert ctx == pytest.approx(50.9, abs=5) and tgt == pytest.approx(354.2, abs=12)
+    ctx, tgt = mean_counts(short)
+    assert ctx == pytest.approx(137.5, abs=12) and tgt == pytest.approx(264.7, abs=12)
+
+
+def test_union_mode_on_a_grid_the_blocks_always_cover_keeps_one_context_token():
+    spec = MaskSpec(ratio=None, num_blocks=2, spatial_scale=(1.0, 1.0), max_rounds=4)
+    m = sample_masks(spec, 3, (1, 2, 2), torch.Generator().manual_seed(0))
+    assert m.ctx_idx.shape == (3, 1) and m.tgt_idx.shape == (3, 3)
+    assert not (m.ctx_idx[:, :, None] == m.tgt_idx[:, None, :]).any()
 
 
 def test_union_mode_draws_one_block_size_per_batch():

@@ -11,7 +11,8 @@ batch is one tensor and the realised ratio equals the request up to 1/N):
   2. rank masked tokens by the first block that covers them, then raster order, and keep the first n:
      excess is trimmed from the last-drawn block, from its trailing rows, so blocks stay contiguous;
   3. in the rare case the rounds run out below n, the missing tokens are drawn uniformly from the rest.
-With ``ratio = None`` (the V-JEPA 2 / 2.1 behaviour) the union of ``num_blocks`` blocks is used as drawn: the
+With ``ratio = None`` (the V-JEPA 2 / 2.1 behaviour) the union of ``num_blocks`` blocks is used as drawn (a
+sample whose blocks cover the whole grid draws their positions again, as the released collator does): the
 targets are each sample's union trimmed (as in step 2) to the smallest union in the batch, and the context is
 each sample's complement of the union, cut to the smallest complement in the batch (a uniformly random subset:
 Meta's collator keeps the first tokens in raster order instead, which favours the top of the frame). Tokens
@@ -87,12 +88,15 @@ def masked_count(ratio: float, n_tokens: int) -> int:
     return min(max(round(ratio * n_tokens), 1), n_tokens - 1)
 
 
-def _draw_blocks(spec: MaskSpec, b: int, grid, g: torch.Generator) -> torch.Tensor:
+def _draw_blocks(
+    spec: MaskSpec, b: int, grid, g: torch.Generator, size: torch.Tensor | None = None, return_size=False
+):
     """[b, K, N] bool coverage of K random blocks per sample.
 
     With a ratio, every block draws its own size. Without one (the V-JEPA 2 / 2.1 collator), one block size
-    is drawn per batch and shared by all blocks of all samples, with the released code's arithmetic: the
-    spatial token count floored, height and width rounded from it, the temporal extent floored (at least 1)."""
+    is drawn per batch (``size``: three uniforms, drawn here unless given; ``return_size`` returns them too)
+    and shared by all blocks of all samples, with the released code's arithmetic: the spatial token count
+    floored, height and width rounded from it, the temporal extent floored (at least 1)."""
     t, h, w = grid
     k = spec.num_blocks
     u = torch.rand(b, k, 6, generator=g)
@@ -100,7 +104,7 @@ def _draw_blocks(spec: MaskSpec, b: int, grid, g: torch.Generator) -> torch.Tens
     alo, ahi = spec.aspect_ratio
     tlo, thi = spec.temporal_scale
     if spec.ratio is None:
-        size = torch.rand(3, generator=g)
+        size = torch.rand(3, generator=g) if size is None else size
         area = torch.tensor(float(int((lo + (hi - lo) * size[0].item()) * h * w))).expand(b, k)
         ar = (alo + (ahi - alo) * size[1]).expand(b, k)
         bt = torch.tensor(max(1, int(t * (tlo + (thi - tlo) * size[2].item())))).clamp(max=t).expand(b, k)
@@ -122,7 +126,20 @@ def _draw_blocks(spec: MaskSpec, b: int, grid, g: torch.Generator) -> torch.Tens
         return (coord >= s) & (coord < s + n)
 
     cover = inside(tt, t0, bt) & inside(hh, h0, bh) & inside(ww, w0, bw)
-    return cover.flatten(2)
+    return (cover.flatten(2), size) if return_size else cover.flatten(2)
+
+
+def draw_union(spec: MaskSpec, b: int, grid, g: torch.Generator) -> torch.Tensor:
+    """[b, K, N] block coverage of ratio-free (V-JEPA 2 / 2.1) masks: one block size per batch, and, as in
+    the released collator, a sample whose blocks cover every token draws its positions again (up to
+    ``max_rounds`` times; on tiny grids where they always do, one token is left to the context later)."""
+    cover, size = _draw_blocks(spec, b, grid, g, return_size=True)
+    for _ in range(spec.max_rounds - 1):
+        full = cover.any(1).all(1)
+        if not full.any():
+            break
+        cover[full] = _draw_blocks(spec, int(full.sum()), grid, g, size=size)
+    return cover
 
 
 def sample_masks(
@@ -132,8 +149,10 @@ def sample_masks(
     n = t * h * w
     if n < 2:
         raise ValueError(f"token grid {grid} has {n} token(s); masking needs at least 2")
-    covers = [_draw_blocks(spec, batch_size, grid, generator)]
-    if spec.ratio is not None:
+    if spec.ratio is None:
+        covers = [draw_union(spec, batch_size, grid, generator)]
+    else:
+        covers = [_draw_blocks(spec, batch_size, grid, generator)]
         want = masked_count(spec.ratio, n)
         for _ in range(spec.max_rounds - 1):
             if (torch.stack(covers).any(0).any(1).sum(1) >= want).all():
