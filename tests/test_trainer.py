@@ -153,6 +153,25 @@ def test_collected_config_hash_ignores_exactly_the_keys_resume_ignores():
     assert base["run_dir"] == "a" and base["data"]["root"] == "x"  # the caller's dict is left alone
 
 
+def test_resuming_in_another_precision_is_refused_and_nothing_is_touched(compose_cfg):
+    """precision=auto is fp32 on CPU and bf16 on CUDA: a run moved between devices must not silently switch."""
+    cfg = compose_cfg(*TINY_TEST, "steps=4", "log_every=1", "ckpt_every=1")
+    assert train(cfg, stop_after=2) is None
+    run_dir = Path(cfg.run_dir)
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["precision"] == "fp32"
+    # as if the first two steps had run on a GPU with precision=auto
+    (run_dir / "status.json").write_text(json.dumps({**status, "precision": "bf16"}))
+    before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(
+        ConfigError, match=r"trained in bf16 until step 2; .* continue it in fp32 .*device=cuda"
+    ):
+        train(cfg)
+    assert {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    (run_dir / "status.json").write_text(json.dumps(status))  # back on its own arithmetic: it resumes
+    assert train(cfg)["precision"] == "fp32"
+
+
 def test_failure_writes_traceback_to_status(compose_cfg, monkeypatch):
     cfg = compose_cfg(*TINY_TEST, "steps=3", "log_every=1")
     trainer = Trainer(cfg)

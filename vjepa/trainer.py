@@ -154,6 +154,7 @@ class Trainer:
         self.mask_specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask)]
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.precision = "bf16" if use_bf16 else "fp32"  # what precision=auto means on this device
 
     # ---- set-up -------------------------------------------------------------------------------------
     def _check_run_dir(self) -> None:
@@ -320,6 +321,7 @@ class Trainer:
             print(f"[vjepa] {self.run_dir} is already completed; nothing to do", file=sys.stderr)
             return read_json(self.run_dir / "metrics.json")
         self._check_run_dir()
+        self._check_precision(status)
         try:
             self._build()
             start, wall, window = self._resume()
@@ -335,10 +337,24 @@ class Trainer:
             raise
         return final
 
+    def _check_precision(self, status: dict | None) -> None:
+        """Refuse to resume a run in another arithmetic than it trained in (precision=auto is fp32 on CPU and
+        bf16 on CUDA, so moving a run between devices would silently change it)."""
+        saved = (status or {}).get("precision")
+        if saved and saved != self.precision and self.ckpt_path.exists():
+            raise ConfigError(
+                f"run_dir={str(self.run_dir)!r} trained in {saved} until step {status.get('step')}; this process "
+                f"would continue it in {self.precision} (precision=auto is fp32 on CPU, bf16 on CUDA). Resume it "
+                f"on {'CPU (device=cpu)' if saved == 'fp32' else 'a CUDA device (device=cuda)'}, or use another "
+                "run_dir."
+            )
+
     def _status(self, state: str, **fields) -> None:
-        """status.json; every write names the code this process trains with (a resumed run may differ)."""
+        """status.json; every write names the code this process trains with (a resumed run may differ) and
+        the arithmetic it trains in."""
         if self.is_main:
-            write_status(self.run_dir, state, **{"code_version": self.code_version, **fields})
+            fields = {"code_version": self.code_version, "precision": self.precision, **fields}
+            write_status(self.run_dir, state, **fields)
 
     @functools.cached_property
     def code_version(self) -> str:
@@ -454,6 +470,7 @@ class Trainer:
             "world_size": self.dist.world,
             "code_version": self.code_version,
             "device": str(self.device),
+            "precision": self.precision,
         }
         for key in log[-1]:
             if key.startswith("skipped_"):
