@@ -271,7 +271,8 @@ def variant_table(s: Summary) -> tuple[list[str], list[list[str]]]:
 def shown_best(r: dict) -> str:
     """Our best variant, with the paper row it stands for where the row's name does not already say it."""
     best, row = str(r["best"]), text(r.get("best_row"))
-    return f"{best} (paper row {row})" if row and best.lower() not in row.lower() else best
+    says_it = row and re.search(rf"(?<![\w.]){re.escape(best)}(?![\w.])", row, re.IGNORECASE)
+    return f"{best} (paper row {row})" if row and not says_it else best
 
 
 def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:

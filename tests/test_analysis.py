@@ -332,6 +332,11 @@ def test_agreement_with_the_paper(results):
     assert ap["best_row"] == "384" and shown_best(ap) == "48 (paper row 384)"
     assert shown_best(lg.loc["probe/shapes_det/ap"]) == "token"  # the row's name says it already
     assert (
+        shown_best({"best": "128", "best_row": "1280"}) == "128 (paper row 1280)"
+    )  # a word, not a substring
+    assert shown_best({"best": "False", "best_row": "without"}) == "False (paper row without)"
+    assert shown_best({"best": "0.8", "best_row": None}) == "0.8"
+    assert (
         ap["verdict"] == "agrees" and ap["resolved"]
     )  # 0.31 - 0.22 > 2 * hypot(0.01, 0.01): se = 0.0141 / sqrt 2
     mr = _summary(results, "mask_ratio").agreement.set_index("metric").loc["probe/shapes_det/ap"]
