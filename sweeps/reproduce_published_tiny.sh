@@ -5,7 +5,7 @@
 # Resumable like sweeps/reproduce_tiny.sh: run it again and completed runs are skipped, interrupted ones
 # resume from their last checkpoint; seeds go in order, so a partial run already pairs its variants.
 # Cost (python sweeps/<name>.py ... dry_run=true): per run about 38-40 TFLOP on images and 150-190 TFLOP on
-# clips (multi-mask V-JEPA 2 steps), 3.5 PFLOP in all (Table 12 0.23, Table 2 0.92, Table 1 2.38): about
+# clips (multi-mask V-JEPA 2 steps), 3.6 PFLOP in all (Table 12 0.25, Table 2 0.97, Table 1 2.43): about
 # 12 hours of a 2-core CPU, minutes on a GPU.
 # Then: nox -s report -- sweeps_out   (collect + regenerate reports/)
 set -uo pipefail
