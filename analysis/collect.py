@@ -152,7 +152,9 @@ def config_hashes(cfg: dict) -> tuple[str, str]:
     def digest(c):
         return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
-    semantic = _without(cfg, _resume_free())
+    from vjepa.trainer import without_added_defaults  # keys new since a run was made, at their old value
+
+    semantic = without_added_defaults(_without(cfg, _resume_free()))
     return digest(semantic), digest(_without(semantic, ["seed"]))
 
 

@@ -180,7 +180,7 @@ def run_masks(cfg, step: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from omegaconf import OmegaConf
 
     from vjepa.data import MEAN, STD, JointBatches, build_sources, split_skipped, step_generator
-    from vjepa.masks import MaskSpec, mask_settings, sample_masks
+    from vjepa.masks import MaskSpec, mask_settings, sample_mask_buckets, target_mask
     from vjepa.models import build_encoder
     from vjepa.trainer import MASK_STREAM
 
@@ -192,12 +192,9 @@ def run_masks(cfg, step: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         grid = grid_of(x)
         masks = []
         for k, spec in enumerate(specs):
-            m = sample_masks(
-                spec, x.shape[0], grid, step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
-            )
-            mask = torch.zeros(x.shape[0], grid[0] * grid[1] * grid[2], dtype=torch.bool)
-            mask.scatter_(1, m.tgt_idx, True)
-            masks.append(mask.view(x.shape[0], *grid))
+            g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
+            buckets = sample_mask_buckets(spec, x.shape[0], grid, g, int(cfg.mask.get("buckets", 1)))
+            masks.append(target_mask(buckets, x.shape[0]).view(x.shape[0], *grid))
         keep = MASK_IMAGES if modality == "image" else 1
         shape = (1, 3) + (1,) * (x.ndim - 2)
         pixels = x[:keep] * torch.tensor(STD).view(shape) + torch.tensor(MEAN).view(shape)

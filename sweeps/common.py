@@ -249,9 +249,10 @@ REUSE_FREE_KEYS = (
 
 def comparable_config(cfg) -> dict:
     """The resolved config without ``REUSE_FREE_KEYS``."""
-    from vjepa.trainer import without_keys
+    from vjepa.trainer import without_added_defaults, without_keys
 
-    return without_keys(OmegaConf.to_container(cfg, resolve=True), REUSE_FREE_KEYS)
+    c = without_keys(OmegaConf.to_container(cfg, resolve=True), REUSE_FREE_KEYS)
+    return without_added_defaults(c)
 
 
 def identical_run(train_cfg: DictConfig, sweeps_root, preset: str, run_dir) -> Path | None:

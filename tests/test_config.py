@@ -55,3 +55,26 @@ def test_cli_reports_error_before_compute(tmp_path):
     assert out.returncode == 2
     assert "loss.granularity='pixel' is not one of: token, block" in out.stderr
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_mask_buckets_are_checked_against_the_batch(compose_cfg):
+    with pytest.raises(ConfigError, match=r"mask.buckets=0 must be an integer >= 1"):
+        check_config(compose_cfg("mask=vjepa21", "mask.buckets=0"))
+    with pytest.raises(ConfigError, match=r"mask.buckets=6 exceeds the 4 clips per step"):
+        check_config(compose_cfg("mask=vjepa21", "mask.buckets=6", "batch_size=8", "data.mix=joint"))
+    check_config(compose_cfg("mask=multiblock", "mask.buckets=64", "batch_size=8"))  # ratio set: no effect
+
+
+def test_run_made_before_mask_buckets_existed_resumes_with_the_default(compose_cfg, tmp_path):
+    """A config.yaml written without mask.buckets is the same experiment as buckets=1, and only that."""
+    from omegaconf import OmegaConf
+
+    from vjepa.trainer import Trainer
+
+    cfg = compose_cfg("mask=vjepa2", f"run_dir={tmp_path}")
+    old = OmegaConf.to_container(cfg, resolve=True)
+    del old["mask"]["buckets"]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
+    Trainer(cfg)._check_run_dir()
+    with pytest.raises(ConfigError, match=r"mask.buckets: 1 \(on disk\) vs 8 \(now\)"):
+        Trainer(compose_cfg("mask=vjepa2", "mask.buckets=8", f"run_dir={tmp_path}"))._check_run_dir()

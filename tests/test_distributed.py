@@ -24,13 +24,18 @@ def _losses(run_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["mask=vjepa21", "mask.buckets=3"]],
+    ids=["one-cut", "length-buckets"],  # buckets straddle the ranks' halves of the batch
+)
+def test_two_processes_match_one_process(tmp_path, extra):
     root = str(Path(__file__).parents[1])
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     base_env["PYTHONPATH"] = root
     one = tmp_path / "one"
     subprocess.run(
-        [sys.executable, "-m", "vjepa.train", *ARGS, f"run_dir={one}"],
+        [sys.executable, "-m", "vjepa.train", *ARGS, *extra, f"run_dir={one}"],
         check=True,
         env=base_env,
         capture_output=True,
@@ -49,7 +54,7 @@ def test_two_processes_match_one_process(tmp_path):
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "vjepa.train", *ARGS, f"run_dir={two}"],
+                [sys.executable, "-m", "vjepa.train", *ARGS, *extra, f"run_dir={two}"],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

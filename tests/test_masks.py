@@ -151,3 +151,81 @@ def test_tiny_grids_keep_one_visible_and_one_masked_token(grid):
 def test_single_token_grid_is_rejected():
     with pytest.raises(ValueError, match="at least 2"):
         sample_masks(MaskSpec(), 2, (1, 1, 1), torch.Generator())
+
+
+SHORT = MaskSpec(ratio=None, num_blocks=8, spatial_scale=(0.15, 0.15), temporal_scale=(1.0, 1.0))
+LONG = MaskSpec(ratio=None, num_blocks=2, spatial_scale=(0.7, 0.7), temporal_scale=(1.0, 1.0))
+
+
+def test_one_bucket_and_ratio_settings_draw_exactly_the_unbucketed_masks():
+    from vjepa.masks import sample_mask_buckets
+
+    for spec, buckets in ((SHORT, 1), (MaskSpec(ratio=0.6), 8)):
+        (m,) = sample_mask_buckets(spec, 32, (1, 8, 8), torch.Generator().manual_seed(5), buckets)
+        ref = sample_masks(spec, 32, (1, 8, 8), torch.Generator().manual_seed(5))
+        assert m.index is None
+        for a, b in ((m.ctx_idx, ref.ctx_idx), (m.tgt_idx, ref.tgt_idx), (m.blocks, ref.blocks)):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("spec", [SHORT, LONG], ids=["short", "long"])
+def test_buckets_partition_the_batch_by_union_size_and_cut_each_on_its_own(spec):
+    """Each sample lands in exactly one bucket; buckets hold consecutive union sizes; a bucket's context is
+    outside every one of its samples' blocks and its targets inside them, cut to the bucket's own minima."""
+    from vjepa.masks import draw_union, sample_mask_buckets
+
+    b, grid = 30, (1, 8, 8)
+    buckets = sample_mask_buckets(spec, b, grid, torch.Generator().manual_seed(2), 4)
+    union = draw_union(spec, b, grid, torch.Generator().manual_seed(2)).any(1)  # the same first draw
+    assert [m.size for m in buckets] == [8, 8, 7, 7]
+    assert torch.equal(torch.cat([m.index for m in buckets]).sort().values, torch.arange(b))
+    sizes = [union[m.index].sum(1) for m in buckets]
+    for lower, upper in zip(sizes, sizes[1:]):
+        assert lower.max() <= upper.min()
+    for m, size in zip(buckets, sizes):
+        u = union[m.index]
+        assert not torch.gather(u, 1, m.ctx_idx).any()
+        assert torch.gather(u, 1, m.tgt_idx).all()
+        assert m.tgt_idx.shape[1] == size.min()
+        assert m.ctx_idx.shape[1] == (64 - size).min()  # never 0: full covers are redrawn
+
+
+def test_buckets_keep_tiny_grid_masks_near_each_samples_own_union():
+    """At the tiny preset's 8 x 8 grid and batch 128, one cut over the batch masks far more than a sample's
+    own blocks (the published fractions are per sample); 8 length buckets bring it back within 0.03."""
+    from vjepa.masks import draw_union, sample_mask_buckets
+
+    for spec in (SHORT, LONG):
+        own, one, eight = [], [], []
+        for seed in range(10):
+            own.append(
+                draw_union(spec, 128, (1, 8, 8), torch.Generator().manual_seed(seed)).any(1).float().mean()
+            )
+            for out, k in ((one, 1), (eight, 8)):
+                ms = sample_mask_buckets(spec, 128, (1, 8, 8), torch.Generator().manual_seed(seed), k)
+                out.append(sum(m.ratio * m.size for m in ms) / 128)
+        own, one, eight = (sum(v) / len(v) for v in (own, one, eight))
+        assert one > own + 0.09
+        assert abs(eight - own) < 0.03
+
+
+def test_bucket_rows_and_target_mask():
+    from vjepa.masks import sample_mask_buckets, target_mask
+
+    buckets = sample_mask_buckets(SHORT, 12, (1, 8, 8), torch.Generator().manual_seed(0), 3)
+    local = [m.rows(4, 8) for m in buckets]
+    assert sum(m.size for m in local) == 4
+    assert torch.equal(torch.cat([m.index for m in local]).sort().values, torch.arange(4))
+    full, part = target_mask(buckets, 12), target_mask(local, 4)
+    assert torch.equal(full[4:8], part)
+    for m in buckets:
+        assert full[m.index].sum(1).eq(m.tgt_idx.shape[1]).all()
+
+
+def test_bucket_count_is_checked():
+    from vjepa.masks import sample_mask_buckets
+
+    with pytest.raises(ValueError, match="buckets=5 exceeds the batch of 4 samples"):
+        sample_mask_buckets(SHORT, 4, (1, 8, 8), torch.Generator(), 5)
+    with pytest.raises(ValueError, match="buckets=0 must be an integer >= 1"):
+        sample_mask_buckets(SHORT, 4, (1, 8, 8), torch.Generator(), 0)

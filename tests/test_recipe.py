@@ -204,3 +204,38 @@ def test_tiny_grids_and_small_crops(compose_cfg, size):
         )
     )
     assert math.isfinite(final["loss_final"])
+
+
+@pytest.mark.parametrize("granularity", ["token", "block"])
+def test_bucketed_setting_weights_each_bucket_by_its_share_of_the_batch(compose_cfg, granularity):
+    """A setting given as length buckets: one pass per bucket on its own samples, the losses (prediction and
+    context) weighted by the buckets' share of the batch, i.e. every sample weighs the same."""
+    from vjepa.masks import sample_mask_buckets
+
+    torch.manual_seed(0)
+    model = JEPA(compose_cfg(*SMALL, "loss.context.weight=0.5", f"loss.granularity={granularity}"))
+    x = torch.randn(7, 3, 32, 32)
+    spec = MaskSpec(ratio=None, num_blocks=4, spatial_scale=(0.15, 0.15), temporal_scale=(1.0, 1.0))
+    buckets = sample_mask_buckets(spec, 7, (1, 4, 4), torch.Generator().manual_seed(3), 3)
+    assert len({m.ctx_idx.shape[1] for m in buckets} | {m.tgt_idx.shape[1] for m in buckets}) > 1
+    whole, stats = model.loss(x, [buckets], context_weight=0.5)
+    parts = [model.loss(x[m.index], Masks(m.ctx_idx, m.tgt_idx, m.blocks, m.grid), 0.5) for m in buckets]
+    assert whole.item() == pytest.approx(
+        sum(m.size / 7 * p[0].item() for m, p in zip(buckets, parts)), rel=1e-5
+    )
+    assert stats["loss_ctx"].item() == pytest.approx(
+        sum(m.size / 7 * p[1]["loss_ctx"].item() for m, p in zip(buckets, parts)), rel=1e-5
+    )
+    whole.backward()
+    assert all(p.grad is not None for p in model.predictor.parameters() if p.requires_grad)
+
+
+def test_bucketed_masks_train_and_mask_less_than_one_cut(compose_cfg, tmp_path):
+    """mask.buckets reaches the trainer: at batch 16 the logged mask ratio drops below one cut's (the tiny
+    preset sets mask.ratio=0.6, so the V-JEPA 2 masks need mask.ratio=null here)."""
+    ratios = {}
+    for k in (1, 4):
+        overrides = ("mask=vjepa2", "mask.ratio=null", f"mask.buckets={k}", "batch_size=16", "steps=2")
+        final = train(compose_cfg(*SMALL, *overrides, run_dir=tmp_path / str(k)))
+        ratios[k] = final["mask_ratio_image"]
+    assert ratios[4] < ratios[1] - 0.02

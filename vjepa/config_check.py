@@ -77,6 +77,9 @@ def check_config(cfg) -> None:
         _range(e, f"{key}.temporal_scale", st["temporal_scale"])
         _range(e, f"{key}.aspect_ratio", st["aspect_ratio"], lo=0.0, hi=float("inf"), hi_open=True)
 
+    buckets = mask.get("buckets", 1)
+    _positive_int(e, "mask.buckets", buckets)
+
     for key in ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size"):
         _positive_int(e, f"model.{key}", m[key])
     if _num(m.embed_dim) and _num(m.num_heads) and m.num_heads > 0 and m.embed_dim % m.num_heads:
@@ -111,6 +114,17 @@ def check_config(cfg) -> None:
     if _positive_int(e, "batch_size", cfg.batch_size) and data.mix in MIXES:
         if data.mix == "joint" and cfg.batch_size < 2:
             e.append(f"batch_size={cfg.batch_size} must be >= 2 when data.mix=joint (one image and one clip)")
+        elif (
+            _positive_int([], "", buckets)
+            and any(st["ratio"] is None for st in settings)
+            and (data.mix != "joint" or (_num(data.image_fraction) and 0 < data.image_fraction < 1))
+        ):
+            counts = split_batch(cfg.batch_size, data.mix, data.image_fraction)
+            for name, n in zip(("images", "clips"), counts):
+                if 0 < n < buckets:
+                    e.append(
+                        f"mask.buckets={buckets} exceeds the {n} {name} per step (at most one bucket each)"
+                    )
     uses_images = data.mix in ("image", "joint")
     uses_video = data.mix in ("video", "joint")
     patch = m.patch_size if isinstance(m.patch_size, int) and m.patch_size > 0 else None

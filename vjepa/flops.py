@@ -56,21 +56,24 @@ class StepCost:
         return self.target_flops + self.online_flops + self.predictor_flops
 
 
-def _mask_counts(setting: dict, grid: tuple[int, int, int], batch: int) -> tuple[float, float]:
+def _mask_counts(
+    setting: dict, grid: tuple[int, int, int], batch: int, buckets: int = 1
+) -> tuple[float, float]:
     """(context, target) tokens per sample of one mask setting."""
     n = grid[0] * grid[1] * grid[2]
     if setting["ratio"] is not None:
         n_tgt = masked_count(float(setting["ratio"]), n)
         return n - n_tgt, n_tgt
-    # ratio=null cuts both sets to the batch's smallest: average them over a few fixed draws.
+    # ratio=null cuts both sets to the smallest in each bucket: average them over a few fixed draws.
     import torch
     from omegaconf import OmegaConf
 
-    from vjepa.masks import MaskSpec, sample_masks
+    from vjepa.masks import MaskSpec, sample_mask_buckets
 
     g, spec = torch.Generator().manual_seed(0), MaskSpec.from_cfg(OmegaConf.create(setting))
-    draws = [sample_masks(spec, batch, grid, g) for _ in range(8)]
-    return sum(m.ctx_idx.shape[1] for m in draws) / 8, sum(m.tgt_idx.shape[1] for m in draws) / 8
+    draws = [b for _ in range(8) for b in sample_mask_buckets(spec, batch, grid, g, min(buckets, batch))]
+    ctx = sum(m.ctx_idx.shape[1] * m.size for m in draws) / (8 * batch)
+    return ctx, sum(m.tgt_idx.shape[1] * m.size for m in draws) / (8 * batch)
 
 
 def step_cost(cfg) -> StepCost:
@@ -97,7 +100,7 @@ def step_cost(cfg) -> StepCost:
         tokens += count * n
         target += count * encoder_flops(n, n, m, patch_volume)
         for setting in mask_settings(cfg.mask):
-            n_ctx, n_tgt = _mask_counts(setting, grid, count)
+            n_ctx, n_tgt = _mask_counts(setting, grid, count, int(cfg.mask.get("buckets", 1)))
             embed = encoder_flops(n, 0, m, patch_volume)
             online += count * (3 * encoder_flops(n, n_ctx, m, patch_volume) - embed)
             pred += count * 3 * predictor_flops(n_ctx, n_tgt, m.embed_dim, cfg.predictor, levels, ctx_head)

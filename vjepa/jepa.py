@@ -3,7 +3,10 @@
 Contract: ``JEPA.loss(x, masks, context_weight)`` runs the target encoder once on all tokens (no gradient;
 outputs layer-normed without affine, per level with deep self-supervision), then for each mask setting the
 online encoder on that setting's context tokens and the predictor at its target positions, and returns
-L = mean over settings of (L_predict + context_weight * L_ctx) plus detached diagnostics.
+L = mean over settings of (L_predict + context_weight * L_ctx) plus detached diagnostics. A setting given
+as length buckets (a list of ``Masks`` with ``index``, vjepa/masks.py) runs one pass per bucket on its
+samples; its loss is the buckets' losses weighted by their share of the batch, so every sample weighs the
+same.
 ``JEPA.update_target(tau)`` moves the target towards the online encoder with fused multi-tensor ops:
 xi <- tau * xi + (1 - tau) * theta.
 """
@@ -65,51 +68,64 @@ class JEPA(nn.Module):
         return self.encoder(x, keep_idx=ctx_idx)
 
     def loss(
-        self, x: torch.Tensor, masks: Masks | list[Masks], context_weight: float = 0.0
+        self, x: torch.Tensor, masks: Masks | list[Masks | list[Masks]], context_weight: float = 0.0
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         settings = masks if isinstance(masks, list) else [masks]
+        settings = [s if isinstance(s, list) else [s] for s in settings]
         modality = IMAGE if x.ndim == 4 else VIDEO
         timer = self.timer
         with timer("target_encoder"):
             targets = self.targets(x)
-        total, stats = 0.0, {}
+        total = 0.0
         l_pred, l_ctx = [], []
-        for m in settings:
-            with timer("online_encoder"):
-                ctx = self.encode_context(x, m.ctx_idx)
-            with timer("predictor"):
-                out = self.predictor(
-                    ctx, m.ctx_idx, m.tgt_idx, m.grid, modality, return_context=self.use_context_loss
-                )
-            pred, pred_ctx = out if self.use_context_loss else (out, None)
-            with timer("loss"):
-                target = gather_tokens(targets, m.tgt_idx)
-                loss = prediction_loss(
-                    pred.float(), target.float(), m.blocks, self.granularity, self.distance, self.beta
-                )
-                l_pred.append(loss.detach())
-                if pred_ctx is not None:
-                    with timer("distance_weights"):
-                        weights = (
-                            context_distance_weights(m.ctx_idx, m.tgt_idx, m.grid)
-                            if self.distance_weighting
-                            else None
+        for buckets in settings:
+            lp = lc = 0.0
+            seen = []  # (context, prediction, target) of this setting's buckets, for the diagnostics
+            for m in buckets:
+                share = m.size / x.shape[0]
+                xb, tb = (x, targets) if m.index is None else (x[m.index], targets[m.index])
+                pred, pred_ctx, target, ctx = self._predict(xb, tb, m, modality)
+                with timer("loss"):
+                    loss = prediction_loss(
+                        pred.float(), target.float(), m.blocks, self.granularity, self.distance, self.beta
+                    )
+                    lp = lp + share * loss.detach()
+                    if pred_ctx is not None:
+                        with timer("distance_weights"):
+                            weights = (
+                                context_distance_weights(m.ctx_idx, m.tgt_idx, m.grid)
+                                if self.distance_weighting
+                                else None
+                            )
+                        target_ctx = gather_tokens(tb, m.ctx_idx)
+                        c = context_loss(
+                            pred_ctx.float(), target_ctx.float(), weights, self.distance, self.beta
                         )
-                    target_ctx = gather_tokens(targets, m.ctx_idx)
-                    lc = context_loss(pred_ctx.float(), target_ctx.float(), weights, self.distance, self.beta)
-                    l_ctx.append(lc.detach())
-                    loss = loss + context_weight * lc
-            total = total + loss / len(settings)
-        stats["loss_pred"] = torch.stack(l_pred).mean()
+                        lc = lc + share * c.detach()
+                        loss = loss + context_weight * c
+                total = total + share * loss / len(settings)
+                seen.append((ctx, pred, target))
+            l_pred.append(lp)
+            if self.use_context_loss:
+                l_ctx.append(lc)
+        stats = {"loss_pred": torch.stack(l_pred).mean()}
         if l_ctx:
             stats["loss_ctx"] = torch.stack(l_ctx).mean()
         d = self.encoder.embed_dim
-        stats.update(
-            context_std=feature_std(ctx[..., -d:]),
-            pred_std=feature_std(pred[..., -d:]),
-            target_std=feature_std(target[..., -d:]),
-        )
+        ctx, pred, target = (torch.cat([t[..., -d:].flatten(0, -2) for t in z]) for z in zip(*seen))
+        stats.update(context_std=feature_std(ctx), pred_std=feature_std(pred), target_std=feature_std(target))
         return total, stats
+
+    def _predict(self, x, targets, m: Masks, modality):
+        """(predictions at the targets, predictions at the context or None, targets, context features)."""
+        with self.timer("online_encoder"):
+            ctx = self.encode_context(x, m.ctx_idx)
+        with self.timer("predictor"):
+            out = self.predictor(
+                ctx, m.ctx_idx, m.tgt_idx, m.grid, modality, return_context=self.use_context_loss
+            )
+        pred, pred_ctx = out if self.use_context_loss else (out, None)
+        return pred, pred_ctx, gather_tokens(targets, m.tgt_idx), ctx
 
     @torch.no_grad()
     def update_target(self, tau: float) -> None:

@@ -19,6 +19,13 @@ Meta's collator keeps the first tokens in raster order instead, which favours th
 cut from either set are neither seen nor predicted; in particular the context never sees a token inside a
 target block.
 
+Length buckets (``sample_mask_buckets``, ratio-free settings only): the released code cuts over one GPU's
+batch, which at 16x16 tokens costs a sample few tokens, since unions vary little there. On small grids they
+vary a lot (tiny preset, 8x8 tokens, a batch of 128: the cut leaves 83 % masked where a sample's own union
+is 65 %, and 92 % where it is 81 %). With ``buckets`` = k the batch's samples are sorted by union size and
+split into k buckets, each cut on its own and run as its own encoder/predictor pass, so the cut keeps each
+sample close to its own masks (k = 8 at the tiny preset: 67 % and 83 %).
+
 All sampling is vectorised over the batch and blocks; randomness comes only from the given generator.
 """
 
@@ -69,6 +76,11 @@ class Masks:
     tgt_idx: torch.Tensor  # [B, N_t] masked (target) tokens, predicted
     blocks: torch.Tensor  # [B, K, N_t] bool: target token j lies in block k (blocks may overlap)
     grid: tuple[int, int, int]
+    index: torch.Tensor | None = None  # [B] samples of the batch these are for (None: all, in order)
+
+    @property
+    def size(self) -> int:
+        return self.ctx_idx.shape[0]
 
     @property
     def ratio(self) -> float:
@@ -76,11 +88,22 @@ class Masks:
         return 1.0 - self.ctx_idx.shape[1] / (self.grid[0] * self.grid[1] * self.grid[2])
 
     def rows(self, start: int, stop: int) -> Masks:
-        """Masks of samples ``start .. stop - 1`` (a rank's slice of the global batch)."""
-        return Masks(self.ctx_idx[start:stop], self.tgt_idx[start:stop], self.blocks[start:stop], self.grid)
+        """Masks of samples ``start .. stop - 1`` (a rank's slice of the global batch), their ``index``
+        counted from ``start``; a bucket may hold none of them."""
+        if self.index is None:
+            return Masks(
+                self.ctx_idx[start:stop], self.tgt_idx[start:stop], self.blocks[start:stop], self.grid
+            )
+        keep = (self.index >= start) & (self.index < stop)
+        return Masks(
+            self.ctx_idx[keep], self.tgt_idx[keep], self.blocks[keep], self.grid, self.index[keep] - start
+        )
 
     def to(self, device) -> Masks:
-        return Masks(self.ctx_idx.to(device), self.tgt_idx.to(device), self.blocks.to(device), self.grid)
+        index = None if self.index is None else self.index.to(device)
+        return Masks(
+            self.ctx_idx.to(device), self.tgt_idx.to(device), self.blocks.to(device), self.grid, index
+        )
 
 
 def masked_count(ratio: float, n_tokens: int) -> int:
@@ -150,22 +173,66 @@ def sample_masks(
     if n < 2:
         raise ValueError(f"token grid {grid} has {n} token(s); masking needs at least 2")
     if spec.ratio is None:
-        covers = [draw_union(spec, batch_size, grid, generator)]
-    else:
-        covers = [_draw_blocks(spec, batch_size, grid, generator)]
-        want = masked_count(spec.ratio, n)
-        for _ in range(spec.max_rounds - 1):
-            if (torch.stack(covers).any(0).any(1).sum(1) >= want).all():
-                break
-            covers.append(_draw_blocks(spec, batch_size, grid, generator))
-    cover = torch.cat(covers, dim=1)  # [B, K_total, N]
-    k_total = cover.shape[1]
+        return _cut(draw_union(spec, batch_size, grid, generator), spec, grid, generator)
+    covers = [_draw_blocks(spec, batch_size, grid, generator)]
+    want = masked_count(spec.ratio, n)
+    for _ in range(spec.max_rounds - 1):
+        if (torch.stack(covers).any(0).any(1).sum(1) >= want).all():
+            break
+        covers.append(_draw_blocks(spec, batch_size, grid, generator))
+    return _cut(torch.cat(covers, dim=1), spec, grid, generator)
+
+
+def sample_mask_buckets(
+    spec: MaskSpec, batch_size: int, grid: tuple[int, int, int], generator: torch.Generator, buckets: int = 1
+) -> list[Masks]:
+    """The masks of one batch as a list of length buckets (see the module docstring), each with the
+    ``index`` of its samples; ``[sample_masks(...)]`` (identical draws) when ``buckets`` is 1 or the setting
+    has a ratio (every sample then has the same counts). Buckets hold ``batch_size // buckets`` or one more
+    samples; ``buckets`` > ``batch_size`` is an error."""
+    if not isinstance(buckets, int) or buckets < 1:
+        raise ValueError(f"buckets={buckets!r} must be an integer >= 1")
+    if buckets > batch_size:
+        raise ValueError(f"buckets={buckets} exceeds the batch of {batch_size} samples")
+    if buckets == 1 or spec.ratio is not None:
+        return [sample_masks(spec, batch_size, grid, generator)]
+    n = grid[0] * grid[1] * grid[2]
+    if n < 2:
+        raise ValueError(f"token grid {grid} has {n} token(s); masking needs at least 2")
+    cover = draw_union(spec, batch_size, grid, generator)
+    by_size = cover.any(1).sum(1).argsort(stable=True)
+    out = []
+    for idx in by_size.tensor_split(buckets):
+        idx = idx.sort().values
+        m = _cut(cover[idx], spec, grid, generator)
+        out.append(Masks(m.ctx_idx, m.tgt_idx, m.blocks, m.grid, idx))
+    return out
+
+
+def target_mask(buckets: list[Masks], batch_size: int) -> torch.Tensor:
+    """[B, N] bool: True where a sample's token is a target (predicted), from all of a batch's buckets."""
+    n = buckets[0].grid[0] * buckets[0].grid[1] * buckets[0].grid[2]
+    mask = torch.zeros(batch_size, n, dtype=torch.bool)
+    for m in buckets:
+        rows = torch.arange(batch_size) if m.index is None else m.index
+        mask[rows.unsqueeze(1), m.tgt_idx] = True
+    return mask
+
+
+def _cut(cover: torch.Tensor, spec: MaskSpec, grid, generator: torch.Generator) -> Masks:
+    """Masks from [B, K, N] block coverage: with a ratio, the first ``masked_count`` tokens by priority
+    (steps 2-3 of the module docstring); without, each sample's union trimmed to the smallest union and its
+    complement cut to the smallest complement."""
+    t, h, w = grid
+    batch_size, k_total, n = cover.shape
     covered = cover.any(1)
     n_ctx = None  # ratio given: the context is every token that is not a target
     if spec.ratio is None:
         union = covered.sum(1)
         want = min(max(int(union.min()), 1), n - 1)
         n_ctx = min(max(int((n - union).min()), 1), n - want)
+    else:
+        want = masked_count(spec.ratio, n)
 
     # Priority: first covering block, then raster order; uncovered tokens rank last, in random order.
     first_block = torch.where(

@@ -31,7 +31,7 @@ from vjepa.distributed import (
     shard,
 )
 from vjepa.jepa import JEPA
-from vjepa.masks import MaskSpec, mask_settings, sample_masks
+from vjepa.masks import MaskSpec, mask_settings, sample_mask_buckets
 from vjepa.models import count_params
 from vjepa.runfiles import (
     MetricsLog,
@@ -114,8 +114,39 @@ def without_keys(c: dict, keys) -> dict:
     return c
 
 
+# Keys added to the configs after runs were made without them, with the value that reproduces what the
+# code did before: a config that sets one to this value is the same experiment as one that lacks it (so old
+# run directories resume, are adopted by sweeps and hash as before).
+ADDED_KEYS = {"mask.buckets": 1}
+
+
+def _added_key_nodes(c: dict):
+    for key, value in ADDED_KEYS.items():
+        *path, last = key.split(".")
+        node = c
+        for p in path:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            yield node, last, value
+
+
+def without_added_defaults(c: dict) -> dict:
+    """``c`` (a config container, modified in place) without the ``ADDED_KEYS`` set to their value."""
+    for node, last, value in _added_key_nodes(c):
+        if last in node and node[last] == value:
+            del node[last]
+    return c
+
+
+def with_added_defaults(c: dict) -> dict:
+    """``c`` (a config container, modified in place) with each missing ``ADDED_KEYS`` entry at its value."""
+    for node, last, value in _added_key_nodes(c):
+        node.setdefault(last, value)
+    return c
+
+
 def _semantic(cfg) -> dict:
-    return without_keys(OmegaConf.to_container(cfg, resolve=True), RESUME_FREE_KEYS)
+    return with_added_defaults(without_keys(OmegaConf.to_container(cfg, resolve=True), RESUME_FREE_KEYS))
 
 
 def _diff(a, b, prefix="") -> list[str]:
@@ -152,6 +183,7 @@ class Trainer:
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         self.mask_specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask)]
+        self.mask_buckets = int(cfg.mask.get("buckets", 1))
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.precision = "bf16" if use_bf16 else "fp32"  # what precision=auto means on this device
@@ -263,12 +295,13 @@ class Trainer:
             n_local = x.shape[0] // self.dist.world
             masks = []
             with timer("masks"):
+                start = self.dist.rank * n_local
                 for k, spec in enumerate(self.mask_specs):
                     g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
-                    m = sample_masks(spec, x.shape[0], grid, g)  # global masks, then this rank's rows
-                    masks.append(
-                        m.rows(self.dist.rank * n_local, (self.dist.rank + 1) * n_local).to(self.device)
-                    )
+                    # global masks, then this rank's rows
+                    buckets = sample_mask_buckets(spec, x.shape[0], grid, g, self.mask_buckets)
+                    local = [b.rows(start, start + n_local) for b in buckets]
+                    masks.append([b.to(self.device) for b in local if b.size])
             with timer("to_device"):
                 x = shard(x, self.dist).to(self.device, non_blocking=True)
             ctx = (
@@ -277,12 +310,13 @@ class Trainer:
                 else nullcontext()
             )
             with ctx:
-                loss, stats = self.model.loss(x, masks if len(masks) > 1 else masks[0], lam)
+                loss, stats = self.model.loss(x, masks, lam)
             total = total + loss * (n_local * self.dist.world / n_total)
             record[f"loss_{modality}"] = loss.detach()
-            record[f"mask_ratio_{modality}"] = sum(m.ratio for m in masks) / len(masks)
+            ratios = [sum(b.ratio * b.size for b in m) / n_local for m in masks]
+            record[f"mask_ratio_{modality}"] = sum(ratios) / len(ratios)
             if len(masks) > 1:
-                record.update({f"mask_ratio_{modality}_{k}": m.ratio for k, m in enumerate(masks)})
+                record.update({f"mask_ratio_{modality}_{k}": r for k, r in enumerate(ratios)})
             record[f"tokens_{modality}"] = x.shape[0] * self.dist.world * grid[0] * grid[1] * grid[2]
             record.update({f"{k}_{modality}": v for k, v in stats.items()})
         self.optimizer.zero_grad(set_to_none=True)
