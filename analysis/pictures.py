@@ -186,11 +186,11 @@ def run_masks(cfg, step: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
     batch, _ = split_skipped(JointBatches(build_sources(cfg.data, cfg.batch_size, cfg.seed))[step])
     grid_of = build_encoder(cfg.model, device="meta").grid
-    specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask)]
     out = {}
     for modality, x in batch.items():
         grid = grid_of(x)
         masks = []
+        specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask, modality)]
         for k, spec in enumerate(specs):
             g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
             buckets = sample_mask_buckets(spec, x.shape[0], grid, g, int(cfg.mask.get("buckets", 1)))

@@ -7,9 +7,9 @@
 # The V-JEPA 2 masks are cut in 8 length buckets (mask.buckets=8): at the tiny preset's 8x8 tokens one cut over
 # the batch of 128 would mask 83 % / 92 % (short / long range) where each sample's own blocks cover 65 % / 81 %
 # (published: 62 % / 82 % per sample); the buckets give 67 % / 83 % (README, "Published V-JEPA 2.1 recipe").
-# Cost (python sweeps/<name>.py ... dry_run=true): per run about 55-60 TFLOP on images and 180-305 TFLOP
-# on clips (multi-mask V-JEPA 2 steps), 5.5 PFLOP in all (Table 12 0.36, Table 2 1.39, Table 1 3.72): about
-# 20 hours of a 2-core CPU, minutes on a GPU.
+# Cost (python sweeps/<name>.py ... dry_run=true): per run 36-58 TFLOP on images (V-JEPA 2.1 masks images
+# with one 10-block setting, V-JEPA 2 with the clips' two) and 168-305 TFLOP on clips, 5.3 PFLOP in all
+# (Table 12 0.22, Table 2 1.39, Table 1 3.66): about 20 hours of a 2-core CPU, minutes on a GPU.
 # Then: nox -s report -- sweeps_out   (collect + regenerate reports/)
 set -uo pipefail
 cd "$(dirname "$0")/.."

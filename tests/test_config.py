@@ -78,3 +78,10 @@ def test_run_made_before_mask_buckets_existed_resumes_with_the_default(compose_c
     Trainer(cfg)._check_run_dir()
     with pytest.raises(ConfigError, match=r"mask.buckets: 1 \(on disk\) vs 8 \(now\)"):
         Trainer(compose_cfg("mask=vjepa2", "mask.buckets=8", f"run_dir={tmp_path}"))._check_run_dir()
+
+
+def test_image_mask_settings_are_checked(compose_cfg):
+    with pytest.raises(ConfigError, match=r"mask.image_settings=\[\] must be null or a non-empty list"):
+        check_config(compose_cfg("mask.image_settings=[]"))
+    with pytest.raises(ConfigError, match=r"mask.image_settings\[0\].num_blocks=0 must be an integer >= 1"):
+        check_config(compose_cfg("mask=vjepa21", "mask.image_settings=[{num_blocks: 0}]"))

@@ -17,11 +17,11 @@ def _counted_step_flops(cfg) -> int:
         if hasattr(m, "fused_attn"):  # FlopCounterMode does not count the CPU fused attention kernel
             m.fused_attn = False
     batch = next(iter(build_train_loader(cfg.data, cfg.batch_size, 0, 0, 1)))
-    specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask)]
     g = torch.Generator().manual_seed(0)
     with FlopCounterMode(display=False) as counter:
         total = 0.0
-        for x in batch.values():
+        for modality, x in batch.items():
+            specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask, modality)]
             masks = [sample_masks(spec, x.shape[0], model.encoder.grid(x), g) for spec in specs]
             loss, _ = model.loss(x, masks if len(masks) > 1 else masks[0], 0.5)
             total = total + loss
@@ -34,6 +34,7 @@ def _counted_step_flops(cfg) -> int:
     [
         ["model.tokenizer=shared3d", "mask.settings=[{ratio: 0.75},{ratio: 0.9,num_blocks: 2}]"],
         ["data.mix=video", "model.depth=4", "model.deep_supervision=true", "loss.context.weight=0.5"],
+        ["mask.settings=[{ratio: 0.75},{ratio: 0.9,num_blocks: 2}]", "mask.image_settings=[{ratio: 0.6}]"],
     ],
 )
 def test_estimate_equals_the_flops_of_a_real_step(compose_cfg, extra):
@@ -58,3 +59,16 @@ def test_paper_scale_estimate_is_plausible(compose_cfg):
     # ~300M encoder parameters: a forward is about 2 x params FLOPs per token (+ attention)
     assert 2 * 3.0e8 * cost.tokens < cost.target_flops < 2 * 3.0e8 * cost.tokens * 1.6
     assert gpu_hours(3600e12, 1.0) == pytest.approx(1.0)
+
+
+def test_length_buckets_count_the_larger_context_they_keep():
+    """Ratio-free settings are priced from drawn masks; with length buckets every sample keeps more of its
+    own context and targets (tiny preset grid, batch 128)."""
+    from vjepa.flops import _mask_counts
+
+    short = {"ratio": None, "num_blocks": 8, "spatial_scale": [0.15, 0.15], "aspect_ratio": [0.75, 1.5]}
+    short["temporal_scale"] = [1.0, 1.0]
+    ctx1, tgt1 = _mask_counts(short, (1, 8, 8), 128, 1)
+    ctx8, tgt8 = _mask_counts(short, (1, 8, 8), 128, 8)
+    assert ctx8 > 1.5 * ctx1 and tgt8 > 1.2 * tgt1
+    assert 0.6 < 1 - ctx8 / 64 < 0.72  # about 67 % masked, as the masks themselves (tests/test_masks.py)

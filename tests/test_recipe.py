@@ -239,3 +239,17 @@ def test_bucketed_masks_train_and_mask_less_than_one_cut(compose_cfg, tmp_path):
         final = train(compose_cfg(*SMALL, *overrides, run_dir=tmp_path / str(k)))
         ratios[k] = final["mask_ratio_image"]
     assert ratios[4] < ratios[1] - 0.02
+
+
+def test_images_get_their_own_mask_settings_in_the_published_recipe(compose_cfg, tmp_path):
+    """V-JEPA 2.1 masks images with one setting of 10 blocks and clips with the short- and long-range pair;
+    V-JEPA 2 masks both alike. The trainer draws each modality's own settings."""
+    from vjepa.masks import mask_settings
+
+    v21 = compose_cfg(*SMALL, "recipe=vjepa21")
+    assert [s["num_blocks"] for s in mask_settings(v21.mask, "video")] == [8, 2]
+    assert [(s["num_blocks"], s["ratio"]) for s in mask_settings(v21.mask, "image")] == [(10, None)]
+    v2 = compose_cfg(*SMALL, "recipe=vjepa2")
+    assert mask_settings(v2.mask, "image") == mask_settings(v2.mask, "video")
+    final = train(compose_cfg(*SMALL, "recipe=vjepa21", "steps=2", "data.mix=joint", run_dir=tmp_path / "r"))
+    assert "mask_ratio_video_1" in final and "mask_ratio_image_1" not in final

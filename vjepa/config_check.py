@@ -63,19 +63,25 @@ def check_config(cfg) -> None:
     hi = 1.0 if ctx.get("warmup_unit", "fraction") == "fraction" else float("inf")
     _range(e, "loss.context.warmup", ctx.get("warmup", [0, 0]), lo=0.0, hi=hi, lo_open=False)
 
-    settings = mask_settings(mask) if mask.get("settings") is None or len(mask.settings) else []
-    if not settings:
-        e.append("mask.settings=[] must be null or a non-empty list of mask settings")
-    for i, st in enumerate(settings):
-        key = "mask" if mask.get("settings") is None else f"mask.settings[{i}]"
-        if st["ratio"] is not None and (not _num(st["ratio"]) or not 0 < st["ratio"] < 1):
-            e.append(
-                f"{key}.ratio={st['ratio']!r} must be a number in (0, 1) (or null for the union of the blocks)"
-            )
-        _positive_int(e, f"{key}.num_blocks", st["num_blocks"])
-        _range(e, f"{key}.spatial_scale", st["spatial_scale"])
-        _range(e, f"{key}.temporal_scale", st["temporal_scale"])
-        _range(e, f"{key}.aspect_ratio", st["aspect_ratio"], lo=0.0, hi=float("inf"), hi_open=True)
+    settings = []
+    for field, modality in (("settings", "video"), ("image_settings", "image")):
+        given = mask.get(field)
+        if given is not None and (not hasattr(given, "__len__") or isinstance(given, str) or not len(given)):
+            e.append(f"mask.{field}={given!r} must be null or a non-empty list of mask settings")
+            continue
+        if field == "image_settings" and given is None:
+            continue
+        for i, st in enumerate(mask_settings(mask, modality)):
+            key = "mask" if given is None else f"mask.{field}[{i}]"
+            settings.append(st)
+            if st["ratio"] is not None and (not _num(st["ratio"]) or not 0 < st["ratio"] < 1):
+                e.append(
+                    f"{key}.ratio={st['ratio']!r} must be a number in (0, 1) (or null for the union of the blocks)"
+                )
+            _positive_int(e, f"{key}.num_blocks", st["num_blocks"])
+            _range(e, f"{key}.spatial_scale", st["spatial_scale"])
+            _range(e, f"{key}.temporal_scale", st["temporal_scale"])
+            _range(e, f"{key}.aspect_ratio", st["aspect_ratio"], lo=0.0, hi=float("inf"), hi_open=True)
 
     buckets = mask.get("buckets", 1)
     _positive_int(e, "mask.buckets", buckets)

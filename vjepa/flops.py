@@ -90,16 +90,16 @@ def step_cost(cfg) -> StepCost:
     batches = []
     if n_img:
         s = data.image.size
-        batches.append((n_img, (1, s // p, s // p), chans * p * p * (tp if shared else 1)))
+        batches.append(("image", n_img, (1, s // p, s // p), chans * p * p * (tp if shared else 1)))
     if n_vid:
         s = data.video.size
-        batches.append((n_vid, (data.video.frames // tp, s // p, s // p), chans * p * p * tp))
+        batches.append(("video", n_vid, (data.video.frames // tp, s // p, s // p), chans * p * p * tp))
     tokens = target = online = pred = 0.0
-    for count, grid, patch_volume in batches:
+    for modality, count, grid, patch_volume in batches:
         n = grid[0] * grid[1] * grid[2]
         tokens += count * n
         target += count * encoder_flops(n, n, m, patch_volume)
-        for setting in mask_settings(cfg.mask):
+        for setting in mask_settings(cfg.mask, modality):
             n_ctx, n_tgt = _mask_counts(setting, grid, count, int(cfg.mask.get("buckets", 1)))
             embed = encoder_flops(n, 0, m, patch_volume)
             online += count * (3 * encoder_flops(n, n_ctx, m, patch_volume) - embed)

@@ -60,11 +60,15 @@ class MaskSpec:
 SETTING_KEYS = ("ratio", "num_blocks", "spatial_scale", "aspect_ratio", "temporal_scale")
 
 
-def mask_settings(mask_cfg) -> list:
-    """The mask settings of a ``mask`` config: its own keys, or, when ``settings`` is a list, one per entry
-    (each entry's missing keys taken from the group's own keys). Each setting gets its own predictor pass."""
+def mask_settings(mask_cfg, modality: str = "video") -> list:
+    """The mask settings of a ``mask`` config for one modality: its own keys, or, when ``settings`` is a
+    list, one per entry (each entry's missing keys taken from the group's own keys); for images,
+    ``image_settings`` instead when it is a list (V-JEPA 2.1 masks images with 10 blocks, not the clips'
+    short- and long-range settings). Each setting gets its own predictor pass."""
     base = {k: mask_cfg[k] for k in SETTING_KEYS}
     entries = mask_cfg.get("settings") or [{}]
+    if modality == "image" and mask_cfg.get("image_settings"):
+        entries = mask_cfg.image_settings
     return [{**base, **dict(entry)} for entry in entries]
 
 

@@ -117,7 +117,7 @@ def without_keys(c: dict, keys) -> dict:
 # Keys added to the configs after runs were made without them, with the value that reproduces what the
 # code did before: a config that sets one to this value is the same experiment as one that lacks it (so old
 # run directories resume, are adopted by sweeps and hash as before).
-ADDED_KEYS = {"mask.buckets": 1}
+ADDED_KEYS = {"mask.buckets": 1, "mask.image_settings": None}
 
 
 def _added_key_nodes(c: dict):
@@ -182,7 +182,10 @@ class Trainer:
         self.threads = set_threads(cfg.threads)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
-        self.mask_specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask)]
+        self.mask_specs = {
+            modality: [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask, modality)]
+            for modality in MASK_STREAM
+        }
         self.mask_buckets = int(cfg.mask.get("buckets", 1))
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
@@ -296,7 +299,7 @@ class Trainer:
             masks = []
             with timer("masks"):
                 start = self.dist.rank * n_local
-                for k, spec in enumerate(self.mask_specs):
+                for k, spec in enumerate(self.mask_specs[modality]):
                     g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
                     # global masks, then this rank's rows
                     buckets = sample_mask_buckets(spec, x.shape[0], grid, g, self.mask_buckets)
