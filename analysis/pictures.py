@@ -131,20 +131,18 @@ def pca_rgb(tokens, fit=None, per_position: bool = False) -> np.ndarray:
     return rgb.reshape(n, m, -1).numpy()
 
 
-def encoder_maps(encoder, x, fit=None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """PCA maps [n, t, h, w, 3] (uint8) of an encoder's tokens on a batch in [0, 1]; given a fit batch
-    ``fit`` (same sizes), also the position-centred maps fitted on it: (maps, centred maps)."""
+def encoder_maps(encoder, x, fit) -> tuple[np.ndarray, np.ndarray]:
+    """(PCA maps, position-centred PCA maps), each [n, t, h, w, 3] uint8, of an encoder's tokens on a batch
+    ``x`` in [0, 1]; the centred maps are fitted on the batch ``fit`` (same sizes)."""
     import torch
 
     from vjepa.data import normalize
 
     with torch.no_grad():
         tokens = encoder(normalize(x))
-        fit_tokens = None if fit is None else encoder(normalize(fit))
+        fit_tokens = encoder(normalize(fit))
     t, h, w = encoder.grid(x)
     maps = _uint8(pca_rgb(tokens).reshape(len(x), t, h, w, 3))
-    if fit_tokens is None:
-        return maps
     centred = pca_rgb(tokens, fit_tokens, per_position=True)
     return maps, _uint8(centred.reshape(len(x), t, h, w, 3))
 
@@ -361,3 +359,16 @@ def render_masks(npz_path: Path, modality: str, out=None):
         "(predicted) tokens, full colour = context",
         out,
     )
+
+
+def _render_pca_centred(npz_path: Path, modality: str, out=None):
+    return render_pca(npz_path, modality, out, per_position=True)
+
+
+# The pictures of a sweep: (figure kind, arrays file prefix, renderer(npz, modality, out=None), caption);
+# figures are <stem>_<kind>_<modality>.png from data/<prefix>_<stem>.npz.
+PICTURE_KINDS = (
+    ("masks", "masks", render_masks, "masks"),
+    ("pca", "pca", render_pca, "PCA maps"),
+    ("pcapos", "pca", _render_pca_centred, "PCA maps, positional mean removed"),
+)

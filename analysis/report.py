@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -82,17 +81,7 @@ def _group(s: Summary, out: Path, curves: pd.DataFrame | None, data: Path) -> tu
     if curves is not None and plots.plot_curves(s, curves, path) is not None:
         written.append(path)
         lines.append(_figure(path, out, f"{s.title}: training curves"))
-    pictures_ = (
-        ("masks", "masks", pictures.render_masks, "masks"),
-        ("pca", "pca", pictures.render_pca, "PCA maps"),
-        (
-            "pcapos",
-            "pca",
-            partial(pictures.render_pca, per_position=True),
-            "PCA maps, positional mean removed",
-        ),
-    )
-    for kind, source, render, caption in pictures_:
+    for kind, source, render, caption in pictures.PICTURE_KINDS:
         npz = data / f"{source}_{s.stem}.npz"
         if not npz.exists():
             continue
