@@ -191,7 +191,8 @@ def run_masks(cfg, step: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask, modality)]
         for k, spec in enumerate(specs):
             g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
-            buckets = sample_mask_buckets(spec, x.shape[0], grid, g, int(cfg.mask.get("buckets", 1)))
+            k, by = int(cfg.mask.get("buckets", 1)), cfg.mask.get("bucket_by", "order")
+            buckets = sample_mask_buckets(spec, x.shape[0], grid, g, k, by)
             masks.append(target_mask(buckets, x.shape[0]).view(x.shape[0], *grid))
         keep = MASK_IMAGES if modality == "image" else 1
         shape = (1, 3) + (1,) * (x.ndim - 2)

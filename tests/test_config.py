@@ -63,17 +63,21 @@ def test_mask_buckets_are_checked_against_the_batch(compose_cfg):
     with pytest.raises(ConfigError, match=r"mask.buckets=6 exceeds the 4 clips per step"):
         check_config(compose_cfg("mask=vjepa21", "mask.buckets=6", "batch_size=8", "data.mix=joint"))
     check_config(compose_cfg("mask=multiblock", "mask.buckets=64", "batch_size=8"))  # ratio set: no effect
+    with pytest.raises(ConfigError, match=r"mask.bucket_by='sorted' is not one of: order, size"):
+        check_config(compose_cfg("mask=vjepa21", "mask.bucket_by=sorted"))
 
 
 def test_run_made_before_mask_buckets_existed_resumes_with_the_default(compose_cfg, tmp_path):
-    """A config.yaml written without mask.buckets is the same experiment as buckets=1, and only that."""
+    """A config.yaml written before the mask keys added since is the same experiment as their defaults
+    (buckets=1, bucket_by=order, image_settings=null), and only that."""
     from omegaconf import OmegaConf
 
     from vjepa.trainer import Trainer
 
     cfg = compose_cfg("mask=vjepa2", f"run_dir={tmp_path}")
     old = OmegaConf.to_container(cfg, resolve=True)
-    del old["mask"]["buckets"]
+    for key in ("buckets", "bucket_by", "image_settings"):  # keys added after the first runs were made
+        del old["mask"][key]
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
     Trainer(cfg)._check_run_dir()
     with pytest.raises(ConfigError, match=r"mask.buckets: 1 \(on disk\) vs 8 \(now\)"):

@@ -69,6 +69,6 @@ def test_length_buckets_count_the_larger_context_they_keep():
     short = {"ratio": None, "num_blocks": 8, "spatial_scale": [0.15, 0.15], "aspect_ratio": [0.75, 1.5]}
     short["temporal_scale"] = [1.0, 1.0]
     ctx1, tgt1 = _mask_counts(short, (1, 8, 8), 128, 1)
-    ctx8, tgt8 = _mask_counts(short, (1, 8, 8), 128, 8)
+    ctx8, tgt8 = _mask_counts(short, (1, 8, 8), 128, 8, "size")
     assert ctx8 > 1.5 * ctx1 and tgt8 > 1.2 * tgt1
     assert 0.6 < 1 - ctx8 / 64 < 0.72  # about 67 % masked, as the masks themselves (tests/test_masks.py)

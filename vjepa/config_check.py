@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from vjepa.data import IMAGE_SOURCES, MIXES, VIDEO_SOURCES, split_batch
 from vjepa.losses import DISTANCES, GRANULARITIES
-from vjepa.masks import mask_settings
+from vjepa.masks import BUCKETING, mask_settings
 from vjepa.models.vit import POSITIONS, TOKENIZERS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -85,6 +85,7 @@ def check_config(cfg) -> None:
 
     buckets = mask.get("buckets", 1)
     _positive_int(e, "mask.buckets", buckets)
+    _choice(e, "mask.bucket_by", mask.get("bucket_by", "order"), BUCKETING)
 
     for key in ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size"):
         _positive_int(e, f"model.{key}", m[key])

@@ -57,7 +57,7 @@ class StepCost:
 
 
 def _mask_counts(
-    setting: dict, grid: tuple[int, int, int], batch: int, buckets: int = 1
+    setting: dict, grid: tuple[int, int, int], batch: int, buckets: int = 1, by: str = "order"
 ) -> tuple[float, float]:
     """(context, target) tokens per sample of one mask setting."""
     n = grid[0] * grid[1] * grid[2]
@@ -71,7 +71,7 @@ def _mask_counts(
     from vjepa.masks import MaskSpec, sample_mask_buckets
 
     g, spec = torch.Generator().manual_seed(0), MaskSpec.from_cfg(OmegaConf.create(setting))
-    draws = [b for _ in range(8) for b in sample_mask_buckets(spec, batch, grid, g, min(buckets, batch))]
+    draws = [b for _ in range(8) for b in sample_mask_buckets(spec, batch, grid, g, min(buckets, batch), by)]
     ctx = sum(m.ctx_idx.shape[1] * m.size for m in draws) / (8 * batch)
     return ctx, sum(m.tgt_idx.shape[1] * m.size for m in draws) / (8 * batch)
 
@@ -100,7 +100,8 @@ def step_cost(cfg) -> StepCost:
         tokens += count * n
         target += count * encoder_flops(n, n, m, patch_volume)
         for setting in mask_settings(cfg.mask, modality):
-            n_ctx, n_tgt = _mask_counts(setting, grid, count, int(cfg.mask.get("buckets", 1)))
+            buckets = int(cfg.mask.get("buckets", 1)), cfg.mask.get("bucket_by", "order")
+            n_ctx, n_tgt = _mask_counts(setting, grid, count, *buckets)
             embed = encoder_flops(n, 0, m, patch_volume)
             online += count * (3 * encoder_flops(n, n_ctx, m, patch_volume) - embed)
             pred += count * 3 * predictor_flops(n_ctx, n_tgt, m.embed_dim, cfg.predictor, levels, ctx_head)

@@ -117,7 +117,7 @@ def without_keys(c: dict, keys) -> dict:
 # Keys added to the configs after runs were made without them, with the value that reproduces what the
 # code did before: a config that sets one to this value is the same experiment as one that lacks it (so old
 # run directories resume, are adopted by sweeps and hash as before).
-ADDED_KEYS = {"mask.buckets": 1, "mask.image_settings": None}
+ADDED_KEYS = {"mask.buckets": 1, "mask.bucket_by": "order", "mask.image_settings": None}
 
 
 def _added_key_nodes(c: dict):
@@ -186,7 +186,7 @@ class Trainer:
             modality: [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask, modality)]
             for modality in MASK_STREAM
         }
-        self.mask_buckets = int(cfg.mask.get("buckets", 1))
+        self.mask_buckets = int(cfg.mask.get("buckets", 1)), cfg.mask.get("bucket_by", "order")
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.precision = "bf16" if use_bf16 else "fp32"  # what precision=auto means on this device
@@ -302,7 +302,7 @@ class Trainer:
                 for k, spec in enumerate(self.mask_specs[modality]):
                     g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
                     # global masks, then this rank's rows
-                    buckets = sample_mask_buckets(spec, x.shape[0], grid, g, self.mask_buckets)
+                    buckets = sample_mask_buckets(spec, x.shape[0], grid, g, *self.mask_buckets)
                     local = [b.rows(start, start + n_local) for b in buckets]
                     masks.append([b.to(self.device) for b in local if b.size])
             with timer("to_device"):
