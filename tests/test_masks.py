@@ -229,6 +229,7 @@ def test_bucket_count_is_checked():
 
     with pytest.raises(ValueError, match="buckets=5 exceeds the batch of 4 samples"):
         sample_mask_buckets(SHORT, 4, (1, 8, 8), torch.Generator(), 5)
+    assert len(sample_mask_buckets(MaskSpec(ratio=0.6), 4, (1, 8, 8), torch.Generator(), 5)) == 1  # no effect
     with pytest.raises(ValueError, match="buckets=0 must be an integer >= 1"):
         sample_mask_buckets(SHORT, 4, (1, 8, 8), torch.Generator(), 0)
     with pytest.raises(ValueError, match="by='random' is not one of: order, size"):

@@ -203,16 +203,16 @@ def sample_mask_buckets(
 ) -> list[Masks]:
     """The masks of one batch as a list of length buckets (see the module docstring), each with the
     ``index`` of its samples; ``[sample_masks(...)]`` (identical draws) when ``buckets`` is 1 or the setting
-    has a ratio (every sample then has the same counts). Buckets hold ``batch_size // buckets`` or one more
-    samples; ``buckets`` > ``batch_size`` is an error."""
+    has a ratio (every sample then has the same counts, whatever ``buckets``). Buckets hold
+    ``batch_size // buckets`` or one more samples; more buckets than samples is an error."""
     if not isinstance(buckets, int) or buckets < 1:
         raise ValueError(f"buckets={buckets!r} must be an integer >= 1")
-    if buckets > batch_size:
-        raise ValueError(f"buckets={buckets} exceeds the batch of {batch_size} samples")
     if by not in BUCKETING:
         raise ValueError(f"by={by!r} is not one of: {', '.join(BUCKETING)}")
     if buckets == 1 or spec.ratio is not None:
         return [sample_masks(spec, batch_size, grid, generator)]
+    if buckets > batch_size:
+        raise ValueError(f"buckets={buckets} exceeds the batch of {batch_size} samples")
     out = []
     if by == "order":
         for idx in torch.arange(batch_size).tensor_split(buckets):
