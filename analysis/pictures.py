@@ -178,7 +178,7 @@ def run_masks(cfg, step: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from omegaconf import OmegaConf
 
     from vjepa.data import MEAN, STD, JointBatches, build_sources, split_skipped, step_generator
-    from vjepa.masks import MaskSpec, mask_settings, sample_mask_buckets, target_mask
+    from vjepa.masks import MaskSpec, mask_bucketing, mask_settings, sample_mask_buckets, target_mask
     from vjepa.models import build_encoder
     from vjepa.trainer import MASK_STREAM
 
@@ -191,8 +191,7 @@ def run_masks(cfg, step: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask, modality)]
         for k, spec in enumerate(specs):
             g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
-            k, by = int(cfg.mask.get("buckets", 1)), cfg.mask.get("bucket_by", "order")
-            buckets = sample_mask_buckets(spec, x.shape[0], grid, g, k, by)
+            buckets = sample_mask_buckets(spec, x.shape[0], grid, g, *mask_bucketing(cfg.mask))
             masks.append(target_mask(buckets, x.shape[0]).view(x.shape[0], *grid))
         keep = MASK_IMAGES if modality == "image" else 1
         shape = (1, 3) + (1,) * (x.ndim - 2)

@@ -84,7 +84,7 @@ def check_config(cfg) -> None:
             _range(e, f"{key}.aspect_ratio", st["aspect_ratio"], lo=0.0, hi=float("inf"), hi_open=True)
 
     buckets = mask.get("buckets", 1)
-    _positive_int(e, "mask.buckets", buckets)
+    buckets_ok = _positive_int(e, "mask.buckets", buckets)
     _choice(e, "mask.bucket_by", mask.get("bucket_by", "order"), BUCKETING)
 
     for key in ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size"):
@@ -122,7 +122,7 @@ def check_config(cfg) -> None:
         if data.mix == "joint" and cfg.batch_size < 2:
             e.append(f"batch_size={cfg.batch_size} must be >= 2 when data.mix=joint (one image and one clip)")
         elif (
-            _positive_int([], "", buckets)
+            buckets_ok
             and any(st["ratio"] is None for st in settings)
             and (data.mix != "joint" or (_num(data.image_fraction) and 0 < data.image_fraction < 1))
         ):

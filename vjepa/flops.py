@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vjepa.data import split_batch
-from vjepa.masks import mask_settings, masked_count
+from vjepa.masks import mask_bucketing, mask_settings, masked_count
 
 
 def block_flops(n: int, d: int, mlp_ratio: float) -> float:
@@ -100,8 +100,7 @@ def step_cost(cfg) -> StepCost:
         tokens += count * n
         target += count * encoder_flops(n, n, m, patch_volume)
         for setting in mask_settings(cfg.mask, modality):
-            buckets = int(cfg.mask.get("buckets", 1)), cfg.mask.get("bucket_by", "order")
-            n_ctx, n_tgt = _mask_counts(setting, grid, count, *buckets)
+            n_ctx, n_tgt = _mask_counts(setting, grid, count, *mask_bucketing(cfg.mask))
             embed = encoder_flops(n, 0, m, patch_volume)
             online += count * (3 * encoder_flops(n, n_ctx, m, patch_volume) - embed)
             pred += count * 3 * predictor_flops(n_ctx, n_tgt, m.embed_dim, cfg.predictor, levels, ctx_head)

@@ -193,6 +193,11 @@ def sample_masks(
 BUCKETING = ("order", "size")
 
 
+def mask_bucketing(mask_cfg) -> tuple[int, str]:
+    """(buckets, by) of a ``mask`` config (1, "order" where a config predates the keys)."""
+    return int(mask_cfg.get("buckets", 1)), mask_cfg.get("bucket_by", "order")
+
+
 def sample_mask_buckets(
     spec: MaskSpec,
     batch_size: int,

@@ -31,7 +31,7 @@ from vjepa.distributed import (
     shard,
 )
 from vjepa.jepa import JEPA
-from vjepa.masks import MaskSpec, mask_settings, sample_mask_buckets
+from vjepa.masks import MaskSpec, mask_bucketing, mask_settings, sample_mask_buckets
 from vjepa.models import count_params
 from vjepa.runfiles import (
     MetricsLog,
@@ -101,15 +101,22 @@ def param_groups(modules, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _parent(c: dict, key: str) -> tuple[dict | None, str]:
+    """(the dict holding dotted ``key`` in config container ``c``, or None where the path does not exist;
+    the key's last part)."""
+    *path, last = key.split(".")
+    node = c
+    for p in path:
+        node = node.get(p) if isinstance(node, dict) else None
+    return (node if isinstance(node, dict) else None), last
+
+
 def without_keys(c: dict, keys) -> dict:
     """``c`` (a config container, modified in place) without the given dotted keys (``run_dir``,
     ``data.root``, ...); a key whose path does not exist is ignored."""
     for key in keys:
-        *path, last = key.split(".")
-        node = c
-        for p in path:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        node, last = _parent(c, key)
+        if node is not None:
             node.pop(last, None)
     return c
 
@@ -122,11 +129,8 @@ ADDED_KEYS = {"mask.buckets": 1, "mask.bucket_by": "order", "mask.image_settings
 
 def _added_key_nodes(c: dict):
     for key, value in ADDED_KEYS.items():
-        *path, last = key.split(".")
-        node = c
-        for p in path:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        node, last = _parent(c, key)
+        if node is not None:
             yield node, last, value
 
 
@@ -186,7 +190,7 @@ class Trainer:
             modality: [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask, modality)]
             for modality in MASK_STREAM
         }
-        self.mask_buckets = int(cfg.mask.get("buckets", 1)), cfg.mask.get("bucket_by", "order")
+        self.mask_buckets = mask_bucketing(cfg.mask)
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.precision = "bf16" if use_bf16 else "fp32"  # what precision=auto means on this device
