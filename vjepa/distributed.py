@@ -1,8 +1,9 @@
 """torch.distributed set-up from torchrun or SLURM/submitit environments, and the few collectives we use.
 
-One process per device. Ranks split every global batch (and its masks) into equal contiguous slices, so a
-run on W processes sees exactly the samples of the same run on one process with the same global batch;
-gradients are averaged over ranks after backward. Backend: NCCL with CUDA, gloo on CPU.
+One process per device. Ranks split every global batch (and its masks) into equal contiguous slices, and
+each loads only its own slice (``vjepa.data.JointBatches``), so a run on W processes sees exactly the
+samples of the same run on one process with the same global batch; gradients are averaged over ranks after
+backward. Backend: NCCL with CUDA, gloo on CPU.
 """
 
 from __future__ import annotations
@@ -45,14 +46,6 @@ def init_distributed(device_type: str) -> DistInfo:
     return DistInfo(rank, world, local_rank)
 
 
-def shard(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """This rank's contiguous slice of a global batch along dim 0."""
-    if info.world == 1:
-        return x
-    n = x.shape[0] // info.world
-    return x[info.rank * n : (info.rank + 1) * n]
-
-
 def average_gradients(params, info: DistInfo) -> None:
     """All-reduce (mean) the gradients of ``params`` in one flat buffer."""
     if info.world == 1:
@@ -67,13 +60,19 @@ def average_gradients(params, info: DistInfo) -> None:
         offset += g.numel()
 
 
-def mean_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
-    if info.world == 1:
+def sum_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    if info.world == 1 or not values:
         return values
     keys = sorted(values)
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
     dist.all_reduce(t)
-    return {k: v / info.world for k, v in zip(keys, t.tolist())}
+    return dict(zip(keys, t.tolist()))
+
+
+def mean_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    if info.world == 1:
+        return values
+    return {k: v / info.world for k, v in sum_across_ranks(values, info).items()}
 
 
 def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:

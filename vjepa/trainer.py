@@ -28,7 +28,7 @@ from vjepa.distributed import (
     broadcast_module,
     init_distributed,
     mean_across_ranks,
-    shard,
+    sum_across_ranks,
 )
 from vjepa.jepa import JEPA
 from vjepa.masks import MaskSpec, mask_bucketing, mask_settings, sample_mask_buckets
@@ -291,26 +291,28 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(step_generator(cfg.seed, step, 99).initial_seed())  # drop-path, if any
-        batch, skipped = split_skipped(batch)
-        n_total = sum(x.shape[0] for x in batch.values())
+        batch, skipped = split_skipped(batch)  # this rank's rows of the global batch
+        n_total = sum(x.shape[0] for x in batch.values()) * self.dist.world
         timer = self.model.timer
         total = 0.0
         lam = self.context_weight(step)
         record = {"lr": lr, "momentum": tau, "context_weight": lam}
         for modality, x in batch.items():
             grid = self.model.encoder.grid(x)
-            n_local = x.shape[0] // self.dist.world
+            n_local = x.shape[0]
             masks = []
             with timer("masks"):
                 start = self.dist.rank * n_local
                 for k, spec in enumerate(self.mask_specs[modality]):
                     g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
                     # global masks, then this rank's rows
-                    buckets = sample_mask_buckets(spec, x.shape[0], grid, g, *self.mask_buckets)
+                    buckets = sample_mask_buckets(
+                        spec, n_local * self.dist.world, grid, g, *self.mask_buckets
+                    )
                     local = [b.rows(start, start + n_local) for b in buckets]
                     masks.append([b.to(self.device) for b in local if b.size])
             with timer("to_device"):
-                x = shard(x, self.dist).to(self.device, non_blocking=True)
+                x = x.to(self.device, non_blocking=True)
             ctx = (
                 torch.autocast(self.device.type, self.autocast_dtype)
                 if self.autocast_dtype
@@ -342,7 +344,8 @@ class Trainer:
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
         record = mean_across_ranks(record, self.dist)
         record["samples"] = n_total
-        record.update(skipped)  # unreadable files replaced under data.*.on_error=skip
+        # unreadable files replaced under data.*.on_error=skip, counted over all ranks
+        record.update({k: int(v) for k, v in sum_across_ranks(skipped, self.dist).items()})
         return record
 
     def request_stop(self) -> None:
@@ -419,7 +422,9 @@ class Trainer:
             from vjepa.diagnostics import held_batch
 
             self.held, _ = split_skipped(held_batch(cfg.data, int(diag_cfg.batch_size), cfg.seed))
-        loader = build_train_loader(cfg.data, cfg.batch_size, cfg.seed, start, cfg.steps)
+        loader = build_train_loader(
+            cfg.data, cfg.batch_size, cfg.seed, start, cfg.steps, self.dist.rank, self.dist.world
+        )
         bar = None
         if self.is_main and (cfg.progress is True or (cfg.progress == "auto" and sys.stderr.isatty())):
             from tqdm import tqdm

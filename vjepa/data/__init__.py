@@ -1,10 +1,12 @@
 """Training data as step-indexed batches.
 
-Contract: a *batch source* is a map-style dataset whose item ``s`` is the whole batch for training step
-``s``, a float tensor normalised with ``normalize`` ([B, 3, H, W] images or [B, 3, T, H, W] clips); all its
-randomness comes from ``step_generator(seed, s, ...)``. The trainer iterates a DataLoader over
-``range(start_step, steps)``, so loading runs in worker processes, and a resumed run sees exactly the batches
-an uninterrupted run would have seen, with no loader state in the checkpoint.
+Contract: a *batch source* (``BatchSource``) is a map-style dataset whose item ``s`` is the whole batch for
+training step ``s``, a float tensor normalised with ``normalize`` ([B, 3, H, W] images or [B, 3, T, H, W]
+clips); all its randomness comes from ``step_generator(seed, s, ...)``. ``batch(s, rows)`` gives only the
+rows ``rows`` (a range) of that batch, equal to slicing the whole one: each process of a distributed run
+loads only its own slice. The trainer iterates a DataLoader over ``range(start_step, steps)``, so loading
+runs in worker processes, and a resumed run sees exactly the batches an uninterrupted run would have seen,
+with no loader state in the checkpoint.
 
 Image and video sources are looked up by name in ``IMAGE_SOURCES`` / ``VIDEO_SOURCES``; each entry is a
 factory ``(source_cfg, batch_size, seed, data_root) -> batch source``. Sources that read files may return
@@ -52,7 +54,22 @@ def split_batch(batch_size: int, mix: str, image_fraction: float = 0.5) -> tuple
     raise ValueError(f"data.mix must be one of {MIXES}, got {mix!r}")
 
 
-class ShapesBatches(Dataset):
+class BatchSource(Dataset):
+    """Base of the batch sources: item ``step`` is ``batch(step, range(batch_size))``."""
+
+    batch_size: int
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int):
+        return self.batch(step, range(self.batch_size))
+
+    def batch(self, step: int, rows: range):
+        raise NotImplementedError
+
+
+class ShapesBatches(BatchSource):
     def __init__(self, size: int, batch_size: int, seed: int, max_objects: int = 4, stream: int = 1):
         self.size, self.batch_size, self.seed, self.max_objects, self.stream = (
             size,
@@ -62,15 +79,14 @@ class ShapesBatches(Dataset):
             stream,
         )
 
-    def __len__(self) -> int:
-        return 2**62
-
-    def __getitem__(self, step: int) -> torch.Tensor:
+    def batch(self, step: int, rows: range) -> torch.Tensor:
+        # Samples are drawn in sequence from one generator: generate the whole batch, keep the rows.
         g = step_generator(self.seed, step, self.stream)
-        return normalize(generate_shapes(self.batch_size, self.size, g, self.max_objects)["image"])
+        x = generate_shapes(self.batch_size, self.size, g, self.max_objects)["image"]
+        return normalize(x[rows.start : rows.stop])
 
 
-class MovingShapesBatches(Dataset):
+class MovingShapesBatches(BatchSource):
     def __init__(self, size: int, frames: int, batch_size: int, seed: int, stream: int = 2):
         self.size, self.frames, self.batch_size, self.seed, self.stream = (
             size,
@@ -80,12 +96,10 @@ class MovingShapesBatches(Dataset):
             stream,
         )
 
-    def __len__(self) -> int:
-        return 2**62
-
-    def __getitem__(self, step: int) -> torch.Tensor:
-        g = step_generator(self.seed, step, self.stream)
-        return normalize(generate_moving_shapes(self.batch_size, self.frames, self.size, g)["video"])
+    def batch(self, step: int, rows: range) -> torch.Tensor:
+        g = step_generator(self.seed, step, self.stream)  # whole batch, as ShapesBatches
+        x = generate_moving_shapes(self.batch_size, self.frames, self.size, g)["video"]
+        return normalize(x[rows.start : rows.stop])
 
 
 def _lazy(module: str, name: str) -> Callable:
@@ -120,14 +134,20 @@ def resolve_root(root: str | None) -> Path | None:
 
 
 class JointBatches(Dataset):
-    """Item s: {"image": ..., "video": ...} for the modalities this run trains on.
+    """Item s: {"image": ..., "video": ...} for the modalities this run trains on; with ``rank``/``world``,
+    process ``rank``'s contiguous 1/world slice of each modality's batch (its sample count must divide).
 
     A source whose item is ``{"x": batch, "skipped": n}`` (file-backed sources, which may skip unreadable
     files) also adds ``"skipped_<modality>": n``, a plain int; ``split_skipped`` separates the two.
     """
 
-    def __init__(self, sources: dict[str, Dataset]):
-        self.sources = sources
+    def __init__(self, sources: dict[str, BatchSource], rank: int = 0, world: int = 1):
+        for name, src in sources.items():
+            if src.batch_size % world:
+                raise ValueError(
+                    f"{src.batch_size} {name} samples per step do not split over {world} processes"
+                )
+        self.sources, self.rank, self.world = sources, rank, world
 
     def __len__(self) -> int:
         return 2**62
@@ -135,7 +155,8 @@ class JointBatches(Dataset):
     def __getitem__(self, step: int) -> dict[str, torch.Tensor | int]:
         out = {}
         for name, src in self.sources.items():
-            item = src[step]
+            n = src.batch_size // self.world
+            item = src.batch(step, range(self.rank * n, (self.rank + 1) * n))
             if isinstance(item, dict):
                 out[name], out[f"skipped_{name}"] = item["x"], int(item["skipped"])
             else:
@@ -149,7 +170,7 @@ def split_skipped(batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, int]]
     return tensors, {k: int(v) for k, v in batch.items() if k.startswith("skipped_")}
 
 
-def build_sources(data_cfg, batch_size: int, seed: int) -> dict[str, Dataset]:
+def build_sources(data_cfg, batch_size: int, seed: int) -> dict[str, BatchSource]:
     n_img, n_vid = split_batch(batch_size, data_cfg.mix, data_cfg.image_fraction)
     root = resolve_root(data_cfg.get("root"))
     sources = {}
@@ -162,11 +183,13 @@ def build_sources(data_cfg, batch_size: int, seed: int) -> dict[str, Dataset]:
     return sources
 
 
-def build_train_loader(data_cfg, batch_size: int, seed: int, start_step: int, steps: int) -> DataLoader:
-    """Batches for steps ``start_step .. steps - 1``, in order."""
+def build_train_loader(
+    data_cfg, batch_size: int, seed: int, start_step: int, steps: int, rank: int = 0, world: int = 1
+) -> DataLoader:
+    """Batches for steps ``start_step .. steps - 1``, in order (process ``rank``'s slices of them)."""
     workers = int(data_cfg.get("num_workers", 0))
     return DataLoader(
-        JointBatches(build_sources(data_cfg, batch_size, seed)),
+        JointBatches(build_sources(data_cfg, batch_size, seed), rank, world),
         batch_size=None,
         sampler=range(start_step, steps),
         num_workers=workers,

@@ -103,19 +103,22 @@ def load_batch(
     on_error: str,
     max_skips: int,
     setting: str,
+    rows: range | None = None,
 ) -> tuple[list[torch.Tensor], int]:
-    """``load(index, i)`` for the batch's sample positions, applying the ``on_error`` policy.
+    """``load(index, j)`` for the sample positions of the batch's ``rows`` (all if None; ``j`` counts from 0
+    within them), applying the ``on_error`` policy.
 
     With ``skip``, a sample whose file raises ``DataFileError`` is replaced by the sample at the next
     position of the epoch order (deterministic), and counted; more than ``max_skips`` unreadable files in
     a row raise one error naming them. Returns (samples, number of skipped files).
     """
     out, skipped = [], 0
-    for i, pos in enumerate(order.positions(step, batch_size)):
+    positions = order.positions(step, batch_size)
+    for j, pos in enumerate(positions if rows is None else positions[rows.start : rows.stop]):
         failures = []
         while True:
             try:
-                out.append(load(order.index(pos + len(failures)), i))
+                out.append(load(order.index(pos + len(failures)), j))
                 break
             except DataFileError as exc:
                 if on_error == "raise":

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from vjepa.data import normalize, step_generator
+from vjepa.data import BatchSource, normalize, step_generator
 from vjepa.data.common import BadFiles, DataNotFoundError, EpochOrder, check_on_error, load_batch, user_path
 from vjepa.data.labelled import cifar10_arrays, load_camvid, load_mnist, mnist_split
 from vjepa.data.transforms import Augment
@@ -40,7 +39,7 @@ def _hwc(img) -> torch.Tensor:
     return t[..., None].expand(-1, -1, 3).contiguous() if t.ndim == 2 else t
 
 
-class ArrayImageBatches(Dataset):
+class ArrayImageBatches(BatchSource):
     """Batches from a uint8 array [N, H, W(, 3)] returned by the picklable ``load()``."""
 
     def __init__(self, load, aug: Augment, batch_size: int, seed: int):
@@ -51,16 +50,13 @@ class ArrayImageBatches(Dataset):
     def __getstate__(self):  # spawned workers reload rather than receive a pickled copy
         return {**self.__dict__, "_x": None}
 
-    def __len__(self) -> int:
-        return 2**62
-
-    def __getitem__(self, step: int) -> torch.Tensor:
+    def batch(self, step: int, rows: range) -> torch.Tensor:
         if self._x is None:
             self._x = self.load()
-        params = self.aug.draw(step_generator(self.seed, step, STREAM), self.batch_size)
-        pos = self.order.positions(step, self.batch_size)
+        params = self.aug.rows(self.aug.draw(step_generator(self.seed, step, STREAM), self.batch_size), rows)
+        pos = self.order.positions(step, self.batch_size)[rows.start : rows.stop]
         x = torch.stack(
-            [self.aug.crop(_hwc(self._x[self.order.index(p)]), params, i) for i, p in enumerate(pos)]
+            [self.aug.crop(_hwc(self._x[self.order.index(p)]), params, j) for j, p in enumerate(pos)]
         )
         return normalize(self.aug.jitter(x, params))
 
@@ -99,7 +95,7 @@ def read_image(path: str) -> torch.Tensor:
         return _hwc(np.asarray(img.convert("RGB")))
 
 
-class ImageFolderBatches(Dataset):
+class ImageFolderBatches(BatchSource):
     def __init__(
         self, files: list[str], aug: Augment, batch_size: int, seed: int, on_error: str, max_skips: int
     ):
@@ -108,18 +104,22 @@ class ImageFolderBatches(Dataset):
         self.order = EpochOrder(len(files), seed, PERM_STREAM)
         self.bad = BadFiles()
 
-    def __len__(self) -> int:
-        return 2**62
+    def batch(self, step: int, rows: range) -> dict:
+        params = self.aug.rows(self.aug.draw(step_generator(self.seed, step, STREAM), self.batch_size), rows)
 
-    def __getitem__(self, step: int) -> dict:
-        params = self.aug.draw(step_generator(self.seed, step, STREAM), self.batch_size)
-
-        def load(index: int, i: int) -> torch.Tensor:
+        def load(index: int, j: int) -> torch.Tensor:
             path = self.files[index]
-            return self.aug.crop(self.bad.call(path, "image", partial(read_image, path)), params, i)
+            return self.aug.crop(self.bad.call(path, "image", partial(read_image, path)), params, j)
 
         xs, skipped = load_batch(
-            self.order, step, self.batch_size, load, self.on_error, self.max_skips, "data.image.on_error"
+            self.order,
+            step,
+            self.batch_size,
+            load,
+            self.on_error,
+            self.max_skips,
+            "data.image.on_error",
+            rows,
         )
         return {"x": normalize(self.aug.jitter(torch.stack(xs), params)), "skipped": skipped}
 

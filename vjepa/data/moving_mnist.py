@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from vjepa.data import normalize, step_generator
+from vjepa.data import BatchSource, normalize, step_generator
 from vjepa.data.common import EpochOrder
 from vjepa.data.labelled import load_mnist, mnist_split
 from vjepa.data.synthetic import NUM_DIRECTIONS, straight_path
@@ -80,7 +79,7 @@ def moving_mnist_dataset(root, split: str, n: int, frames: int, size: int, seed:
     }
 
 
-class MovingMNISTBatches(Dataset):
+class MovingMNISTBatches(BatchSource):
     def __init__(self, root, split: str, size: int, frames: int, batch_size: int, seed: int):
         self.root, self.split, self.size, self.frames, self.batch_size, self.seed = (
             root,
@@ -100,16 +99,14 @@ class MovingMNISTBatches(Dataset):
     def __getstate__(self):
         return {**self.__dict__, "_digits": None}
 
-    def __len__(self) -> int:
-        return 2**62
-
-    def __getitem__(self, step: int) -> torch.Tensor:
+    def batch(self, step: int, rows: range) -> torch.Tensor:
         if self._digits is None:
             self._digits = self.load()
+        # Clips draw their motion in sequence from one generator: generate the whole batch, keep the rows.
         index = [self.order.index(p) for p in self.order.positions(step, self.batch_size)]
         g = step_generator(self.seed, step, STREAM)
         clips = generate_moving_mnist(*self._digits, self.batch_size, self.frames, self.size, g, index=index)
-        return normalize(clips["video"])
+        return normalize(clips["video"][rows.start : rows.stop])
 
 
 def moving_mnist(cfg, batch_size, seed, root):

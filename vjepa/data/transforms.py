@@ -55,6 +55,11 @@ class Augment:
             "jitter": 1 + self.color_jitter * (2 * torch.rand(n, 3, generator=g) - 1),
         }
 
+    @staticmethod
+    def rows(params: dict[str, torch.Tensor], rows: range) -> dict[str, torch.Tensor]:
+        """The parameters of the samples ``rows`` of a batch, for ``crop`` (index from 0) and ``jitter``."""
+        return {k: v[rows.start : rows.stop] for k, v in params.items()}
+
     def box(self, u: torch.Tensor, h: int, w: int) -> tuple[int, int, int, int]:
         """(top, left, height, width) of the crop for uniforms ``u`` [4] in an h x w image."""
         u0, u1, u2, u3 = (float(v) for v in u)

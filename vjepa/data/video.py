@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from vjepa.data import normalize, step_generator
+from vjepa.data import BatchSource, normalize, step_generator
 from vjepa.data.common import (
     BadFiles,
     DataFileError,
@@ -107,7 +106,7 @@ class FrameCache:
         return value
 
 
-class VideoBatches(Dataset):
+class VideoBatches(BatchSource):
     def __init__(self, files: list[str], cfg, batch_size: int, seed: int):
         self.files, self.batch_size, self.seed = files, batch_size, seed
         self.aug = Augment.from_cfg(cfg, color_jitter=0.0)
@@ -126,9 +125,6 @@ class VideoBatches(Dataset):
     def __getstate__(self):  # workers start with an empty cache
         return {**self.__dict__, "cache": FrameCache(self.cache_mb)}
 
-    def __len__(self) -> int:
-        return 2**62
-
     def decoded(self, path: str) -> tuple[torch.Tensor, float]:
         return self.cache.get(
             path, lambda: self.bad.call(path, "video", partial(decode_video, path, self.short_side))
@@ -143,19 +139,26 @@ class VideoBatches(Dataset):
             )
         return native_fps / self.fps
 
-    def __getitem__(self, step: int) -> dict:
+    def batch(self, step: int, rows: range) -> dict:
         g = step_generator(self.seed, step, STREAM)
-        params = self.aug.draw(g, self.batch_size)
-        starts = torch.rand(self.batch_size, generator=g, dtype=torch.float64)
+        params = self.aug.rows(self.aug.draw(g, self.batch_size), rows)
+        starts = torch.rand(self.batch_size, generator=g, dtype=torch.float64)[rows.start : rows.stop]
 
-        def load(index: int, i: int) -> torch.Tensor:
+        def load(index: int, j: int) -> torch.Tensor:
             path = self.files[index]
             video, fps = self.decoded(path)
-            idx = clip_indices(len(video), self.frames, self.stride_for(path, fps), float(starts[i]))
-            return self.aug.crop(video, params, i, index=idx)
+            idx = clip_indices(len(video), self.frames, self.stride_for(path, fps), float(starts[j]))
+            return self.aug.crop(video, params, j, index=idx)
 
         xs, skipped = load_batch(
-            self.order, step, self.batch_size, load, self.on_error, self.max_skips, "data.video.on_error"
+            self.order,
+            step,
+            self.batch_size,
+            load,
+            self.on_error,
+            self.max_skips,
+            "data.video.on_error",
+            rows,
         )
         return {"x": normalize(self.aug.jitter(torch.stack(xs), params)), "skipped": skipped}
 
