@@ -172,13 +172,17 @@ def draw_union(spec: MaskSpec, b: int, grid, g: torch.Generator) -> torch.Tensor
     return cover
 
 
+def _maskable_tokens(grid: tuple[int, int, int]) -> int:
+    n = grid[0] * grid[1] * grid[2]
+    if n < 2:
+        raise ValueError(f"token grid {grid} has {n} token(s); masking needs at least 2")
+    return n
+
+
 def sample_masks(
     spec: MaskSpec, batch_size: int, grid: tuple[int, int, int], generator: torch.Generator
 ) -> Masks:
-    t, h, w = grid
-    n = t * h * w
-    if n < 2:
-        raise ValueError(f"token grid {grid} has {n} token(s); masking needs at least 2")
+    n = _maskable_tokens(grid)
     if spec.ratio is None:
         return _cut(draw_union(spec, batch_size, grid, generator), spec, grid, generator)
     covers = [_draw_blocks(spec, batch_size, grid, generator)]
@@ -224,9 +228,7 @@ def sample_mask_buckets(
             m = sample_masks(spec, len(idx), grid, generator)
             out.append(Masks(m.ctx_idx, m.tgt_idx, m.blocks, m.grid, idx))
         return out
-    n = grid[0] * grid[1] * grid[2]
-    if n < 2:
-        raise ValueError(f"token grid {grid} has {n} token(s); masking needs at least 2")
+    _maskable_tokens(grid)
     cover = draw_union(spec, batch_size, grid, generator)
     by_size = cover.any(1).sum(1).argsort(stable=True)
     for idx in by_size.tensor_split(buckets):
