@@ -99,6 +99,9 @@ def _width_row(row):
 
 def _context_row(row):
     weight = _num(_cfg(row, "loss.context.weight"))
+    image_weight = _num(_cfg(row, "loss.context.image_weight"))  # NaN where unset (null, or an older run)
+    if _cfg(row, "data.mix") == "image" and math.isfinite(image_weight):
+        weight = image_weight
     if not math.isfinite(weight):
         return None
     if weight == 0:

@@ -395,6 +395,10 @@ def test_ablation_rows_of_published_sweeps(base_config):
         )
         == "lambda = 0.2 constant"
     )
+    own = {"loss.context.weight": 0.0, "loss.context.image_weight": 0.2, "loss.context.warmup": "[0.0,0.0]"}
+    own["loss.context.distance_weighting"] = False
+    assert ctx(row(**own, **{"data.mix": "image"})) == "lambda = 0.2 constant"  # images train with 0.2
+    assert ctx(row(**own, **{"data.mix": "video"})) == "lambda = 0"
     recipe = ABLATIONS["recipe"].paper_row
     assert recipe(row(**{"loss.context.weight": 0.0, "model.deep_supervision": False})) == "V-JEPA 2"
     mixed = {"loss.context.weight": 0.5, "model.deep_supervision": True, "data.mix": "joint"}

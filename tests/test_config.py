@@ -78,10 +78,20 @@ def test_run_made_before_mask_buckets_existed_resumes_with_the_default(compose_c
     old = OmegaConf.to_container(cfg, resolve=True)
     for key in ("buckets", "bucket_by", "image_settings"):  # keys added after the first runs were made
         del old["mask"][key]
+    del old["loss"]["context"]["image_weight"]
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
     Trainer(cfg)._check_run_dir()
     with pytest.raises(ConfigError, match=r"mask.buckets: 1 \(on disk\) vs 8 \(now\)"):
         Trainer(compose_cfg("mask=vjepa2", "mask.buckets=8", f"run_dir={tmp_path}"))._check_run_dir()
+    with pytest.raises(ConfigError, match=r"loss.context.image_weight: None \(on disk\) vs 0.7 \(now\)"):
+        Trainer(
+            compose_cfg("mask=vjepa2", "loss.context.image_weight=0.7", f"run_dir={tmp_path}")
+        )._check_run_dir()
+
+
+def test_context_image_weight_is_checked(compose_cfg):
+    with pytest.raises(ConfigError, match=r"loss.context.image_weight=-0.1 must be a number >= 0, or null"):
+        check_config(compose_cfg("loss.context.image_weight=-0.1"))
 
 
 def test_image_mask_settings_are_checked(compose_cfg):

@@ -1,6 +1,7 @@
 """The published V-JEPA 2.1 ingredients: context loss, deep self-supervision, multi-modal tokenizer,
 multi-mask steps, RoPE, and robustness where the released code fails."""
 
+import json
 import math
 
 import pytest
@@ -53,6 +54,32 @@ def test_context_weight_warmup_schedule(compose_cfg):
     assert const.context_weight(0) == pytest.approx(0.2)
     off = Trainer(compose_cfg(*SMALL))
     assert off.context_weight(50) == 0.0
+
+
+def test_images_can_have_their_own_context_weight(compose_cfg, tmp_path):
+    """The paper's lambda 0.7 for images, 0.5 for clips: the same warm-up, each modality its own peak; unset,
+    images take the clips' weight (the released configs)."""
+    args = (*SMALL, "steps=100", "loss.context.weight=0.5", "loss.context.warmup=[0.2,0.4]")
+    own = Trainer(compose_cfg(*args, "loss.context.image_weight=0.7"))
+    assert [own.context_weight(s, "image") for s in (10, 30, 40, 99)] == pytest.approx([0, 0.35, 0.7, 0.7])
+    assert [own.context_weight(s, "video") for s in (10, 30, 40, 99)] == pytest.approx([0, 0.25, 0.5, 0.5])
+    same = Trainer(compose_cfg(*args))
+    assert same.context_weight(30, "image") == same.context_weight(30, "video") == pytest.approx(0.25)
+    only_images = JEPA(compose_cfg(*SMALL, "loss.context.image_weight=0.7"))  # weight 0: head for images
+    assert only_images.predictor.context_proj is not None
+    # both weights reach the loss of their modality and the log
+    run = compose_cfg(
+        *TINY_TEST,
+        "data.mix=joint",
+        "steps=2",
+        "log_every=1",
+        "loss.context.weight=0.5",
+        "loss.context.image_weight=0.7",
+        f"run_dir={tmp_path}",
+    )
+    train(run)
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["context_weight_image"], r["context_weight_video"]) for r in logged] == [(0.7, 0.5)] * 2
 
 
 def _masks(b, grid, ratio=0.6, seed=0):

@@ -59,6 +59,11 @@ def check_config(cfg) -> None:
     ctx = loss.get("context") or {}
     if not _num(ctx.get("weight", 0.0)) or ctx.get("weight", 0.0) < 0:
         e.append(f"loss.context.weight={ctx.get('weight')!r} must be a number >= 0 (0 = no context loss)")
+    image = ctx.get("image_weight")
+    if image is not None and (not _num(image) or image < 0):
+        e.append(
+            f"loss.context.image_weight={image!r} must be a number >= 0, or null (= loss.context.weight)"
+        )
     _choice(e, "loss.context.warmup_unit", ctx.get("warmup_unit", "fraction"), ("fraction", "steps"))
     hi = 1.0 if ctx.get("warmup_unit", "fraction") == "fraction" else float("inf")
     _range(e, "loss.context.warmup", ctx.get("warmup", [0, 0]), lo=0.0, hi=hi, lo_open=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vjepa.data import split_batch
+from vjepa.losses import context_weights
 from vjepa.masks import mask_bucketing, mask_settings, masked_count
 
 
@@ -83,7 +84,7 @@ def step_cost(cfg) -> StepCost:
     encoder runs once per sample."""
     m, data = cfg.model, cfg.data
     levels = 4 if m.get("deep_supervision", False) else 0
-    ctx_head = float((cfg.loss.get("context") or {}).get("weight", 0.0)) > 0  # context-loss head
+    ctx_head = max(context_weights(cfg.loss).values()) > 0  # context-loss head
     n_img, n_vid = split_batch(cfg.batch_size, data.mix, data.image_fraction)
     p, tp, chans = m.patch_size, m.tubelet_size, m.get("in_chans", 3)
     shared = m.tokenizer == "shared3d"  # images go through the tubelet conv, repeated tp times

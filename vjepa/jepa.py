@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vjepa.losses import context_distance_weights, context_loss, prediction_loss
+from vjepa.losses import context_distance_weights, context_loss, context_weights, prediction_loss
 from vjepa.masks import Masks
 from vjepa.models import build_encoder, build_predictor, gather_tokens
 from vjepa.models.vit import IMAGE, VIDEO
@@ -35,7 +35,7 @@ class JEPA(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         ctx_cfg = cfg.loss.get("context") or {}
-        self.use_context_loss = float(ctx_cfg.get("weight", 0.0)) > 0
+        self.use_context_loss = max(context_weights(cfg.loss).values()) > 0
         self.distance_weighting = bool(ctx_cfg.get("distance_weighting", True))
         self.encoder = build_encoder(cfg.model)
         self.predictor = build_predictor(

@@ -21,6 +21,16 @@ GRANULARITIES = ("token", "block")
 DISTANCES = ("smooth_l1", "l2", "l1")
 
 
+def context_weights(loss_cfg) -> dict[str, float]:
+    """Peak context-loss weight (lambda after the warm-up) per modality: ``loss.context.weight``, for images
+    ``loss.context.image_weight`` where set (the published paper: 0.5 video, 0.7 images; the released
+    configs: one weight). The context head exists, and its loss is computed, where either is above 0."""
+    c = loss_cfg.get("context") or {}
+    weight = float(c.get("weight", 0.0))
+    image = c.get("image_weight")
+    return {"image": weight if image is None else float(image), "video": weight}
+
+
 def distance(
     pred: torch.Tensor, target: torch.Tensor, kind: str = "smooth_l1", beta: float = 2.0
 ) -> torch.Tensor:

@@ -31,6 +31,7 @@ from vjepa.distributed import (
     sum_across_ranks,
 )
 from vjepa.jepa import JEPA
+from vjepa.losses import context_weights
 from vjepa.masks import MaskSpec, mask_bucketing, mask_settings, sample_mask_buckets
 from vjepa.models import count_params
 from vjepa.runfiles import (
@@ -124,7 +125,12 @@ def without_keys(c: dict, keys) -> dict:
 # Keys added to the configs after runs were made without them, with the value that reproduces what the
 # code did before: a config that sets one to this value is the same experiment as one that lacks it (so old
 # run directories resume, are adopted by sweeps and hash as before).
-ADDED_KEYS = {"mask.buckets": 1, "mask.bucket_by": "order", "mask.image_settings": None}
+ADDED_KEYS = {
+    "mask.buckets": 1,
+    "mask.bucket_by": "order",
+    "mask.image_settings": None,
+    "loss.context.image_weight": None,
+}
 
 
 def _added_key_nodes(c: dict):
@@ -271,10 +277,11 @@ class Trainer:
         )
 
     # ---- one step -----------------------------------------------------------------------------------
-    def context_weight(self, step: int) -> float:
-        """lambda_t of the context loss: 0 before the warm-up window, linear ramp, then constant."""
+    def context_weight(self, step: int, modality: str = "video") -> float:
+        """lambda_t of the context loss for ``modality``: 0 before the warm-up window, linear ramp, then
+        constant (``context_weights``: one weight, or the images' own)."""
         c = self.cfg.loss.get("context") or {}
-        weight = float(c.get("weight", 0.0))
+        weight = context_weights(self.cfg.loss)[modality]
         if weight <= 0:
             return 0.0
         start, end = c.get("warmup", (0, 0))
@@ -295,8 +302,7 @@ class Trainer:
         n_total = sum(x.shape[0] for x in batch.values()) * self.dist.world
         timer = self.model.timer
         total = 0.0
-        lam = self.context_weight(step)
-        record = {"lr": lr, "momentum": tau, "context_weight": lam}
+        record = {"lr": lr, "momentum": tau, "context_weight": self.context_weight(step)}
         for modality, x in batch.items():
             grid = self.model.encoder.grid(x)
             n_local = x.shape[0]
@@ -318,6 +324,9 @@ class Trainer:
                 if self.autocast_dtype
                 else nullcontext()
             )
+            lam = self.context_weight(step, modality)
+            if len(set(context_weights(cfg.loss).values())) > 1:  # images have their own weight
+                record[f"context_weight_{modality}"] = lam
             with ctx:
                 loss, stats = self.model.loss(x, masks, lam)
             total = total + loss * (n_local * self.dist.world / n_total)
