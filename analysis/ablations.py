@@ -36,6 +36,28 @@ COMPARE = {
 }
 
 
+# The toolkit's probe tasks that read clips (and their variants: _linear, _levels); all others read images.
+VIDEO_PROBES = ("mnist_video", "shapes_video")
+
+
+def probe_modality(metric: str) -> str | None:
+    """The modality, "image" or "video", a probe metric reads (``probe/<task>/...``, ``probe_online/...``)."""
+    parts = metric.split("/")
+    if len(parts) < 3 or not parts[0].startswith("probe"):
+        return None
+    return "video" if parts[1].startswith(VIDEO_PROBES) else "image"
+
+
+def untrained_modality(row) -> str | None:
+    """The modality whose tokenizer a run never trained: with ``model.tokenizer=separate`` (a 2-D patch
+    embedding for images, a 3-D one for clips, as V-JEPA 2.1), a run on one modality leaves the other's
+    tokenizer (and modality embedding) at initialisation, so its probes of that modality measure a random
+    tokenizer, not the ablation. With the shared 3-D tokenizer images train it too (repeated frames)."""
+    if _cfg(row, "model.tokenizer") != "separate":
+        return None
+    return {"image": "video", "video": "image"}.get(_cfg(row, "data.mix"))
+
+
 def lower_is_better(metric: str) -> bool:
     """Direction of a toolkit metric: losses and errors are lower-better, probe scores higher-better."""
     return metric.rsplit("/", 1)[-1].startswith(("loss", "rmse", "error"))

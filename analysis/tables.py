@@ -25,7 +25,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.ablations import COMPARE, Ablation, ablation_for, lower_is_better, sort_variants
+from analysis.ablations import (
+    COMPARE,
+    Ablation,
+    ablation_for,
+    lower_is_better,
+    probe_modality,
+    sort_variants,
+    untrained_modality,
+)
 from analysis.paper import METRICS, TABLES, Table
 
 RANDOM = "random init"
@@ -50,6 +58,7 @@ class Summary:
     agreement: pd.DataFrame
     metrics: list[str]
     variants: list[str]
+    left_out: dict[str, int]  # modality -> runs whose probes of it were left out (untrained tokenizer)
 
     @property
     def stem(self) -> str:
@@ -80,6 +89,19 @@ def headline_metrics(runs: pd.DataFrame, ablation: Ablation) -> list[str]:
     others = sorted(c for c in runs.columns if HEADLINE.fullmatch(c) and not c.endswith("/time_s"))
     metrics = list(dict.fromkeys(compared + others + ["loss_final"]))
     return [m for m in metrics if m in runs.columns and runs[m].notna().any()]
+
+
+def without_untrained_probes(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``runs`` with the probe scores of each run's untrained modality (``ablations.untrained_modality``)
+    blanked, and how many runs that touched per modality."""
+    runs, left_out = runs.copy(), {}
+    for i, row in zip(runs.index, runs.to_dict("records"), strict=True):
+        modality = untrained_modality(row)
+        columns = [c for c in runs.columns if modality and probe_modality(c) == modality]
+        if columns and runs.loc[i, columns].notna().any():
+            runs.loc[i, columns] = math.nan
+            left_out[modality] = left_out.get(modality, 0) + 1
+    return runs, left_out
 
 
 def _moments(values: pd.Series) -> tuple[float, float, int]:
@@ -192,6 +214,7 @@ def summarize(results: pd.DataFrame) -> list[Summary]:
         if not axis:
             continue
         ablation = ablation_for(sweep)
+        runs, left_out = without_untrained_probes(runs)
         metrics = headline_metrics(runs, ablation)
         stats = variant_stats(runs, ablation, metrics)
         out.append(
@@ -205,6 +228,7 @@ def summarize(results: pd.DataFrame) -> list[Summary]:
                 agreement(stats, ablation),
                 metrics,
                 sort_variants(runs["variant"], ablation),
+                left_out,
             )
         )
     return out
@@ -420,5 +444,11 @@ def statement(s: Summary) -> str:
             "- Not measured here: "
             + "; ".join(f"{METRICS[m].label} ({stand_ins[m]})" for m in unmeasured)
             + "."
+        )
+    for modality, n in sorted(s.left_out.items()):
+        trained = "images" if modality == "video" else "clips"
+        lines.append(
+            f"- Left out: the {modality} probes of {n} run(s) trained on {trained} only with their own "
+            f"tokenizer per modality (model.tokenizer=separate), whose {modality} tokenizer never trained."
         )
     return "\n".join(lines)

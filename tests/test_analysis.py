@@ -453,3 +453,46 @@ def test_plots_are_written_and_deterministic(results, sweeps, tmp_path):
     assert line.get_xdata().tolist() == [10, 20]
     assert np.allclose(line.get_ydata(), [0.03 + 0.01, 0.015 + 0.01])
     assert fig.axes[0].get_legend_handles_labels()[1] == ["block (n=3)", "token (n=3)"]
+
+
+def test_probes_through_an_untrained_tokenizer_are_left_out():
+    """Image-only runs with a tokenizer per modality never train the video one: their video probes are left
+    out (and said so); with the shared 3-D tokenizer (trained on repeated frames) they are kept."""
+
+    def runs(tokenizer):
+        rows = []
+        for deep in (False, True):
+            for seed in (0, 1):
+                rows.append(
+                    {
+                        "run_id": f"deep_supervision/{deep},{seed}",
+                        "sweep": "deep_supervision",
+                        "preset": "tiny",
+                        "axis": "model.deep_supervision",
+                        "variant": str(deep),
+                        "seed": seed,
+                        "status": "completed",
+                        "command": "python sweeps/deep_supervision.py",
+                        "config/model.deep_supervision": deep,
+                        "config/model.tokenizer": tokenizer,
+                        "config/data.mix": "image",
+                        "probe/camvid_linear/miou": 0.2 + 0.02 * deep + 0.001 * seed,
+                        "probe/mnist_video/direction_top1": 0.9 - 0.05 * deep + 0.01 * seed,
+                        "probe_random/mnist_video/direction_top1": 0.5,
+                        "loss_final": 0.5,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    s = _summary(runs("separate"), "deep_supervision")
+    assert "probe/camvid_linear/miou" in s.metrics
+    assert not [m for m in s.metrics if "mnist_video" in m] and s.left_out == {"video": 4}
+    text = statement(s)
+    assert "Diving-48 top-1 (`mnist_video/direction_top1`, `shapes_video/direction_top1`)" in text
+    assert "Left out: the video probes of 4 run(s) trained on images only" in text
+    assert "ADE20K mIoU (linear) vs. `camvid_linear/miou`: agrees" in text
+    assert "Diving-48 top-1 vs." not in text
+
+    shared = _summary(runs("shared3d"), "deep_supervision")
+    assert "probe/mnist_video/direction_top1" in shared.metrics and shared.left_out == {}
+    assert "Diving-48 top-1 vs. `mnist_video/direction_top1`: disagrees" in statement(shared)
