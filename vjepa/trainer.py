@@ -319,14 +319,14 @@ class Trainer:
                     masks.append([b.to(self.device) for b in local if b.size])
             with timer("to_device"):
                 x = x.to(self.device, non_blocking=True)
+            lam = self.context_weight(step, modality)
+            if len(set(context_weights(cfg.loss).values())) > 1:  # images have their own weight
+                record[f"context_weight_{modality}"] = lam
             ctx = (
                 torch.autocast(self.device.type, self.autocast_dtype)
                 if self.autocast_dtype
                 else nullcontext()
             )
-            lam = self.context_weight(step, modality)
-            if len(set(context_weights(cfg.loss).values())) > 1:  # images have their own weight
-                record[f"context_weight_{modality}"] = lam
             with ctx:
                 loss, stats = self.model.loss(x, masks, lam)
             total = total + loss * (n_local * self.dist.world / n_total)
