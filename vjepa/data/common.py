@@ -91,30 +91,29 @@ class EpochOrder:
     def index(self, pos: int) -> int:
         return int(self.perm(pos // self.n)[pos % self.n])
 
-    def positions(self, step: int, batch_size: int) -> range:
-        return range(step * batch_size, (step + 1) * batch_size)
+    def positions(self, step: int, batch_size: int, rows: range | None = None) -> range:
+        """Stream positions of the samples of step ``step``'s batch (only its ``rows`` if given)."""
+        pos = range(step * batch_size, (step + 1) * batch_size)
+        return pos if rows is None else pos[rows.start : rows.stop]
 
 
 def load_batch(
     order: EpochOrder,
-    step: int,
-    batch_size: int,
+    positions: range,
     load: Callable[[int, int], torch.Tensor],
     on_error: str,
     max_skips: int,
     setting: str,
-    rows: range | None = None,
 ) -> tuple[list[torch.Tensor], int]:
-    """``load(index, j)`` for the sample positions of the batch's ``rows`` (all if None; ``j`` counts from 0
-    within them), applying the ``on_error`` policy.
+    """``load(index, j)`` for the samples at ``positions`` of the epoch order (``j``: 0, 1, ...), applying
+    the ``on_error`` policy.
 
     With ``skip``, a sample whose file raises ``DataFileError`` is replaced by the sample at the next
     position of the epoch order (deterministic), and counted; more than ``max_skips`` unreadable files in
     a row raise one error naming them. Returns (samples, number of skipped files).
     """
     out, skipped = [], 0
-    positions = order.positions(step, batch_size)
-    for j, pos in enumerate(positions if rows is None else positions[rows.start : rows.stop]):
+    for j, pos in enumerate(positions):
         failures = []
         while True:
             try:

@@ -54,7 +54,7 @@ class ArrayImageBatches(BatchSource):
         if self._x is None:
             self._x = self.load()
         params = self.aug.rows(self.aug.draw(step_generator(self.seed, step, STREAM), self.batch_size), rows)
-        pos = self.order.positions(step, self.batch_size)[rows.start : rows.stop]
+        pos = self.order.positions(step, self.batch_size, rows)
         x = torch.stack(
             [self.aug.crop(_hwc(self._x[self.order.index(p)]), params, j) for j, p in enumerate(pos)]
         )
@@ -111,16 +111,8 @@ class ImageFolderBatches(BatchSource):
             path = self.files[index]
             return self.aug.crop(self.bad.call(path, "image", partial(read_image, path)), params, j)
 
-        xs, skipped = load_batch(
-            self.order,
-            step,
-            self.batch_size,
-            load,
-            self.on_error,
-            self.max_skips,
-            "data.image.on_error",
-            rows,
-        )
+        pos = self.order.positions(step, self.batch_size, rows)
+        xs, skipped = load_batch(self.order, pos, load, self.on_error, self.max_skips, "data.image.on_error")
         return {"x": normalize(self.aug.jitter(torch.stack(xs), params)), "skipped": skipped}
 
 

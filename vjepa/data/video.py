@@ -150,16 +150,8 @@ class VideoBatches(BatchSource):
             idx = clip_indices(len(video), self.frames, self.stride_for(path, fps), float(starts[j]))
             return self.aug.crop(video, params, j, index=idx)
 
-        xs, skipped = load_batch(
-            self.order,
-            step,
-            self.batch_size,
-            load,
-            self.on_error,
-            self.max_skips,
-            "data.video.on_error",
-            rows,
-        )
+        pos = self.order.positions(step, self.batch_size, rows)
+        xs, skipped = load_batch(self.order, pos, load, self.on_error, self.max_skips, "data.video.on_error")
         return {"x": normalize(self.aug.jitter(torch.stack(xs), params)), "skipped": skipped}
 
 
