@@ -358,7 +358,7 @@ def load_results(path) -> pd.DataFrame:
         df[c] = df[c].fillna("")
     for c in ("seed", "steps_done", "steps"):
         df[c] = df[c].astype("Int64")
-    return df
+    return df.copy()  # de-fragmented after the column conversions
 
 
 def main(argv=None) -> None:

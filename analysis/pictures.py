@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.ablations import ablation_for, sort_variants
+from analysis.ablations import ablation_for, sort_variants, untrained_modality
 from analysis.tables import group_stem
 
 HELD_SEED = 20260101
@@ -148,11 +148,16 @@ def encoder_maps(encoder, x, fit) -> tuple[np.ndarray, np.ndarray]:
 
 
 def extract_pca(runs: list[tuple[str, str, Path]], out: Path) -> Path | None:
-    """``runs``: (variant, run_id, run_dir) of completed runs with checkpoints; a random-init row first."""
+    """``runs``: (variant, run_id, run_dir) of completed runs with checkpoints; a random-init row first. A
+    modality whose tokenizer none of the runs trained (``ablations.untrained_modality``) gets no maps."""
     runs = [r for r in runs if (Path(r[2]) / "checkpoints" / "last.pt").exists()]
     if not runs:
         return None
     encoders = [load_encoder(d) for _, _, d in runs]
+    untrained = {
+        untrained_modality({"config/model.tokenizer": c.model.tokenizer, "config/data.mix": c.data.mix})
+        for _, c in encoders
+    }
     held, fit = held_inputs(encoders[0][1]), fit_inputs(encoders[0][1])
     labels = ["random init"] + [v for v, _, _ in runs]
     ids = [f"{runs[0][1]} (initial weights)"] + [i for _, i, _ in runs]
@@ -165,6 +170,8 @@ def extract_pca(runs: list[tuple[str, str, Path]], out: Path) -> Path | None:
     }
     for i, encoder in enumerate([random_encoder(encoders[0][1])] + [e for e, _ in encoders]):
         for modality, x in held.items():
+            if untrained == {modality}:
+                continue
             arrays[f"{modality}_pca_{i}"], arrays[f"{modality}_pcapos_{i}"] = encoder_maps(
                 encoder, x, fit[modality]
             )

@@ -153,6 +153,25 @@ def test_position_centred_pca_shows_content_that_positions_hide():
     assert np.array_equal(pictures.pca_rgb(shown, shown), plain)
 
 
+def test_pca_maps_leave_out_a_modality_whose_tokenizer_no_run_trained(compose_cfg, tmp_path):
+    """Image-only runs with a tokenizer per modality: no video maps (they would show a random tokenizer);
+    with the shared 3-D tokenizer the video maps stay."""
+    from tests.conftest import TINY_TEST
+    from vjepa.trainer import train
+
+    for tokenizer, video_maps in (("separate", False), ("shared3d", True)):
+        run = tmp_path / tokenizer
+        train(
+            compose_cfg(
+                *TINY_TEST, "data.mix=image", "steps=1", f"model.tokenizer={tokenizer}", f"run_dir={run}"
+            )
+        )
+        z = np.load(pictures.extract_pca([("image", tokenizer, run)], tmp_path / f"{tokenizer}.npz"))
+        assert "image_pca_1" in z and "image_pcapos_1" in z
+        assert ("video_pca_1" in z) is video_maps and ("video_pca_0" in z) is video_maps
+        assert (pictures.render_pca(tmp_path / f"{tokenizer}.npz", "video") is None) is not video_maps
+
+
 def test_pictures_from_a_real_checkpoint(tmp_path):
     """Train 2 steps with the real CLI, extract the PCA and mask arrays, render them."""
     run_dir = tmp_path / "pictures" / "preset=tiny" / "loss=token,seed=0"
