@@ -2,6 +2,9 @@
 # The published V-JEPA 2.1 tables at the tiny preset (issue 7), 3 seeds each, on real data: Table 12 (deep
 # self-supervision) and Table 2 (context-loss weighting) on CIFAR-10 images, Table 1 (the cumulative recipe)
 # on the six real clips and, from its "+ data mix" step on, CIFAR-10 images with them.
+# Image-only training leaves a separate video tokenizer untrained, so Table 12 (V-JEPA 2.1's tokenizer per
+# modality) reports no video column; Table 2 (V-JEPA 2's shared 3-D tokenizer, trained on repeated frames)
+# keeps its video probes, but motion (the SSv2 stand-in) is learnt from static images only.
 # Resumable like sweeps/reproduce_tiny.sh: run it again and completed runs are skipped, interrupted ones
 # resume from their last checkpoint; seeds go in order, so a partial run already pairs its variants.
 # The V-JEPA 2 masks are cut in 8 buckets of samples of similar union size (mask.buckets=8
