@@ -149,15 +149,16 @@ def encoder_maps(encoder, x, fit) -> tuple[np.ndarray, np.ndarray]:
 
 def extract_pca(runs: list[tuple[str, str, Path]], out: Path) -> Path | None:
     """``runs``: (variant, run_id, run_dir) of completed runs with checkpoints; a random-init row first. A
-    modality whose tokenizer none of the runs trained (``ablations.untrained_modality``) gets no maps."""
+    run gets no maps of a modality whose tokenizer it never trained (``ablations.untrained_modality``), and
+    a modality no run trained gets none at all."""
     runs = [r for r in runs if (Path(r[2]) / "checkpoints" / "last.pt").exists()]
     if not runs:
         return None
     encoders = [load_encoder(d) for _, _, d in runs]
-    untrained = {
+    untrained = [None] + [
         untrained_modality({"config/model.tokenizer": c.model.tokenizer, "config/data.mix": c.data.mix})
         for _, c in encoders
-    }
+    ]
     held, fit = held_inputs(encoders[0][1]), fit_inputs(encoders[0][1])
     labels = ["random init"] + [v for v, _, _ in runs]
     ids = [f"{runs[0][1]} (initial weights)"] + [i for _, i, _ in runs]
@@ -170,7 +171,7 @@ def extract_pca(runs: list[tuple[str, str, Path]], out: Path) -> Path | None:
     }
     for i, encoder in enumerate([random_encoder(encoders[0][1])] + [e for e, _ in encoders]):
         for modality, x in held.items():
-            if untrained == {modality}:
+            if untrained[i] == modality or set(untrained[1:]) == {modality}:
                 continue
             arrays[f"{modality}_pca_{i}"], arrays[f"{modality}_pcapos_{i}"] = encoder_maps(
                 encoder, x, fit[modality]
@@ -299,18 +300,23 @@ def _image_grid(
 def render_pca(npz_path: Path, modality: str, out=None, per_position: bool = False):
     """Rows: the held inputs, then random init and each variant; columns: held images (or the temporal
     token slices of the held clips, shown with the first frame of each slice). ``per_position``: the
-    position-centred maps (None where the arrays predate them)."""
+    position-centred maps (None where the arrays predate them). A run without maps of the modality (its
+    tokenizer never trained) gets an empty row."""
     z = np.load(npz_path, allow_pickle=False)
     labels = [str(v) for v in z["labels"]]
     inputs = z[f"{modality}_input"]
     key = "pcapos" if per_position else "pca"
     if f"{modality}_{key}_0" not in z:
         return None
-    maps = [z[f"{modality}_{key}_{i}"] for i in range(len(labels))]
+    maps = [z[f"{modality}_{key}_{i}"] if f"{modality}_{key}_{i}" in z else None for i in range(len(labels))]
+    labels = [label if m is not None else f"{label} (tokenizer untrained)" for label, m in zip(labels, maps)]
     if modality == "image":
         cols = [f"image {k}" for k in range(len(inputs))]
         first = list(inputs)
-        rows = [[_upsample(m[k, 0], inputs.shape[1:3]) for k in range(len(inputs))] for m in maps]
+        rows = [
+            [_upsample(m[k, 0], inputs.shape[1:3]) for k in range(len(inputs))] if m is not None else []
+            for m in maps
+        ]
     else:
         t = maps[0].shape[1]
         tubelet = inputs.shape[1] // t
@@ -318,6 +324,8 @@ def render_pca(npz_path: Path, modality: str, out=None, per_position: bool = Fal
         first = [inputs[c, s * tubelet] for c in range(len(inputs)) for s in range(t)]
         rows = [
             [_upsample(m[c, s], inputs.shape[2:4]) for c in range(len(inputs)) for s in range(t)]
+            if m is not None
+            else []
             for m in maps
         ]
     return _image_grid(

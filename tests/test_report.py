@@ -170,6 +170,13 @@ def test_pca_maps_leave_out_a_modality_whose_tokenizer_no_run_trained(compose_cf
         assert "image_pca_1" in z and "image_pcapos_1" in z
         assert ("video_pca_1" in z) is video_maps and ("video_pca_0" in z) is video_maps
         assert (pictures.render_pca(tmp_path / f"{tokenizer}.npz", "video") is None) is not video_maps
+    # a sweep that mixes them: the random-init and shared3d rows have video maps, the separate run's row none
+    runs = [("separate", "a", tmp_path / "separate"), ("shared3d", "b", tmp_path / "shared3d")]
+    z = np.load(pictures.extract_pca(runs, tmp_path / "mixed.npz"))
+    assert ["video_pca_0" in z, "video_pca_1" in z, "video_pca_2" in z] == [True, False, True]
+    fig = pictures.render_pca(tmp_path / "mixed.npz", "video")
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["input", "random init", "separate (tokenizer untrained)", "shared3d"]
 
 
 def test_pictures_from_a_real_checkpoint(tmp_path):
