@@ -48,14 +48,15 @@ def probe_modality(metric: str) -> str | None:
     return "video" if parts[1].startswith(VIDEO_PROBES) else "image"
 
 
-def untrained_modality(row) -> str | None:
-    """The modality whose tokenizer a run never trained: with ``model.tokenizer=separate`` (a 2-D patch
-    embedding for images, a 3-D one for clips, as V-JEPA 2.1), a run on one modality leaves the other's
-    tokenizer (and modality embedding) at initialisation, so its probes of that modality measure a random
-    tokenizer, not the ablation. With the shared 3-D tokenizer images train it too (repeated frames)."""
-    if _cfg(row, "model.tokenizer") != "separate":
+def untrained_modality(tokenizer, mix) -> str | None:
+    """The modality whose tokenizer a run with ``model.tokenizer`` and ``data.mix`` never trained: with
+    ``separate`` (a 2-D patch embedding for images, a 3-D one for clips, as V-JEPA 2.1), a run on one
+    modality leaves the other's tokenizer (and modality embedding) at initialisation, so its probes of that
+    modality measure a random tokenizer, not the ablation. The shared 3-D tokenizer trains on images too
+    (repeated frames)."""
+    if tokenizer != "separate":
         return None
-    return {"image": "video", "video": "image"}.get(_cfg(row, "data.mix"))
+    return {"image": "video", "video": "image"}.get(mix)
 
 
 def lower_is_better(metric: str) -> bool:

@@ -155,10 +155,7 @@ def extract_pca(runs: list[tuple[str, str, Path]], out: Path) -> Path | None:
     if not runs:
         return None
     encoders = [load_encoder(d) for _, _, d in runs]
-    untrained = [None] + [
-        untrained_modality({"config/model.tokenizer": c.model.tokenizer, "config/data.mix": c.data.mix})
-        for _, c in encoders
-    ]
+    untrained = [None] + [untrained_modality(c.model.tokenizer, c.data.mix) for _, c in encoders]
     held, fit = held_inputs(encoders[0][1]), fit_inputs(encoders[0][1])
     labels = ["random init"] + [v for v, _, _ in runs]
     ids = [f"{runs[0][1]} (initial weights)"] + [i for _, i, _ in runs]

@@ -96,7 +96,7 @@ def without_untrained_probes(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str
     blanked, and how many runs that touched per modality."""
     runs, left_out = runs.copy(), {}
     for i, row in zip(runs.index, runs.to_dict("records"), strict=True):
-        modality = untrained_modality(row)
+        modality = untrained_modality(row.get("config/model.tokenizer"), row.get("config/data.mix"))
         columns = [c for c in runs.columns if modality and probe_modality(c) == modality]
         if columns and runs.loc[i, columns].notna().any():
             runs.loc[i, columns] = math.nan

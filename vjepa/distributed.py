@@ -60,19 +60,14 @@ def average_gradients(params, info: DistInfo) -> None:
         offset += g.numel()
 
 
-def sum_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
-    if info.world == 1 or not values:
+def mean_across_ranks(values: dict[str, float], info: DistInfo, counts=()) -> dict[str, float]:
+    """``values`` averaged over ranks in one all-reduce; the keys in ``counts`` (integer counts) summed."""
+    if info.world == 1:
         return values
     keys = sorted(values)
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
     dist.all_reduce(t)
-    return dict(zip(keys, t.tolist()))
-
-
-def mean_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
-    if info.world == 1:
-        return values
-    return {k: v / info.world for k, v in sum_across_ranks(values, info).items()}
+    return {k: round(v) if k in counts else v / info.world for k, v in zip(keys, t.tolist())}
 
 
 def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:

@@ -28,7 +28,6 @@ from vjepa.distributed import (
     broadcast_module,
     init_distributed,
     mean_across_ranks,
-    sum_across_ranks,
 )
 from vjepa.jepa import JEPA
 from vjepa.losses import context_weights
@@ -197,6 +196,7 @@ class Trainer:
             for modality in MASK_STREAM
         }
         self.mask_buckets = mask_bucketing(cfg.mask)
+        self.context_peaks = context_weights(cfg.loss)
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.precision = "bf16" if use_bf16 else "fp32"  # what precision=auto means on this device
@@ -281,7 +281,7 @@ class Trainer:
         """lambda_t of the context loss for ``modality``: 0 before the warm-up window, linear ramp, then
         constant (``context_weights``: one weight, or the images' own)."""
         c = self.cfg.loss.get("context") or {}
-        weight = context_weights(self.cfg.loss)[modality]
+        weight = self.context_peaks[modality]
         if weight <= 0:
             return 0.0
         start, end = c.get("warmup", (0, 0))
@@ -320,7 +320,7 @@ class Trainer:
             with timer("to_device"):
                 x = x.to(self.device, non_blocking=True)
             lam = self.context_weight(step, modality)
-            if len(set(context_weights(cfg.loss).values())) > 1:  # images have their own weight
+            if len(set(self.context_peaks.values())) > 1:  # images have their own weight
                 record[f"context_weight_{modality}"] = lam
             ctx = (
                 torch.autocast(self.device.type, self.autocast_dtype)
@@ -351,10 +351,9 @@ class Trainer:
             self.model.update_target(tau)
         record["loss"] = total.detach()
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
-        record = mean_across_ranks(record, self.dist)
+        # unreadable files replaced under data.*.on_error=skip: counted over all ranks, the rest averaged
+        record = mean_across_ranks({**record, **skipped}, self.dist, counts=skipped)
         record["samples"] = n_total
-        # unreadable files replaced under data.*.on_error=skip, counted over all ranks
-        record.update({k: int(v) for k, v in sum_across_ranks(skipped, self.dist).items()})
         return record
 
     def request_stop(self) -> None:
