@@ -226,10 +226,7 @@ class Trainer:
         if self.cfg.get("activation_checkpointing", False):
             self.model.encoder.grad_checkpointing = self.model.predictor.grad_checkpointing = True
         if self.cfg.get("compile", False):
-            # Blocks are compiled in place, so parameter names and checkpoints stay the same.
-            for module in (self.model.encoder, self.model.target_encoder, self.model.predictor):
-                for blk in module.blocks:
-                    blk.compile(dynamic=True)
+            self.model.compile_blocks()
         opt = self.cfg.optim
         self.peak_lr = opt.base_lr * self.cfg.batch_size / 256.0
         self.warmup_steps = round(opt.warmup * self.cfg.steps) if opt.warmup < 1 else int(opt.warmup)

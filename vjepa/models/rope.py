@@ -60,7 +60,11 @@ class RopeBlock(Block):
         qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
         qk, v = qkv.split([2, 1])  # split, not indexing: its backward is one cat, not zero-filled copies
         q, k = apply_rope(qk, rope).unbind(0)  # q and k rotated in one pass
-        out = F.scaled_dot_product_attention(
-            q, k, v.squeeze(0), dropout_p=attn.attn_drop.p if self.training else 0.0
-        )
+        v = v.squeeze(0)
+        if torch.compiler.is_compiling():
+            # Under torch.compile (dynamic shapes) the CPU flash-attention backward asserts on the strides
+            # of a strided v once the token count changes (torch 2.14); contiguous inputs avoid it. Eager
+            # attention reads the strides directly and skips the copy.
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=attn.attn_drop.p if self.training else 0.0)
         return attn.proj_drop(attn.proj(attn.norm(out.transpose(1, 2).reshape(b, n, -1))))
