@@ -36,15 +36,22 @@ COMPARE = {
 }
 
 
-# The toolkit's probe tasks that read clips (and their variants: _linear, _levels); all others read images.
+# The toolkit's probe tasks that read clips (and their variants: _linear, _levels): how runs probed before
+# the probes recorded ``probe/<task>/frames`` are read.
 VIDEO_PROBES = ("mnist_video", "shapes_video")
+PROBE_METADATA = ("time_s", "frames")  # per-task keys that describe the task rather than score it
 
 
-def probe_modality(metric: str) -> str | None:
-    """The modality, "image" or "video", a probe metric reads (``probe/<task>/...``, ``probe_online/...``)."""
+def probe_modality(metric: str, row: dict | None = None) -> str | None:
+    """The modality, "image" or "video", a probe score reads (``probe/<task>/...``, ``probe_online/...``):
+    from the run's ``<prefix>/<task>/frames`` in ``row`` (0 for images) where the probes recorded it, else
+    from the toolkit's task names. None for anything else, the per-task metadata included."""
     parts = metric.split("/")
-    if len(parts) < 3 or not parts[0].startswith("probe"):
+    if len(parts) < 3 or not parts[0].startswith("probe") or parts[-1] in PROBE_METADATA:
         return None
+    frames = (row or {}).get(f"{parts[0]}/{parts[1]}/frames")
+    if frames is not None and not math.isnan(float(frames)):
+        return "video" if float(frames) > 0 else "image"
     return "video" if parts[1].startswith(VIDEO_PROBES) else "image"
 
 

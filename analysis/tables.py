@@ -27,6 +27,7 @@ import pandas as pd
 
 from analysis.ablations import (
     COMPARE,
+    PROBE_METADATA,
     Ablation,
     ablation_for,
     lower_is_better,
@@ -86,18 +87,21 @@ def headline_metrics(runs: pd.DataFrame, ablation: Ablation) -> list[str]:
     """Compared toolkit metrics first (in the paper table's order), then other probe scores, then the loss."""
     table = TABLES.get(ablation.table) if ablation.table else None
     compared = [t for m in (table.metrics if table else []) for t in COMPARE.get(m, ())]
-    others = sorted(c for c in runs.columns if HEADLINE.fullmatch(c) and not c.endswith("/time_s"))
+    others = sorted(
+        c for c in runs.columns if HEADLINE.fullmatch(c) and c.rsplit("/", 1)[-1] not in PROBE_METADATA
+    )
     metrics = list(dict.fromkeys(compared + others + ["loss_final"]))
     return [m for m in metrics if m in runs.columns and runs[m].notna().any()]
 
 
 def without_untrained_probes(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """``runs`` with the probe scores of each run's untrained modality (``ablations.untrained_modality``)
-    blanked, and how many runs that touched per modality."""
+    blanked (which modality each task reads: ``ablations.probe_modality``), and how many runs that touched
+    per modality."""
     runs, left_out = runs.copy(), {}
     for i, row in zip(runs.index, runs.to_dict("records"), strict=True):
         modality = untrained_modality(row.get("config/model.tokenizer"), row.get("config/data.mix"))
-        columns = [c for c in runs.columns if modality and probe_modality(c) == modality]
+        columns = [c for c in runs.columns if modality and probe_modality(c, row) == modality]
         if columns and runs.loc[i, columns].notna().any():
             runs.loc[i, columns] = math.nan
             left_out[modality] = left_out.get(modality, 0) + 1

@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from analysis import plots
-from analysis.ablations import ABLATIONS
+from analysis.ablations import ABLATIONS, probe_modality
 from analysis.collect import collect, collect_curves, load_results, write_csv
 from analysis.tables import kendall_tau, shown_best, statement, summarize, to_latex, to_markdown
 from vjepa.runfiles import MetricsLog, write_json, write_status
@@ -496,3 +496,15 @@ def test_probes_through_an_untrained_tokenizer_are_left_out():
     shared = _summary(runs("shared3d"), "deep_supervision")
     assert "probe/mnist_video/direction_top1" in shared.metrics and shared.left_out == {}
     assert "Diving-48 top-1 vs. `mnist_video/direction_top1`: disagrees" in statement(shared)
+
+    # Where the probes recorded their inputs' frames, those decide, whatever the task is called: a user's
+    # clip task "my_clips" is left out, and a task named like a video one that read images is kept.
+    named = runs("separate")
+    named["probe/my_clips/top1"] = 0.4 + 0.01 * named["seed"]
+    named["probe/my_clips/frames"] = 8.0
+    named["probe/mnist_video/frames"] = 0.0
+    s = _summary(named, "deep_supervision")
+    assert "probe/mnist_video/direction_top1" in s.metrics
+    assert not [m for m in s.metrics if "my_clips" in m] and s.left_out == {"video": 4}
+    assert probe_modality("probe/my_clips/top1") == "image"  # by name: what runs probed before read
+    assert probe_modality("probe/my_clips/frames", {"probe/my_clips/frames": 8.0}) is None

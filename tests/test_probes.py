@@ -172,8 +172,11 @@ def test_run_probes_is_deterministic_and_leaves_the_encoder_and_rng_alone():
         "probe/time_s",
     ):
         assert key in a
-    assert all(0.0 <= v <= 1.0 for k, v in _values(a).items())
+    assert all(0.0 <= v <= 1.0 for k, v in _values(a).items() if not k.endswith("/frames"))
     assert "probe/shapes_seg/iou/background" in a
+    # each task records its inputs' frames (0: images), which is how analysis tells its modality
+    assert a["probe/shapes_seg/frames"] == a["probe/shapes_det/frames"] == 0.0
+    assert a["probe/shapes_video/frames"] == a["probe_random/shapes_video_linear/frames"] == 4.0
 
 
 def test_run_probes_disk_cache_gives_the_same_numbers(tmp_path):

@@ -20,6 +20,8 @@ encoder, ``probe_online`` for the online encoder, ``probe_random`` for the rando
     probe/<cls task>/top1              top-1 accuracy (CIFAR-10, whose label is called ``label``)
     probe/<cls task>/<label>_top1      top-1 accuracy per label of video tasks: digit_top1, direction_top1
                                        (moving MNIST), shape_top1, direction_top1 (moving shapes)
+    probe/<task>/frames                frames of the task's inputs: 0 for images, T for clips (analysis reads
+                                       which modality a task probes from it, whatever the task's name)
     probe/<task>/time_s                wall time of the task (data and feature extraction included when
                                        the task is the first to need them)
     probe/time_s                       wall time of all tasks

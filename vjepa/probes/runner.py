@@ -121,6 +121,7 @@ def _probe_encoder(
         metrics = _run_task(name, task, data, feats, grid, task_seed(seed, name), device)
         dt = time.perf_counter() - t0
         out.update({f"{prefix}/{name}/{k}": float(v) for k, v in metrics.items()})
+        out[f"{prefix}/{name}/frames"] = float(data.x_train.shape[2]) if data.x_train.ndim == 5 else 0.0
         out[f"{prefix}/{name}/time_s"] = dt
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k)
         _log(f"{prefix}/{name}: {shown} ({dt:.1f} s, of which data + features {t_feat:.1f} s)")
