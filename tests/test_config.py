@@ -27,6 +27,8 @@ from vjepa.config_check import ConfigError, check_config
         ("data.image.name=imagenet", "data.image.name='imagenet' is not one of"),
         ("optim.ema=[0.99,1.1]", "optim.ema=[0.99, 1.1] must be a pair"),
         ("device=tpu", "device='tpu' is not one of: auto, cpu, cuda"),
+        ("mask.cut=first", "mask.cut='first' is not one of: random, raster"),
+        ("mask.cut=raster", "mask.cut=raster (Meta's cut of ratio-free settings to the batch minimum) needs"),
     ],
 )
 def test_invalid_values_are_named(compose_cfg, override, message):
@@ -69,20 +71,24 @@ def test_mask_buckets_are_checked_against_the_batch(compose_cfg):
 
 def test_run_made_before_mask_buckets_existed_resumes_with_the_default(compose_cfg, tmp_path):
     """A config.yaml written before the mask keys added since is the same experiment as their defaults
-    (buckets=1, bucket_by=order, image_settings=null), and only that."""
+    (buckets=1, bucket_by=order, image_settings=null, cut=random), and only that."""
     from omegaconf import OmegaConf
 
     from vjepa.trainer import Trainer
 
     cfg = compose_cfg("mask=vjepa2", f"run_dir={tmp_path}")
     old = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("buckets", "bucket_by", "image_settings"):  # keys added after the first runs were made
+    for key in ("buckets", "bucket_by", "image_settings", "cut"):  # keys added after the first runs
         del old["mask"][key]
     del old["loss"]["context"]["image_weight"]
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
     Trainer(cfg)._check_run_dir()
     with pytest.raises(ConfigError, match=r"mask.buckets: 1 \(on disk\) vs 8 \(now\)"):
         Trainer(compose_cfg("mask=vjepa2", "mask.buckets=8", f"run_dir={tmp_path}"))._check_run_dir()
+    with pytest.raises(ConfigError, match=r"mask.cut: 'random' \(on disk\) vs 'raster' \(now\)"):
+        Trainer(
+            compose_cfg("mask=vjepa2", "mask.ratio=null", "mask.cut=raster", f"run_dir={tmp_path}")
+        )._check_run_dir()
     with pytest.raises(ConfigError, match=r"loss.context.image_weight: None \(on disk\) vs 0.7 \(now\)"):
         Trainer(
             compose_cfg("mask=vjepa2", "loss.context.image_weight=0.7", f"run_dir={tmp_path}")

@@ -62,6 +62,47 @@ def test_union_mode_context_is_the_complement_cut_to_the_batch_minimum(grid):
         assert seen.max() == 1 and (seen.sum(1) == m.ctx_idx.shape[1] + m.tgt_idx.shape[1]).all()
 
 
+@pytest.mark.parametrize("grid", [(1, 8, 8), (4, 8, 8)])
+def test_raster_cut_keeps_each_sets_first_tokens_as_metas_collator(grid):
+    """cut="raster": targets and context are each sample's first covered / uncovered tokens in raster order
+    (brute force below), drawn from the same blocks as the random cut, which they favour the top of the
+    frame over."""
+    from vjepa.masks import draw_union
+
+    base = dict(ratio=None, num_blocks=3, spatial_scale=(0.1, 0.4))
+    positions_raster, positions_random = [], []
+    for seed in range(6):
+        g = torch.Generator().manual_seed(seed)
+        m = sample_masks(MaskSpec(**base, cut="raster"), 8, grid, g)
+        g_random = torch.Generator().manual_seed(seed)
+        r = sample_masks(MaskSpec(**base), 8, grid, g_random)
+        assert torch.equal(g.get_state(), g_random.get_state())  # both cuts consume the same draws
+        covered = draw_union(MaskSpec(**base), 8, grid, torch.Generator().manual_seed(seed)).any(1)
+        union = covered.sum(1)
+        n_tgt, n_ctx = int(union.min()), int((covered.shape[1] - union).min())
+        for b in range(8):
+            expect_tgt = [j for j in range(covered.shape[1]) if covered[b, j]][:n_tgt]
+            expect_ctx = [j for j in range(covered.shape[1]) if not covered[b, j]][:n_ctx]
+            assert m.tgt_idx[b].tolist() == expect_tgt and m.ctx_idx[b].tolist() == expect_ctx
+        assert m.tgt_idx.shape == r.tgt_idx.shape and m.ctx_idx.shape == r.ctx_idx.shape
+        assert torch.gather(covered, 1, r.tgt_idx).all() and not torch.gather(covered, 1, r.ctx_idx).any()
+        assert m.blocks.any(1).all()  # every target token lies in a block
+        positions_raster.append(m.ctx_idx.flatten())
+        positions_random.append(r.ctx_idx.flatten())
+    # the context's mean raster position (top rows, first frames come first): ~0.41 vs ~0.50 of the grid here
+    n = covered.shape[1]
+    assert (
+        torch.cat(positions_raster).float().mean() / n < torch.cat(positions_random).float().mean() / n - 0.05
+    )
+
+
+def test_raster_cut_needs_a_ratio_free_setting():
+    with pytest.raises(ValueError, match="this setting has ratio=0.6"):
+        MaskSpec(ratio=0.6, cut="raster")
+    with pytest.raises(ValueError, match="cut='first' is not one of: random, raster"):
+        MaskSpec(ratio=None, cut="first")
+
+
 @pytest.mark.parametrize(
     "grid, blocks, scale, published",
     [((8, 16, 16), 8, 0.15, 0.62), ((8, 16, 16), 2, 0.7, 0.82), ((1, 16, 16), 10, 0.15, 0.68)],

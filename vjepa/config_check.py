@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from vjepa.data import IMAGE_SOURCES, MIXES, VIDEO_SOURCES, split_batch
 from vjepa.losses import DISTANCES, GRANULARITIES
-from vjepa.masks import BUCKETING, mask_settings
+from vjepa.masks import BUCKETING, CUTS, mask_settings
 from vjepa.models.vit import POSITIONS, TOKENIZERS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -87,6 +87,14 @@ def check_config(cfg) -> None:
             _range(e, f"{key}.spatial_scale", st["spatial_scale"])
             _range(e, f"{key}.temporal_scale", st["temporal_scale"])
             _range(e, f"{key}.aspect_ratio", st["aspect_ratio"], lo=0.0, hi=float("inf"), hi_open=True)
+    _choice(e, "mask.cut", mask.get("cut", "random"), CUTS)
+    ratios = sorted({str(st["ratio"]) for st in settings if st["ratio"] is not None})
+    if mask.get("cut", "random") == "raster" and ratios:
+        e.append(
+            f"mask.cut=raster (Meta's cut of ratio-free settings to the batch minimum) needs ratio null in every "
+            f"mask setting; ratio {', '.join(ratios)} is set (preset=tiny sets mask.ratio=0.6: pass "
+            "mask.ratio=null with mask=vjepa2)"
+        )
 
     buckets = mask.get("buckets", 1)
     buckets_ok = _positive_int(e, "mask.buckets", buckets)

@@ -14,10 +14,11 @@ batch is one tensor and the realised ratio equals the request up to 1/N):
 With ``ratio = None`` (the V-JEPA 2 / 2.1 behaviour) the union of ``num_blocks`` blocks is used as drawn (a
 sample whose blocks cover the whole grid draws their positions again, as the released collator does): the
 targets are each sample's union trimmed (as in step 2) to the smallest union in the batch, and the context is
-each sample's complement of the union, cut to the smallest complement in the batch (a uniformly random subset:
-Meta's collator keeps the first tokens in raster order instead, which favours the top of the frame). Tokens
-cut from either set are neither seen nor predicted; in particular the context never sees a token inside a
-target block.
+each sample's complement of the union, cut to the smallest complement in the batch (a uniformly random subset).
+``cut="raster"`` cuts as Meta's collator does instead: each set keeps its first tokens in raster order, which
+favours the top of the frame (and, for clips, the first frames); both cuts consume the generator alike, so a
+run with either sees the same blocks. Tokens cut from either set are neither seen nor predicted; in
+particular the context never sees a token inside a target block.
 
 Length buckets (``sample_mask_buckets``, ratio-free settings only). The released code draws and cuts each
 GPU's batch on its own (24 clips per GPU in V-JEPA 2's ViT-L configs), and the cut weighs: the smallest
@@ -48,6 +49,16 @@ class MaskSpec:
     aspect_ratio: tuple[float, float] = (0.75, 1.5)
     temporal_scale: tuple[float, float] = (1.0, 1.0)
     max_rounds: int = 64
+    cut: str = "random"  # ratio-free settings: which tokens survive the cut to the batch minimum (CUTS)
+
+    def __post_init__(self):
+        if self.cut not in CUTS:
+            raise ValueError(f"cut={self.cut!r} is not one of: {', '.join(CUTS)}")
+        if self.cut != "random" and self.ratio is not None:
+            raise ValueError(
+                f"cut={self.cut!r} chooses what a ratio-free setting keeps when cut to the batch minimum; "
+                f"this setting has ratio={self.ratio} (exact per sample, nothing is cut): set ratio to null"
+            )
 
     @classmethod
     def from_cfg(cls, cfg) -> MaskSpec:
@@ -57,18 +68,21 @@ class MaskSpec:
             spatial_scale=tuple(cfg.spatial_scale),
             aspect_ratio=tuple(cfg.aspect_ratio),
             temporal_scale=tuple(cfg.temporal_scale),
+            cut=cfg.get("cut", "random"),
         )
 
 
 SETTING_KEYS = ("ratio", "num_blocks", "spatial_scale", "aspect_ratio", "temporal_scale")
+CUTS = ("random", "raster")  # random subset | the first tokens in raster order (Meta's collator)
 
 
 def mask_settings(mask_cfg, modality: str = "video") -> list:
     """The mask settings of a ``mask`` config for one modality: its own keys, or, when ``settings`` is a
     list, one per entry (each entry's missing keys taken from the group's own keys); for images,
     ``image_settings`` instead when it is a list (V-JEPA 2.1 masks images with 10 blocks, not the clips'
-    short- and long-range settings). Each setting gets its own predictor pass."""
-    base = {k: mask_cfg[k] for k in SETTING_KEYS}
+    short- and long-range settings). Each setting gets its own predictor pass; the group's ``cut`` (default
+    random) applies to every setting."""
+    base = {**{k: mask_cfg[k] for k in SETTING_KEYS}, "cut": mask_cfg.get("cut", "random")}
     entries = mask_cfg.get("settings") or [{}]
     if modality == "image" and mask_cfg.get("image_settings"):
         entries = mask_cfg.image_settings
@@ -271,8 +285,13 @@ def _cut(cover: torch.Tensor, spec: MaskSpec, grid, generator: torch.Generator) 
     noise = torch.rand(batch_size, n, generator=generator)
     priority = first_block * n + torch.where(covered, raster.float(), noise * n)
     order = priority.argsort(dim=1, stable=True)
-    tgt_idx = order[:, :want].sort(dim=1).values
-    ctx_idx = order[:, want if n_ctx is None else n - n_ctx :].sort(dim=1).values  # uncovered rank last
+    if n_ctx is not None and spec.cut == "raster":
+        # Meta's collator: each sample's target and context indices in raster order, cut to their first ones
+        tgt_idx = (raster + n * ~covered).argsort(dim=1)[:, :want]
+        ctx_idx = (raster + n * covered).argsort(dim=1)[:, :n_ctx]
+    else:
+        tgt_idx = order[:, :want].sort(dim=1).values
+        ctx_idx = order[:, want if n_ctx is None else n - n_ctx :].sort(dim=1).values  # uncovered rank last
     blocks = torch.gather(cover, 2, tgt_idx.unsqueeze(1).expand(-1, k_total, -1))
     fill = ~blocks.any(1, keepdim=True)  # tokens added in step 3 form one extra block
     blocks = torch.cat([blocks, fill], dim=1)

@@ -127,6 +127,7 @@ def without_keys(c: dict, keys) -> dict:
 ADDED_KEYS = {
     "mask.buckets": 1,
     "mask.bucket_by": "order",
+    "mask.cut": "random",
     "mask.image_settings": None,
     "loss.context.image_weight": None,
 }
