@@ -35,7 +35,7 @@ def report(session: nox.Session) -> None:
             "--out",
             "reports/results.csv",
             "--curves",
-            "reports/curves.csv",
+            "reports/curves",
             env=THREADS,
         )
     session.run(
@@ -63,7 +63,7 @@ def demo(session: nox.Session) -> None:
         "--out",
         f"{out}/results.csv",
         "--curves",
-        f"{out}/curves.csv",
+        f"{out}/curves",
         env=env,
     )
     session.run(

@@ -3,7 +3,7 @@
 Data flows one way: config -> engine -> run directory -> analysis -> reports. This package only reads run
 directories (it never trains and the engine never imports it):
 
-    python -m analysis.collect sweeps_out --out reports/results.csv --curves reports/curves.csv
+    python -m analysis.collect sweeps_out --out reports/results.csv --curves reports/curves
     python -m analysis.report --results reports/results.csv --out reports/
 
 ``collect`` also extracts the small arrays the pictures need (``reports/data/*.npz``) from the checkpoints,

@@ -1,7 +1,7 @@
 """Run directories -> one tidy table (one row per run) and a long table of training curves.
 
     python -m analysis.collect sweeps_out [more roots or run dirs] --out reports/results.csv \
-        [--curves reports/curves.csv] [--data reports/data | --no-pictures]
+        [--curves reports/curves] [--data reports/data | --no-pictures]
 
 A run directory is any directory holding ``config.yaml`` or ``status.json`` (found recursively; hidden
 directories such as Hydra's ``.hydra`` are skipped). The sweeps' layout ``<out>/<sweep>/preset=<p>/<run>``
@@ -28,6 +28,9 @@ gives the sweep name and preset; elsewhere the sweep is the parent directory's n
 * ``override/<key>``: each override's value as given; ``config/<key>``: the resolved config's scalars
   (lists as JSON; the probes group and run-specific keys left out);
 * every key of metrics.json, as is (``loss_final``, ``probe/<task>/<metric>``, ``probe_random/...``).
+
+Curves (``--curves``): a directory gets one CSV per (sweep, preset) group, ``<sweep>-<preset>.csv`` (as the
+report's tables), so each file stays small as sweeps are added; a path ending in ``.csv`` gets one file.
 """
 
 from __future__ import annotations
@@ -331,22 +334,61 @@ def write_csv(df: pd.DataFrame, path: Path, float_format: str | None = None) -> 
     df.to_csv(path, index=False, lineterminator="\n", float_format=float_format)
 
 
-def write_curves(df: pd.DataFrame, path: Path) -> None:
-    """The long curves table stored wide (one row per run and step, a column per metric, 6 significant
-    digits): the run id is written once per step, not once per value, so the committed file stays small."""
+def _write_wide(df: pd.DataFrame, path: Path) -> None:
     wide = df.pivot_table(index=["run_id", "step"], columns="metric", values="value", aggfunc="first")
     wide.columns.name = None
     write_csv(wide.reset_index(), path, float_format="%.6g")
 
 
+def curves_file_stem(run_id: str) -> str:
+    """The curves file of a run: ``<sweep>-<preset>`` from its id ``<sweep>/preset=<p>/<run>``, else the
+    sweep (the id's first part)."""
+    parts = run_id.split("/")
+    if len(parts) == 3 and parts[1].startswith("preset="):
+        return f"{parts[0]}-{parts[1].removeprefix('preset=')}"
+    return parts[0] if len(parts) > 1 else "runs"
+
+
+def write_curves(df: pd.DataFrame, path: Path) -> list[Path]:
+    """The long curves table stored wide (one row per run and step, a column per metric present in that
+    file, 6 significant digits), so a run id is written once per step, not once per value: into ``path``
+    itself when it ends in ``.csv``, else into the directory ``path``, one ``curves_file_stem`` file per
+    group (files of groups not collected this time are left alone: the report reads the curves of the runs
+    in its results table only). Returns the files written."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        _write_wide(df, path)
+        return [path]
+    path.mkdir(parents=True, exist_ok=True)
+    stems = df["run_id"].map(curves_file_stem)
+    written = []
+    for stem in sorted(stems.unique()):
+        _write_wide(df[stems == stem], path / f"{stem}.csv")
+        written.append(path / f"{stem}.csv")
+    return written
+
+
 def load_curves(path) -> pd.DataFrame:
-    """A curves file (wide, as ``write_curves`` stores it, or long) as the long table (run_id, step, metric,
-    value) of ``collect_curves``."""
-    df = pd.read_csv(path)
-    if "metric" in df.columns:
-        return df
-    long = df.melt(id_vars=["run_id", "step"], var_name="metric", value_name="value").dropna(subset=["value"])
+    """Curves as written by ``write_curves`` (a directory of files or one file; wide, or the long table
+    itself) as the long table (run_id, step, metric, value) of ``collect_curves``."""
+    path = Path(path)
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    parts = []
+    for f in files:
+        df = pd.read_csv(f)
+        if "metric" not in df.columns:
+            df = df.melt(id_vars=["run_id", "step"], var_name="metric", value_name="value")
+        parts.append(df.dropna(subset=["value"]))
+    if not parts:
+        return pd.DataFrame(columns=["run_id", "step", "metric", "value"])
+    long = pd.concat(parts, ignore_index=True)
     return long.sort_values(["run_id", "metric", "step"], kind="stable").reset_index(drop=True)
+
+
+def curves_beside(results_path) -> Path:
+    """Where curves are looked for beside a results.csv: the ``curves`` directory, else ``curves.csv``."""
+    parent = Path(results_path).parent
+    return parent / "curves" if (parent / "curves").is_dir() else parent / "curves.csv"
 
 
 def load_results(path) -> pd.DataFrame:
@@ -365,7 +407,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m analysis.collect", description=__doc__.split("\n")[0])
     ap.add_argument("roots", nargs="+", help="sweep roots or run directories (searched recursively)")
     ap.add_argument("--out", required=True, help="results table (CSV)")
-    ap.add_argument("--curves", help="training curves (long CSV)")
+    ap.add_argument(
+        "--curves", help="training curves: a directory (one CSV per sweep and preset) or a .csv file"
+    )
     ap.add_argument("--data", help="arrays for the pictures (default: <dir of --out>/data)")
     ap.add_argument("--no-pictures", action="store_true", help="do not read checkpoints for the pictures")
     args = ap.parse_args(argv)

@@ -268,6 +268,20 @@ def test_results_csv_round_trip_and_curves(results, sweeps, tmp_path):
     back = load_curves(tmp_path / "curves.csv")
     assert back[["run_id", "step", "metric"]].equals(curves[["run_id", "step", "metric"]])
     assert back["value"].tolist() == pytest.approx(curves["value"].tolist(), rel=1e-5)
+    # or one file per sweep and preset (the report's stems), read back as the same table
+    written = write_curves(curves, tmp_path / "curves")
+    assert sorted(p.name for p in written) == [
+        "loss_granularity-tiny.csv",
+        "mask_ratio-tiny.csv",
+        "predictor_width-tiny.csv",
+        "runs.csv",  # a run outside the sweeps' <sweep>/preset=<p>/ layout: its sweep (parent) name
+    ]
+    lg = pd.read_csv(tmp_path / "curves" / "loss_granularity-tiny.csv")
+    assert lg["run_id"].str.startswith("loss_granularity/preset=tiny/").all()
+    assert "loss_video" not in lg.columns or lg["loss_video"].notna().any()  # only its own metrics
+    back = load_curves(tmp_path / "curves")
+    assert back[["run_id", "step", "metric"]].equals(curves[["run_id", "step", "metric"]])
+    assert back["value"].tolist() == pytest.approx(curves["value"].tolist(), rel=1e-5)
 
 
 # ---- statistics and agreement ---------------------------------------------------------------------------

@@ -84,12 +84,12 @@ def test_committed_reports_regenerate_identically(tmp_path, monkeypatch):
     committed = ROOT / "reports"
     work = tmp_path / "reports"
     work.mkdir()
-    for name in ("results.csv", "curves.csv"):
-        (work / name).write_bytes((committed / name).read_bytes())
-    if (committed / "data").exists():
-        (work / "data").mkdir()
-        for f in (committed / "data").iterdir():
-            (work / "data" / f.name).write_bytes(f.read_bytes())
+    (work / "results.csv").write_bytes((committed / "results.csv").read_bytes())
+    for sub in ("curves", "data"):
+        if (committed / sub).exists():
+            (work / sub).mkdir()
+            for f in (committed / sub).iterdir():
+                (work / sub / f.name).write_bytes(f.read_bytes())
     monkeypatch.chdir(tmp_path)
     report.main(["--results", "reports/results.csv", "--out", "reports"])
     for sub in ("tables",):
