@@ -124,16 +124,17 @@ def test_step_benchmark_reports_parts_and_shares():
             "vjepa.bench",
             "--setting",
             "tiny_image",
+            "batch_size=8",  # an override right after the setting names is an override, not a setting
             "--steps",
             "1",
             "--warmup",
             "0",
             "model.depth=2",
-            "batch_size=8",
             "data.image.size=32",
         ]
     )
     assert res["step_ms"] > 0 and res["samples_per_s"] > 0 and res["peak_memory_mib"] > 0
+    assert res["samples_per_s"] * res["step_ms"] / 1e3 == pytest.approx(8)
     for part in (
         "masks",
         "target_encoder",

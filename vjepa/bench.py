@@ -211,6 +211,10 @@ def main(argv=None) -> None:
     ap.add_argument("--json", help="also write all results to this file")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides applied to every configuration")
     args = ap.parse_args(argv)
+    # --setting takes several names, so overrides written after it land there: give them back
+    given = args.setting or []
+    args.setting = [s for s in given if "=" not in s] or None
+    args.overrides = [s for s in given if "=" in s] + list(args.overrides)
     if args.threads:
         torch.set_num_threads(args.threads)
     common = list(args.overrides)
