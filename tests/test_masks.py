@@ -183,10 +183,18 @@ def test_temporal_extent_of_video_blocks():
     assert ((t.max(1).values - t.min(1).values + 1) == 2).all()
 
 
-@pytest.mark.parametrize("grid", [(1, 1, 2), (1, 2, 2), (1, 1, 3)])
-def test_tiny_grids_keep_one_visible_and_one_masked_token(grid):
-    m = sample_masks(MaskSpec(ratio=0.9), 1, grid, torch.Generator().manual_seed(0))
-    assert m.ctx_idx.shape[1] >= 1 and m.tgt_idx.shape[1] >= 1
+@pytest.mark.parametrize("grid", [(1, 1, 2), (1, 2, 2), (1, 1, 3), (2, 1, 1)])
+@pytest.mark.parametrize(
+    "spec",
+    [MaskSpec(ratio=0.9), MaskSpec(ratio=None, num_blocks=8, cut="raster")],
+    ids=["ratio", "union-raster-cut"],
+)
+def test_tiny_grids_keep_one_visible_and_one_masked_token(grid, spec):
+    for batch in (1, 3):
+        m = sample_masks(spec, batch, grid, torch.Generator().manual_seed(0))
+        assert m.ctx_idx.shape[1] >= 1 and m.tgt_idx.shape[1] >= 1
+        n = grid[0] * grid[1] * grid[2]
+        assert m.ctx_idx.shape[1] + m.tgt_idx.shape[1] <= n
 
 
 def test_single_token_grid_is_rejected():
