@@ -187,6 +187,10 @@ ABLATIONS = {
         "numeric",
         "deep self-supervision",
     ),
+    # no paper table: the paper does not ablate the cut; Meta's collator keeps the first raster-order tokens
+    "mask_cut": Ablation(
+        "mask_cut", None, order=("random", "raster"), xlabel="mask cut (ratio-free settings)"
+    ),
 }
 
 

@@ -84,7 +84,11 @@ def _grid(cfg, preset):
         yield key, list(values[preset] if OmegaConf.is_dict(values) else values)
 
 
-@pytest.mark.parametrize("name", [s for s in SWEEPS if s != "predictor_width"])  # that one: next test
+@pytest.mark.parametrize(
+    "name",
+    [s for s in SWEEPS if s != "predictor_width"]
+    + ["context_loss", "recipe", "deep_supervision", "mask_cut"],
+)  # predictor_width: next test
 def test_every_grid_point_is_a_valid_run_without_the_sweep_keys(name):
     for preset in ("tiny",):  # these grids do not depend on the preset
         cfg, _ = _compose_point(name, [f"preset={preset}"])
