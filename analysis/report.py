@@ -1,8 +1,8 @@
 """``python -m analysis.report --results reports/results.csv --out reports/``: everything in ``reports/``
 from the collected results, without training and without checkpoints.
 
-Reads ``results.csv`` and, beside it unless given, ``curves/`` (or ``curves.csv``) and ``data/*.npz`` (all written by
-``analysis.collect``). Writes, per (sweep, preset) group with an axis (``<stem>`` = ``<sweep>-<preset>``):
+Reads ``results.csv`` and, beside it unless given, ``curves/`` (or ``curves.csv``) and ``data/*.npz`` (all
+written by ``analysis.collect``). Writes, per (sweep, preset) group with an axis (``<stem>`` = ``<sweep>-<preset>``):
 ``tables/<stem>.{md,csv,tex}`` and ``tables/<stem>_agreement.csv``; ``figures/<stem>_metrics.png``,
 ``_curves.png``, ``_masks_{image,video}.png``, ``_pca_{image,video}.png``, ``_pcapos_{image,video}.png`` (where the data exist); and
 ``README.md``, which shows them with the command that produced the runs, the seeds, and a statement per
