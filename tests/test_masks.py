@@ -65,8 +65,8 @@ def test_union_mode_context_is_the_complement_cut_to_the_batch_minimum(grid):
 @pytest.mark.parametrize("grid", [(1, 8, 8), (4, 8, 8)])
 def test_raster_cut_keeps_each_sets_first_tokens_as_metas_collator(grid):
     """cut="raster": targets and context are each sample's first covered / uncovered tokens in raster order
-    (brute force below), drawn from the same blocks as the random cut, which they favour the top of the
-    frame over."""
+    (brute force below), from the same blocks as the random cut; the context then leans to the top of the
+    frame (and the first frames) where the random cut's does not."""
     from vjepa.masks import draw_union
 
     base = dict(ratio=None, num_blocks=3, spatial_scale=(0.1, 0.4))
