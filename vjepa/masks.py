@@ -277,19 +277,19 @@ def _cut(cover: torch.Tensor, spec: MaskSpec, grid, generator: torch.Generator) 
     else:
         want = masked_count(spec.ratio, n)
 
-    # Priority: first covering block, then raster order; uncovered tokens rank last, in random order.
-    first_block = torch.where(
-        covered, cover.float().argmax(1), torch.full_like(covered, k_total, dtype=torch.long)
-    )
     raster = torch.arange(n).expand(batch_size, n)
-    noise = torch.rand(batch_size, n, generator=generator)
-    priority = first_block * n + torch.where(covered, raster.float(), noise * n)
-    order = priority.argsort(dim=1, stable=True)
+    noise = torch.rand(batch_size, n, generator=generator)  # drawn for either cut: same stream after it
     if n_ctx is not None and spec.cut == "raster":
         # Meta's collator: each sample's target and context indices in raster order, cut to their first ones
         tgt_idx = (raster + n * ~covered).argsort(dim=1)[:, :want]
         ctx_idx = (raster + n * covered).argsort(dim=1)[:, :n_ctx]
     else:
+        # Priority: first covering block, then raster order; uncovered tokens rank last, in random order.
+        first_block = torch.where(
+            covered, cover.float().argmax(1), torch.full_like(covered, k_total, dtype=torch.long)
+        )
+        priority = first_block * n + torch.where(covered, raster.float(), noise * n)
+        order = priority.argsort(dim=1, stable=True)
         tgt_idx = order[:, :want].sort(dim=1).values
         ctx_idx = order[:, want if n_ctx is None else n - n_ctx :].sort(dim=1).values  # uncovered rank last
     blocks = torch.gather(cover, 2, tgt_idx.unsqueeze(1).expand(-1, k_total, -1))
