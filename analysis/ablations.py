@@ -89,7 +89,8 @@ def _num(value) -> float:
 @dataclass(frozen=True)
 class Ablation:
     """``paper_row(row)``: the paper row of a run (None: no counterpart). ``order``: how variants sort
-    (``"numeric"``, or a tuple of config values in display order, read from ``order_key``)."""
+    (``"numeric"``: by value where all variants are numbers, else by text; or a tuple of the axis values in
+    display order, unknown values after them)."""
 
     sweep: str
     table: str | None
@@ -178,13 +179,35 @@ ABLATIONS = {
         notes="paper row = the paper's width at the nearest D_p / D (log scale)",
     ),
     "mask_ratio": Ablation("mask_ratio", "design_mask_ratio", _mask_row, "numeric", "mask ratio"),
-    "context_loss": Ablation("context_loss", "published_table2", _context_row, "numeric", "context loss"),
-    "recipe": Ablation("recipe", "published_table1", _recipe_row, "numeric", "recipe step"),
+    # the paper's row order (Table 2: lambda, then the warm-up variants; Table 1: cumulative steps)
+    "context_loss": Ablation(
+        "context_loss",
+        "published_table2",
+        _context_row,
+        (
+            "lambda0",
+            "l005_const",
+            "l02_const",
+            "l05_const",
+            "l1_const",
+            "l02_warmup",
+            "l05_warmup",
+            "l05_dw_warmup",
+        ),
+        "context loss",
+    ),
+    "recipe": Ablation(
+        "recipe",
+        "published_table1",
+        _recipe_row,
+        ("vjepa2", "context", "deep", "mix", "tokenizer"),
+        "recipe step",
+    ),
     "deep_supervision": Ablation(
         "deep_supervision",
         "published_table12",
         lambda row: "with" if _true(_cfg(row, "model.deep_supervision")) else "without",
-        "numeric",
+        ("False", "True"),
         "deep self-supervision",
     ),
     # no paper table: the paper does not ablate the cut; Meta's collator keeps the first raster-order tokens

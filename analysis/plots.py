@@ -140,7 +140,9 @@ def _paper_axis(ax, s: Summary, metric: str, pos: np.ndarray) -> None:
     twin = ax.twinx()
     twin.grid(False)
     keep = np.isfinite(vals)
-    style = "D" if s.ablation.order != "numeric" else "D:"  # no line between categories
+    style = (
+        "D:" if _numeric(s.variants) is not None and s.ablation.order == "numeric" else "D"
+    )  # no line between categories
     twin.plot(pos[keep], vals[keep], style, color=PAPER_COLOR, markersize=6, label="paper (right axis)")
     # at least 5 % of the value's size on the axis, so that a 0.2-point difference does not fill the panel
     lo, hi = vals[keep].min(), vals[keep].max()

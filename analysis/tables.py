@@ -9,7 +9,8 @@
 * ``agreement``: per (paper metric, toolkit metric) pair of ``ablations.COMPARE``, over the variants that
   have both numbers: the paper's best row and the toolkit's best variant (by the metric's direction),
   whether they match, Kendall's tau-b between the two orderings, both margins (best minus runner-up), whether
-  the toolkit's margin exceeds twice its standard error (``resolved``), and a verdict: ``agrees`` (same best
+  the toolkit's margin exceeds twice its standard error (``resolved``; never where the best or the runner-up
+  has a single seed, named in ``single_seed``), and a verdict: ``agrees`` (same best
   and tau > 0), ``disagrees`` (other best and tau <= 0), else ``partly agrees``.
 
 Written as Markdown, CSV and LaTeX by ``write_tables``; ``statement`` turns the agreement into sentences.
@@ -190,12 +191,14 @@ def _compare(stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) 
         "margin": float(margin),
         "resolved": resolved,
         "min_n": int(rows["n"].min()),
+        "single_seed": " and ".join(r["variant"] for r in (best, second) if r["n"] < 2),
         "verdict": verdict,
     }
 
 
 AGREEMENT_COLUMNS = (
-    "paper_metric metric variants paper_best best best_row best_agrees tau paper_margin margin resolved min_n verdict"
+    "paper_metric metric variants paper_best best best_row best_agrees tau paper_margin margin resolved min_n single_seed "
+    "verdict"
 ).split()
 
 
@@ -422,7 +425,8 @@ def statement(s: Summary) -> str:
         if r["resolved"]:
             noise = "beyond seed noise"
         else:
-            noise = "single seed, no spread" if r["min_n"] < 2 else "within seed noise"
+            one = text(r.get("single_seed"))
+            noise = f"no spread: one seed of {one}" if one else "within seed noise"
         lines.append(
             f"- {METRICS[r['paper_metric']].label} vs. `{short(r['metric'])}`: {r['verdict']} "
             f"(paper best: {r['paper_best']}, by {paper_num(r['paper_margin'])}; ours: {shown_best(r)}, by "

@@ -8,6 +8,7 @@ metrics.json) and a running run among them.
 
 import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from analysis import plots
-from analysis.ablations import ABLATIONS, probe_modality
+from analysis.ablations import ABLATIONS, probe_modality, sort_variants
 from analysis.collect import collect, collect_curves, load_results, write_csv
 from analysis.tables import kendall_tau, shown_best, statement, summarize, to_latex, to_markdown
 from vjepa.runfiles import MetricsLog, write_json, write_status
@@ -358,6 +359,20 @@ def test_agreement_with_the_paper(results):
     # ours 0.9 > 0.75 > 0.8 > 0.6, paper 80% > 90% > 75% > 60%: 4 concordant, 2 discordant pairs
     assert mr["best"] == "0.9" and not mr["best_agrees"] and mr["tau"] == pytest.approx(2 / 6)
     assert mr["verdict"] == "partly agrees" and mr["min_n"] == 1 and not mr["resolved"]
+    assert mr["single_seed"] == "0.9 and 0.75"  # best and runner-up both have one seed
+    assert ap["single_seed"] == "" and lg.loc["probe/shapes_det/ap"]["single_seed"] == ""
+
+
+def test_a_runner_up_with_one_seed_is_named_and_never_resolved(results):
+    """The best (token, 3 seeds) leads by far, but the runner-up (block) kept one completed seed: no spread."""
+    lg = results[results["sweep"] == "loss_granularity"]
+    drop = (lg["variant"] == "block") & (lg["seed"] != 0)
+    s = _summary(results.drop(lg[drop].index), "loss_granularity")
+    ap = s.agreement.set_index("metric").loc["probe/shapes_det/ap"]
+    assert ap["best"] == "token" and ap["min_n"] == 1 and ap["single_seed"] == "block"
+    assert not ap["resolved"] and ap["margin"] > 0.1
+    line = next(x for x in statement(s).splitlines() if x.startswith("- COCO APbox vs. `shapes_det/ap`"))
+    assert f"ours: token, by {ap['margin']:.3f}, no spread: one seed of block;" in line
 
 
 def test_markdown_latex_and_statement(results):
@@ -376,8 +391,17 @@ def test_markdown_latex_and_statement(results):
     assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in text and "beyond seed noise" in text
     assert "Not measured here" not in text
     mr = statement(_summary(results, "mask_ratio"))
-    assert "partly agrees" in mr and "single seed, no spread" in mr
+    assert "partly agrees" in mr and "no spread: one seed of 0.9 and 0.75;" in mr
     assert "Not measured here: K400 top-1 (`mnist_video/digit_top1`, `shapes_video/shape_top1`)" in mr
+
+
+@pytest.mark.parametrize("sweep", ["context_loss", "recipe", "mask_cut"])
+def test_published_sweeps_display_in_their_grid_order(sweep):
+    """Tables and plots list Table 2's rows and Table 1's cumulative steps as the sweep's grid (the paper's
+    order), not alphabetically (which put Table 1's "V-JEPA 2" step last)."""
+    grid = OmegaConf.load(Path(__file__).parents[1] / "sweeps" / "conf" / f"{sweep}.yaml").hydra.sweeper.grid
+    (values,) = [list(map(str, v)) for v in grid.values()]
+    assert sort_variants(sorted(values) + ["mine"], ABLATIONS[sweep]) == values + ["mine"]
 
 
 def test_ablation_rows_of_published_sweeps(base_config):
