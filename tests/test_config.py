@@ -105,3 +105,26 @@ def test_image_mask_settings_are_checked(compose_cfg):
         check_config(compose_cfg("mask.image_settings=[]"))
     with pytest.raises(ConfigError, match=r"mask.image_settings\[0\].num_blocks=0 must be an integer >= 1"):
         check_config(compose_cfg("mask=vjepa21", "mask.image_settings=[{num_blocks: 0}]"))
+
+
+@pytest.mark.parametrize(
+    "overrides, noted",
+    [
+        (["mask=vjepa2"], True),  # preset=tiny's ratio 0.6 silently trims the V-JEPA 2 blocks
+        (["mask=vjepa2", "mask.ratio=0.6"], False),  # asked for
+        (["mask=vjepa2", "mask.ratio=null"], False),
+        (["mask=multiblock"], False),  # the design document's masks take a ratio
+        (["recipe=vjepa2"], False),  # its settings name their own ratio
+    ],
+)
+def test_a_ratio_the_vjepa2_masks_did_not_ask_for_is_noted(overrides, noted):
+    from hydra import compose, initialize_config_module
+
+    from vjepa.train import mask_ratio_note
+
+    with initialize_config_module("vjepa.conf", version_base=None):
+        cfg = compose("train", overrides=["preset=tiny", *overrides], return_hydra_config=True)
+    note = mask_ratio_note(cfg, dict(cfg.hydra.runtime.choices), list(cfg.hydra.overrides.task))
+    assert (note is not None) == noted
+    if noted:
+        assert "mask.ratio=0.6, set by preset=tiny" in note and "mask.ratio=null" in note

@@ -29,6 +29,16 @@ if not OmegaConf.has_resolver("vjepa_run_name"):
     OmegaConf.register_new_resolver("vjepa_run_name", run_name)
 
 
+def _note_mask_ratio(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        note = mask_ratio_note(cfg, dict(hc.runtime.choices), list(hc.overrides.task))
+        if note:
+            print(note, file=sys.stderr, flush=True)
+
+
 def _write_overrides(cfg: DictConfig) -> None:
     from pathlib import Path
 
@@ -39,6 +49,24 @@ def _write_overrides(cfg: DictConfig) -> None:
         path = Path(cfg.run_dir) / "overrides.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(overrides)))
+
+
+def mask_ratio_note(cfg: DictConfig, choices: dict, overrides: list[str]) -> str | None:
+    """A note when ``mask=vjepa2`` was chosen but a ratio it does not set (preset=tiny's 0.6) still applies.
+
+    The V-JEPA 2 masks are ratio-free; with a ratio their blocks are trimmed or extended to it. A user who
+    asked for the ratio on the command line gets no note.
+    """
+    ratio = cfg.mask.get("ratio")
+    if choices.get("mask") != "vjepa2" or ratio is None or cfg.mask.get("settings"):
+        return None
+    if any(o.split("=", 1)[0].lstrip("+~") == "mask.ratio" for o in overrides):
+        return None
+    return (
+        f"[vjepa] note: mask=vjepa2 runs with mask.ratio={ratio}, set by preset={choices.get('preset')} (or a "
+        "config after it), so its blocks are trimmed or extended to that ratio; pass mask.ratio=null for "
+        "V-JEPA 2's ratio-free masks, or mask.ratio=" + f"{ratio} to keep it without this note"
+    )
 
 
 def _resume_step(trainer) -> int | None:
@@ -64,6 +92,8 @@ def run(cfg: DictConfig) -> dict | None:
 
     _write_overrides(cfg)
     trainer = Trainer(cfg)
+    if trainer.is_main:
+        _note_mask_ratio(cfg)
     step = _resume_step(trainer)
     if step is not None and trainer.is_main:
         print(f"[vjepa] resuming {cfg.run_dir} from step {step}", file=sys.stderr, flush=True)
