@@ -11,6 +11,7 @@ so ``report`` regenerates every table, figure and picture from ``reports/`` alon
 
 Modules: ``collect`` (run dirs -> DataFrames), ``paper`` (the paper's numbers as data), ``ablations`` (which
 sweep is which paper table, and which toolkit metric stands in for which paper metric), ``tables``
-(per-variant statistics and agreement with the paper), ``plots``, ``pictures`` (masks and PCA maps),
+(per-variant statistics and agreement with the paper), ``directions`` (each ingredient's change vs. the
+paper's, paired by seed), ``plots``, ``pictures`` (masks and PCA maps),
 ``report`` (everything in ``reports/``).
 """

@@ -3,7 +3,8 @@ from the collected results, without training and without checkpoints.
 
 Reads ``results.csv`` and, beside it unless given, ``curves/`` (or ``curves.csv``) and ``data/*.npz`` (all
 written by ``analysis.collect``). Writes, per (sweep, preset) group with an axis (``<stem>`` = ``<sweep>-<preset>``):
-``tables/<stem>.{md,csv,tex}`` and ``tables/<stem>_agreement.csv``; ``figures/<stem>_metrics.png``,
+``tables/<stem>.{md,csv,tex}``, ``tables/<stem>_agreement.csv`` and ``tables/<stem>_directions.csv`` (where the
+paper names what an ingredient does); ``figures/<stem>_metrics.png``,
 ``_curves.png``, ``_masks_{image,video}.png``, ``_pca_{image,video}.png``, ``_pcapos_{image,video}.png`` (where the data exist); and
 ``README.md``, which shows them with the command that produced the runs, the seeds, and a statement per
 ablation on agreement with the paper, computed from the data. No timestamps: the same inputs give the same
@@ -123,7 +124,10 @@ def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | 
         "Computed from the tables below: for each paper metric and the toolkit metric that stands for it "
         "(`analysis/ablations.py`), whether our best variant is the paper's, and Kendall's tau between our "
         "ordering of the variants and the paper's. Beyond seed noise: our best variant leads the runner-up "
-        "by more than twice the standard error of the difference.\n",
+        "by more than twice the standard error of the difference. Then, for each ingredient whose effect the "
+        "paper reports (a pair of its rows, `analysis/paper.py`), the paper's change beside ours, paired by "
+        "seed: holds / reversed where ours goes the paper's way / the other way by more than twice its "
+        "standard error.\n",
     ]
     lines += [statement(s) + "\n" for s in summaries] or ["No sweep with an ablation axis was collected.\n"]
     written = []

@@ -36,6 +36,7 @@ from analysis.ablations import (
     sort_variants,
     untrained_modality,
 )
+from analysis.directions import directions, not_run
 from analysis.paper import METRICS, TABLES, Table
 
 RANDOM = "random init"
@@ -61,6 +62,7 @@ class Summary:
     metrics: list[str]
     variants: list[str]
     left_out: dict[str, int]  # modality -> runs whose probes of it were left out (untrained tokenizer)
+    directions: pd.DataFrame  # each ingredient's change, ours vs. the paper's (analysis.directions)
 
     @property
     def stem(self) -> str:
@@ -224,6 +226,7 @@ def summarize(results: pd.DataFrame) -> list[Summary]:
         runs, left_out = without_untrained_probes(runs)
         metrics = headline_metrics(runs, ablation)
         stats = variant_stats(runs, ablation, metrics)
+        table = TABLES.get(ablation.table) if ablation.table else None
         out.append(
             Summary(
                 sweep,
@@ -236,6 +239,7 @@ def summarize(results: pd.DataFrame) -> list[Summary]:
                 metrics,
                 sort_variants(runs["variant"], ablation),
                 left_out,
+                directions(runs, stats, table),
             )
         )
     return out
@@ -338,6 +342,31 @@ def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def signed(x: float, unit: str = "") -> str:
+    """A change with its sign; paper changes in % points to one decimal, others as ``num``."""
+    return ("+" if x > 0 else "") + (f"{x:.1f}" if "%" in unit else num(x))
+
+
+def direction_table(s: Summary) -> tuple[list[str], list[list[str]]]:
+    header = "ingredient|from -> to|paper metric|paper change|toolkit metric|change ± se|seeds|verdict".split(
+        "|"
+    )
+    rows = [
+        [
+            r["direction"],
+            f"{r['from_variant']} -> {r['to_variant']}",
+            METRICS[r["paper_metric"]].label,
+            signed(r["paper_change"], METRICS[r["paper_metric"]].unit),
+            short(r["metric"]),
+            signed(r["change"]) + (f" ± {num(r['se'])}" if math.isfinite(r["se"]) else ""),
+            str(r["n"]),
+            r["verdict"],
+        ]
+        for r in s.directions.to_dict("records")
+    ]
+    return header, rows
+
+
 def markdown(header: list[str], rows: list[list[str]]) -> str:
     def esc(c):
         return str(c).replace("|", "\\|")
@@ -377,6 +406,12 @@ def to_markdown(s: Summary) -> str:
     parts = [f"### {s.title}\n", legend(s) + "\n", markdown(*variant_table(s))]
     if not s.agreement.empty:
         parts += ["\nOrdering of the variants, ours vs. the paper's:\n", markdown(*agreement_table(s))]
+    if not s.directions.empty:
+        parts += [
+            "\nEach ingredient, ours vs. the paper's (change = to minus from; ours: mean over the seeds both "
+            "variants completed, paired by seed, ± its standard error; holds / reversed: beyond twice that):\n",
+            markdown(*direction_table(s)),
+        ]
     return "\n".join(parts)
 
 
@@ -384,11 +419,15 @@ def to_latex(s: Summary) -> str:
     out = latex(*variant_table(s), f"{s.title}: per-variant results. {legend(s)}")
     if not s.agreement.empty:
         out += "\n" + latex(*agreement_table(s), f"{s.title}: ordering of the variants vs. the paper")
+    if not s.directions.empty:
+        caption = f"{s.title}: each ingredient's change (paired by seed, ± standard error) vs. the paper's"
+        out += "\n" + latex(*direction_table(s), caption)
     return out
 
 
 def write_tables(s: Summary, out_dir: Path) -> list[Path]:
-    """``<stem>.md``, ``<stem>.tex``, ``<stem>.csv`` (the long statistics) and ``<stem>_agreement.csv``."""
+    """``<stem>.md``, ``<stem>.tex``, ``<stem>.csv`` (the long statistics), ``<stem>_agreement.csv`` and,
+    where the paper names directions the sweep can answer, ``<stem>_directions.csv``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{s.stem}{ext}" for ext in (".md", ".tex", ".csv", "_agreement.csv")]
@@ -396,7 +435,34 @@ def write_tables(s: Summary, out_dir: Path) -> list[Path]:
     paths[1].write_text(to_latex(s))
     s.stats.to_csv(paths[2], index=False, lineterminator="\n")
     s.agreement.to_csv(paths[3], index=False, lineterminator="\n")
+    if not s.directions.empty:
+        paths.append(out_dir / f"{s.stem}_directions.csv")
+        s.directions.to_csv(paths[4], index=False, lineterminator="\n")
     return paths
+
+
+def _direction_lines(s: Summary) -> list[str]:
+    """The paper's ingredients, one line each: its change beside ours per metric pair, and a tally."""
+    d, skipped = s.directions, not_run(s.stats, s.table)
+    if d.empty and not skipped:
+        return []
+    tally = "; ".join(f"{n} {v}" for v, n in d["verdict"].value_counts().sort_index().items())
+    head = f"- The paper's ingredients, ours paired by seed ({len(d)} metric pair(s): {tally or 'none'})"
+    lines = [head + (f"; not run here: {', '.join(skipped)}." if skipped else ".")]
+    for (name, a, b), g in d.groupby(["direction", "from_variant", "to_variant"], sort=False):
+        parts = []
+        for pm, gm in g.groupby("paper_metric", sort=False):
+            ours = ", ".join(
+                f"`{short(r['metric'])}` {signed(r['change'])}"
+                + (f" ± {num(r['se'])}" if math.isfinite(r["se"]) else "")
+                + f" ({r['verdict']})"
+                for r in gm.to_dict("records")
+            )
+            parts.append(
+                f"{METRICS[pm].label} paper {signed(gm['paper_change'].iloc[0], METRICS[pm].unit)}, ours {ours}"
+            )
+        lines.append(f"  - *{name}* ({a} -> {b}): " + "; ".join(parts) + ".")
+    return lines
 
 
 def statement(s: Summary) -> str:
@@ -432,6 +498,7 @@ def statement(s: Summary) -> str:
             f"(paper best: {r['paper_best']}, by {paper_num(r['paper_margin'])}; ours: {shown_best(r)}, by "
             f"{num(r['margin'])}, {noise}; Kendall tau {num(r['tau'], 2)} over {r['variants']} variants)."
         )
+    lines += _direction_lines(s)
     missing = s.agreement[s.agreement["variants"] < 2]
     if not missing.empty:
         lines.append(

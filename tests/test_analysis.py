@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 from analysis import plots
 from analysis.ablations import ABLATIONS, probe_modality, sort_variants
 from analysis.collect import collect, collect_curves, load_results, write_csv
+from analysis.directions import _verdict, not_run
+from analysis.paper import TABLES
 from analysis.tables import kendall_tau, shown_best, statement, summarize, to_latex, to_markdown
 from vjepa.runfiles import MetricsLog, write_json, write_status
 
@@ -385,7 +387,7 @@ def test_markdown_latex_and_statement(results):
     assert "| random init | – | 3 | 0 | 0.060 ± 0.010 |" in md
     assert "| COCO APbox | shapes_det/ap | 2 | Dense token-level (V-JEPA 2.1) | token | yes | 1.00 |" in md
     tex = to_latex(s)
-    assert tex.count(r"\begin{tabular}") == 2 and r"shapes\_det/ap" in tex and r"0.120 $\pm$ 0.020" in tex
+    assert tex.count(r"\begin{tabular}") == 3 and r"shapes\_det/ap" in tex and r"0.120 $\pm$ 0.020" in tex
     text = statement(s)
     assert "6 of 9 runs completed" in text and "3 metric pair(s) compared (agrees 2, disagrees 1)" in text
     assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in text and "beyond seed noise" in text
@@ -547,3 +549,72 @@ def test_probes_through_an_untrained_tokenizer_are_left_out():
     assert not [m for m in s.metrics if "my_clips" in m] and s.left_out == {"video": 4}
     assert probe_modality("probe/my_clips/top1") == "image"  # by name: what runs probed before read
     assert probe_modality("probe/my_clips/frames", {"probe/my_clips/frames": 8.0}) is None
+
+
+# ---- directions -----------------------------------------------------------------------------------------
+def test_every_direction_names_rows_of_its_table():
+    for key, table in TABLES.items():
+        rows = [label for label, _ in table.rows]
+        for name, a, b in table.directions:
+            assert a in rows and b in rows and a != b, (key, name)
+    t1 = TABLES["published_table1"].directions
+    assert t1[0] == ("+ context loss", "V-JEPA 2", "+ context loss") and len(t1) == 6  # cumulative
+
+
+def test_each_ingredient_paired_by_seed_against_the_paper(results):
+    """block -> token over seeds 0-2 (the interrupted block seed 3 with ap 99 is not a pair): ap +0.10,
+    +0.13, +0.16; miou +0.10, +0.12, +0.11; digit +0.10, +0.08, +0.06 where the paper's K400 drops 0.2."""
+    s = _summary(results, "loss_granularity")
+    d = s.directions.set_index("metric")
+    assert set(d["direction"]) == {"dense token-level loss"} and (d["n"] == 3).all()
+    ap = d.loc["probe/shapes_det/ap"]
+    assert (ap["from_variant"], ap["to_variant"], ap["paper_metric"]) == ("block", "token", "coco_apbox")
+    assert ap["paper_change"] == pytest.approx(3.1) and ap["change"] == pytest.approx(0.13)
+    assert ap["se"] == pytest.approx(0.03 / math.sqrt(3)) and ap["verdict"] == "holds" and ap["better"]
+    miou = d.loc["probe/shapes_seg/miou"]
+    assert miou["change"] == pytest.approx(0.11) and miou["se"] == pytest.approx(0.01 / math.sqrt(3))
+    digit = d.loc["probe/mnist_video/digit_top1"]
+    assert digit["paper_change"] == pytest.approx(-0.2) and digit["change"] == pytest.approx(0.08)
+    assert digit["verdict"] == "reversed"  # +0.08 > 2 * 0.0115, against the paper's sign
+    text = statement(s)
+    assert "ours paired by seed (3 metric pair(s): 2 holds; 1 reversed)" in text
+    assert (
+        "  - *dense token-level loss* (block -> token): COCO APbox paper +3.1, ours `shapes_det/ap` "
+        "+0.130 ± 0.017 (holds);" in text
+    )
+    assert (
+        "| dense token-level loss | block -> token | K400 top-1 | -0.2 | mnist_video/digit_top1 | +0.080 ± 0.012 | 3 | reversed |"
+        in to_markdown(s)
+    )
+
+
+@pytest.mark.parametrize(
+    "paper, ours, se, lower, higher, verdict",
+    [
+        (3.1, 0.01, 0.001, False, True, "holds"),
+        (3.1, -0.01, 0.001, False, True, "reversed"),
+        (3.1, 0.01, 0.01, False, True, "same sign, within noise"),
+        (3.1, -0.01, math.nan, False, True, "opposite sign, one seed"),
+        (-0.2, -0.05, 0.01, True, False, "holds"),  # the paper's RMSE and our loss both fell: both better
+        (-0.2, 0.05, 0.01, True, False, "reversed"),  # our loss rose
+        (-0.2, 0.05, 0.01, False, False, "holds"),  # paper's RMSE fell (better), our score rose (better)
+        (0.0, 0.05, 0.01, False, True, "paper: no change"),
+        (1.0, 0.0, 0.01, False, True, "ours: no change"),
+    ],
+)
+def test_direction_verdicts(paper, ours, se, lower, higher, verdict):
+    assert _verdict(paper, ours, se, lower, higher) == verdict
+
+
+def test_directions_skip_rows_the_sweep_did_not_run(results):
+    s = _summary(results, "mask_ratio")  # the design table names no direction for the mask ratio
+    assert s.directions.empty and not_run(s.stats, s.table) == []
+    t1 = TABLES["published_table1"]
+    stats = pd.DataFrame({"variant": ["vjepa2", "context"], "paper_row": ["V-JEPA 2", "+ context loss"]})
+    assert not_run(stats, t1) == [
+        "+ deep self-supervision",
+        "+ VisionMix",
+        "+ multi-modal tokenizer",
+        "+ ViT-G",
+        "+ cool-down",
+    ]

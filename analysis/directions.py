@@ -1,0 +1,111 @@
+"""Does each ingredient move the results the way the paper says?
+
+A paper table's ``directions`` (``analysis.paper``) name what its ingredients do: (name, from row, to row),
+e.g. Table 1's "+ context loss" (V-JEPA 2 -> + context loss) or Table 2's "warm-up at lambda 0.5". For each
+direction whose two rows both have a variant in the sweep, and each (paper metric, toolkit metric) pair of
+``ablations.COMPARE``, ``directions`` gives:
+
+* ``paper_change``: the paper's to-row minus from-row, and ``change``: ours, the mean over the seeds that
+  both variants completed of (to-variant minus from-variant), **paired by seed** (same seed = same
+  initialisation and data order), with ``se`` the standard error of that mean (NaN for one seed);
+* ``verdict``: ``holds`` (same sign, beyond twice the standard error), ``reversed`` (opposite sign, beyond
+  it), ``same sign, within noise``, ``opposite sign, within noise``, ``same sign, one seed`` /
+  ``opposite sign, one seed`` (no spread), ``ours: no change`` (exactly equal, e.g. a tied accuracy), or,
+  where the paper's two rows are equal, ``paper: no change``.
+
+Signs are as printed (a lower NYU RMSE is a negative change); ``better`` says whether our change goes the
+better way for the toolkit metric, so a verdict never mixes the two directions of "better".
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from analysis.ablations import COMPARE, lower_is_better
+from analysis.paper import METRICS, Table
+
+DIRECTION_COLUMNS = (
+    "direction from_variant to_variant paper_metric metric paper_change change se n better verdict"
+).split()
+
+
+def _variant_of(stats: pd.DataFrame) -> dict[str, str]:
+    """Paper row -> the one variant that stands for it (rows with several variants are left out)."""
+    pairs = stats[["variant", "paper_row"]].drop_duplicates()
+    pairs = pairs[pairs["paper_row"].map(lambda r: isinstance(r, str))]
+    counts = pairs["paper_row"].value_counts()
+    return {r: v for v, r in zip(pairs["variant"], pairs["paper_row"], strict=True) if counts[r] == 1}
+
+
+def _paired(runs: pd.DataFrame, metric: str, a: str, b: str) -> np.ndarray:
+    """Per seed completed by both variants: metric of b minus metric of a."""
+    done = runs[runs["status"] == "completed"]
+    by_seed = [done[done["variant"] == v].groupby("seed")[metric].mean().dropna() for v in (a, b)]
+    seeds = by_seed[0].index.intersection(by_seed[1].index)
+    return (by_seed[1][seeds] - by_seed[0][seeds]).to_numpy(float)
+
+
+def _verdict(paper_change: float, change: float, se: float, toolkit_lower_better: bool, paper_higher_better):
+    if paper_change == 0:
+        return "paper: no change"
+    if change == 0:
+        return "ours: no change"
+    paper_better = (paper_change > 0) == paper_higher_better
+    ours_better = (change > 0) != toolkit_lower_better
+    same = paper_better == ours_better
+    if not math.isfinite(se):
+        return f"{'same' if same else 'opposite'} sign, one seed"
+    if abs(change) > 2 * se:
+        return "holds" if same else "reversed"
+    return f"{'same' if same else 'opposite'} sign, within noise"
+
+
+def directions(runs: pd.DataFrame, stats: pd.DataFrame, table: Table | None) -> pd.DataFrame:
+    """One row per (direction, paper metric, toolkit metric) that the sweep can answer; see the module."""
+    if table is None:
+        return pd.DataFrame(columns=DIRECTION_COLUMNS)
+    variant = _variant_of(stats)
+    measured = set(stats["metric"])
+    rows = []
+    for name, row_a, row_b in table.directions:
+        if row_a not in variant or row_b not in variant:
+            continue
+        a, b = variant[row_a], variant[row_b]
+        for pm in table.metrics:
+            pa, pb = table.value(row_a, pm), table.value(row_b, pm)
+            if pa is None or pb is None:
+                continue
+            for metric in (t for t in COMPARE.get(pm, ()) if t in measured):
+                d = _paired(runs, metric, a, b)
+                if len(d) == 0:
+                    continue
+                change = float(d.mean())
+                se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+                low = lower_is_better(metric)
+                rows.append(
+                    {
+                        "direction": name,
+                        "from_variant": a,
+                        "to_variant": b,
+                        "paper_metric": pm,
+                        "metric": metric,
+                        "paper_change": round(pb - pa, 6),
+                        "change": change,
+                        "se": se,
+                        "n": len(d),
+                        "better": (change > 0) != low if change != 0 else False,
+                        "verdict": _verdict(round(pb - pa, 6), change, se, low, METRICS[pm].higher_is_better),
+                    }
+                )
+    return pd.DataFrame(rows, columns=DIRECTION_COLUMNS)
+
+
+def not_run(stats: pd.DataFrame, table: Table | None) -> list[str]:
+    """The table's directions that this sweep has no variant pair for (e.g. Table 1's "+ ViT-G")."""
+    variant = _variant_of(stats)
+    return [
+        name for name, a, b in (table.directions if table else ()) if a not in variant or b not in variant
+    ]
