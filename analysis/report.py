@@ -21,7 +21,15 @@ import pandas as pd
 
 from analysis import pictures, plots
 from analysis.collect import curves_beside, load_curves, load_results
-from analysis.tables import Summary, markdown, statement, summarize, to_markdown, write_tables
+from analysis.tables import (
+    Summary,
+    directions_overview,
+    markdown,
+    statement,
+    summarize,
+    to_markdown,
+    write_tables,
+)
 
 
 def _runs_section(results: pd.DataFrame) -> list[str]:
@@ -129,6 +137,8 @@ def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | 
         "seed: holds / reversed where ours goes the paper's way / the other way by more than twice its "
         "standard error.\n",
     ]
+    overview = directions_overview(summaries)
+    lines += [overview + "\n"] if overview else []
     lines += [statement(s) + "\n" for s in summaries] or ["No sweep with an ablation axis was collected.\n"]
     written = []
     for s in summaries:

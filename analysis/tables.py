@@ -465,6 +465,35 @@ def _direction_lines(s: Summary) -> list[str]:
     return lines
 
 
+def directions_overview(summaries: list[Summary]) -> str | None:
+    """One sentence per paper source: how many (ingredient, metric) pairs go the paper's way, and how many
+    of them beyond seed noise. None where no sweep answers a direction."""
+    by_source: dict[str, list[pd.DataFrame]] = {}
+    for s in summaries:
+        if s.table is not None and not s.directions.empty:
+            paper = s.table.source.split(", Table")[0]  # the published paper's tables together
+            by_source.setdefault(paper, []).append(s.directions.assign(sweep=s.title))
+    lines = []
+    for source, frames in by_source.items():
+        d = pd.concat(frames)
+        v = d["verdict"]
+        same, other = (
+            v.str.startswith("same") | (v == "holds"),
+            v.str.startswith("opposite") | (v == "reversed"),
+        )
+        ties, one = len(d) - int(same.sum()) - int(other.sum()), int(v.str.endswith("one seed").sum())
+        sweeps = ", ".join(dict.fromkeys(d["sweep"]))
+        lines.append(
+            f"**{source}, its ingredients in all** ({sweeps}): of {len(d)} (ingredient, metric) pairs, "
+            f"{int(same.sum())} go the paper's way ({int((v == 'holds').sum())} beyond seed noise) and "
+            f"{int(other.sum())} the other way ({int((v == 'reversed').sum())} beyond seed noise)"
+            + (f"; {ties} show no change on one side" if ties else "")
+            + (f"; {one} rest on a single seed" if one else "")
+            + "."
+        )
+    return "\n\n".join(lines) or None
+
+
 def statement(s: Summary) -> str:
     """Sentences, computed from the agreement table, on whether this ablation agrees with the paper."""
     if s.table is None:

@@ -20,7 +20,15 @@ from analysis.ablations import ABLATIONS, probe_modality, sort_variants
 from analysis.collect import collect, collect_curves, load_results, write_csv
 from analysis.directions import _verdict, not_run
 from analysis.paper import TABLES
-from analysis.tables import kendall_tau, shown_best, statement, summarize, to_latex, to_markdown
+from analysis.tables import (
+    directions_overview,
+    kendall_tau,
+    shown_best,
+    statement,
+    summarize,
+    to_latex,
+    to_markdown,
+)
 from vjepa.runfiles import MetricsLog, write_json, write_status
 
 # (axis override, value, config key, config value) -> {seed: metrics}
@@ -618,3 +626,13 @@ def test_directions_skip_rows_the_sweep_did_not_run(results):
         "+ ViT-G",
         "+ cool-down",
     ]
+
+
+def test_directions_overview_counts_each_paper(results):
+    text = directions_overview(summarize(results))
+    assert text == (
+        "**design document, section 9.3, its ingredients in all** (loss_granularity (preset=tiny)): of 3 "
+        "(ingredient, metric) pairs, 2 go the paper's way (2 beyond seed noise) and 1 the other way (1 beyond "
+        "seed noise)."
+    )
+    assert directions_overview([_summary(results, "mask_ratio")]) is None
