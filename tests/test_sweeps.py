@@ -103,6 +103,31 @@ def test_every_grid_point_is_a_valid_run_without_the_sweep_keys(name):
                 assert not {"cluster", "sweep", "dry_run", "hydra"} & set(train)
 
 
+@pytest.mark.parametrize(
+    "name, table", [("context_loss", "published_table2"), ("recipe", "published_table1")]
+)
+def test_published_sweep_variants_map_one_to_one_onto_the_papers_rows_in_order(name, table):
+    """Each grid point's trained config, read as analysis reads a run, is its own row of the paper's table,
+    in the table's order, so every ingredient (direction) of the table has its pair of variants."""
+    from analysis.ablations import ABLATIONS
+    from analysis.collect import flatten
+    from analysis.paper import TABLES
+
+    cfg, _ = _compose_point(name, ["preset=tiny"])
+    ((key, values),) = _grid(cfg, "tiny")
+    rows = []
+    for value in values:
+        _, train = _compose_point(name, ["preset=tiny", f"{key}={value}"])
+        run = {
+            f"config/{k}": v for k, v in flatten(OmegaConf.to_container(train, resolve=True), sep=".").items()
+        }
+        rows.append(ABLATIONS[name].paper_row(run))
+    paper_rows = [label for label, _ in TABLES[table].rows]
+    assert (
+        rows == paper_rows[: len(values)]
+    )  # Table 1: its first 5 steps (ViT-G and cool-down do not run here)
+
+
 def test_predictor_widths_per_preset_are_valid_at_the_presets_head_dimension_up_to_the_encoder_width():
     for preset in PRESETS:
         cfg, _ = _compose_point("predictor_width", [f"preset={preset}"])
