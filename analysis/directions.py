@@ -8,8 +8,8 @@ direction whose two rows both have a variant in the sweep, and each (paper metri
 * ``paper_change``: the paper's to-row minus from-row, and ``change``: ours, the mean over the seeds that
   both variants completed of (to-variant minus from-variant), **paired by seed** (same seed = same
   initialisation and data order), with ``se`` the standard error of that mean (NaN for one seed);
-* ``verdict``: ``holds`` (same sign, beyond twice the standard error), ``reversed`` (opposite sign, beyond
-  it), ``same sign, within noise``, ``opposite sign, within noise``, ``same sign, one seed`` /
+* ``verdict``: ``holds`` (same sign, outside the 95 % t interval with n - 1 degrees of freedom,
+  ``analysis.stats``), ``reversed`` (opposite sign, outside it), ``same sign, within noise``, ``opposite sign, within noise``, ``same sign, one seed`` /
   ``opposite sign, one seed`` (no spread), ``ours: no change`` (exactly equal, e.g. a tied accuracy), or,
   where the paper's two rows are equal, ``paper: no change``.
 
@@ -26,6 +26,7 @@ import pandas as pd
 
 from analysis.ablations import COMPARE, lower_is_better
 from analysis.paper import METRICS, Table
+from analysis.stats import beyond_noise
 
 DIRECTION_COLUMNS = (
     "direction from_variant to_variant paper_metric metric paper_change change se n better verdict"
@@ -48,7 +49,14 @@ def _paired(runs: pd.DataFrame, metric: str, a: str, b: str) -> np.ndarray:
     return (by_seed[1][seeds] - by_seed[0][seeds]).to_numpy(float)
 
 
-def _verdict(paper_change: float, change: float, se: float, toolkit_lower_better: bool, paper_higher_better):
+def _verdict(
+    paper_change: float,
+    change: float,
+    se: float,
+    n: int,
+    toolkit_lower_better: bool,
+    paper_higher_better: bool,
+) -> str:
     if paper_change == 0:
         return "paper: no change"
     if change == 0:
@@ -58,7 +66,7 @@ def _verdict(paper_change: float, change: float, se: float, toolkit_lower_better
     same = paper_better == ours_better
     if not math.isfinite(se):
         return f"{'same' if same else 'opposite'} sign, one seed"
-    if abs(change) > 2 * se:
+    if beyond_noise(change, se, n - 1):
         return "holds" if same else "reversed"
     return f"{'same' if same else 'opposite'} sign, within noise"
 
@@ -97,7 +105,9 @@ def directions(runs: pd.DataFrame, stats: pd.DataFrame, table: Table | None) -> 
                         "se": se,
                         "n": len(d),
                         "better": (change > 0) != low if change != 0 else False,
-                        "verdict": _verdict(round(pb - pa, 6), change, se, low, METRICS[pm].higher_is_better),
+                        "verdict": _verdict(
+                            round(pb - pa, 6), change, se, len(d), low, METRICS[pm].higher_is_better
+                        ),
                     }
                 )
     return pd.DataFrame(rows, columns=DIRECTION_COLUMNS)

@@ -9,8 +9,8 @@
 * ``agreement``: per (paper metric, toolkit metric) pair of ``ablations.COMPARE``, over the variants that
   have both numbers: the paper's best row and the toolkit's best variant (by the metric's direction),
   whether they match, Kendall's tau-b between the two orderings, both margins (best minus runner-up), whether
-  the toolkit's margin exceeds twice its standard error (``resolved``; never where the best or the runner-up
-  has a single seed, named in ``single_seed``), and a verdict: ``agrees`` (same best
+  the toolkit's margin lies outside its 95 % t interval (``resolved``, ``analysis.stats``: Welch's degrees of
+  freedom; never where the best or the runner-up has a single seed, named in ``single_seed``), and a verdict: ``agrees`` (same best
   and tau > 0), ``disagrees`` (other best and tau <= 0), else ``partly agrees``.
 
 Written as Markdown, CSV and LaTeX by ``write_tables``; ``statement`` turns the agreement into sentences.
@@ -38,6 +38,7 @@ from analysis.ablations import (
 )
 from analysis.directions import directions, not_run
 from analysis.paper import METRICS, TABLES, Table
+from analysis.stats import beyond_noise, welch_df
 
 RANDOM = "random init"
 LATEX = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
@@ -173,7 +174,8 @@ def _compare(stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) 
     paper_sorted = np.sort(np.unique(paper))[::-1]
     se = [r["std"] / math.sqrt(r["n"]) if r["n"] > 1 else math.nan for r in (best, second)]
     margin = (best["mean"] - second["mean"]) * t_sign
-    resolved = bool(all(math.isfinite(s) for s in se) and margin > 2 * math.hypot(*se))
+    df = welch_df(se[0], best["n"], se[1], second["n"]) if all(math.isfinite(s) for s in se) else math.nan
+    resolved = bool(margin > 0 and beyond_noise(margin, math.hypot(*se), df))
     tau = kendall_tau(paper, ours)
     agrees = best["paper_row"] in paper_best
     if not math.isfinite(tau):
@@ -409,7 +411,8 @@ def to_markdown(s: Summary) -> str:
     if not s.directions.empty:
         parts += [
             "\nEach ingredient, ours vs. the paper's (change = to minus from; ours: mean over the seeds both "
-            "variants completed, paired by seed, ± its standard error; holds / reversed: beyond twice that):\n",
+            "variants completed, paired by seed, ± its standard error; holds / reversed: outside the 95 % t "
+            "interval, the paper's way / the other way):\n",
             markdown(*direction_table(s)),
         ]
     return "\n".join(parts)
@@ -514,7 +517,7 @@ def statement(s: Summary) -> str:
         lines = [
             head
             + f"{len(rows)} metric pair(s) compared ({counts}); in {int(rows['resolved'].sum())} of them "
-            "our best variant leads the runner-up by more than twice the standard error over seeds."
+            "our best variant leads the runner-up beyond seed noise (outside the 95 % t interval)."
         ]
     for r in rows.to_dict("records"):
         if r["resolved"]:
