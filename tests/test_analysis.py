@@ -624,7 +624,8 @@ def test_t_quantiles_are_the_95_percent_points_of_students_t():
         t = t95(df)
         x = np.linspace(-t, t, 400_001)
         log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-        mass = np.trapezoid(np.exp(log_c - (df + 1) / 2 * np.log1p(x**2 / df)), x)
+        y = np.exp(log_c - (df + 1) / 2 * np.log1p(x**2 / df))
+        mass = float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum())  # trapezoid rule
         assert mass == pytest.approx(0.95, abs=2e-4), df
     assert t95(2.7) == t95(2) and t95(45) == t95(40) and t95(1e6) == t95(120) and math.isnan(t95(0.5))
 
