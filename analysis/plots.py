@@ -10,6 +10,8 @@ figure; with ``out`` it is also written there.
   right-hand axis (grey diamonds) where the metric stands for a paper metric.
 * ``plot_curves``: training loss (and RankMe, when logged) vs. step, per variant: mean over the completed
   seeds, band ± std.
+* ``plot_directions``: the paper's ingredients (``analysis.directions``), our paired change with its 95 % t
+  interval beside the paper's change.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from analysis.ablations import COMPARE
 from analysis.paper import METRICS
+from analysis.stats import t95
 from analysis.tables import RANDOM, Summary, short, text
 
 DPI = 100
@@ -188,6 +192,54 @@ def plot_curves(s: Summary, curves: pd.DataFrame, out=None) -> Figure | None:
             "RankMe (effective rank of features)" if metric.startswith("rankme") else ylabel(metric)
         )
         ax.legend(fontsize="small", title=s.ablation.xlabel or s.axis, title_fontsize="small")
+    if out is not None:
+        save(fig, out)
+    return fig
+
+
+@styled
+def plot_directions(s: Summary, out=None) -> Figure | None:
+    """The paper's ingredients as a forest plot: per (ingredient, toolkit metric), our paired change with its
+    95 % t interval (a dot alone for one seed), coloured by whether it goes the paper's way; the paper's
+    change printed on the right. None when the summary answers no direction."""
+    d = s.directions
+    if d.empty:
+        return None
+    n_rows = len(d)
+    fig = Figure(figsize=(9.0, 1.2 + 0.42 * n_rows), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    way = {True: sns.color_palette("colorblind")[2], False: sns.color_palette("colorblind")[3]}
+    y = np.arange(n_rows)[::-1]
+    for yi, r in zip(y, d.to_dict("records"), strict=True):
+        paper_better = (r["paper_change"] > 0) == METRICS[r["paper_metric"]].higher_is_better
+        same = r["change"] != 0 and r["paper_change"] != 0 and bool(r["better"]) == paper_better
+        color = way[same] if r["paper_change"] != 0 and r["change"] != 0 else "0.5"
+        half = t95(r["n"] - 1) * r["se"] if math.isfinite(r["se"]) else 0.0
+        ax.errorbar(r["change"], yi, xerr=half, fmt="o", color=color, capsize=3)
+        unit = METRICS[r["paper_metric"]].unit
+        paper = ("+" if r["paper_change"] > 0 else "") + (
+            f"{r['paper_change']:.1f}" if "%" in unit else f"{r['paper_change']:.3f}"
+        )
+        ax.annotate(
+            f"paper {paper} ({METRICS[r['paper_metric']].label}); n={r['n']}",
+            xy=(1.0, yi),
+            xycoords=("axes fraction", "data"),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize="small",
+            color=PAPER_COLOR,
+        )
+    ax.axvline(0.0, color="0.3", linewidth=1)
+    ax.set_yticks(y, [f"{r['direction']}\n{short(r['metric'])}" for r in d.to_dict("records")])
+    ax.set_ylim(-0.7, n_rows - 0.3)
+    ax.set_xlabel("our change, to minus from (paired by seed, 95 % t interval)")
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=c, label=label)
+        for c, label in ((way[True], "the paper's way"), (way[False], "the other way"), ("0.5", "no change"))
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small")
+    fig.suptitle(textwrap.fill(f"{s.title}: the paper's ingredients, ours", width=90))
     if out is not None:
         save(fig, out)
     return fig

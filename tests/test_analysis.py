@@ -659,3 +659,25 @@ def test_directions_overview_counts_each_paper(results):
         "seed noise)."
     )
     assert directions_overview([_summary(results, "mask_ratio")]) is None
+
+
+def test_directions_forest_plot(results, tmp_path):
+    """One row per (ingredient, metric): our paired change with its 95 % t interval, coloured by the way it
+    goes; deterministic bytes; no figure for a sweep the paper names no direction for."""
+    s = _summary(results, "loss_granularity")
+    fig = plots.plot_directions(s, tmp_path / "a.png")
+    plots.plot_directions(s, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    ax = fig.axes[0]
+    bars = list(ax.containers)  # one errorbar container per row, top row first
+    assert len(bars) == 3
+    ap = bars[0]
+    (x,), (y,) = ap.lines[0].get_data()
+    assert x == pytest.approx(0.13) and y == 2  # the first row sits on top
+    (segment,) = ap.lines[2][0].get_segments()  # the interval: 0.13 -+ t95(2) * 0.03 / sqrt 3
+    half = 4.303 * 0.03 / math.sqrt(3)
+    assert segment[:, 0] == pytest.approx([0.13 - half, 0.13 + half])
+    colors = [b.lines[0].get_color() for b in bars]
+    assert colors[0] == colors[1] != colors[2]  # the K400 stand-in went the other way
+    assert "paper +3.1 (COCO APbox); n=3" in [t.get_text() for t in ax.texts]
+    assert plots.plot_directions(_summary(results, "mask_ratio")) is None

@@ -51,7 +51,11 @@ def test_report_regenerates_identically(collected):
             f"tables/{stem}.csv",
             f"tables/{stem}.tex",
             f"tables/{stem}_agreement.csv",
-            *([f"tables/{stem}_directions.csv"] if stem == "loss_granularity-tiny" else []),
+            *(
+                [f"tables/{stem}_directions.csv", f"figures/{stem}_directions.png"]
+                if stem == "loss_granularity-tiny"
+                else []
+            ),
             f"figures/{stem}_metrics.png",
             f"figures/{stem}_curves.png",
         ):
