@@ -134,7 +134,8 @@ def test_notebook_executes(collected, monkeypatch):
         in markdown
     )
     assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in markdown
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 6  # 3 ablations: metrics and curves
+    # 3 ablations: metrics and curves; loss_granularity's ingredient (the paper names none for the others)
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 7
 
 
 def test_position_centred_pca_shows_content_that_positions_hide():
