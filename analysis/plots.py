@@ -8,8 +8,9 @@ figure; with ``out`` it is also written there.
   lines, categorical ones (loss, data mix) as bars; mean ± sample std over completed seeds, each seed as a
   dot, the random-init baseline as a dashed line, and the paper's numbers for the corresponding rows on a
   right-hand axis (grey diamonds) where the metric stands for a paper metric.
-* ``plot_curves``: training loss (and RankMe, when logged) vs. step, per variant: mean over the completed
-  seeds, band ± std.
+* ``plot_curves``: training loss and the collapse diagnostics (RankMe and token cosine of the online and
+  target encoders on the held batch, when logged) vs. step, per variant: mean over the completed seeds,
+  band ± std.
 * ``plot_directions``: the paper's ingredients (``analysis.directions``), our paired change with its 95 % t
   interval beside the paper's change.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -158,14 +160,25 @@ def _paper_axis(ax, s: Summary, metric: str, pos: np.ndarray) -> None:
         twin.invert_yaxis()  # so that "up is better" on both axes
 
 
+DIAGNOSTIC = re.compile(r"(online|target)_(rankme|token_cos)_(\w+)")
+
+
+def curve_metrics(logged) -> list[str]:
+    """The curves drawn: the training loss, then the collapse diagnostics the trainer logs on its held
+    batch (``vjepa.diagnostics``, as ``<online|target>_<rankme|token_cos>_<modality>``): RankMe before token
+    cosine, per modality, online encoder before target."""
+    found = [(m, DIAGNOSTIC.fullmatch(m)) for m in logged]
+    kinds, sides = ("rankme", "token_cos"), ("online", "target")
+    diagnostics = sorted((kinds.index(g[2]), g[3], sides.index(g[1]), m) for m, g in found if g)
+    return ["loss"] * ("loss" in logged) + [m for *_, m in diagnostics]
+
+
 @styled
 def plot_curves(s: Summary, curves: pd.DataFrame, out=None) -> Figure | None:
     """None when no completed run of the summary has logged curves."""
     done = s.runs[s.runs["status"] == "completed"][["run_id", "variant"]]
     c = curves.merge(done, on="run_id")
-    metrics = ["loss"] * ("loss" in set(c["metric"])) + sorted(
-        m for m in set(c["metric"]) if m.startswith("rankme")
-    )
+    metrics = curve_metrics(set(c["metric"]))
     if c.empty or not metrics:
         return None
     colors = dict(zip(s.variants, sns.color_palette("colorblind", len(s.variants)), strict=True))
@@ -189,9 +202,25 @@ def plot_curves(s: Summary, curves: pd.DataFrame, out=None) -> Figure | None:
         ax.set_title(metric)
         ax.set_xlabel("training step")
         ax.set_ylabel(
-            "RankMe (effective rank of features)" if metric.startswith("rankme") else ylabel(metric)
+            "RankMe (effective rank of features)"
+            if "rankme" in metric
+            else "mean cosine between tokens (1 = collapse)"
+            if "token_cos" in metric
+            else ylabel(metric)
         )
-        ax.legend(fontsize="small", title=s.ablation.xlabel or s.axis, title_fontsize="small")
+    uniq = {}  # one legend for all panels: a variant may be missing from a panel
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            uniq.setdefault(label, h)
+    fig.legend(
+        list(uniq.values()),
+        list(uniq),
+        loc="outside lower center",
+        ncols=min(len(uniq), 4),
+        title=s.ablation.xlabel or s.axis,
+        fontsize="small",
+        title_fontsize="small",
+    )
     if out is not None:
         save(fig, out)
     return fig

@@ -93,7 +93,8 @@ def write_run(run_dir, base, overrides: list[str], config: dict, state: str, met
                 "loss_image": loss,
                 "lr": 1e-3,
                 "wall_time_s": 0.5 * s,
-                "rankme_image": 10.0 + s / 10,
+                "online_rankme_image": 10.0 + s / 10,  # the trainer's collapse diagnostics
+                "target_token_cos_image": 0.1 * s / 20,
             }
         )
     extra = {
@@ -268,7 +269,14 @@ def test_results_csv_round_trip_and_curves(results, sweeps, tmp_path):
     curves = collect_curves([sweeps])
     assert list(curves.columns) == ["run_id", "step", "metric", "value"]
     one = curves[curves["run_id"] == "loss_granularity/preset=tiny/loss=block,seed=1"]
-    assert sorted(one["metric"].unique()) == ["loss", "loss_image", "lr", "rankme_image", "wall_time_s"]
+    assert sorted(one["metric"].unique()) == [
+        "loss",
+        "loss_image",
+        "lr",
+        "online_rankme_image",
+        "target_token_cos_image",
+        "wall_time_s",
+    ]
     assert one[one["metric"] == "loss"]["value"].tolist() == pytest.approx([0.03 + 0.01, 0.015 + 0.01])
     # the running run's partial curve is there too (the report only averages completed runs)
     assert len(curves[curves["run_id"].str.endswith("block,seed=4") & (curves["metric"] == "loss")]) == 1
@@ -500,7 +508,12 @@ def test_plots_are_written_and_deterministic(results, sweeps, tmp_path):
     fig = plots.plot_curves(lg, curves, tmp_path / "c.png")
     plots.plot_curves(lg, curves, tmp_path / "d.png")
     assert (tmp_path / "c.png").read_bytes() == (tmp_path / "d.png").read_bytes()
-    assert [ax.get_title() for ax in fig.axes] == ["loss", "rankme_image"]
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "online_rankme_image", "target_token_cos_image"]
+    assert fig.axes[2].get_ylabel() == "mean cosine between tokens (1 = collapse)"
+    assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "block (n=3)",
+        "token (n=3)",
+    ]
     line = fig.axes[0].get_lines()[0]  # block: mean over its 3 completed seeds at steps 10, 20
     assert line.get_xdata().tolist() == [10, 20]
     assert np.allclose(line.get_ydata(), [0.03 + 0.01, 0.015 + 0.01])
@@ -681,3 +694,22 @@ def test_directions_forest_plot(results, tmp_path):
     assert colors[0] == colors[1] != colors[2]  # the K400 stand-in went the other way
     assert "paper +3.1 (COCO APbox); n=3" in [t.get_text() for t in ax.texts]
     assert plots.plot_directions(_summary(results, "mask_ratio")) is None
+
+
+def test_curves_show_the_trainers_collapse_diagnostics():
+    """The names the trainer logs (tests/test_trainer.py), ordered RankMe then token cosine, per modality,
+    online before target; feature std, lr and the like are not drawn."""
+    logged = {
+        "loss", "lr", "online_feat_std_image", "target_token_cos_video", "online_token_cos_image",
+        "target_rankme_image", "online_rankme_video", "online_rankme_image", "target_token_cos_image",
+    }  # fmt: skip
+    assert plots.curve_metrics(logged) == [
+        "loss",
+        "online_rankme_image",
+        "target_rankme_image",
+        "online_rankme_video",
+        "online_token_cos_image",
+        "target_token_cos_image",
+        "target_token_cos_video",
+    ]
+    assert plots.curve_metrics({"lr", "rankme_image"}) == []
