@@ -282,6 +282,32 @@ def test_evaluate_cli_merges_into_metrics_json(tiny_run):
     )
 
 
+def test_evaluate_baseline_only_adds_the_random_init_numbers_of_a_full_baseline(tiny_run):
+    """baseline=only probes the encoder pretraining started from, alone: the same probe_random/... numbers as
+    a full evaluation with baseline=true, merged without touching the run's own probe numbers."""
+    from vjepa.evaluate import evaluate
+
+    fast = ["tasks.shapes_det.epochs=1"]
+    full = evaluate(
+        tiny_run, probes="fast", baseline=True, threads=1, overrides=[f"probes.{o}" for o in fast]
+    )
+    before = json.loads((tiny_run / "metrics.json").read_text())
+    trained = {k: v for k, v in before.items() if k.startswith("probe/")}
+    for k in [k for k in before if k.startswith("probe_random/")]:
+        del before[k]
+    (tiny_run / "metrics.json").write_text(json.dumps(before))
+    only = evaluate(
+        tiny_run, probes="fast", baseline="only", threads=1, overrides=[f"probes.{o}" for o in fast]
+    )
+    random_keys = sorted(k for k in full if k.startswith("probe_random/") and not k.endswith("time_s"))
+    assert random_keys and sorted(k for k in only if not k.endswith("time_s")) == random_keys
+    assert {k: only[k] for k in random_keys} == {k: full[k] for k in random_keys}
+    merged = json.loads((tiny_run / "metrics.json").read_text())
+    assert {k: v for k, v in merged.items() if k.startswith("probe/")} == trained  # untouched
+    with pytest.raises(ValueError, match="baseline must be true, false or only, got 'yes'"):
+        evaluate(tiny_run, baseline="yes")
+
+
 def test_evaluate_cli_rejects_unknown_keys(tiny_run):
     proc = subprocess.run(
         [sys.executable, "-m", "vjepa.evaluate", f"run_dir={tiny_run}", "encodr=online"],

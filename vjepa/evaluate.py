@@ -3,7 +3,8 @@ its ``metrics.json`` (atomically, keeping every key already there).
 
 Keys: ``probes`` (a name in vjepa/conf/probes/ or a .yaml path; default: the run's own ``probes`` config if
 it has one, else ``default``), ``encoder`` (target = the EMA encoder, default | online), ``baseline``
-(true: also a random-init encoder of the same shape), ``device`` (auto | cpu | cuda), ``threads`` (auto | n),
+(true: also a random-init encoder of the same shape, the one pretraining started from; only: that encoder
+alone, adding ``probe_random/...`` to a run whose own probes are already in its metrics, untouched), ``device`` (auto | cpu | cuda), ``threads`` (auto | n),
 ``data_root`` (default: the run's ``data.root``, else ../shared/data), ``cache`` (true: keep features in
 ``DIR/probe_cache/``), and ``probes.<key>=value`` to override the probe config, e.g.
 ``probes.tasks.shapes_det.epochs=5``. Input sizes in the probe config resolve against the run's ``data``.
@@ -64,39 +65,50 @@ def evaluate(
     from vjepa.data import resolve_root
     from vjepa.models import build_encoder
     from vjepa.probes import run_probes
+    from vjepa.probes.runner import random_encoder
     from vjepa.runfiles import load_checkpoint, read_json, write_json
     from vjepa.trainer import resolve_device, set_threads
 
     if encoder not in PREFIX:
         raise ValueError(f"encoder must be one of {tuple(PREFIX)}, got {encoder!r}")
+    if baseline not in (True, False, "only"):
+        raise ValueError(f"baseline must be true, false or only, got {baseline!r}")
     run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoints" / "last.pt"
-    if not ckpt.exists():
+    ckpt, cfg_path = run_dir / "checkpoints" / "last.pt", run_dir / "config.yaml"
+    only = baseline == "only"
+    if only and not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} does not exist: is {run_dir} a run directory?")
+    if not only and not ckpt.exists():
         raise FileNotFoundError(f"{ckpt} does not exist: is {run_dir} a run directory with a checkpoint?")
-    state = load_checkpoint(ckpt)
-    cfg_path = run_dir / "config.yaml"
+    state = None if only else load_checkpoint(ckpt)
     run_cfg = OmegaConf.load(cfg_path) if cfg_path.exists() else OmegaConf.create(state["config"])
     probes_cfg = probes_config(run_cfg, probes, overrides)
     dev = resolve_device(device)
     set_threads(threads)
-    enc = build_encoder(run_cfg.model)
-    enc.load_state_dict(state["target_encoder" if encoder == "target" else "encoder"])
-    enc.to(dev)
-    prefix = PREFIX[encoder]
+    seed = int(run_cfg.seed)
+    if only:  # the encoder pretraining started from, probed as run_probes probes its baseline
+        enc, prefix, tag = random_encoder(run_cfg.model, seed, dev), "probe_random", f"random-seed{seed}"
+    else:
+        enc = build_encoder(run_cfg.model)
+        enc.load_state_dict(state["target_encoder" if encoder == "target" else "encoder"])
+        enc.to(dev)
+        prefix = PREFIX[encoder]
+        tag = f"{prefix}-step{state['step']}"
     root = resolve_root(data_root or run_cfg.data.get("root"))
     results = run_probes(
         enc,
         probes_cfg,
         run_cfg.model,
-        int(run_cfg.seed),
+        seed,
         root,
         dev,
         prefix=prefix,
-        baseline=baseline,
+        baseline=baseline is True,
         cache_dir=run_dir / "probe_cache" if cache else None,
-        cache_tag=f"{prefix}-step{state['step']}",
+        cache_tag=tag,
     )
-    results[f"{prefix}/step"] = int(state["step"])
+    if not only:
+        results[f"{prefix}/step"] = int(state["step"])
     path = run_dir / "metrics.json"
     merged = read_json(path) if path.exists() else {}
     merged.update(results)
@@ -124,9 +136,10 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
             parser.error(f"unknown key {key!r}: one of {', '.join(OPTIONS)} or probes.<key>")
     if not opts["run_dir"]:
         parser.error("run_dir=DIR is required")
-    for key in ("baseline", "cache"):
-        if not isinstance(opts[key], bool):
-            parser.error(f"{key} must be true or false, got {opts[key]!r}")
+    if not isinstance(opts["cache"], bool):
+        parser.error(f"cache must be true or false, got {opts['cache']!r}")
+    if opts["baseline"] not in (True, False, "only"):
+        parser.error(f"baseline must be true, false or only, got {opts['baseline']!r}")
     return opts, overrides
 
 
