@@ -138,11 +138,12 @@ def variant_stats(runs: pd.DataFrame, ablation: Ablation, metrics: list[str]) ->
         bad = group[group["status"] != "completed"]["status"].value_counts().sort_index()
         ok = done[done["variant"] == variant]
         rows += [_stat(variant, paper_row, m, ok, m, bad) for m in metrics]
-    baseline = done.drop_duplicates("seed")  # the random-init encoder depends on the seed only
     none = pd.Series(dtype=int)
     for metric in metrics:
         rand = "probe_random/" + metric.removeprefix("probe/")
         if metric.startswith("probe/") and rand in done.columns and done[rand].notna().any():
+            # the random-init encoder depends on the seed only: one value per seed, from any run that has it
+            baseline = done[done[rand].notna()].drop_duplicates("seed")
             rows.append(_stat(RANDOM, None, metric, baseline, rand, none))
     return pd.DataFrame(rows, columns=STATS_COLUMNS)
 

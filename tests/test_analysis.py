@@ -713,3 +713,13 @@ def test_curves_show_the_trainers_collapse_diagnostics():
         "target_token_cos_video",
     ]
     assert plots.curve_metrics({"lr", "rankme_image"}) == []
+
+
+def test_random_init_row_takes_each_seed_from_a_run_that_has_it(results):
+    """`evaluate baseline=only` on one run per seed is enough: the first run of a seed without the numbers
+    does not hide them."""
+    lg = results[results["sweep"] == "loss_granularity"].copy()
+    block = lg["variant"] == "block"
+    lg.loc[block, "probe_random/shapes_det/ap"] = math.nan  # only the token runs were baseline-probed
+    rand = _stat(_summary(lg, "loss_granularity"), "random init", "probe/shapes_det/ap")
+    assert rand["n"] == 3 and rand["mean"] == pytest.approx(0.06) and rand["seeds"] == "0 1 2"
