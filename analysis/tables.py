@@ -445,6 +445,20 @@ def write_tables(s: Summary, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _beside_random(s: Summary, metric: str) -> str:
+    """ "; variants a to b, random init c ± d (n=k)" where the random-init encoder was probed, else ""."""
+    st = s.stats[(s.stats["metric"] == metric) & s.stats["mean"].notna()]
+    rand, variants = st[st["variant"] == RANDOM], st[st["variant"] != RANDOM]
+    if rand.empty or variants.empty:
+        return ""
+    r = rand.iloc[0]
+    spread = f" ± {num(r['std'])}" if math.isfinite(r["std"]) else ""
+    return (
+        f"; variants {num(variants['mean'].min())} to {num(variants['mean'].max())}, random init "
+        f"{num(r['mean'])}{spread} (n={r['n']})"
+    )
+
+
 def _direction_lines(s: Summary) -> list[str]:
     """The paper's ingredients, one line each: its change beside ours per metric pair, and a tally."""
     d, skipped = s.directions, not_run(s.stats, s.table)
@@ -529,7 +543,8 @@ def statement(s: Summary) -> str:
         lines.append(
             f"- {METRICS[r['paper_metric']].label} vs. `{short(r['metric'])}`: {r['verdict']} "
             f"(paper best: {r['paper_best']}, by {paper_num(r['paper_margin'])}; ours: {shown_best(r)}, by "
-            f"{num(r['margin'])}, {noise}; Kendall tau {num(r['tau'], 2)} over {r['variants']} variants)."
+            f"{num(r['margin'])}, {noise}; Kendall tau {num(r['tau'], 2)} over {r['variants']} variants"
+            f"{_beside_random(s, r['metric'])})."
         )
     lines += _direction_lines(s)
     missing = s.agreement[s.agreement["variants"] < 2]

@@ -410,6 +410,9 @@ def test_markdown_latex_and_statement(results):
     text = statement(s)
     assert "6 of 9 runs completed" in text and "3 metric pair(s) compared (agrees 2, disagrees 1)" in text
     assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in text and "beyond seed noise" in text
+    # random init probed for shapes_det/ap only (RANDOM_AP): block 0.12, token 0.25 vs 0.06 +- 0.01
+    assert "over 2 variants; variants 0.120 to 0.250, random init 0.060 ± 0.010 (n=3))." in text
+    assert text.count("random init") == 1
     assert "Not measured here" not in text
     mr = statement(_summary(results, "mask_ratio"))
     assert "partly agrees" in mr and "no spread: one seed of 0.9 and 0.75;" in mr
