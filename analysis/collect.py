@@ -50,11 +50,11 @@ import pandas as pd
 import yaml
 
 RUN_MARKERS = ("config.yaml", "status.json")
-# Override keys that are never an ablation axis: the seed, the preset (a directory level of its own), keys
-# that do not change what a run computes (the engine's RESUME_FREE_KEYS) and the sweeps' own options.
-NOT_AXES = set(
-    "seed preset run_dir device threads progress log_every data.num_workers data.root cluster dry_run".split()
-)
+# Override keys that are never an ablation axis (nor their sub-keys, e.g. cluster.partition): the seed, the
+# preset (a directory level of its own), the sweeps' own options (sweeps.common.SWEEP_KEYS; analysis does not
+# import sweeps) and the keys that do not change what a run computes (the engine's RESUME_FREE_KEYS, read in
+# not_axis).
+NOT_AXES = ("seed", "preset", "sweep", "cluster", "dry_run", "hpo")
 NOT_IN_COMMAND = {"seed", "threads"}  # the sweeper sets threads per run itself
 LEADING = (
     "run_id sweep preset axis variant seed status steps_done steps wall_time_s error config_hash group_hash "
@@ -148,6 +148,11 @@ def _resume_free() -> tuple[str, ...]:
     return RESUME_FREE_KEYS
 
 
+def not_axis(key: str) -> bool:
+    """Whether an override key can never be an ablation axis (``NOT_AXES``, RESUME_FREE_KEYS, sub-keys)."""
+    return any(key == k or key.startswith(k + ".") for k in (*NOT_AXES, *_resume_free()))
+
+
 def config_hashes(cfg: dict) -> tuple[str, str]:
     """(config_hash, group_hash): sha256 (16 hex digits) of the resolved config without run-specific keys,
     and of the same without the seed."""
@@ -224,7 +229,7 @@ def _sort_key(value: str):
 def _group_columns(group: pd.DataFrame, sweep_root: Path | None) -> dict:
     """axis, variant (per row) and command of one (sweep, preset) group."""
     overrides = [dict(p for p in map(parse_override, json.loads(o)) if p) for o in group["overrides"]]
-    keys = sorted({k for o in overrides for k in o} - NOT_AXES)
+    keys = sorted(k for k in {k for o in overrides for k in o} if not not_axis(k))
     axis = [k for k in keys if len({o.get(k) for o in overrides}) > 1] if len(group) > 1 else []
     if len(axis) == 1:
         variants = [o.get(axis[0], "default") for o in overrides]

@@ -7,6 +7,7 @@ metrics.json) and a running run among them.
 """
 
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -726,3 +727,24 @@ def test_random_init_row_takes_each_seed_from_a_run_that_has_it(results):
     lg.loc[block, "probe_random/shapes_det/ap"] = math.nan  # only the token runs were baseline-probed
     rand = _stat(_summary(lg, "loss_granularity"), "random init", "probe/shapes_det/ap")
     assert rand["n"] == 3 and rand["mean"] == pytest.approx(0.06) and rand["seeds"] == "0 1 2"
+
+
+def test_keys_that_change_no_result_are_never_an_axis():
+    """One seed re-run with compile=true, another under a different cluster.time_min: still one axis
+    (mask.ratio), plain variants, and the command does not sweep those keys."""
+    from analysis.collect import _group_columns, not_axis
+
+    overrides = [
+        ["mask.ratio=0.6", "seed=0"],
+        ["mask.ratio=0.8", "seed=0", "compile=true"],
+        ["mask.ratio=0.6", "seed=1", "cluster.time_min=600", "diagnostics.batch_size=8"],
+        ["mask.ratio=0.8", "seed=1", "probes=fast"],
+    ]
+    group = pd.DataFrame(
+        {"overrides": [json.dumps(o) for o in overrides], "sweep": "mask_ratio", "seed": [0, 0, 1, 1]}
+    )
+    cols = _group_columns(group, None)
+    assert cols["axis"] == "mask.ratio" and cols["variant"] == ["0.6", "0.8", "0.6", "0.8"]
+    assert "compile" not in cols["command"] and "cluster" not in cols["command"]
+    assert not_axis("cluster.partition") and not_axis("data.root") and not not_axis("data.mix")
+    assert not not_axis("seeds") and not not_axis("probe")  # whole keys or sub-keys only

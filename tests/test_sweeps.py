@@ -167,6 +167,7 @@ def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
         "dry_run=true",
         "hydra/launcher=submitit_local",
         "cluster=local",
+        "cluster.time_min=600",  # a sub-key of a sweep option (README's SLURM example) names no run either
         "probes=fast",
         "threads=2",
         out=tmp_path,
