@@ -128,6 +128,25 @@ def _stat(variant, paper_row, metric: str, runs: pd.DataFrame, column: str, bad:
     return (variant, paper_row, metric, mean, std, n, int(bad.sum()), incomplete, seeds)
 
 
+def encoder_keys_that_differ(runs: pd.DataFrame) -> list[str]:
+    """The ``model.*`` config keys whose values differ between the completed runs: where there are any, the
+    variants' encoders are not the same network at initialisation."""
+    done = runs[runs["status"] == "completed"]
+    cols = [c for c in done.columns if c.startswith("config/model.")]
+    return [c.removeprefix("config/") for c in cols if done[c].astype(str).nunique() > 1]
+
+
+def random_source(runs: pd.DataFrame, ablation: Ablation, column: str) -> pd.DataFrame:
+    """The runs whose ``probe_random/...`` number stands for the random-init encoder, one per seed: any run
+    of the seed where the variants share the encoder's config, else only the runs of the first variant (in
+    display order) that has the number, so every seed's number is the same network's."""
+    have = runs[(runs["status"] == "completed") & runs[column].notna()]
+    if encoder_keys_that_differ(runs):
+        first = next(v for v in sort_variants(runs["variant"], ablation) if (have["variant"] == v).any())
+        have = have[have["variant"] == first]
+    return have.drop_duplicates("seed")
+
+
 def variant_stats(runs: pd.DataFrame, ablation: Ablation, metrics: list[str]) -> pd.DataFrame:
     done = runs[runs["status"] == "completed"]
     rows = []
@@ -142,9 +161,7 @@ def variant_stats(runs: pd.DataFrame, ablation: Ablation, metrics: list[str]) ->
     for metric in metrics:
         rand = "probe_random/" + metric.removeprefix("probe/")
         if metric.startswith("probe/") and rand in done.columns and done[rand].notna().any():
-            # the random-init encoder depends on the seed only: one value per seed, from any run that has it
-            baseline = done[done[rand].notna()].drop_duplicates("seed")
-            rows.append(_stat(RANDOM, None, metric, baseline, rand, none))
+            rows.append(_stat(RANDOM, None, metric, random_source(runs, ablation, rand), rand, none))
     return pd.DataFrame(rows, columns=STATS_COLUMNS)
 
 
@@ -402,6 +419,16 @@ def legend(s: Summary) -> str:
         out += f" Paper: {s.table.source}, {s.table.title}{note}."
     if s.ablation.notes:
         out += f" Note: {s.ablation.notes}."
+    rand = s.stats[(s.stats["variant"] == RANDOM) & s.stats["mean"].notna()]
+    differ = encoder_keys_that_differ(s.runs)
+    if not rand.empty and differ:
+        first = random_source(
+            s.runs, s.ablation, "probe_random/" + rand["metric"].iloc[0].removeprefix("probe/")
+        )
+        out += (
+            f" Random init: the encoder of `{first['variant'].iloc[0]}` before training (the variants' "
+            f"encoders differ in {', '.join(differ)})."
+        )
     return out
 
 

@@ -748,3 +748,24 @@ def test_keys_that_change_no_result_are_never_an_axis():
     assert "compile" not in cols["command"] and "cluster" not in cols["command"]
     assert not_axis("cluster.partition") and not_axis("data.root") and not not_axis("data.mix")
     assert not not_axis("seeds") and not not_axis("probe")  # whole keys or sub-keys only
+
+
+def test_random_init_row_is_one_network_where_the_variants_encoders_differ(results):
+    """Where a sweep changes the encoder (here block runs get another depth), each seed's random-init number
+    comes from the first variant's runs only, and the legend says whose encoder it is."""
+    lg = results[results["sweep"] == "loss_granularity"].copy()
+    token = lg["variant"] == "token"
+    lg.loc[token, "config/model.depth"] = 99
+    lg.loc[token, "probe_random/shapes_det/ap"] = 0.5  # another network's numbers, never mixed in
+    s = _summary(lg, "loss_granularity")
+    rand = _stat(s, "random init", "probe/shapes_det/ap")
+    assert rand["n"] == 3 and rand["mean"] == pytest.approx(0.06)  # block's (first in display order)
+    assert (
+        "Random init: the encoder of `block` before training (the variants' encoders differ in model.depth)."
+        in (to_markdown(s))
+    )
+    lg.loc[lg["variant"] == "block", "probe_random/shapes_det/ap"] = math.nan  # only token's were probed
+    rand = _stat(_summary(lg, "loss_granularity"), "random init", "probe/shapes_det/ap")
+    assert rand["n"] == 3 and rand["mean"] == pytest.approx(0.5)
+    same = _summary(results, "loss_granularity")
+    assert "Random init:" not in to_markdown(same)  # one encoder: nothing to say
