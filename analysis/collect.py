@@ -5,7 +5,8 @@
 
 A run directory is any directory holding ``config.yaml`` or ``status.json`` (found recursively; hidden
 directories such as Hydra's ``.hydra`` are skipped). The sweeps' layout ``<out>/<sweep>/preset=<p>/<run>``
-gives the sweep name and preset; elsewhere the sweep is the parent directory's name. Columns:
+gives the sweep name and preset (a search's trials ``<out>/hpo/<study>/preset=<p>/trial=<n>``: the sweep
+``hpo-<study>``); elsewhere the sweep is the parent directory's name. Columns:
 
 * ``run_id`` (``<sweep>/[preset=<p>/]<run dir name>``), ``sweep``, ``preset``, ``seed``;
 * ``axis`` / ``variant``: the override keys that vary within the run's (sweep, preset) group, besides the
@@ -41,6 +42,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -85,12 +87,16 @@ def find_runs(roots) -> list[Path]:
 
 
 def locate(run_dir: Path) -> tuple[str, str, str]:
-    """(sweep, preset, run_id) from the path; preset is "" outside the sweeps' layout."""
+    """(sweep, preset, run_id) from the path; preset is "" outside the sweeps' layout. The trials of a
+    hyper-parameter search (``<out>/hpo/<study>/preset=<p>/trial=<n>``, sweeps/hpo.py) are the sweep
+    ``hpo-<study>``, with run ids ``hpo/<study>/preset=<p>/trial=<n>``."""
     run_dir = Path(run_dir).resolve()
     parent = run_dir.parent
     if parent.name.startswith("preset="):
-        sweep = parent.parent.name
-        return sweep, parent.name.split("=", 1)[1], f"{sweep}/{parent.name}/{run_dir.name}"
+        preset, sweep = parent.name.split("=", 1)[1], parent.parent.name
+        if parent.parent.parent.name == "hpo" and re.fullmatch(r"trial=\d+", run_dir.name):
+            return f"hpo-{sweep}", preset, f"hpo/{sweep}/{parent.name}/{run_dir.name}"
+        return sweep, preset, f"{sweep}/{parent.name}/{run_dir.name}"
     return parent.name, "", f"{parent.name}/{run_dir.name}"
 
 
@@ -257,11 +263,15 @@ def sweep_command(group: pd.DataFrame, axis: list[str], sweep_root: Path | None)
         for k in [*axis, "seed"]
         if any(k in q for q in parsed)
     ]
-    prog = (
-        f"python sweeps/{group['sweep'].iloc[0]}.py"
-        if sweep_root is not None
-        else "python -m vjepa.train --multirun"
-    )
+    sweep = group["sweep"].iloc[0]
+    if sweep_root is None:
+        prog = "python -m vjepa.train --multirun"
+    elif sweep.startswith("hpo-") and sweep_root.parent.parent.name == "hpo":  # trials: sampled, not swept
+        prog, swept = "python sweeps/hpo.py", []
+        if not any(o.startswith("hpo.study=") for o in common):
+            prog += f" hpo.study={shlex.quote(sweep_root.parent.name)}"
+    else:
+        prog = f"python sweeps/{sweep}.py"
     return " ".join([prog, *(shlex.quote(o) for o in common + swept)])
 
 
@@ -349,6 +359,8 @@ def curves_file_stem(run_id: str) -> str:
     """The curves file of a run: ``<sweep>-<preset>`` from its id ``<sweep>/preset=<p>/<run>``, else the
     sweep (the id's first part)."""
     parts = run_id.split("/")
+    if len(parts) == 4 and parts[0] == "hpo" and parts[2].startswith("preset="):
+        return f"hpo-{parts[1]}-{parts[2].removeprefix('preset=')}"
     if len(parts) == 3 and parts[1].startswith("preset="):
         return f"{parts[0]}-{parts[1].removeprefix('preset=')}"
     return parts[0] if len(parts) > 1 else "runs"

@@ -63,3 +63,16 @@ def test_second_invocation_continues_the_study_and_takes_over_a_trial_left_runni
     config = (study_dir / "trial=2" / "config.yaml").read_text()
     assert f"base_lr: {left.params['optim.base_lr']}" in config
     assert {p: p.stat().st_mtime_ns for p in study_dir.glob("trial=[01]/**/*") if p.is_file()} == mtimes
+
+    # analysis reads the trials as the sweep hpo-<study>: not the ablation of the study's name
+    from analysis.collect import collect, curves_file_stem
+
+    rows = collect([tmp_path])
+    assert set(rows["sweep"]) == {"hpo-default"} and set(rows["preset"]) == {"tiny"}
+    assert sorted(rows["run_id"]) == [f"hpo/default/preset=tiny/trial={n}" for n in range(3)]
+    assert set(rows["axis"]) == {"optim.base_lr"} and rows["status"].eq("completed").all()
+    (command,) = set(rows["command"])
+    assert (
+        command.startswith("python sweeps/hpo.py hpo.study=default preset=tiny") and "base_lr" not in command
+    )
+    assert curves_file_stem(rows["run_id"].iloc[0]) == "hpo-default-tiny"
