@@ -9,9 +9,10 @@ direction whose two rows both have a variant in the sweep, and each (paper metri
   both variants completed of (to-variant minus from-variant), **paired by seed** (same seed = same
   initialisation and data order), with ``se`` the standard error of that mean (NaN for one seed);
 * ``verdict``: ``holds`` (same sign, outside the 95 % t interval with n - 1 degrees of freedom,
-  ``analysis.stats``), ``reversed`` (opposite sign, outside it), ``same sign, within noise``, ``opposite sign, within noise``, ``same sign, one seed`` /
-  ``opposite sign, one seed`` (no spread), ``ours: no change`` (exactly equal, e.g. a tied accuracy), or,
-  where the paper's two rows are equal, ``paper: no change``.
+  ``analysis.stats``), ``reversed`` (opposite sign, outside it), ``same sign, within noise`` /
+  ``opposite sign, within noise``, ``same sign, one seed`` / ``opposite sign, one seed`` (no spread),
+  ``ours: no change`` (exactly equal, e.g. a tied accuracy), or, where the paper's two rows are equal,
+  ``paper: no change``.
 
 Signs are as printed (a lower NYU RMSE is a negative change); ``better`` says whether our change goes the
 better way for the toolkit metric, so a verdict never mixes the two directions of "better".

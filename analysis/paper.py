@@ -24,7 +24,7 @@ class Table:
     title: str
     rows: tuple[tuple[str, dict[str, float]], ...]
     note: str = ""
-    # The paper's claims of what an ingredient does: (name, from row, to row), read by ``analysis.directions``.
+    # What the paper says an ingredient does: (name, from row, to row), read by ``analysis.directions``.
     directions: tuple[tuple[str, str, str], ...] = ()
 
     @property
@@ -70,7 +70,8 @@ TABLES = {
                           ("coco_apbox", "ade20k_miou", "k400_top1"), [
         ("Block-level (V-JEPA 2 style)",   54.8, 46.2, 85.8),
         ("Dense token-level (V-JEPA 2.1)", 57.9, 52.4, 85.6),
-    ], directions=[("dense token-level loss", "Block-level (V-JEPA 2 style)", "Dense token-level (V-JEPA 2.1)")]),
+    ], directions=[("dense token-level loss",
+                    "Block-level (V-JEPA 2 style)", "Dense token-level (V-JEPA 2.1)")]),
     "design_data_mix": _table(DESIGN, "Image-only vs. video-only vs. joint training, dense loss (ViT-H)",
                               ("coco_apbox", "k400_top1"), [
         ("Image-only",        57.2, 83.4),

@@ -2,10 +2,11 @@
 from the collected results, without training and without checkpoints.
 
 Reads ``results.csv`` and, beside it unless given, ``curves/`` (or ``curves.csv``) and ``data/*.npz`` (all
-written by ``analysis.collect``). Writes, per (sweep, preset) group with an axis (``<stem>`` = ``<sweep>-<preset>``):
-``tables/<stem>.{md,csv,tex}``, ``tables/<stem>_agreement.csv`` and ``tables/<stem>_directions.csv`` (where the
-paper names what an ingredient does); ``figures/<stem>_metrics.png``, ``_directions.png`` (likewise),
-``_curves.png``, ``_masks_{image,video}.png``, ``_pca_{image,video}.png``, ``_pcapos_{image,video}.png`` (where the data exist); and
+written by ``analysis.collect``). Writes, per (sweep, preset) group with an axis
+(``<stem>`` = ``<sweep>-<preset>``): ``tables/<stem>.{md,csv,tex}``, ``tables/<stem>_agreement.csv`` and
+``tables/<stem>_directions.csv`` (where the paper names what an ingredient does);
+``figures/<stem>_metrics.png``, ``_directions.png`` (likewise), ``_curves.png``, ``_masks_{image,video}.png``,
+``_pca_{image,video}.png``, ``_pcapos_{image,video}.png`` (where the data exist); and
 ``README.md``, which shows them with the command that produced the runs, the seeds, and a statement per
 ablation on agreement with the paper, computed from the data. No timestamps: the same inputs give the same
 bytes. Stale ``.md/.csv/.tex/.png`` files in ``tables/`` and ``figures/`` are removed.

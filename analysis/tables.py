@@ -10,8 +10,11 @@
   have both numbers: the paper's best row and the toolkit's best variant (by the metric's direction),
   whether they match, Kendall's tau-b between the two orderings, both margins (best minus runner-up), whether
   the toolkit's margin lies outside its 95 % t interval (``resolved``, ``analysis.stats``: Welch's degrees of
-  freedom; never where the best or the runner-up has a single seed, named in ``single_seed``), and a verdict: ``agrees`` (same best
-  and tau > 0), ``disagrees`` (other best and tau <= 0), else ``partly agrees``.
+  freedom; never where the best or the runner-up has a single seed, named in ``single_seed``), and a
+  verdict: ``agrees`` (same best and tau > 0), ``disagrees`` (other best and tau <= 0), else ``partly
+  agrees``.
+* ``directions``: each ingredient the paper reports a change for, our change beside it, paired by seed
+  (``analysis.directions``).
 
 Written as Markdown, CSV and LaTeX by ``write_tables``; ``statement`` turns the agreement into sentences.
 """
@@ -219,8 +222,8 @@ def _compare(stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) 
 
 
 AGREEMENT_COLUMNS = (
-    "paper_metric metric variants paper_best best best_row best_agrees tau paper_margin margin resolved min_n single_seed "
-    "verdict"
+    "paper_metric metric variants paper_best best best_row best_agrees tau paper_margin margin resolved min_n "
+    "single_seed verdict"
 ).split()
 
 
