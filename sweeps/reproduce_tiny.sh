@@ -8,6 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
+source sweeps/random_init.sh
 common=(preset=tiny data=real data.mix=image "$@")
 status=0
 for seed in 0 1 2; do
@@ -27,4 +28,9 @@ done
 for seed in 0 1 2; do
   "$PY" sweeps/data_mix.py preset=tiny data=real "$@" seed=$seed || status=1
 done
+# the random-init baselines, one run per seed (the joint data-mix run: both tokenizers are probed)
+random_init loss_granularity '*loss=token,seed=[0-9]*'
+random_init mask_ratio '*mask.ratio=0.8,seed=[0-9]*'
+random_init predictor_width '*predictor.width=64,seed=[0-9]*'
+random_init data_mix 'data.mix=joint,*seed=[0-9]*'
 exit $status

@@ -295,3 +295,31 @@ def test_sacct_shim_reports_flag_states_as_accounting_does():
     assert shim.field_value({"JobState": "REQUEUE_HOLD"}, "State") == "PENDING"
     assert shim.field_value({"JobState": "COMPLETED"}, "State") == "COMPLETED"
     assert shim.field_value({"JobState": "COMPLETING"}, "State") == "COMPLETING"  # submitit waits on it
+
+
+def test_reproduction_scripts_add_random_init_probes_once_per_matching_run(tmp_path):
+    """sweeps/random_init.sh: `evaluate baseline=only` on each completed run matching the pattern whose
+    metrics.json lacks probe_random/..., nothing else (a fake interpreter records the calls)."""
+    runs = tmp_path / "out" / "context_loss" / "preset=tiny"
+    for name, metrics in [
+        ("context_variant=lambda0,data=real,seed=0", {"loss_final": 0.3}),
+        ("context_variant=lambda0,data=real,seed=1", {"probe_random/cifar10_linear/top1": 0.3}),  # has them
+        ("context_variant=lambda0,data=real,seed=2", None),  # not completed: no metrics.json
+        ("context_variant=l1_const,data=real,seed=0", {"loss_final": 0.3}),  # another variant
+    ]:
+        (runs / name).mkdir(parents=True)
+        if metrics:
+            write_json(runs / name / "metrics.json", metrics)
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
+    fake.chmod(0o755)
+    script = f"source {ROOT / 'sweeps' / 'random_init.sh'}; status=0; random_init context_loss 'context_variant=lambda0,*'; echo $status"
+    env = {**os.environ, "VJEPA_SWEEPS_OUT": str(tmp_path / "out"), "PY": str(fake)}
+    res = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "0", res.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [
+        f"-m vjepa.evaluate run_dir={runs / 'context_variant=lambda0,data=real,seed=0'} baseline=only threads=1"
+    ]
+    for script_name in ("reproduce_tiny.sh", "reproduce_published_tiny.sh"):
+        assert "source sweeps/random_init.sh" in (ROOT / "sweeps" / script_name).read_text()
