@@ -140,7 +140,10 @@ def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | 
         "(a pair of its rows, `analysis/paper.py`), the paper's change beside ours, paired by seed: holds / "
         "reversed where ours goes the paper's way / the other way beyond seed noise. Beyond seed noise: "
         "outside the difference's 95 % Student t interval (t from the seeds' degrees of freedom; with 3 "
-        "seeds 2.8 to 4.3 standard errors, `analysis/stats.py`).\n",
+        "seeds 2.8 to 4.3 standard errors, `analysis/stats.py`). Where the random-init encoder (the network "
+        "pretraining started from) was probed, each compared metric also gives its number and how the "
+        "variants stand against it, paired by seed: pretraining that does not beat it has learnt nothing "
+        "that metric can see.\n",
     ]
     overview = directions_overview(summaries)
     lines += [overview + "\n"] if overview else []

@@ -475,17 +475,57 @@ def write_tables(s: Summary, out_dir: Path) -> list[Path]:
     return paths
 
 
+def versus_random(s: Summary, metric: str) -> dict[str, str]:
+    """Per variant, how it compares with the random-init encoder on ``metric``, paired by seed (the same
+    seed's random-init number): ``better`` / ``worse`` beyond seed noise (95 % t interval), ``above`` /
+    ``below`` (the better / worse side) within it, or ``one seed`` (no spread). Empty where the random-init
+    encoder was not probed."""
+    rand_col = "probe_random/" + metric.removeprefix("probe/")
+    if rand_col not in s.runs.columns or not s.runs[rand_col].notna().any():
+        return {}
+    rand = random_source(s.runs, s.ablation, rand_col).set_index("seed")[rand_col]
+    done = s.runs[s.runs["status"] == "completed"]
+    sign = -1 if lower_is_better(metric) else 1
+    out = {}
+    for variant in s.variants:
+        ours = done[done["variant"] == variant].groupby("seed")[metric].mean().dropna()
+        seeds = ours.index.intersection(rand.index)
+        if len(seeds) == 0:
+            continue
+        d = sign * (ours[seeds] - rand[seeds]).to_numpy(float)
+        if len(d) < 2:
+            out[variant] = "one seed"
+            continue
+        se = float(d.std(ddof=1) / math.sqrt(len(d)))
+        up = d.mean() > 0
+        out[variant] = (
+            ("better" if up else "worse")
+            if beyond_noise(d.mean(), se, len(d) - 1)
+            else ("above" if up else "below")
+        )
+    return out
+
+
 def _beside_random(s: Summary, metric: str) -> str:
-    """ "; variants a to b, random init c ± d (n=k)" where the random-init encoder was probed, else ""."""
+    """ "; variants a to b, random init c ± d (n=k): ..." where the random-init encoder was probed, else ""."""
     st = s.stats[(s.stats["metric"] == metric) & s.stats["mean"].notna()]
     rand, variants = st[st["variant"] == RANDOM], st[st["variant"] != RANDOM]
     if rand.empty or variants.empty:
         return ""
     r = rand.iloc[0]
     spread = f" ± {num(r['std'])}" if math.isfinite(r["std"]) else ""
+    vs = pd.Series(versus_random(s, metric), dtype=object)
+    words = {
+        "better": "better beyond seed noise",
+        "above": "ahead within noise",
+        "below": "behind within noise",
+        "worse": "worse beyond seed noise",
+        "one seed": "on one seed",
+    }
+    said = ", ".join(f"{int((vs == k).sum())} {w}" for k, w in words.items() if (vs == k).any())
     return (
         f"; variants {num(variants['mean'].min())} to {num(variants['mean'].max())}, random init "
-        f"{num(r['mean'])}{spread} (n={r['n']})"
+        f"{num(r['mean'])}{spread} (n={r['n']}); vs. random init, paired by seed: {said or 'no pairs'}"
     )
 
 

@@ -412,8 +412,11 @@ def test_markdown_latex_and_statement(results):
     assert "6 of 9 runs completed" in text and "3 metric pair(s) compared (agrees 2, disagrees 1)" in text
     assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in text and "beyond seed noise" in text
     # random init probed for shapes_det/ap only (RANDOM_AP): block 0.12, token 0.25 vs 0.06 +- 0.01
-    assert "over 2 variants; variants 0.120 to 0.250, random init 0.060 ± 0.010 (n=3))." in text
-    assert text.count("random init") == 1
+    assert (
+        "over 2 variants; variants 0.120 to 0.250, random init 0.060 ± 0.010 (n=3); vs. random init, paired "
+        "by seed: 2 better beyond seed noise)." in text
+    )
+    assert text.count("random init 0.") == 1  # the one metric probed at random init
     assert "Not measured here" not in text
     mr = statement(_summary(results, "mask_ratio"))
     assert "partly agrees" in mr and "no spread: one seed of 0.9 and 0.75;" in mr
@@ -769,3 +772,21 @@ def test_random_init_row_is_one_network_where_the_variants_encoders_differ(resul
     assert rand["n"] == 3 and rand["mean"] == pytest.approx(0.5)
     same = _summary(results, "loss_granularity")
     assert "Random init:" not in to_markdown(same)  # one encoder: nothing to say
+
+
+def test_each_variant_against_the_random_init_encoder_paired_by_seed(results):
+    """block ap - random: +0.05, +0.06, +0.07 (better); token moved below random by 0.03 +- 0.005 (worse);
+    with block's seeds 1-2 gone it is one seed; a metric without random-init numbers gives nothing."""
+    from analysis.tables import versus_random
+
+    s = _summary(results, "loss_granularity")
+    assert versus_random(s, "probe/shapes_det/ap") == {"block": "better", "token": "better"}
+    assert versus_random(s, "probe/shapes_seg/miou") == {}
+    lg = results[results["sweep"] == "loss_granularity"].copy()
+    token = (lg["variant"] == "token") & (lg["status"] == "completed")
+    lg.loc[token, "probe/shapes_det/ap"] = lg.loc[token, "probe_random/shapes_det/ap"] - [0.025, 0.03, 0.035]
+    drop = (lg["variant"] == "block") & lg["seed"].isin([1, 2])
+    s = _summary(lg.drop(lg[drop].index), "loss_granularity")
+    assert versus_random(s, "probe/shapes_det/ap") == {"block": "one seed", "token": "worse"}
+    lg.loc[token, "probe/shapes_det/ap"] = lg.loc[token, "probe_random/shapes_det/ap"] + [0.01, -0.005, 0.0]
+    assert versus_random(_summary(lg, "loss_granularity"), "probe/shapes_det/ap")["token"] == "above"
