@@ -65,7 +65,7 @@ def mask_ratio_note(cfg: DictConfig, choices: dict, overrides: list[str]) -> str
     return (
         f"[vjepa] note: mask=vjepa2 runs with mask.ratio={ratio}, set by preset={choices.get('preset')} (or a "
         "config after it), so its blocks are trimmed or extended to that ratio; pass mask.ratio=null for "
-        "V-JEPA 2's ratio-free masks, or mask.ratio=" + f"{ratio} to keep it without this note"
+        f"V-JEPA 2's ratio-free masks, or mask.ratio={ratio} to keep it without this note"
     )
 
 
