@@ -7,7 +7,8 @@ it has one, else ``default``), ``encoder`` (target = the EMA encoder, default | 
 alone, adding ``probe_random/...`` to a run whose own probes are already in its metrics, untouched),
 ``device`` (auto | cpu | cuda), ``threads`` (auto | n), ``data_root`` (default: the run's ``data.root``,
 else ../shared/data), ``cache`` (true: keep features in ``DIR/probe_cache/``), and ``probes.<key>=value`` to
-override the probe config, e.g. ``probes.tasks.shapes_det.epochs=5``. Input sizes in the probe config resolve against the run's ``data``.
+override the probe config, e.g. ``probes.tasks.shapes_det.epochs=5``. Input sizes in the probe config
+resolve against the run's ``data``.
 """
 
 from __future__ import annotations
