@@ -575,8 +575,8 @@ def directions_overview(summaries: list[Summary]) -> str | None:
             f"**{source}, its ingredients in all** ({sweeps}): of {len(d)} (ingredient, metric) pairs, "
             f"{int(same.sum())} go the paper's way ({int((v == 'holds').sum())} beyond seed noise) and "
             f"{int(other.sum())} the other way ({int((v == 'reversed').sum())} beyond seed noise)"
-            + (f"; {ties} show no change on one side" if ties else "")
-            + (f"; {one} rest on a single seed" if one else "")
+            + (f"; {ties} show{'s' * (ties == 1)} no change on one side" if ties else "")
+            + (f"; {one} rest{'s' * (one == 1)} on a single seed" if one else "")
             + "."
         )
     return "\n\n".join(lines) or None
