@@ -117,7 +117,8 @@ def plot_ablation(s: Summary, out=None) -> Figure:
         ax.set_title(short(metric))
         ax.set_ylabel(ylabel(metric))
         ax.set_xlabel(s.ablation.xlabel or s.axis)
-        ax.set_xticks(pos, variants)
+        crowded = x is None and sum(map(len, variants)) > 30  # long category names would overlap
+        ax.set_xticks(pos, variants, rotation=35 if crowded else 0, ha="right" if crowded else "center")
         if x is not None and s.ablation.log_x and (x > 0).all():
             ax.set_xscale("log", base=2)
             ax.set_xticks(pos, variants)
