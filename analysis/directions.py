@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis.ablations import COMPARE, lower_is_better
 from analysis.paper import METRICS, Table
-from analysis.stats import beyond_noise
+from analysis.stats import beyond_noise, mean_and_se
 
 DIRECTION_COLUMNS = (
     "direction from_variant to_variant paper_metric metric paper_change change se n better verdict"
@@ -91,8 +91,7 @@ def directions(runs: pd.DataFrame, stats: pd.DataFrame, table: Table | None) -> 
                 d = _paired(runs, metric, a, b)
                 if len(d) == 0:
                     continue
-                change = float(d.mean())
-                se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+                change, se = mean_and_se(d)
                 low = lower_is_better(metric)
                 rows.append(
                     {

@@ -33,7 +33,7 @@ from matplotlib.lines import Line2D
 from analysis.ablations import COMPARE
 from analysis.paper import METRICS
 from analysis.stats import t95
-from analysis.tables import RANDOM, Summary, short, text
+from analysis.tables import RANDOM, Summary, short, signed, text
 
 DPI = 100
 PANEL = (4.2, 3.2)  # inches per panel
@@ -57,6 +57,17 @@ def save(fig: Figure, out) -> None:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI, metadata={"Software": None})
+
+
+def _figure_legend(fig: Figure, axes, max_cols: int, **kwargs) -> None:
+    """One legend below the panels with each label of ``axes`` once."""
+    uniq = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            uniq.setdefault(label, h)
+    fig.legend(
+        list(uniq.values()), list(uniq), loc="outside lower center", ncols=min(len(uniq), max_cols), **kwargs
+    )
 
 
 def _grid(n: int, title: str) -> tuple[Figure, list]:
@@ -113,7 +124,7 @@ def plot_ablation(s: Summary, out=None) -> Figure:
             )
         if RANDOM in st.index and np.isfinite(st.loc[RANDOM, "mean"]):
             ax.axhline(st.loc[RANDOM, "mean"], color="0.3", linestyle="--", linewidth=1, label=RANDOM)
-        _paper_axis(ax, s, metric, pos)
+        _paper_axis(ax, s, metric, pos, joined=x is not None)
         ax.set_title(short(metric))
         ax.set_ylabel(ylabel(metric))
         ax.set_xlabel(s.ablation.xlabel or s.axis)
@@ -124,17 +135,13 @@ def plot_ablation(s: Summary, out=None) -> Figure:
             ax.set_xticks(pos, variants)
             ax.minorticks_off()
     if axes:
-        uniq = {}
-        for ax in fig.axes:
-            for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
-                uniq.setdefault(label, h)
-        fig.legend(list(uniq.values()), list(uniq), loc="outside lower center", ncols=min(len(uniq), 5))
+        _figure_legend(fig, fig.axes, 5)
     if out is not None:
         save(fig, out)
     return fig
 
 
-def _paper_axis(ax, s: Summary, metric: str, pos: np.ndarray) -> None:
+def _paper_axis(ax, s: Summary, metric: str, pos: np.ndarray, joined: bool) -> None:
     table = s.table
     paper_metrics = [m for m in (table.metrics if table else []) if metric in COMPARE.get(m, ())]
     if not paper_metrics:
@@ -147,9 +154,7 @@ def _paper_axis(ax, s: Summary, metric: str, pos: np.ndarray) -> None:
     twin = ax.twinx()
     twin.grid(False)
     keep = np.isfinite(vals)
-    style = (
-        "D:" if _numeric(s.variants) is not None and s.ablation.order == "numeric" else "D"
-    )  # no line between categories
+    style = "D:" if joined else "D"  # no line between categories
     twin.plot(pos[keep], vals[keep], style, color=PAPER_COLOR, markersize=6, label="paper (right axis)")
     # at least 5 % of the value's size on the axis, so that a 0.2-point difference does not fill the panel
     lo, hi = vals[keep].min(), vals[keep].max()
@@ -209,19 +214,8 @@ def plot_curves(s: Summary, curves: pd.DataFrame, out=None) -> Figure | None:
             if "token_cos" in metric
             else ylabel(metric)
         )
-    uniq = {}  # one legend for all panels: a variant may be missing from a panel
-    for ax in axes:
-        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            uniq.setdefault(label, h)
-    fig.legend(
-        list(uniq.values()),
-        list(uniq),
-        loc="outside lower center",
-        ncols=min(len(uniq), 4),
-        title=s.ablation.xlabel or s.axis,
-        fontsize="small",
-        title_fontsize="small",
-    )
+    # one legend for all panels: a variant may be missing from a panel
+    _figure_legend(fig, axes, 4, title=s.ablation.xlabel or s.axis, fontsize="small", title_fontsize="small")
     if out is not None:
         save(fig, out)
     return fig
@@ -241,15 +235,12 @@ def plot_directions(s: Summary, out=None) -> Figure | None:
     way = {True: sns.color_palette("colorblind")[2], False: sns.color_palette("colorblind")[3]}
     y = np.arange(n_rows)[::-1]
     for yi, r in zip(y, d.to_dict("records"), strict=True):
-        paper_better = (r["paper_change"] > 0) == METRICS[r["paper_metric"]].higher_is_better
-        same = r["change"] != 0 and r["paper_change"] != 0 and bool(r["better"]) == paper_better
-        color = way[same] if r["paper_change"] != 0 and r["change"] != 0 else "0.5"
+        verdict = r["verdict"]
+        same = verdict == "holds" or verdict.startswith("same sign")
+        color = way[same] if same or verdict == "reversed" or verdict.startswith("opposite") else "0.5"
         half = t95(r["n"] - 1) * r["se"] if math.isfinite(r["se"]) else 0.0
         ax.errorbar(r["change"], yi, xerr=half, fmt="o", color=color, capsize=3)
-        unit = METRICS[r["paper_metric"]].unit
-        paper = ("+" if r["paper_change"] > 0 else "") + (
-            f"{r['paper_change']:.1f}" if "%" in unit else f"{r['paper_change']:.3f}"
-        )
+        paper = signed(r["paper_change"], METRICS[r["paper_metric"]].unit)
         ax.annotate(
             f"paper {paper} ({METRICS[r['paper_metric']].label}); n={r['n']}",
             xy=(1.0, yi),

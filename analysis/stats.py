@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 # Two-sided 95 % quantiles of Student's t (textbook values) for 1-30 degrees of freedom, then 40, 60, 120.
 _T95 = {
     **dict(enumerate([12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228], start=1)),
@@ -27,6 +29,13 @@ def t95(df: float) -> float:
     if not df >= 1:
         return math.nan
     return _T95[max(k for k in _T95 if k <= df)]
+
+
+def mean_and_se(differences) -> tuple[float, float]:
+    """Mean of paired differences and its standard error (NaN for fewer than 2)."""
+    d = np.asarray(differences, float)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+    return float(d.mean()), se
 
 
 def welch_df(se_a: float, n_a: int, se_b: float, n_b: int) -> float:

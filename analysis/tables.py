@@ -41,7 +41,7 @@ from analysis.ablations import (
 )
 from analysis.directions import directions, not_run
 from analysis.paper import METRICS, TABLES, Table
-from analysis.stats import beyond_noise, welch_df
+from analysis.stats import beyond_noise, mean_and_se, welch_df
 
 RANDOM = "random init"
 LATEX = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
@@ -496,11 +496,11 @@ def versus_random(s: Summary, metric: str) -> dict[str, str]:
         if len(d) < 2:
             out[variant] = "one seed"
             continue
-        se = float(d.std(ddof=1) / math.sqrt(len(d)))
-        up = d.mean() > 0
+        mean, se = mean_and_se(d)
+        up = mean > 0
         out[variant] = (
             ("better" if up else "worse")
-            if beyond_noise(d.mean(), se, len(d) - 1)
+            if beyond_noise(mean, se, len(d) - 1)
             else ("above" if up else "below")
         )
     return out
