@@ -21,18 +21,13 @@ PY=${PYTHON:-python}
 source sweeps/random_init.sh
 common=(preset=tiny data=real mask.buckets=8 mask.bucket_by=size)
 status=0
-# after each seed, the random-init baseline of one of its runs (each table's first row: the report's
-# "random init" row is that network where the variants' encoders differ)
-for seed in 0 1 2; do
-  "$PY" sweeps/deep_supervision.py "${common[@]}" data.mix=image "$@" seed=$seed || status=1
-  random_init deep_supervision "*model.deep_supervision=False,seed=$seed"
-done
-for seed in 0 1 2; do
-  "$PY" sweeps/context_loss.py "${common[@]}" data.mix=image "$@" seed=$seed || status=1
-  random_init context_loss "context_variant=lambda0,*seed=$seed"
-done
-for seed in 0 1 2; do
-  "$PY" sweeps/recipe.py "${common[@]}" "$@" seed=$seed || status=1
-  random_init recipe "*recipe_step=vjepa2,seed=$seed"
-done
+# one call per table: its runs go seed by seed, two at a time, a finished run's slot taking the next; then the
+# random-init baseline of one run per seed (each table's first row: the report's "random init" row is that
+# network where the variants' encoders differ)
+"$PY" sweeps/deep_supervision.py "${common[@]}" data.mix=image "$@" || status=1
+random_init deep_supervision "*model.deep_supervision=False,seed=[0-9]*"
+"$PY" sweeps/context_loss.py "${common[@]}" data.mix=image "$@" || status=1
+random_init context_loss "context_variant=lambda0,*seed=[0-9]*"
+"$PY" sweeps/recipe.py "${common[@]}" "$@" || status=1
+random_init recipe "*recipe_step=vjepa2,seed=[0-9]*"
 exit $status

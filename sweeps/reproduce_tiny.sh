@@ -11,23 +11,12 @@ PY=${PYTHON:-python}
 source sweeps/random_init.sh
 common=(preset=tiny data=real data.mix=image "$@")
 status=0
-for seed in 0 1 2; do
-  "$PY" sweeps/loss_granularity.py "${common[@]}" seed=$seed || status=1
-done
-# Per seed, mask_ratio trains 3 runs (its 0.6 point is adopted) and predictor_width 4 (its heads follow the
-# width, see its config): run them side by side, one run at a time each, so both CPUs stay busy (two drivers
-# of 2 runs at a time would overcommit them).
-one_each=(hydra.sweeper.max_parallel=1 threads=$(( $(nproc) > 1 ? $(nproc) / 2 : 1 )))
-for seed in 0 1 2; do
-  "$PY" sweeps/mask_ratio.py "${common[@]}" "${one_each[@]}" seed=$seed & a=$!
-  "$PY" sweeps/predictor_width.py "${common[@]}" "${one_each[@]}" seed=$seed & b=$!
-  wait $a || status=1
-  wait $b || status=1
-done
+# each sweep runs its points seed by seed, CPUs // threads at a time, a finished run's slot taking the next
+"$PY" sweeps/loss_granularity.py "${common[@]}" || status=1
+"$PY" sweeps/mask_ratio.py "${common[@]}" || status=1  # its 0.6 point is loss_granularity's loss=token run
+"$PY" sweeps/predictor_width.py "${common[@]}" || status=1
 # video and joint batches cost 3-5x an image batch: last
-for seed in 0 1 2; do
-  "$PY" sweeps/data_mix.py preset=tiny data=real "$@" seed=$seed || status=1
-done
+"$PY" sweeps/data_mix.py preset=tiny data=real "$@" || status=1
 # the random-init baselines, one run per seed (the joint data-mix run: both tokenizers are probed)
 random_init loss_granularity '*loss=token,seed=[0-9]*'
 random_init mask_ratio '*mask.ratio=0.8,seed=[0-9]*'

@@ -4,8 +4,8 @@ Points: the cartesian product of the config's ``grid`` (per preset where given a
 and the command line's own sweeps (a command-line sweep of a key replaces that key's grid). Before launching
 it prints the plan: every run directory, whether it is launched or skipped (completed, or still in a live
 scheduler job), and the compute (``vjepa.flops``). ``dry_run=true`` stops there. Points whose configuration
-is invalid are reported and not launched. Local launches run ``max_parallel`` at a time (default: CPUs //
-threads per run, ``threads`` set per run); SLURM launches are sized by the ``cluster`` group, except for
+is invalid are reported and not launched. Local launches keep ``max_parallel`` runs going (default: CPUs //
+threads per run, ``threads`` set per run), seed by seed, a finished run's slot taking the next; SLURM launches are sized by the ``cluster`` group, except for
 any ``hydra.launcher.*`` key given on the command line. At the end: a summary of completed / skipped /
 failed runs and exit status 1 unless every point is completed.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,12 @@ class Point:
     @property
     def flops(self) -> float:
         return self.step_flops * self.steps
+
+    @property
+    def seed(self) -> int:
+        """The point's ``seed=`` override (0 where it has none)."""
+        seeds = [o.split("=", 1)[1] for o in self.overrides if o.split("=", 1)[0].lstrip("+~") == "seed"]
+        return int(seeds[-1]) if seeds else 0
 
     @property
     def launch(self) -> bool:
@@ -207,24 +214,35 @@ class AblationSweeper(Sweeper):
             sys.exit(1)
         return []
 
-    def _launch(self, todo: list[Point], per_batch: int) -> dict[Path, str]:
-        """Launch ``per_batch`` points at a time; returns the error of each point whose job failed."""
-        errors = {}
-        for start in range(0, len(todo), per_batch):
-            batch = todo[start : start + per_batch]
-            try:
-                results = self.launcher.launch([p.overrides for p in batch], initial_job_idx=start)
-            except Exception as exc:
-                # A job ended without a result (killed, node failure, ...): the launcher stops waiting at the
-                # first such job, so wait for the others through their run directories.
-                while any(run_state(p.run_dir)[0] == "active" for p in batch):
-                    time.sleep(10)
-                errors.update({p.run_dir: f"{type(exc).__name__}: {exc}" for p in batch})
-                continue
-            for p, r in zip(batch, results, strict=True):
-                if r.status == JobStatus.FAILED:
-                    errors[p.run_dir] = f"{type(r._return_value).__name__}: {r._return_value}"
+    def _launch(self, todo: list[Point], slots: int) -> dict[Path, str]:
+        """Run ``todo`` with at most ``slots`` jobs in flight: each finished job's slot takes the next point
+        (runs differ in cost, so waiting for a whole batch would leave CPUs idle), seed by seed, so a sweep
+        stopped part way already pairs its variants by seed. Returns the error of each point whose job
+        failed. With ``slots >= len(todo)`` (SLURM: the scheduler queues) it is one launch of all points."""
+        todo = sorted(todo, key=lambda p: p.seed)  # stable: grid order within a seed
+        if slots >= len(todo):
+            return self._launch_batch(todo, 0)
+        errors: dict[Path, str] = {}
+        with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="sweep-slot") as pool:
+            for done in [pool.submit(self._launch_batch, [p], i) for i, p in enumerate(todo)]:
+                errors.update(done.result())
         return errors
+
+    def _launch_batch(self, batch: list[Point], first_idx: int) -> dict[Path, str]:
+        """One blocking launch of ``batch``; returns the error of each point whose job failed."""
+        try:
+            results = self.launcher.launch([p.overrides for p in batch], initial_job_idx=first_idx)
+        except Exception as exc:
+            # A job ended without a result (killed, node failure, ...): the launcher stops waiting at the
+            # first such job, so wait for the others through their run directories.
+            while any(run_state(p.run_dir)[0] == "active" for p in batch):
+                time.sleep(10)
+            return {p.run_dir: f"{type(exc).__name__}: {exc}" for p in batch}
+        return {
+            p.run_dir: f"{type(r._return_value).__name__}: {r._return_value}"
+            for p, r in zip(batch, results, strict=True)
+            if r.status == JobStatus.FAILED
+        }
 
     def _summarise(self, points: list[Point], errors: dict[Path, str]) -> int:
         counts = {"completed": 0, "skipped": 0, "adopted": 0, "failed": 0, "in live jobs": 0}

@@ -323,3 +323,82 @@ def test_reproduction_scripts_add_random_init_probes_once_per_matching_run(tmp_p
     ]
     for script_name in ("reproduce_tiny.sh", "reproduce_published_tiny.sh"):
         assert "source sweeps/random_init.sh" in (ROOT / "sweeps" / script_name).read_text()
+
+
+class _TimedLauncher:
+    """A launcher whose jobs sleep for their point's duration; records when each ran."""
+
+    def __init__(self, seconds: dict[str, float], fail: str = "", crash: str = ""):
+        import threading
+
+        self.seconds, self.fail, self.crash = seconds, fail, crash
+        self.spans, self.lock = {}, threading.Lock()
+
+    def launch(self, job_overrides, initial_job_idx):
+        import time
+
+        from hydra.core.utils import JobReturn, JobStatus
+
+        results = []
+        for overrides in job_overrides:
+            name = overrides[0]
+            start = time.monotonic()
+            time.sleep(self.seconds[name])
+            with self.lock:
+                self.spans[name] = (start, time.monotonic())
+            if name == self.crash:
+                raise RuntimeError(f"job {name} killed")
+            ret = JobReturn()
+            ret.status, ret._return_value = JobStatus.COMPLETED, None
+            if name == self.fail:
+                ret.status, ret._return_value = JobStatus.FAILED, ValueError("boom")
+            results.append(ret)
+        return results
+
+
+def test_local_launches_keep_every_slot_busy_seed_by_seed_and_fail_only_their_own_point(tmp_path):
+    """Two slots, runs of unequal cost: the next run starts when the first slot frees, not when the pair ends,
+    and seed 0's runs all start before seed 1's (the grid's product lists seeds innermost)."""
+    seconds = {"a0": 0.6, "a1": 0.2, "b0": 0.2, "b1": 0.2}
+    points = [Point([name, f"seed={name[1]}"], tmp_path / name, "new") for name in ("a0", "a1", "b0", "b1")]
+    sweeper = _sweeper(tmp_path)
+    sweeper.launcher = _TimedLauncher(seconds, fail="b1", crash="a1")
+    errors = sweeper._launch(points, slots=2)
+    spans = sweeper.launcher.spans
+    assert sorted(spans, key=lambda n: spans[n][0]) == ["a0", "b0", "a1", "b1"]
+    assert spans["a1"][0] < spans["a0"][1] and spans["b1"][0] < spans["a0"][1]  # b0's slot ran a1 then b1
+    in_flight = max(sum(s <= t < e for s, e in spans.values()) for t, _ in spans.values())
+    assert in_flight == 2
+    assert errors == {tmp_path / "a1": "RuntimeError: job a1 killed", tmp_path / "b1": "ValueError: boom"}
+    # as many slots as runs (SLURM: the scheduler queues): one launch of all, in seed order
+    sweeper.launcher = _TimedLauncher(dict.fromkeys(seconds, 0.0))
+    assert sweeper._launch(points, slots=4) == {}
+    spans = sweeper.launcher.spans
+    assert sorted(spans, key=lambda n: spans[n][0]) == ["a0", "b0", "a1", "b1"]
+
+
+def test_local_sweep_with_fewer_slots_than_runs_completes_every_run(tmp_path):
+    """The real submitit local launcher, called from the slot threads, trains all three runs once each."""
+    from tests.conftest import TINY_TEST
+
+    small = [o for o in TINY_TEST if not o.startswith("predictor.width")]
+    res = _run_sweep(
+        "predictor_width",
+        "preset=tiny",
+        *small,
+        "steps=2",
+        "ckpt_every=2",
+        "predictor.width=16,32,64",
+        "seed=0",
+        "probes=none",
+        "threads=1",
+        "hydra.sweeper.max_parallel=2",
+        "hydra/launcher=submitit_local",
+        out=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "launcher submitit_local: 2 at a time x 1 thread(s)" in res.stdout
+    assert "3 completed, 0 skipped, 0 adopted, 0 failed" in res.stdout
+    runs = [r.parent for r in (tmp_path / "predictor_width" / "preset=tiny").glob("*/status.json")]
+    assert sorted(int(re.search(r"predictor.width=(\d+),seed=0", r.name)[1]) for r in runs) == [16, 32, 64]
+    assert all(json.loads((r / "status.json").read_text())["state"] == "completed" for r in runs)
