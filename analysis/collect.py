@@ -22,8 +22,8 @@ gives the sweep name and preset (a search's trials ``<out>/hpo/<study>/preset=<p
   or in status.json while it runs); for directories without it, this repository's at collect time;
 * ``reused_from``: for a run a sweep adopted from another sweep's identical run (``sweeps/common.py``), that
   run's directory (relative to this run's parent), else empty: drop such rows when pooling sweeps;
-* ``command``: the command that produces the group's runs: the sweep's own command line when its root holds
-  Hydra's ``multirun.yaml``, else reconstructed as
+* ``command``: the command that produces the group's runs, reconstructed from the runs themselves (a sweep is
+  often launched in pieces: one call per seed, a rerun of the failed points) as
   ``python sweeps/<sweep>.py <common overrides> <axis>=<values> seed=<seeds>``; ``overrides``: the run's own
   overrides (JSON list);
 * ``override/<key>``: each override's value as given; ``config/<key>``: the resolved config's scalars
@@ -246,10 +246,6 @@ def _group_columns(group: pd.DataFrame, sweep_root: Path | None) -> dict:
 
 def sweep_command(group: pd.DataFrame, axis: list[str], sweep_root: Path | None) -> str:
     """The command that produces a group's runs (see the module docstring)."""
-    if sweep_root is not None and (sweep_root / "multirun.yaml").exists():
-        hydra = yaml.safe_load((sweep_root / "multirun.yaml").read_text())["hydra"]
-        task = [shlex.quote(str(o)) for o in hydra["overrides"]["task"]]
-        return " ".join([f"python sweeps/{hydra['job']['config_name']}.py", *task])
     lists = [json.loads(o) for o in group["overrides"]]
     parsed = [dict(p for p in map(parse_override, o) if p) for o in lists]
     skip = set(axis) | NOT_IN_COMMAND

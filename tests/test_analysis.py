@@ -248,16 +248,6 @@ def test_collect_records_the_sweep_command(results, sweeps):
     ]
     mr = results[results["sweep"] == "mask_ratio"]["command"].unique().tolist()
     assert mr == ["python sweeps/mask_ratio.py preset=tiny mask.ratio=0.6,0.75,0.8,0.9 seed=0"]
-    # a sweep root holding Hydra's multirun.yaml: its own command line wins
-    root = sweeps / "predictor_width" / "preset=tiny"
-    (root / "multirun.yaml").write_text(
-        "hydra:\n  job: {config_name: predictor_width}\n  overrides:\n    task: [preset=tiny, 'seed=0,1']\n"
-    )
-    try:
-        pw = collect([sweeps / "predictor_width"])
-    finally:
-        (root / "multirun.yaml").unlink()
-    assert pw["command"].unique().tolist() == ["python sweeps/predictor_width.py preset=tiny seed=0,1"]
 
 
 def test_results_csv_round_trip_and_curves(results, sweeps, tmp_path):

@@ -80,6 +80,15 @@ def test_images_can_have_their_own_context_weight(compose_cfg, tmp_path):
     train(run)
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(r["context_weight_image"], r["context_weight_video"]) for r in logged] == [(0.7, 0.5)] * 2
+    assert not any("context_weight" in r for r in logged)  # no one weight applied to this batch
+    # an image-only run logs the images' weight as its one weight (it logged the clips' 0.5)
+    run.data.mix, run.run_dir = "image", str(tmp_path / "image_only")
+    train(run)
+    logged = [
+        json.loads(line) for line in (tmp_path / "image_only" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [(r["context_weight"], r["context_weight_image"]) for r in logged] == [(0.7, 0.7)] * 2
+    assert not any("context_weight_video" in r for r in logged)
 
 
 def _masks(b, grid, ratio=0.6, seed=0):

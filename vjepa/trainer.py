@@ -300,7 +300,14 @@ class Trainer:
         n_total = sum(x.shape[0] for x in batch.values()) * self.dist.world
         timer = self.model.timer
         total = 0.0
-        record = {"lr": lr, "momentum": tau, "context_weight": self.context_weight(step)}
+        record = {"lr": lr, "momentum": tau}
+        # lambda_t of the modalities in this batch: `context_weight` when they share it (an image-only run
+        # logs the images' weight), and one key per modality where images have their own
+        lams = {modality: self.context_weight(step, modality) for modality in batch}
+        if len(set(self.context_peaks.values())) > 1:
+            record.update({f"context_weight_{modality}": lam for modality, lam in lams.items()})
+        if len(set(lams.values())) == 1:
+            record["context_weight"] = next(iter(lams.values()))
         for modality, x in batch.items():
             grid = self.model.encoder.grid(x)
             n_local = x.shape[0]
@@ -317,9 +324,7 @@ class Trainer:
                     masks.append([b.to(self.device) for b in local if b.size])
             with timer("to_device"):
                 x = x.to(self.device, non_blocking=True)
-            lam = self.context_weight(step, modality)
-            if len(set(self.context_peaks.values())) > 1:  # images have their own weight
-                record[f"context_weight_{modality}"] = lam
+            lam = lams[modality]
             ctx = (
                 torch.autocast(self.device.type, self.autocast_dtype)
                 if self.autocast_dtype
