@@ -12,6 +12,7 @@ from vjepa.jepa import JEPA
 from vjepa.losses import context_distance_weights
 from vjepa.masks import Masks, MaskSpec, sample_masks
 from vjepa.models import build_encoder, build_predictor
+from vjepa.models.vit import IMAGE
 from vjepa.trainer import Trainer, train
 
 SMALL = [*TINY_TEST, "model.depth=4"]
@@ -161,8 +162,15 @@ def test_multi_mask_step_averages_one_pass_per_setting(compose_cfg):
     a, b = _masks(2, (1, 4, 4), 0.5, 1), _masks(2, (1, 4, 4), 0.75, 2)
     la, _ = model.loss(x, a)
     lb, _ = model.loss(x, b)
-    both, _ = model.loss(x, [a, b])
+    both, stats = model.loss(x, [a, b])
     assert both.item() == pytest.approx((la.item() + lb.item()) / 2, rel=1e-6)
+    # the feature-std diagnostics pool the tokens of both settings (they read the last setting's alone)
+    d = model.encoder.embed_dim
+    with torch.no_grad():
+        parts = [model._predict(x, model.targets(x), m, IMAGE) for m in (a, b)]
+    for name, i in (("pred_std", 0), ("target_std", 2), ("context_std", 3)):
+        pooled = torch.cat([p[i][..., -d:].flatten(0, -2) for p in parts])
+        assert stats[name].item() == pytest.approx(pooled.std(0, correction=0).mean().item(), rel=1e-5)
 
 
 def test_multi_mask_config_trains(compose_cfg):

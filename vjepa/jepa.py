@@ -3,7 +3,8 @@
 Contract: ``JEPA.loss(x, masks, context_weight)`` runs the target encoder once on all tokens (no gradient;
 outputs layer-normed without affine, per level with deep self-supervision), then for each mask setting the
 online encoder on that setting's context tokens and the predictor at its target positions, and returns
-L = mean over settings of (L_predict + context_weight * L_ctx) plus detached diagnostics. A setting given
+L = mean over settings of (L_predict + context_weight * L_ctx) plus detached diagnostics (losses: mean over
+settings; feature stds: over the tokens of every setting). A setting given
 as length buckets (a list of ``Masks`` with ``index``, vjepa/masks.py) runs one pass per bucket on its
 samples; its loss is the buckets' losses weighted by their share of the batch, so every sample weighs the
 same.
@@ -78,9 +79,9 @@ class JEPA(nn.Module):
             targets = self.targets(x)
         total = 0.0
         l_pred, l_ctx = [], []
+        seen = []  # (context, prediction, target) of every setting's buckets, for the diagnostics
         for buckets in settings:
             lp = lc = 0.0
-            seen = []  # (context, prediction, target) of this setting's buckets, for the diagnostics
             for m in buckets:
                 share = m.size / x.shape[0]
                 xb, tb = (x, targets) if m.index is None else (x[m.index], targets[m.index])
@@ -112,7 +113,7 @@ class JEPA(nn.Module):
         if l_ctx:
             stats["loss_ctx"] = torch.stack(l_ctx).mean()
         d = self.encoder.embed_dim
-        ctx, pred, target = (torch.cat([t[..., -d:].flatten(0, -2) for t in z]) for z in zip(*seen))
+        ctx, pred, target = (torch.cat([t[..., -d:].detach().flatten(0, -2) for t in z]) for z in zip(*seen))
         stats.update(context_std=feature_std(ctx), pred_std=feature_std(pred), target_std=feature_std(target))
         return total, stats
 
