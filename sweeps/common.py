@@ -359,6 +359,43 @@ def local_slots(threads, n_runs: int, max_parallel: int | None = None, gpus: int
     return max(1, max_parallel or cpus // int(threads)), int(threads)
 
 
+def measured_rate(runs: list[tuple[Path, float]], threads: int, device: str) -> tuple[float, int] | None:
+    """Training FLOP/s of one run here: the median over ``runs`` ((run dir, FLOPs of the whole run)) that
+    completed on this host at ``threads`` torch threads on ``device`` ("cpu" or "cuda"), as FLOPs / their
+    training wall time (metrics.json, summed over resumes); with how many runs. None without such a run.
+    Adopted runs (trained elsewhere) do not count."""
+    from vjepa.runfiles import read_json, read_status
+
+    rates = []
+    for run_dir, flops in runs:
+        status, metrics_path = read_status(run_dir), Path(run_dir) / "metrics.json"
+        if not status or status.get("reused_from") or not metrics_path.exists():
+            continue
+        m = read_json(metrics_path)
+        if (
+            status.get("host") == socket.gethostname()
+            and m.get("threads") == threads
+            and str(m.get("device", "")).split(":")[0] == device
+            and m.get("wall_time_s", 0) > 0
+        ):
+            rates.append(flops / m["wall_time_s"])
+    if not rates:
+        return None
+    rates.sort()
+    mid = len(rates) // 2
+    return (rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2), len(rates)
+
+
+def pool_wall_time(durations: list[float], slots: int) -> float:
+    """Wall time of ``durations`` run in order, each starting on the first of ``slots`` to free up (the
+    sweeper's local launches)."""
+    free = [0.0] * max(1, slots)
+    for d in durations:
+        i = free.index(min(free))
+        free[i] += d
+    return max(free)
+
+
 # ---- printing -----------------------------------------------------------------------------------------
 def human(x: float) -> str:
     for unit, scale in (("Z", 1e21), ("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):

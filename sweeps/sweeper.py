@@ -3,11 +3,13 @@
 Points: the cartesian product of the config's ``grid`` (per preset where given as a mapping), its ``seeds``
 and the command line's own sweeps (a command-line sweep of a key replaces that key's grid). Before launching
 it prints the plan: every run directory, whether it is launched or skipped (completed, or still in a live
-scheduler job), and the compute (``vjepa.flops``). ``dry_run=true`` stops there. Points whose configuration
-is invalid are reported and not launched. Local launches keep ``max_parallel`` runs going (default: CPUs //
-threads per run, ``threads`` set per run), seed by seed, a finished run's slot taking the next; SLURM launches are sized by the ``cluster`` group, except for
-any ``hydra.launcher.*`` key given on the command line. At the end: a summary of completed / skipped /
-failed runs and exit status 1 unless every point is completed.
+scheduler job), and the compute (``vjepa.flops``); for local launches also the wall time they will take, timed
+by the sweep's runs that completed on this host alike. ``dry_run=true`` stops there. Points whose
+configuration is invalid are reported and not launched. Local launches keep ``max_parallel`` runs going
+(default: CPUs // threads per run, ``threads`` set per run), seed by seed, a finished run's slot taking the
+next; SLURM launches are sized by the ``cluster`` group, except for any ``hydra.launcher.*`` key given on the
+command line. At the end: a summary of completed / skipped / failed runs and exit status 1 unless every point
+is completed.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ from sweeps.common import (
     identical_run,
     local_gpus,
     local_slots,
+    measured_rate,
+    pool_wall_time,
     run_state,
     scheduler_params,
 )
+from vjepa.runfiles import read_status
 
 
 @dataclass
@@ -184,6 +189,31 @@ class AblationSweeper(Sweeper):
             )
         total = sum(p.flops for p in launch)
         print(f"[sweep] to launch: {compute_line(total, self.gpu_peak_tflops, self.mfu)}", flush=True)
+        if kind == "local" and launch:
+            self._print_estimate(points, slots, threads)
+
+    def _print_estimate(self, points: list[Point], slots: int, threads: int) -> None:
+        """The local wall time of the launches, timed by this sweep's runs that completed here alike."""
+        device = "cuda" if local_gpus() else "cpu"
+        done = [(p.run_dir, p.flops) for p in points if p.state == "completed"]
+        measured = measured_rate(done, threads, device)
+        if measured is None:
+            print(
+                f"[sweep] no run of this sweep completed here at {threads} thread(s) to time the launches by"
+            )
+            return
+        rate, n = measured
+        left = []
+        for p in sorted((p for p in points if p.launch), key=lambda p: p.seed):
+            status = read_status(p.run_dir) or {}
+            left.append(p.flops * (1 - min(int(status.get("step") or 0), p.steps) / max(p.steps, 1)) / rate)
+        hours = pool_wall_time(left, slots) / 3600
+        print(
+            f"[sweep] estimated wall time here: {hours:.3g} h, {slots} at a time (training only, from where "
+            f"each run stands; {human(rate)}FLOP/s per run: the median of {n} completed run(s) of this sweep "
+            f"here at {threads} thread(s) on {device})",
+            flush=True,
+        )
 
     # ---- sweep ------------------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> list:

@@ -160,7 +160,10 @@ def _run_sweep(name, *args, out, env=None):
 def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
     done = tmp_path / "predictor_width" / "preset=tiny" / "predictor.width=32,seed=1"
     write_status(done, "completed", step=300)
-    write_json(done / "metrics.json", {"loss_final": 0.1})
+    # trained here in 6 minutes at the sweep's 2 threads: it times the 11 launches
+    write_json(
+        done / "metrics.json", {"loss_final": 0.1, "wall_time_s": 360.0, "threads": 2, "device": "cpu"}
+    )
     res = _run_sweep(
         "predictor_width",
         "preset=tiny",
@@ -183,6 +186,19 @@ def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
     assert all(r[1] == "20,480" and r[3] == "1000" for r in rows)
     assert "12 runs, 11 to launch, 1 completed" in res.stdout
     assert re.search(r"to launch: [\d.]+[TP] FLOP = [\d.e-]+ GPU-hours at 396 TFLOP/s", res.stdout)
+    # the wall time: each launch's FLOPs at the completed run's rate (its FLOPs / 360 s), `slots` at a time
+    from sweeps.common import pool_wall_time
+
+    def flops(text):
+        return float(text[:-1]) * {"T": 1e12, "P": 1e15}[text[-1]]
+
+    rate = flops(rows[names.index("predictor.width=32,seed=1")][4]) / 360
+    order = sorted((r for r in rows if r[0] == "launch"), key=lambda r: r[6].rsplit("seed=")[1])  # by seed
+    slots, _ = local_slots(2, 11)
+    expected = pool_wall_time([flops(r[4]) / rate for r in order], slots) / 3600
+    hours = float(re.search(rf"estimated wall time here: ([\d.]+) h, {slots} at a time", res.stdout)[1])
+    assert hours == pytest.approx(expected, rel=0.01)
+    assert "the median of 1 completed run(s) of this sweep here at 2 thread(s) on cpu" in res.stdout
     # nothing was launched: the only run directory is the one made above
     assert [p for p in tmp_path.rglob("*") if p.is_dir()] == [done.parents[1], done.parent, done]
 
@@ -402,3 +418,35 @@ def test_local_sweep_with_fewer_slots_than_runs_completes_every_run(tmp_path):
     runs = [r.parent for r in (tmp_path / "predictor_width" / "preset=tiny").glob("*/status.json")]
     assert sorted(int(re.search(r"predictor.width=(\d+),seed=0", r.name)[1]) for r in runs) == [16, 32, 64]
     assert all(json.loads((r / "status.json").read_text())["state"] == "completed" for r in runs)
+
+
+def test_wall_time_estimate_times_the_pool_by_runs_completed_here_alike(tmp_path):
+    """measured_rate: FLOPs / training wall time of this host's completed runs at the same threads and device
+    (median); pool_wall_time: each run starts on the first free slot."""
+    from sweeps.common import measured_rate, pool_wall_time
+
+    def run(name, wall, threads=1, device="cpu", host=None, **status):
+        d = tmp_path / name
+        write_status(d, "completed", **status)
+        if host:  # trained on another machine
+            write_json(d / "status.json", {**json.loads((d / "status.json").read_text()), "host": host})
+        write_json(d / "metrics.json", {"wall_time_s": wall, "threads": threads, "device": device})
+        return d
+
+    runs = [
+        (run("a", 100.0), 1e12),  # 10 GFLOP/s
+        (run("b", 50.0), 1e12),  # 20
+        (run("c", 25.0), 1e12),  # 40
+        (run("d", 1.0, threads=2), 1e12),  # other thread count
+        (run("e", 1.0, device="cuda:0"), 1e12),  # other device
+        (run("f", 1.0, host="elsewhere"), 1e12),  # other host
+        (run("g", 1.0, reused_from="../x"), 1e12),  # adopted: trained elsewhere
+        (tmp_path / "never", 1e12),  # no files
+    ]
+    assert measured_rate(runs, 1, "cpu") == (2e10, 3)
+    assert measured_rate(runs[:2], 1, "cpu") == (1.5e10, 2)
+    assert measured_rate(runs, 1, "cuda") == (1e12, 1)
+    assert measured_rate(runs, 4, "cpu") is None
+    assert pool_wall_time([3, 1, 1, 1], 2) == 3  # the short slot runs the three short ones
+    assert pool_wall_time([1, 1, 3], 2) == 4
+    assert pool_wall_time([2, 2], 1) == 4 and pool_wall_time([], 2) == 0
