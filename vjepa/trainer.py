@@ -20,7 +20,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vjepa.config_check import ConfigError, check_config
-from vjepa.data import build_train_loader, split_batch, split_skipped, step_generator
+from vjepa.data import (
+    build_train_loader,
+    hashed_generator,
+    split_batch,
+    split_skipped,
+    step_generator,
+)
 from vjepa.distributed import (
     any_across_ranks,
     average_gradients,
@@ -61,6 +67,16 @@ RESUME_FREE_KEYS = (
     "probes",
 )
 MASK_STREAM = {"image": 11, "video": 12}
+DROP_PATH_STREAM = 99
+
+
+def mask_generator(seed: int, step: int, modality: str, k: int) -> torch.Generator:
+    """The generator of mask setting ``k`` of ``modality`` at ``step``. Settings 0 and 1 (V-JEPA 2's two)
+    keep their ``step_generator`` streams; from setting 2 on the stream would alias a data stream (4011 is
+    stream 72 at step + 39, 6012 stream 53), so those are hashed."""
+    if k < 2:
+        return step_generator(seed, step, MASK_STREAM[modality] + 1000 * k)
+    return hashed_generator(seed, step, MASK_STREAM[modality], k)
 
 
 class Interrupted(Exception):
@@ -295,7 +311,8 @@ class Trainer:
         tau = ema_momentum(step, cfg.steps, *cfg.optim.ema)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        torch.manual_seed(step_generator(cfg.seed, step, 99).initial_seed())  # drop-path, if any
+        drop_path_seed = step_generator(cfg.seed, step, DROP_PATH_STREAM).initial_seed()
+        torch.manual_seed(drop_path_seed)  # drop-path, if any
         batch, skipped = split_skipped(batch)  # this rank's rows of the global batch
         n_total = sum(x.shape[0] for x in batch.values()) * self.dist.world
         timer = self.model.timer
@@ -315,7 +332,7 @@ class Trainer:
             with timer("masks"):
                 start = self.dist.rank * n_local
                 for k, spec in enumerate(self.mask_specs[modality]):
-                    g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
+                    g = mask_generator(cfg.seed, step, modality, k)
                     # global masks, then this rank's rows
                     buckets = sample_mask_buckets(
                         spec, n_local * self.dist.world, grid, g, *self.mask_buckets

@@ -38,8 +38,21 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
-    """A generator that depends only on (seed, step, stream)."""
+    """A generator that depends only on (seed, step, stream).
+
+    Its seed is linear, so stream ``s + 101`` at step ``t`` is stream ``s`` at step ``t + 1``: two streams in
+    use must differ modulo 101 (the random streams of a run are listed and checked in tests/test_streams.py).
+    """
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) * 101 + int(stream))
+
+
+def hashed_generator(*key: int) -> torch.Generator:
+    """A generator that depends only on the integers ``key``, hashed: its seeds lie at 2**62 and above, so
+    they never meet a ``step_generator`` seed (for seeds below about 10**10 and steps below 10**6)."""
+    import hashlib
+
+    digest = hashlib.blake2b(repr(tuple(int(k) for k in key)).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(2**62 + int.from_bytes(digest, "little") % 2**62)
 
 
 def split_batch(batch_size: int, mix: str, image_fraction: float = 0.5) -> tuple[int, int]:
@@ -69,8 +82,13 @@ class BatchSource(Dataset):
         raise NotImplementedError
 
 
+SHAPES_STREAM, MOVING_SHAPES_STREAM = 6, 7  # step_generator streams (1 and 2 are the masks' second setting)
+
+
 class ShapesBatches(BatchSource):
-    def __init__(self, size: int, batch_size: int, seed: int, max_objects: int = 4, stream: int = 1):
+    def __init__(
+        self, size: int, batch_size: int, seed: int, max_objects: int = 4, stream: int = SHAPES_STREAM
+    ):
         self.size, self.batch_size, self.seed, self.max_objects, self.stream = (
             size,
             batch_size,
@@ -87,7 +105,9 @@ class ShapesBatches(BatchSource):
 
 
 class MovingShapesBatches(BatchSource):
-    def __init__(self, size: int, frames: int, batch_size: int, seed: int, stream: int = 2):
+    def __init__(
+        self, size: int, frames: int, batch_size: int, seed: int, stream: int = MOVING_SHAPES_STREAM
+    ):
         self.size, self.frames, self.batch_size, self.seed, self.stream = (
             size,
             frames,
