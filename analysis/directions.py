@@ -37,7 +37,8 @@ DIRECTION_COLUMNS = (
 def _variant_of(stats: pd.DataFrame) -> dict[str, str]:
     """Paper row -> the one variant that stands for it (rows with several variants are left out)."""
     pairs = stats[["variant", "paper_row"]].drop_duplicates()
-    pairs = pairs[pairs["paper_row"].map(lambda r: isinstance(r, str))]
+    # .loc with a bool Series: an empty one (no completed run yet) must select no rows, not no columns
+    pairs = pairs.loc[pairs["paper_row"].map(lambda r: isinstance(r, str)).astype(bool)]
     counts = pairs["paper_row"].value_counts()
     return {r: v for v, r in zip(pairs["variant"], pairs["paper_row"], strict=True) if counts[r] == 1}
 

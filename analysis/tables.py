@@ -150,15 +150,24 @@ def random_source(runs: pd.DataFrame, ablation: Ablation, column: str) -> pd.Dat
     return have.drop_duplicates("seed")
 
 
+def _paper_row(group: pd.DataFrame, ablation: Ablation) -> str | None:
+    """The paper row most of a variant's runs stand for."""
+    paper_rows = [ablation.paper_row(r) for r in group.to_dict("records")]
+    return max(set(paper_rows), key=paper_rows.count) if any(paper_rows) else None
+
+
+def _not_completed(group: pd.DataFrame) -> pd.Series:
+    """Runs per status other than completed, by status name."""
+    return group[group["status"] != "completed"]["status"].value_counts().sort_index()
+
+
 def variant_stats(runs: pd.DataFrame, ablation: Ablation, metrics: list[str]) -> pd.DataFrame:
     done = runs[runs["status"] == "completed"]
     rows = []
     for variant in sort_variants(runs["variant"], ablation):
         group = runs[runs["variant"] == variant]
-        paper_rows = [ablation.paper_row(r) for r in group.to_dict("records")]
-        paper_row = max(set(paper_rows), key=paper_rows.count) if any(paper_rows) else None
-        bad = group[group["status"] != "completed"]["status"].value_counts().sort_index()
         ok = done[done["variant"] == variant]
+        paper_row, bad = _paper_row(group, ablation), _not_completed(group)
         rows += [_stat(variant, paper_row, m, ok, m, bad) for m in metrics]
     none = pd.Series(dtype=int)
     for metric in metrics:
@@ -311,6 +320,21 @@ def variant_table(s: Summary) -> tuple[list[str], list[list[str]]]:
     rows = []
     for variant in [*s.variants, RANDOM]:
         st = s.stats[s.stats["variant"] == variant]
+        if st.empty and variant != RANDOM:  # no run of it has completed, so no metric has a value yet
+            group = s.runs[s.runs["variant"] == variant]
+            st = pd.DataFrame(
+                [
+                    _stat(
+                        variant,
+                        _paper_row(group, s.ablation),
+                        "",
+                        group.iloc[:0],
+                        "seed",
+                        _not_completed(group),
+                    )
+                ],
+                columns=STATS_COLUMNS,
+            )
         if st.empty:
             continue
         paper_row = text(st["paper_row"].iloc[0])

@@ -780,3 +780,16 @@ def test_each_variant_against_the_random_init_encoder_paired_by_seed(results):
     assert versus_random(s, "probe/shapes_det/ap") == {"block": "one seed", "token": "worse"}
     lg.loc[token, "probe/shapes_det/ap"] = lg.loc[token, "probe_random/shapes_det/ap"] + [0.01, -0.005, 0.0]
     assert versus_random(_summary(lg, "loss_granularity"), "probe/shapes_det/ap")["token"] == "above"
+
+
+def test_a_sweep_with_no_completed_run_yet_is_listed_and_compares_nothing(results):
+    """Table 1's first two runs, both still training: summarize raised (an empty bool mask selected no
+    columns in directions); now the statement counts them and compares nothing."""
+    running = results[results["status"] == "running"].iloc[[0, 0]].copy()
+    running["sweep"], running["axis"], running["variant"] = "recipe", "recipe_step", ["vjepa2", "context"]
+    running["run_id"] = ["recipe/preset=tiny/vjepa2", "recipe/preset=tiny/context"]
+    s = _summary(pd.concat([results, running], ignore_index=True), "recipe")
+    assert s.stats.empty and s.agreement.empty and s.directions.empty
+    text = statement(s)
+    assert "0 of 2 runs completed" in text and "not comparable" in text
+    assert "| vjepa2 | – | 0 | 1 running | – |" in to_markdown(s)  # listed, nothing to show yet
