@@ -127,8 +127,11 @@ STATS_COLUMNS = "variant paper_row metric mean std n n_incomplete incomplete see
 def _stat(variant, paper_row, metric: str, runs: pd.DataFrame, column: str, bad: pd.Series) -> tuple:
     mean, std, n = _moments(runs[column])
     seeds = " ".join(str(int(s)) for s in sorted(runs.loc[runs[column].notna(), "seed"]))
-    incomplete = ", ".join(f"{k} {s}" for s, k in bad.items())
-    return (variant, paper_row, metric, mean, std, n, int(bad.sum()), incomplete, seeds)
+    return (variant, paper_row, metric, mean, std, n, int(bad.sum()), _incomplete(bad), seeds)
+
+
+def _incomplete(bad: pd.Series) -> str:
+    return ", ".join(f"{k} {s}" for s, k in bad.items())
 
 
 def encoder_keys_that_differ(runs: pd.DataFrame) -> list[str]:
@@ -159,6 +162,23 @@ def _paper_row(group: pd.DataFrame, ablation: Ablation) -> str | None:
 def _not_completed(group: pd.DataFrame) -> pd.Series:
     """Runs per status other than completed, by status name."""
     return group[group["status"] != "completed"]["status"].value_counts().sort_index()
+
+
+def _pending_stats(group: pd.DataFrame, variant: str, ablation: Ablation) -> pd.DataFrame:
+    """A variant's one stats row while none of its runs has completed: no metric, what its runs are doing."""
+    bad = _not_completed(group)
+    row = (
+        variant,
+        _paper_row(group, ablation),
+        "",
+        math.nan,
+        math.nan,
+        0,
+        int(bad.sum()),
+        _incomplete(bad),
+        "",
+    )
+    return pd.DataFrame([row], columns=STATS_COLUMNS)
 
 
 def variant_stats(runs: pd.DataFrame, ablation: Ablation, metrics: list[str]) -> pd.DataFrame:
@@ -320,21 +340,8 @@ def variant_table(s: Summary) -> tuple[list[str], list[list[str]]]:
     rows = []
     for variant in [*s.variants, RANDOM]:
         st = s.stats[s.stats["variant"] == variant]
-        if st.empty and variant != RANDOM:  # no run of it has completed, so no metric has a value yet
-            group = s.runs[s.runs["variant"] == variant]
-            st = pd.DataFrame(
-                [
-                    _stat(
-                        variant,
-                        _paper_row(group, s.ablation),
-                        "",
-                        group.iloc[:0],
-                        "seed",
-                        _not_completed(group),
-                    )
-                ],
-                columns=STATS_COLUMNS,
-            )
+        if st.empty and variant != RANDOM:  # no run of it has completed: no metric has a value yet
+            st = _pending_stats(s.runs[s.runs["variant"] == variant], variant, s.ablation)
         if st.empty:
             continue
         paper_row = text(st["paper_row"].iloc[0])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -379,11 +380,7 @@ def measured_rate(runs: list[tuple[Path, float]], threads: int, device: str) -> 
             and m.get("wall_time_s", 0) > 0
         ):
             rates.append(flops / m["wall_time_s"])
-    if not rates:
-        return None
-    rates.sort()
-    mid = len(rates) // 2
-    return (rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2), len(rates)
+    return (statistics.median(rates), len(rates)) if rates else None
 
 
 def pool_wall_time(durations: list[float], slots: int) -> float:

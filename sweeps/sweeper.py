@@ -60,9 +60,9 @@ class Point:
 
     @property
     def seed(self) -> int:
-        """The point's ``seed=`` override (0 where it has none)."""
+        """The point's ``seed=`` override (0 where it has none or it is not a number)."""
         seeds = [o.split("=", 1)[1] for o in self.overrides if o.split("=", 1)[0].lstrip("+~") == "seed"]
-        return int(seeds[-1]) if seeds else 0
+        return int(seeds[-1]) if seeds and seeds[-1].lstrip("-").isdigit() else 0
 
     @property
     def launch(self) -> bool:
