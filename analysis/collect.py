@@ -51,6 +51,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from analysis.ablations import ablation_for, sort_variants
+
 RUN_MARKERS = ("config.yaml", "status.json")
 # Override keys that are never an ablation axis (nor their sub-keys, e.g. cluster.partition): the seed, the
 # preset (a directory level of its own), the sweeps' own options (sweeps.common.SWEEP_KEYS; analysis does not
@@ -254,12 +256,13 @@ def sweep_command(group: pd.DataFrame, axis: list[str], sweep_root: Path | None)
         for o in lists[0]
         if (p := parse_override(o)) and p[0] not in skip and all(q.get(p[0]) == p[1] for q in parsed)
     ]
-    swept = [
-        f"{k}={','.join(sorted({q[k] for q in parsed if k in q}, key=_sort_key))}"
-        for k in [*axis, "seed"]
-        if any(k in q for q in parsed)
-    ]
     sweep = group["sweep"].iloc[0]
+
+    def values(k: str) -> list[str]:  # a lone axis in the order the report shows it (the paper's row order)
+        found = sorted({q[k] for q in parsed if k in q}, key=_sort_key)
+        return sort_variants(found, ablation_for(sweep)) if axis == [k] else found
+
+    swept = [f"{k}={','.join(values(k))}" for k in [*axis, "seed"] if any(k in q for q in parsed)]
     if sweep_root is None:
         prog = "python -m vjepa.train --multirun"
     elif sweep.startswith("hpo-") and sweep_root.parent.parent.name == "hpo":  # trials: sampled, not swept

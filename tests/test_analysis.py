@@ -793,3 +793,19 @@ def test_a_sweep_with_no_completed_run_yet_is_listed_and_compares_nothing(result
     text = statement(s)
     assert "0 of 2 runs completed" in text and "not comparable" in text
     assert "| vjepa2 | – | 0 | 1 running | – |" in to_markdown(s)  # listed, nothing to show yet
+
+
+def test_sweep_command_lists_a_lone_axis_in_the_papers_row_order():
+    """Table 1's steps are cumulative: the command names them V-JEPA 2 first (it sorted them by name)."""
+    from analysis.collect import sweep_command
+
+    steps = ["tokenizer", "context", "vjepa2", "deep"]
+    group = pd.DataFrame(
+        {
+            "sweep": "recipe",
+            "overrides": [json.dumps(["preset=tiny", f"recipe_step={s}", "seed=0"]) for s in steps],
+        }
+    )
+    assert sweep_command(group, ["recipe_step"], Path("sweeps_out/recipe/preset=tiny")) == (
+        "python sweeps/recipe.py preset=tiny recipe_step=vjepa2,context,deep,tokenizer seed=0"
+    )
