@@ -237,7 +237,7 @@ def plot_directions(s: Summary, out=None) -> Figure | None:
     for yi, r in zip(y, d.to_dict("records"), strict=True):
         verdict = r["verdict"]
         same = verdict == "holds" or verdict.startswith("same sign")
-        color = way[same] if same or verdict == "reversed" or verdict.startswith("opposite") else "0.5"
+        color = "0.5" if "no change" in verdict else way[same]
         half = t95(r["n"] - 1) * r["se"] if math.isfinite(r["se"]) else 0.0
         ax.errorbar(r["change"], yi, xerr=half, fmt="o", color=color, capsize=3)
         paper = signed(r["paper_change"], METRICS[r["paper_metric"]].unit)

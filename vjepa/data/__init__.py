@@ -17,6 +17,7 @@ imported on first use, so that ``import vjepa.data`` stays light).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -49,8 +50,6 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
 def hashed_generator(*key: int) -> torch.Generator:
     """A generator that depends only on the integers ``key``, hashed: its seeds lie at 2**62 and above, so
     they never meet a ``step_generator`` seed (for seeds below about 10**10 and steps below 10**6)."""
-    import hashlib
-
     digest = hashlib.blake2b(repr(tuple(int(k) for k in key)).encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(2**62 + int.from_bytes(digest, "little") % 2**62)
 
