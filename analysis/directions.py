@@ -43,8 +43,9 @@ def _variant_of(stats: pd.DataFrame) -> dict[str, str]:
     return {r: v for v, r in zip(pairs["variant"], pairs["paper_row"], strict=True) if counts[r] == 1}
 
 
-def _paired(runs: pd.DataFrame, metric: str, a: str, b: str) -> np.ndarray:
-    """Per seed completed by both variants: metric of b minus metric of a."""
+def paired_differences(runs: pd.DataFrame, metric: str, a: str, b: str) -> np.ndarray:
+    """Per seed completed by both variants (and with a value of ``metric``): metric of b minus metric of a.
+    Runs of one seed share the initialisation and data order, so the pairs cancel what a seed changes."""
     done = runs[runs["status"] == "completed"]
     by_seed = [done[done["variant"] == v].groupby("seed")[metric].mean().dropna() for v in (a, b)]
     seeds = by_seed[0].index.intersection(by_seed[1].index)
@@ -89,7 +90,7 @@ def directions(runs: pd.DataFrame, stats: pd.DataFrame, table: Table | None) -> 
             if pa is None or pb is None:
                 continue
             for metric in (t for t in COMPARE.get(pm, ()) if t in measured):
-                d = _paired(runs, metric, a, b)
+                d = paired_differences(runs, metric, a, b)
                 if len(d) == 0:
                     continue
                 change, se = mean_and_se(d)
@@ -114,9 +115,26 @@ def directions(runs: pd.DataFrame, stats: pd.DataFrame, table: Table | None) -> 
     return pd.DataFrame(rows, columns=DIRECTION_COLUMNS)
 
 
-def not_run(stats: pd.DataFrame, table: Table | None) -> list[str]:
-    """The table's directions that this sweep has no variant pair for (e.g. Table 1's "+ ViT-G")."""
-    variant = _variant_of(stats)
-    return [
-        name for name, a, b in (table.directions if table else ()) if a not in variant or b not in variant
-    ]
+def _completed_variants(stats: pd.DataFrame) -> set[str]:
+    """Variants with a value of some metric, i.e. at least one completed run."""
+    return set(stats.loc[stats["n"] > 0, "variant"])
+
+
+def unanswered(stats: pd.DataFrame, table: Table | None) -> tuple[list[str], list[str]]:
+    """The table's directions this sweep gives no pair of completed variants for, in two lists:
+
+    * ``pending``: each of the two paper rows has a variant, but one of them has no completed run yet (its
+      runs exist and are running, failed, ...): rows of ``stats`` with ``n`` 0 on every metric, such as
+      ``tables._pending_stats`` gives;
+    * ``not_run``: a paper row has no variant at all in the sweep (e.g. Table 1's "+ ViT-G").
+
+    ``stats``: one row or more per variant (``variant``, ``paper_row``, ``n``), pending variants included.
+    """
+    variant, completed = _variant_of(stats), _completed_variants(stats)
+    pending, never = [], []
+    for name, a, b in table.directions if table else ():
+        if a not in variant or b not in variant:
+            never.append(name)
+        elif not {variant[a], variant[b]} <= completed:
+            pending.append(name)
+    return pending, never

@@ -9,10 +9,11 @@
 * ``agreement``: per (paper metric, toolkit metric) pair of ``ablations.COMPARE``, over the variants that
   have both numbers: the paper's best row and the toolkit's best variant (by the metric's direction),
   whether they match, Kendall's tau-b between the two orderings, both margins (best minus runner-up), whether
-  the toolkit's margin lies outside its 95 % t interval (``resolved``, ``analysis.stats``: Welch's degrees of
-  freedom; never where the best or the runner-up has a single seed, named in ``single_seed``), and a
-  verdict: ``agrees`` (same best and tau > 0), ``disagrees`` (other best and tau <= 0), else ``partly
-  agrees``.
+  the best leads the runner-up beyond seed noise (``resolved``, see ``lead_beyond_noise``: paired by seed
+  like the directions and the random-init comparisons, Welch's unpaired test only where fewer than two
+  seeds pair, ``noise_test`` says which; never where the best or the runner-up has a single seed, named in
+  ``single_seed``), and a verdict: ``agrees`` (same best and tau > 0), ``disagrees`` (other best and
+  tau <= 0), else ``partly agrees``.
 * ``directions``: each ingredient the paper reports a change for, our change beside it, paired by seed
   (``analysis.directions``).
 
@@ -39,7 +40,7 @@ from analysis.ablations import (
     sort_variants,
     untrained_modality,
 )
-from analysis.directions import directions, not_run
+from analysis.directions import directions, paired_differences, unanswered
 from analysis.paper import METRICS, TABLES, Table
 from analysis.stats import beyond_noise, mean_and_se, welch_df
 
@@ -87,6 +88,18 @@ class Summary:
     @property
     def command(self) -> str:
         return str(self.runs["command"].iloc[0])
+
+    @property
+    def pending(self) -> pd.DataFrame:
+        """One stats row (``_pending_stats``) per variant none of whose runs has completed and which has no
+        row in ``stats`` (which holds every variant once any run of the sweep has a metric)."""
+        listed = set(self.stats["variant"])
+        frames = [
+            _pending_stats(self.runs[self.runs["variant"] == v], v, self.ablation)
+            for v in self.variants
+            if v not in listed
+        ]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=STATS_COLUMNS)
 
 
 # ---- statistics -----------------------------------------------------------------------------------------
@@ -208,7 +221,30 @@ def kendall_tau(a, b) -> float:
     return float((da * db).sum() / math.sqrt(n_a * n_b))
 
 
-def _compare(stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) -> dict:
+def lead_beyond_noise(
+    runs: pd.DataFrame, metric: str, best: pd.Series, second: pd.Series, sign: int
+) -> tuple[bool, str]:
+    """Whether ``best`` leads ``second`` (their stats rows) on ``metric`` beyond seed noise, and the test
+    that decided it: ``"paired"``, ``"Welch"`` or ``""`` (none possible: not resolved).
+
+    Paired by seed where at least two completed seeds have both (the same test as ``analysis.directions``
+    and ``versus_random``): the mean of ``sign * (best - second)`` per seed outside its 95 % t interval with
+    n - 1 degrees of freedom. Where fewer than two seeds pair (the variants ran different seeds), Welch's
+    unpaired test on each variant's values, which needs two values of each. ``sign``: -1 for a
+    lower-is-better metric."""
+    d = sign * paired_differences(runs, metric, second["variant"], best["variant"])
+    if len(d) >= 2:
+        mean, se = mean_and_se(d)
+        return bool(mean > 0 and beyond_noise(mean, se, len(d) - 1)), "paired"
+    if best["n"] < 2 or second["n"] < 2:
+        return False, ""
+    se = [r["std"] / math.sqrt(r["n"]) for r in (best, second)]
+    margin = sign * (best["mean"] - second["mean"])
+    df = welch_df(se[0], best["n"], se[1], second["n"])
+    return bool(margin > 0 and beyond_noise(margin, math.hypot(*se), df)), "Welch"
+
+
+def _compare(runs: pd.DataFrame, stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) -> dict:
     rows = stats[(stats["metric"] == metric) & (stats["variant"] != RANDOM) & stats["mean"].notna()]
     rows = rows.assign(paper=[table.value(r, paper_metric) if text(r) else None for r in rows["paper_row"]])
     rows = rows[rows["paper"].notna()]
@@ -222,10 +258,8 @@ def _compare(stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) 
     order = np.argsort(-ours, kind="stable")
     best, second = rows.iloc[order[0]], rows.iloc[order[1]]
     paper_sorted = np.sort(np.unique(paper))[::-1]
-    se = [r["std"] / math.sqrt(r["n"]) if r["n"] > 1 else math.nan for r in (best, second)]
     margin = (best["mean"] - second["mean"]) * t_sign
-    df = welch_df(se[0], best["n"], se[1], second["n"]) if all(math.isfinite(s) for s in se) else math.nan
-    resolved = bool(margin > 0 and beyond_noise(margin, math.hypot(*se), df))
+    resolved, noise_test = lead_beyond_noise(runs, metric, best, second, t_sign)
     tau = kendall_tau(paper, ours)
     agrees = best["paper_row"] in paper_best
     if not math.isfinite(tau):
@@ -244,6 +278,7 @@ def _compare(stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) 
         "paper_margin": float(paper_sorted[0] - paper_sorted[1]) if len(paper_sorted) > 1 else 0.0,
         "margin": float(margin),
         "resolved": resolved,
+        "noise_test": noise_test,
         "min_n": int(rows["n"].min()),
         "single_seed": " and ".join(r["variant"] for r in (best, second) if r["n"] < 2),
         "verdict": verdict,
@@ -251,12 +286,14 @@ def _compare(stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) 
 
 
 AGREEMENT_COLUMNS = (
-    "paper_metric metric variants paper_best best best_row best_agrees tau paper_margin margin resolved min_n "
-    "single_seed verdict"
+    "paper_metric metric variants paper_best best best_row best_agrees tau paper_margin margin resolved "
+    "noise_test min_n single_seed verdict"
 ).split()
 
 
-def agreement(stats: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
+def agreement(runs: pd.DataFrame, stats: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
+    """One row per (paper metric, toolkit metric) pair (see the module); ``runs``: the group's runs, for
+    the per-seed values ``lead_beyond_noise`` pairs."""
     table = TABLES.get(ablation.table) if ablation.table else None
     pairs = [
         (m, t)
@@ -264,7 +301,7 @@ def agreement(stats: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
         for t in COMPARE.get(m, ())
         if t in set(stats["metric"])
     ]
-    return pd.DataFrame([_compare(stats, table, m, t) for m, t in pairs], columns=AGREEMENT_COLUMNS)
+    return pd.DataFrame([_compare(runs, stats, table, m, t) for m, t in pairs], columns=AGREEMENT_COLUMNS)
 
 
 def summarize(results: pd.DataFrame) -> list[Summary]:
@@ -287,7 +324,7 @@ def summarize(results: pd.DataFrame) -> list[Summary]:
                 ablation,
                 runs,
                 stats,
-                agreement(stats, ablation),
+                agreement(runs, stats, ablation),
                 metrics,
                 sort_variants(runs["variant"], ablation),
                 left_out,
@@ -303,8 +340,16 @@ def text(x) -> str | None:
     return x if isinstance(x, str) else None
 
 
-def paper_num(v: float) -> str:
-    return f"{v:.1f}" if abs(v) >= 1 else f"{v:.3f}"
+def paper_num(v: float, unit: str = "") -> str:
+    """A paper number as it prints: one decimal for a % metric (the paper's precision) and for any value
+    from 1 up, else three (an RMSE in m)."""
+    return f"{v:.1f}" if abs(v) >= 1 or "%" in unit else f"{v:.3f}"
+
+
+def paper_margin(v: float, paper_metric: str) -> str:
+    """A difference of two paper numbers with its unit: percentage points ("0.4 pt") for a % metric."""
+    unit = METRICS[paper_metric].unit
+    return paper_num(v, unit) + (" pt" if "%" in unit else f" {unit}")
 
 
 def num(x, digits: int = 3) -> str:
@@ -352,7 +397,7 @@ def variant_table(s: Summary) -> tuple[list[str], list[list[str]]]:
                 cells.append(_cell(s.stats, variant, k, n_runs))
             else:
                 v = table.value(paper_row, k) if paper_row else None
-                cells.append("–" if v is None else paper_num(v))
+                cells.append("–" if v is None else paper_num(v, METRICS[k].unit))
         rows.append(cells)
     return header, rows
 
@@ -387,7 +432,7 @@ def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:
                 shown_best(r),
                 "yes" if r["best_agrees"] else "no",
                 num(r["tau"], 2),
-                paper_num(r["paper_margin"]),
+                paper_margin(r["paper_margin"], r["paper_metric"]),
                 num(r["margin"]),
                 "yes" if r["resolved"] else "no",
                 r["verdict"],
@@ -562,12 +607,19 @@ def _beside_random(s: Summary, metric: str) -> str:
 
 def _direction_lines(s: Summary) -> list[str]:
     """The paper's ingredients, one line each: its change beside ours per metric pair, and a tally."""
-    d, skipped = s.directions, not_run(s.stats, s.table)
-    if d.empty and not skipped:
+    d = s.directions
+    listed = [f for f in (s.stats, s.pending) if not f.empty]  # concat warns on empty frames
+    every = pd.concat(listed, ignore_index=True) if listed else s.stats
+    pending, skipped = unanswered(every, s.table)
+    if d.empty and not pending and not skipped:
         return []
     tally = "; ".join(f"{n} {v}" for v, n in d["verdict"].value_counts().sort_index().items())
     head = f"- The paper's ingredients, ours paired by seed ({len(d)} metric pair(s): {tally or 'none'})"
-    lines = [head + (f"; not run here: {', '.join(skipped)}." if skipped else ".")]
+    if pending:
+        head += f"; no completed run yet: {', '.join(pending)}"
+    if skipped:
+        head += f"; not run here: {', '.join(skipped)}"
+    lines = [head + "."]
     for (name, a, b), g in d.groupby(["direction", "from_variant", "to_variant"], sort=False):
         parts = []
         for pm, gm in g.groupby("paper_metric", sort=False):
@@ -613,6 +665,19 @@ def directions_overview(summaries: list[Summary]) -> str | None:
     return "\n\n".join(lines) or None
 
 
+def _noise_words(r: dict) -> str:
+    """How our best variant's lead over the runner-up stands against seed noise (an agreement row), naming
+    the unpaired test where the seeds did not pair."""
+    one = text(r.get("single_seed"))
+    if r["resolved"]:
+        words = "beyond seed noise"
+    else:
+        words = f"no spread: one seed of {one}" if one else "within seed noise"
+    if r.get("noise_test") == "Welch":
+        words += " (Welch, unpaired: fewer than 2 seeds in common)"
+    return words
+
+
 def statement(s: Summary) -> str:
     """Sentences, computed from the agreement table, on whether this ablation agrees with the paper."""
     if s.table is None:
@@ -633,19 +698,15 @@ def statement(s: Summary) -> str:
         lines = [
             head
             + f"{len(rows)} metric pair(s) compared ({counts}); in {int(rows['resolved'].sum())} of them "
-            "our best variant leads the runner-up beyond seed noise (outside the 95 % t interval)."
+            "our best variant leads the runner-up beyond seed noise (paired by seed, outside the 95 % t "
+            "interval)."
         ]
     for r in rows.to_dict("records"):
-        if r["resolved"]:
-            noise = "beyond seed noise"
-        else:
-            one = text(r.get("single_seed"))
-            noise = f"no spread: one seed of {one}" if one else "within seed noise"
         lines.append(
             f"- {METRICS[r['paper_metric']].label} vs. `{short(r['metric'])}`: {r['verdict']} "
-            f"(paper best: {r['paper_best']}, by {paper_num(r['paper_margin'])}; ours: {shown_best(r)}, by "
-            f"{num(r['margin'])}, {noise}; Kendall tau {num(r['tau'], 2)} over {r['variants']} variants"
-            f"{_beside_random(s, r['metric'])})."
+            f"(paper best: {r['paper_best']}, by {paper_margin(r['paper_margin'], r['paper_metric'])}; "
+            f"ours: {shown_best(r)}, by {num(r['margin'])}, {_noise_words(r)}; Kendall tau "
+            f"{num(r['tau'], 2)} over {r['variants']} variants{_beside_random(s, r['metric'])})."
         )
     lines += _direction_lines(s)
     missing = s.agreement[s.agreement["variants"] < 2]

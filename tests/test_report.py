@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from analysis import pictures, report
 from analysis.collect import collect, collect_curves, load_results, write_csv
+from analysis.stats import t95
 from tests.test_analysis import base_config, make_sweeps  # noqa: F401  (base_config: fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +74,9 @@ def test_report_regenerates_identically(collected):
         in readme
     )
     section = readme.split("## Does the small scale agree with the paper?")[1].split("\n## ")[0]
+    # the prose states the test the code runs: paired by seed, n - 1 degrees of freedom (t95(2) for 3 seeds)
+    assert f"with n - 1 degrees of freedom (with 3 seeds, {t95(2):.1f} standard errors;" in section
+    assert "our best variant's lead over the runner-up alike: the difference is taken per seed" in section
     assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in section
     assert "COCO APbox vs. `shapes_det/ap`: partly agrees" in section  # mask ratio
     assert "  - *dense token-level loss* (block -> token): COCO APbox paper +3.1" in section
