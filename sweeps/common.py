@@ -10,8 +10,11 @@
 * ``scheduler_params(cluster, kind)``: submitit parameters of one run from the ``cluster`` group.
 * ``identical_run`` / ``adopt_run``: ablations share points (the preset's own mask ratio, predictor width and
   data mix are the base of three sweeps); a point whose configuration a completed run of another sweep
-  already trained is adopted from it (its files copied, checkpoints hard-linked, ``reused_from`` in
-  status.json) instead of being trained again.
+  already trained in the same arithmetic is adopted from it (its files copied, checkpoints hard-linked,
+  ``reused_from`` in status.json) instead of being trained again.
+* ``stored_run_differences``: how the run already in a point's directory differs from the point (run names
+  leave out keys such as ``sweep.*``, ``probes`` and ``log_every``, so two configurations can share a name);
+  the sweeper refuses the sweep rather than skip or resume such a run.
 
 Jobs unpickle references into this package and into the plugin shim ``sweeps/plugins/hydra_plugins`` (Hydra
 only instantiates sweepers from ``hydra_plugins``): ``export_paths()`` puts both on the PYTHONPATH that
@@ -20,6 +23,7 @@ submitted jobs inherit.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import socket
@@ -218,6 +222,23 @@ def job_active(run_dir) -> str | None:
     return str(info["job_id"]) if b"submitit" in cmdline else None
 
 
+# What a job leaves in its run directory before the trainer writes its first file (config.yaml): Hydra's
+# .hydra/ and log, the scheduler job (job.json) and the point's overrides (vjepa.train writes them before it
+# checks the config). A directory holding nothing else holds no run.
+JOB_RESIDUE = (".hydra", "*.log", "job.json", "overrides.yaml")
+
+
+def run_entries(run_dir) -> list[str]:
+    """The names in ``run_dir`` other than ``JOB_RESIDUE``, sorted; [] where the directory does not exist.
+    Only a directory without such entries may be replaced by an adopted run."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return []
+    return sorted(
+        p.name for p in run_dir.iterdir() if not any(fnmatch.fnmatch(p.name, r) for r in JOB_RESIDUE)
+    )
+
+
 def run_state(run_dir, ask_scheduler: bool = True) -> tuple[str, str]:
     """(state, detail) of a run directory: completed | active | running | interrupted | failed | new.
 
@@ -238,7 +259,7 @@ def run_state(run_dir, ask_scheduler: bool = True) -> tuple[str, str]:
     return status["state"], detail
 
 
-# ---- runs shared between sweeps ----------------------------------------------------------------------
+# ---- runs shared between sweeps, runs already on disk -----------------------------------------------------
 # Keys that do not change what a run computes, so two runs differing only in them are the same experiment.
 REUSE_FREE_KEYS = (
     "run_dir",
@@ -250,6 +271,7 @@ REUSE_FREE_KEYS = (
     "compile",
     "activation_checkpointing",
 )
+ABSENT = "<absent>"  # the value config_differences gives a key on the side that lacks it
 
 
 def comparable_config(cfg) -> dict:
@@ -260,10 +282,85 @@ def comparable_config(cfg) -> dict:
     return without_added_defaults(c)
 
 
-def identical_run(train_cfg: DictConfig, sweeps_root, preset: str, run_dir) -> Path | None:
+def config_differences(old, new, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, old value, new value) of every leaf where config containers ``old`` and ``new`` differ,
+    by key; a key one side lacks has the value ``ABSENT`` there. Empty exactly when ``old == new``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += config_differences(old.get(key, ABSENT), new.get(key, ABSENT), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [(prefix[:-1], old, new)]
+
+
+def launch_device_type(device, kind: str, gpus_per_node=None) -> str:
+    """The device type (cuda | cpu) that a run with ``device`` trains on where a launcher of ``kind``
+    (slurm | local | other: this process) starts it. An explicit device is itself; ``auto`` is CUDA on SLURM
+    nodes given GPUs (``gpus_per_node``), and for local launches where CUDA is available here, as
+    ``vjepa.trainer.resolve_device`` decides in the job."""
+    if str(device) != "auto":
+        return str(device).split(":")[0]
+    if kind == "slurm":
+        return "cuda" if gpus_per_node else "cpu"
+    return "cuda" if local_gpus() else "cpu"
+
+
+def trained_precision(run_dir) -> str | None:
+    """The arithmetic (bf16 | fp32) the run in ``run_dir`` trained in, as its files record it: status.json
+    (the trainer names it in every status write), else metrics.json's ``precision``, else (runs from before
+    either recorded it) config.yaml's ``precision`` resolved on metrics.json's ``device``. None where no file
+    records it."""
+    from vjepa.config_check import resolved_precision
+    from vjepa.runfiles import read_json, read_status
+
+    run_dir = Path(run_dir)
+    status = read_status(run_dir) or {}
+    metrics_path, cfg_path = run_dir / "metrics.json", run_dir / "config.yaml"
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    recorded = status.get("precision") or metrics.get("precision")
+    if recorded or not (metrics.get("device") and cfg_path.is_file()):
+        return recorded
+    precision = OmegaConf.load(cfg_path).get("precision", "auto")
+    return resolved_precision(precision, str(metrics["device"]).split(":")[0])
+
+
+def has_trained(run_dir) -> bool:
+    """Whether ``run_dir`` holds training that a launch would not redo: a completed run, or the checkpoint
+    (``checkpoints/last.pt``, the trainer's) a launch would resume."""
+    if (Path(run_dir) / "checkpoints" / "last.pt").exists():
+        return True
+    return run_state(run_dir, ask_scheduler=False)[0] == "completed"
+
+
+def stored_run_differences(run_dir, train_cfg, precision: str) -> list[tuple[str, object, object]]:
+    """How the run already in ``run_dir`` differs from a point that would train ``train_cfg`` in ``precision``
+    (bf16 | fp32, ``resolved_precision``): (key, on disk, this point) for every key of its config.yaml that
+    differs from ``train_cfg`` up to ``REUSE_FREE_KEYS`` (the comparison adoption makes), and ``precision
+    (trained in)`` where it has trained (``has_trained``) in another arithmetic (precision=auto is equal in
+    both configs whatever the device). A run with a status.json but no config.yaml cannot be compared and is
+    reported as differing in ``config.yaml``. Empty where the directory holds no run or the same run."""
+    from vjepa.runfiles import read_status
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        return [("config.yaml", ABSENT, "this point's configuration")] if read_status(run_dir) else []
+    differences = config_differences(
+        comparable_config(OmegaConf.load(cfg_path)), comparable_config(train_cfg)
+    )
+    trained = trained_precision(run_dir) if has_trained(run_dir) else None
+    if trained is not None and trained != precision:
+        differences.append(("precision (trained in)", trained, precision))
+    return differences
+
+
+def identical_run(train_cfg: DictConfig, sweeps_root, preset: str, run_dir, *, precision: str) -> Path | None:
     """A completed run under ``<sweeps_root>/<any sweep>/preset=<preset>/`` (not ``run_dir`` itself) whose
-    configuration equals ``train_cfg`` up to ``REUSE_FREE_KEYS``; None if there is none. Runs that were
-    themselves adopted are not offered, so every copy points at the run that trained."""
+    configuration equals ``train_cfg`` up to ``REUSE_FREE_KEYS`` and that trained in ``precision``, the
+    arithmetic this point would train in (``device`` is reuse-free and precision=auto is bf16 on CUDA, fp32 on
+    CPU, so equal configs alone may differ in it); None if there is none. Runs that do not record their
+    arithmetic (``trained_precision``) are not offered, nor runs that were themselves adopted, so every copy
+    points at the run that trained."""
     from vjepa.runfiles import read_status
 
     want = comparable_config(train_cfg)
@@ -272,9 +369,9 @@ def identical_run(train_cfg: DictConfig, sweeps_root, preset: str, run_dir) -> P
         donor = cfg_path.parent
         if donor.absolute() == here or run_state(donor, ask_scheduler=False)[0] != "completed":
             continue
-        if "reused_from" in (read_status(donor) or {}):
+        if "reused_from" in (read_status(donor) or {}) or trained_precision(donor) != precision:
             continue
-        if comparable_config(OmegaConf.load(cfg_path)) == want:
+        if not config_differences(comparable_config(OmegaConf.load(cfg_path)), want):
             return donor
     return None
 
@@ -282,13 +379,22 @@ def identical_run(train_cfg: DictConfig, sweeps_root, preset: str, run_dir) -> P
 def adopt_run(donor: Path, run_dir: Path, train_cfg: DictConfig, overrides: list[str]) -> None:
     """Make ``run_dir`` a completed run with ``donor``'s results: its files copied (checkpoints hard-linked
     where the file system allows), config.yaml naming ``run_dir``, overrides.yaml this point's overrides, and
-    ``reused_from`` (the donor's path) in status.json. Written into a temporary sibling and renamed, so an
-    interruption leaves no half-adopted run."""
+    ``reused_from`` (the donor's path) in status.json.
+
+    ``run_dir`` may already exist holding ``JOB_RESIDUE`` only (a job that died, or failed its config check,
+    before the trainer wrote a file): the adopted run keeps those files, its overrides.yaml rewritten. A
+    directory holding anything else (``run_entries``) is never touched: FileExistsError. The run is written
+    into a temporary sibling that then replaces ``run_dir``, so an interruption leaves no half-adopted run and
+    loses none of ``run_dir``'s files."""
     from vjepa.runfiles import atomic_write_text, read_status, write_json
 
     run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(f"{run_dir} is not empty; only a new point can adopt another sweep's run")
+    held = run_entries(run_dir)
+    if held:
+        raise FileExistsError(
+            f"{run_dir} holds {', '.join(held)}; only a directory without run files can adopt another "
+            "sweep's run"
+        )
     tmp = run_dir.with_name(f".{run_dir.name}.adopting")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(
@@ -297,6 +403,7 @@ def adopt_run(donor: Path, run_dir: Path, train_cfg: DictConfig, overrides: list
         ignore=shutil.ignore_patterns(".hydra", ".submitit", "job.json", "*.log"),
         copy_function=_link_or_copy,
     )
+    _copy_job_residue(run_dir, tmp)
     cfg = OmegaConf.load(donor / "config.yaml")
     cfg.run_dir = str(run_dir)
     atomic_write_text(tmp / "config.yaml", OmegaConf.to_yaml(cfg))
@@ -305,9 +412,30 @@ def adopt_run(donor: Path, run_dir: Path, train_cfg: DictConfig, overrides: list
     status = dict(read_status(donor))
     status["reused_from"] = os.path.relpath(donor.absolute(), run_dir.absolute().parent)
     write_json(tmp / "status.json", status)
-    if run_dir.exists():
-        run_dir.rmdir()
-    tmp.rename(run_dir)
+    _replace_dir(tmp, run_dir)
+
+
+def _copy_job_residue(run_dir: Path, dest: Path) -> None:
+    """Copy the entries of ``run_dir`` (job residue; nothing where it does not exist) into ``dest``, but its
+    overrides.yaml (the adoption writes the point's)."""
+    if not run_dir.exists():
+        return
+    for entry in run_dir.iterdir():
+        if entry.name != "overrides.yaml":
+            (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, dest / entry.name)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename directory ``new`` to ``target``. An existing ``target`` is first renamed aside
+    (``.<name>.replaced``) and removed once ``new`` is in its place, so each moment one of them is whole."""
+    if not target.exists():
+        new.rename(target)
+        return
+    aside = target.with_name(f".{target.name}.replaced")
+    shutil.rmtree(aside, ignore_errors=True)  # a copy an earlier replacement finished with
+    target.rename(aside)
+    new.rename(target)
+    shutil.rmtree(aside)
 
 
 def _link_or_copy(src, dst):

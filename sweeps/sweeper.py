@@ -4,8 +4,12 @@ Points: the cartesian product of the config's ``grid`` (per preset where given a
 and the command line's own sweeps (a command-line sweep of a key replaces that key's grid). Before launching
 it prints the plan: every run directory, whether it is launched or skipped (completed, or still in a live
 scheduler job), and the compute (``vjepa.flops``); for local launches also the wall time they will take, timed
-by the sweep's runs that completed on this host alike. ``dry_run=true`` stops there. Points whose
-configuration is invalid are reported and not launched. Local launches keep ``max_parallel`` runs going
+by the sweep's runs that completed on this host alike. Points whose configuration is invalid are reported and
+not launched. A point whose directory already holds a run that differs from it (``stored_run_differences``:
+its config.yaml up to the reuse-free keys, or the arithmetic it trained in) refuses the whole sweep
+(``SweepRefused``) after the plan, before anything is adopted or launched: skipping or resuming that run would
+report it as the point. ``dry_run=true`` stops after the plan and that check. Adoption is offered only to a
+point whose directory holds no run files (``run_entries``). Local launches keep ``max_parallel`` runs going
 (default: CPUs // threads per run, ``threads`` set per run), seed by seed, a finished run's slot taking the
 next; SLURM launches are sized by the ``cluster`` group, except for any ``hydra.launcher.*`` key given on the
 command line. At the end: a summary of completed / skipped / failed runs and exit status 1 unless every point
@@ -17,12 +21,13 @@ from __future__ import annotations
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
+from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -32,13 +37,17 @@ from sweeps.common import (
     engine_config,
     human,
     identical_run,
+    launch_device_type,
     local_gpus,
     local_slots,
     measured_rate,
     pool_wall_time,
+    run_entries,
     run_state,
     scheduler_params,
+    stored_run_differences,
 )
+from vjepa.config_check import resolved_precision
 from vjepa.runfiles import read_status
 
 
@@ -46,13 +55,16 @@ from vjepa.runfiles import read_status
 class Point:
     overrides: list[str]
     run_dir: Path
-    state: str  # run_state() at planning time, "reuse" (adopt another sweep's identical run), or "invalid"
+    # run_state() at planning time, "reuse" (adopt another sweep's identical run), "invalid", or "conflict"
+    # (its directory holds a run that differs from the point: ``differences``)
+    state: str
     detail: str = ""
     tokens: int = 0  # per step
     step_flops: float = 0.0
     steps: int = 0
     donor: Path | None = None
     train_cfg: DictConfig | None = None
+    differences: list[tuple[str, object, object]] = field(default_factory=list)  # (key, on disk, this point)
 
     @property
     def flops(self) -> float:
@@ -66,7 +78,41 @@ class Point:
 
     @property
     def launch(self) -> bool:
-        return self.state not in ("completed", "active", "invalid", "reuse")
+        return self.state not in ("completed", "active", "invalid", "reuse", "conflict")
+
+
+class SweepRefused(CompactHydraException):
+    """The sweep cannot go on as asked; nothing was adopted or launched. Hydra prints the message alone."""
+
+
+def refusal_message(conflicts: list[Point]) -> str:
+    """Why the sweep refuses ``conflicts`` (points whose directory holds a run that differs from them), what
+    differs in each, and what to do instead."""
+    lines = [
+        f"[sweep] refused: the run directories of {len(conflicts)} point(s) already hold a run that differs "
+        "from the point (run names leave out keys such as sweep.*, probes and log_every), so skipping or "
+        "resuming it would report that run as this configuration. Nothing was adopted or launched."
+    ]
+    for p in conflicts:
+        lines.append(f"  {p.run_dir}: {p.detail}")
+        lines += [f"    {key}: {old!r} on disk, {new!r} in this sweep" for key, old, new in p.differences]
+    keys = {key.split(".", 1)[0] for p in conflicts for key, _, _ in p.differences}
+    lines.append(
+        "To train this configuration, give the sweep another output directory (VJEPA_SWEEPS_OUT=<dir>); "
+        "to go on with the runs on disk, drop the overrides that changed them."
+    )
+    if "probes" in keys:
+        lines.append(
+            "To probe a completed run with other probes, run `python -m vjepa.evaluate run_dir=<run dir> "
+            "probes=<name>` (it merges the numbers into the run's metrics.json) instead of sweeping."
+        )
+    if "precision (trained in)" in keys:
+        lines.append(
+            "A run that trained in another arithmetic (precision=auto is bf16 on CUDA, fp32 on CPU) is "
+            "skipped or resumed only by a sweep launching where it trained (device=cuda for bf16, device=cpu "
+            "for fp32)."
+        )
+    return "\n".join(lines)
 
 
 def launcher_kind(config: DictConfig) -> str:
@@ -144,16 +190,32 @@ class AblationSweeper(Sweeper):
             state, detail = run_state(run_dir)
             cost = step_cost(train_cfg)
             point = Point(overrides, run_dir, state, detail, cost.tokens, cost.flops, int(train_cfg.steps))
-            if state == "new" and self.reuse:
+            precision = self._launch_precision(train_cfg)
+            point.differences = stored_run_differences(run_dir, train_cfg, precision)
+            if point.differences:
+                point.state = "conflict"
+                point.detail = f"the {state} run on disk differs in " + ", ".join(
+                    k for k, _, _ in point.differences
+                )
+                return point
+            if state == "new" and self.reuse and not run_entries(run_dir):  # never over a run's files
                 sweeps_root = Path(str(cfg.hydra.sweep.dir)).parent.parent
                 preset = str(cfg.hydra.runtime.choices.get("preset"))
-                donor = identical_run(train_cfg, sweeps_root, preset, run_dir)
+                donor = identical_run(train_cfg, sweeps_root, preset, run_dir, precision=precision)
                 if donor is not None:
                     point.state, point.detail, point.donor = "reuse", f"same config as {donor}", donor
                     point.train_cfg = train_cfg
             return point
         finally:
             hydra_cfg.cfg = saved
+
+    def _launch_precision(self, train_cfg: DictConfig) -> str:
+        """The arithmetic (bf16 | fp32) a run of ``train_cfg`` launched by this sweep trains in."""
+        launcher = self.config.hydra.launcher
+        device = launch_device_type(
+            train_cfg.device, launcher_kind(self.config), launcher.get("gpus_per_node")
+        )
+        return resolved_precision(train_cfg.precision, device)
 
     def _print_plan(self, points: list[Point], kind: str, slots: int, threads: int | None) -> None:
         from vjepa.flops import gpu_hours
@@ -166,7 +228,8 @@ class AblationSweeper(Sweeper):
             f"{sum(p.state == 'completed' for p in points)} completed (skipped), "
             f"{sum(p.state == 'active' for p in points)} in live jobs (skipped), "
             f"{sum(p.state == 'reuse' for p in points)} identical to another sweep's completed run (adopted), "
-            f"{sum(p.state == 'invalid' for p in points)} invalid"
+            f"{sum(p.state == 'invalid' for p in points)} invalid, "
+            f"{sum(p.state == 'conflict' for p in points)} differing from the run on disk (refused)"
         )
         if kind == "local":
             print(f"[sweep] launcher submitit_local: {slots} at a time x {threads} thread(s)")
@@ -182,7 +245,7 @@ class AblationSweeper(Sweeper):
         print(f"  {'action':<7}{header}  run dir")
         for p in points:
             note = "" if p.state == "new" else f" ({p.state}{': ' + p.detail if p.detail else ''})"
-            action = "launch" if p.launch else ("adopt" if p.state == "reuse" else "skip")
+            action = "launch" if p.launch else {"reuse": "adopt", "conflict": "refuse"}.get(p.state, "skip")
             print(
                 f"  {action:<7}{p.tokens:>12,}{human(p.step_flops):>10}{p.steps:>9}"
                 f"{human(p.flops):>9}{gpu_hours(p.flops, sustained):>9.3g}  {p.run_dir}{note}"
@@ -234,6 +297,9 @@ class AblationSweeper(Sweeper):
             for p in todo:
                 p.overrides.append(f"threads={threads}")
         self._print_plan(points, kind, slots, threads)
+        conflicts = [p for p in points if p.state == "conflict"]
+        if conflicts:
+            raise SweepRefused(refusal_message(conflicts))
         if cfg.dry_run:
             return []
         for p in points:

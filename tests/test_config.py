@@ -29,12 +29,73 @@ from vjepa.config_check import ConfigError, check_config
         ("device=tpu", "device='tpu' is not one of: auto, cpu, cuda"),
         ("mask.cut=first", "mask.cut='first' is not one of: random, raster"),
         ("mask.cut=raster", "mask.cut=raster (Meta's cut of ratio-free settings to the batch minimum) needs"),
+        ("mask.trim=last", "mask.trim='last' is not one of: raster, random"),
+        (
+            "mask.trim=random mask.cut=raster mask.ratio=null",
+            "mask.trim='random' chooses what a block trimmed in part keeps; mask.cut=raster keeps",
+        ),
+        ("optim.final_lr_frac=-0.5", "optim.final_lr_frac=-0.5 must be a number in [0, 1]"),
+        ("optim.warmup=1.9", "optim.warmup=1.9 must be a whole number of steps when >= 1"),
+        ("optim.warmup=5000", "optim.warmup=5000 is 5000 warm-up steps, not fewer than steps=1000"),
+        ("optim.warmup=-0.1", "optim.warmup=-0.1 must be >= 0"),
+        ("diagnostics.batch_size=-3", "diagnostics.batch_size=-3 must be an integer >= 0"),
+        ("diagnostics.batch_size=2.5", "diagnostics.batch_size=2.5 must be an integer >= 0"),
+        (
+            "probes.tasks.shapes_seg.kind=segg",
+            "probes.tasks.shapes_seg.kind='segg' is not one of: seg, det, classify",
+        ),
+        (
+            "probes.tasks.mnist_video.head=attn",
+            "probes.tasks.mnist_video.head='attn' is not one of: linear, attentive",
+        ),
     ],
 )
 def test_invalid_values_are_named(compose_cfg, override, message):
     with pytest.raises(ConfigError) as err:
-        check_config(compose_cfg("model=tiny", "predictor.num_heads=4", override))
+        check_config(compose_cfg("model=tiny", "predictor.num_heads=4", *override.split()))
     assert message in str(err.value)
+
+
+def test_warmup_is_a_fraction_below_one_and_a_step_count_from_one_on(compose_cfg):
+    from vjepa.config_check import warmup_steps
+
+    for warmup in ("0.1", "0.9", "10", "10.0", "999"):
+        check_config(compose_cfg("steps=1000", f"optim.warmup={warmup}"))
+    assert [warmup_steps(w, 1000) for w in (0.0, 0.1, 0.9, 10, 10.0, 999)] == [0, 100, 900, 10, 10, 999]
+    with pytest.raises(
+        ConfigError, match=r"optim.warmup=1000 is 1000 warm-up steps, not fewer than steps=1000"
+    ):
+        check_config(compose_cfg("steps=1000", "optim.warmup=1000"))
+    with pytest.raises(ConfigError, match=r"optim.warmup=0.95 is 10 warm-up steps, not fewer than steps=10"):
+        check_config(compose_cfg("steps=10", "optim.warmup=0.95"))
+
+
+def test_every_probes_config_validates_and_its_kinds_are_those_the_runner_dispatches(compose_cfg):
+    from vjepa.probes.classify import HEADS
+    from vjepa.probes.runner import KINDS
+
+    kinds, heads = set(), set()
+    for probes in ("default", "fast", "levels", "synthetic", "none"):
+        cfg = compose_cfg(f"probes={probes}")
+        check_config(cfg)
+        tasks = cfg.probes.tasks.values()
+        kinds |= {t.kind for t in tasks}
+        heads |= {t.head for t in tasks if t.kind == "classify"}
+    assert kinds == set(KINDS) and heads == set(HEADS)
+
+
+def test_probe_problems_are_reported_before_any_compute(compose_cfg, monkeypatch):
+    """An unknown probe kind fails when the Trainer is built, not after pretraining."""
+    from vjepa.trainer import Trainer
+
+    with pytest.raises(ConfigError, match=r"probes.tasks.shapes_det.kind='detection' is not one of"):
+        Trainer(compose_cfg("probes=fast", "probes.tasks.shapes_det.kind=detection"))
+
+
+def test_deep_supervision_needs_a_block_per_level(compose_cfg):
+    check_config(compose_cfg("model.depth=4", "model.deep_supervision=true"))
+    with pytest.raises(ConfigError, match=r"model.depth=3 must be >= 4 with model.deep_supervision=true"):
+        check_config(compose_cfg("model.depth=3", "model.deep_supervision=true"))
 
 
 def test_all_problems_reported_together(compose_cfg):
@@ -78,13 +139,15 @@ def test_run_made_before_mask_buckets_existed_resumes_with_the_default(compose_c
 
     cfg = compose_cfg("mask=vjepa2", f"run_dir={tmp_path}")
     old = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("buckets", "bucket_by", "image_settings", "cut"):  # keys added after the first runs
+    for key in ("buckets", "bucket_by", "image_settings", "cut", "trim"):  # keys added after the first runs
         del old["mask"][key]
     del old["loss"]["context"]["image_weight"]
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
     Trainer(cfg)._check_run_dir()
     with pytest.raises(ConfigError, match=r"mask.buckets: 1 \(on disk\) vs 8 \(now\)"):
         Trainer(compose_cfg("mask=vjepa2", "mask.buckets=8", f"run_dir={tmp_path}"))._check_run_dir()
+    with pytest.raises(ConfigError, match=r"mask.trim: 'raster' \(on disk\) vs 'random' \(now\)"):
+        Trainer(compose_cfg("mask=vjepa2", "mask.trim=random", f"run_dir={tmp_path}"))._check_run_dir()
     with pytest.raises(ConfigError, match=r"mask.cut: 'random' \(on disk\) vs 'raster' \(now\)"):
         Trainer(
             compose_cfg("mask=vjepa2", "mask.ratio=null", "mask.cut=raster", f"run_dir={tmp_path}")

@@ -151,3 +151,52 @@ def test_rope_rotation_preserves_norm_and_relative_positions():
     q0 = apply_rope(q, rope_3d(torch.zeros_like(a), 12))
     k0 = apply_rope(k, rope_3d(b - a, 12))
     torch.testing.assert_close(dots, (q0 * k0).sum(-1).flatten())
+
+
+def test_deep_supervision_needs_a_block_per_level():
+    from vjepa.models import VisionTransformer
+
+    with pytest.raises(ValueError, match=r"depth=3 must be >= 4"):
+        VisionTransformer(embed_dim=48, depth=3, num_heads=2, patch_size=8, levels=4)
+    enc = VisionTransformer(embed_dim=48, depth=4, num_heads=2, patch_size=8, levels=4)
+    assert enc.level_ids == [0, 1, 2, 3]
+    assert len(enc.forward_levels(torch.randn(1, 3, 16, 16))) == 4
+
+
+def _jepa(compose_cfg, *overrides):
+    from tests.conftest import TINY_TEST
+    from vjepa.jepa import JEPA
+
+    torch.manual_seed(0)
+    return JEPA(compose_cfg(*TINY_TEST, *overrides))
+
+
+def test_targets_are_computed_without_drop_path_while_the_online_encoder_drops_paths(compose_cfg):
+    model = _jepa(compose_cfg, "model.drop_path=0.5").train()
+    assert model.encoder.training and model.predictor.training and not model.target_encoder.training
+    x = torch.randn(16, 3, 32, 32)  # 16 samples: two drop-path draws agree on all with chance 2**-16
+    assert torch.equal(model.targets(x), model.targets(x))
+    with torch.no_grad():
+        assert not torch.equal(model.encoder(x), model.encoder(x))  # stochastic depth in train mode
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.encoder(x), model.encoder(x))
+    model.train()
+    assert not model.target_encoder.training  # train() does not switch the target encoder back
+
+
+@pytest.mark.parametrize(
+    "overrides", [(), ("model.depth=4", "model.deep_supervision=true", "model.pos=rope")]
+)
+def test_without_drop_path_the_target_encoder_mode_changes_nothing(compose_cfg, overrides):
+    """Why keeping the target encoder in eval mode leaves runs with drop_path 0 as they were: its targets
+    and the random stream are the same in either mode."""
+    model = _jepa(compose_cfg, *overrides)
+    x = torch.randn(2, 3, 4, 32, 32)
+    out = {}
+    for mode in (True, False):
+        model.target_encoder.train(mode)
+        rng = torch.get_rng_state()
+        out[mode] = model.targets(x)
+        assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.equal(out[True], out[False])

@@ -132,3 +132,85 @@ def _job_record(cluster, job: str) -> str:
     return subprocess.run(
         ["scontrol", "show", "job", "-o", job], env=cluster.environ(), capture_output=True, text=True
     ).stdout
+
+
+def _fake_probes(monkeypatch, signal_first: bool, calls: list) -> None:
+    """Stand in for ``vjepa.probes.run_probes``: optionally deliver SIGUSR2 to this process first (the
+    scheduler's notice arriving while the probes run, here inside an ``except Exception`` as data loaders
+    have); records whether the probes got to their end."""
+    import vjepa.probes
+
+    def run_probes(encoder, *args, **kwargs):
+        calls.append("started")
+        try:
+            if signal_first:
+                os.kill(os.getpid(), signal.SIGUSR2)
+        except Exception:
+            calls.append("stop swallowed")
+        calls.append("finished")
+        return {"probe/shapes_seg/miou": 0.5}
+
+    monkeypatch.setattr(vjepa.probes, "run_probes", run_probes)
+
+
+def _no_training(trainer) -> None:
+    def train_step(step, batch):
+        raise AssertionError(f"step {step} trained again")
+
+    trainer.train_step = train_step
+
+
+def test_signal_during_the_probes_hands_over_and_the_rerun_goes_straight_to_the_probes(
+    compose_cfg, monkeypatch
+):
+    cfg = compose_cfg(*TINY_TEST, "steps=3", "log_every=1", "probes=fast")
+    run_dir = Path(cfg.run_dir)
+    handed_over, probes = [], []
+    old = signal.signal(signal.SIGUSR2, lambda signum, frame: handed_over.append(signum))
+    try:
+        _fake_probes(monkeypatch, signal_first=True, calls=probes)
+        trainer = Trainer(cfg)
+        with (
+            pytest.raises(Interrupted, match="stop requested at the end-of-run probes"),
+            stop_on_signal(trainer.request_stop),
+        ):
+            trainer.run()
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert probes == ["started"]  # stopped at once, not at the probes' end
+    assert handed_over == [signal.SIGUSR2]  # submitit's handler would requeue the job here
+    status = read_status(run_dir)
+    assert status["state"] == "interrupted" and status["step"] == 3
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 3
+    log = (run_dir / "metrics.jsonl").read_text()
+
+    probes.clear()
+    _fake_probes(monkeypatch, signal_first=False, calls=probes)
+    trainer = Trainer(cfg)
+    _no_training(trainer)
+    final = trainer.run()
+    assert probes == ["started", "finished"]
+    assert final["probe/shapes_seg/miou"] == 0.5 and final["probe/step"] == 3
+    assert read_json(run_dir / "metrics.json") == final
+    assert read_status(run_dir)["state"] == "completed"
+    assert (run_dir / "metrics.jsonl").read_text() == log
+
+
+def test_signal_in_the_last_step_of_a_run_with_probes_hands_over_before_they_start(compose_cfg, monkeypatch):
+    cfg = compose_cfg(*TINY_TEST, "steps=2", "log_every=1", "probes=fast")
+    handed_over, probes = [], []
+    old = signal.signal(signal.SIGUSR2, lambda signum, frame: handed_over.append(signum))
+    try:
+        _fake_probes(monkeypatch, signal_first=False, calls=probes)
+        trainer = Trainer(cfg)
+        _signal_during(trainer, at_step=1)
+        with (
+            pytest.raises(Interrupted, match="stop requested at the end-of-run probes"),
+            stop_on_signal(trainer.request_stop),
+        ):
+            trainer.run()
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert probes == [] and handed_over == [signal.SIGUSR2]
+    status = read_status(cfg.run_dir)
+    assert status["state"] == "interrupted" and status["step"] == 2

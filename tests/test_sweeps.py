@@ -87,7 +87,7 @@ def _grid(cfg, preset):
 @pytest.mark.parametrize(
     "name",
     [s for s in SWEEPS if s != "predictor_width"]
-    + ["context_loss", "recipe", "deep_supervision", "mask_cut"],
+    + ["context_loss", "recipe", "deep_supervision", "mask_cut", "mask_trim"],
 )  # predictor_width: next test
 def test_every_grid_point_is_a_valid_run_without_the_sweep_keys(name):
     for preset in ("tiny",):  # these grids do not depend on the preset
@@ -159,6 +159,12 @@ def _run_sweep(name, *args, out, env=None):
 
 def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
     done = tmp_path / "predictor_width" / "preset=tiny" / "predictor.width=32,seed=1"
+    # the point's configuration, as its run wrote it (a completed run is skipped only if it is the point's)
+    _, trained = _compose_point(
+        "predictor_width", ["preset=tiny", "predictor.width=32", "seed=1", "probes=fast"]
+    )
+    done.mkdir(parents=True)
+    (done / "config.yaml").write_text(OmegaConf.to_yaml(trained))
     write_status(done, "completed", step=300)
     # trained here in 6 minutes at the sweep's 2 threads: it times the 11 launches
     write_json(

@@ -208,3 +208,85 @@ def test_weight_decay_skips_biases_and_norms(compose_cfg):
     assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
     assert trainer.optimizer.defaults["betas"] == (0.9, 0.95)
     assert trainer.peak_lr == pytest.approx(cfg.optim.base_lr * 8 / 256)
+
+
+def test_a_torn_metrics_line_does_not_stop_the_run_from_resuming(compose_cfg, tmp_path):
+    """A kill while a log line is appended cuts it short: the resumed run drops it and writes it again."""
+    overrides = (*TINY_TEST, "steps=8", "log_every=2", "ckpt_every=4")
+    full = compose_cfg(*overrides, run_dir=tmp_path / "full")
+    train(full)
+    part = compose_cfg(*overrides, run_dir=tmp_path / "part")
+    assert train(part, stop_after=6) is None  # logged steps 2, 4, 6; the last checkpoint is at step 4
+    log = Path(part.run_dir) / "metrics.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:-1]) + lines[-1][:40])  # step 6's line torn by the kill
+    train(part)
+    assert _stable(_metrics(full.run_dir)) == _stable(_metrics(part.run_dir))
+    assert [r["step"] for r in _metrics(part.run_dir)] == [2, 4, 6, 8]
+
+
+class _Clock:
+    """A stand-in for time.perf_counter that advances only while a training step runs."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _timed_steps(trainer, clock: _Clock, seconds: float) -> None:
+    step = trainer.train_step
+
+    def train_step(s, batch):
+        clock.now += seconds
+        return step(s, batch)
+
+    trainer.train_step = train_step
+
+
+def test_throughput_counts_the_samples_of_the_timed_interval_across_checkpoints_and_resume(
+    compose_cfg, monkeypatch
+):
+    """Every step takes 1 s (stubbed clock) and trains 8 samples: each logged window runs at 8 samples/s,
+    whether a checkpoint falls inside it (step 2) or the run resumed inside it (from step 2)."""
+    clock = _Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    cfg = compose_cfg(*TINY_TEST, "steps=8", "log_every=4", "ckpt_every=2", "diagnostics.batch_size=0")
+    trainer = Trainer(cfg)
+    _timed_steps(trainer, clock, 1.0)
+    assert trainer.run(stop_after=3) is None  # logged nothing yet; resumes from the checkpoint at step 2
+    trainer = Trainer(cfg)
+    _timed_steps(trainer, clock, 1.0)
+    trainer.run()
+    log = _metrics(cfg.run_dir)
+    assert [r["step"] for r in log] == [4, 8]
+    for r in log:
+        tokens_per_step = sum(v for k, v in r.items() if k in ("tokens_image", "tokens_video"))
+        assert r["samples_per_s"] == pytest.approx(8.0)
+        assert r["tokens_per_s"] == pytest.approx(tokens_per_step)
+
+
+def test_a_refused_run_leaves_its_overrides_untouched(compose_cfg, tmp_path):
+    """overrides.yaml is written only once the run directory accepts the run (here: a completed one)."""
+    from omegaconf import OmegaConf
+
+    from vjepa.runfiles import write_json, write_status
+
+    run_dir = tmp_path / "run"
+    on_disk = compose_cfg(*TINY_TEST, "steps=2", run_dir=run_dir)
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(on_disk, resolve=True))
+    (run_dir / "overrides.yaml").write_text("- steps=2\n")
+    write_json(run_dir / "metrics.json", {"loss_first": 1.0, "loss_final": 0.5})
+    write_status(run_dir, "completed", step=2, steps=2)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "vjepa.train", *TINY_TEST, f"run_dir={run_dir}", "progress=false"]
+
+    refused = subprocess.run([*base, "steps=3"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "already holds a run with a different configuration" in refused.stderr
+    assert (run_dir / "overrides.yaml").read_text() == "- steps=2\n"
+
+    accepted = subprocess.run([*base, "steps=2", "seed=0"], env=env, capture_output=True, text=True)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "- seed=0" in (run_dir / "overrides.yaml").read_text()

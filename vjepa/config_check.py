@@ -6,10 +6,14 @@ value given and what is allowed.
 
 from __future__ import annotations
 
+import math
+
 from vjepa.data import IMAGE_SOURCES, MIXES, VIDEO_SOURCES, split_batch
 from vjepa.losses import DISTANCES, GRANULARITIES
-from vjepa.masks import BUCKETING, CUTS, mask_settings
+from vjepa.masks import BUCKETING, CUTS, TRIMS, mask_settings
 from vjepa.models.vit import POSITIONS, TOKENIZERS
+from vjepa.probes.classify import HEADS as CLASSIFY_HEADS
+from vjepa.probes.runner import KINDS as PROBE_KINDS
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -17,6 +21,12 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 class ConfigError(ValueError):
     pass
+
+
+def resolved_precision(precision: str, device_type: str) -> str:
+    """The arithmetic (bf16 | fp32) that ``precision`` (auto | bf16 | fp32) trains in on a ``device_type``
+    (cuda | cpu) device: bf16 autocast where asked for, or with auto on CUDA; fp32 otherwise."""
+    return "bf16" if precision == "bf16" or (precision == "auto" and device_type == "cuda") else "fp32"
 
 
 def _num(x) -> bool:
@@ -45,6 +55,61 @@ def _positive_int(errors, key, value, minimum=1):
         errors.append(f"{key}={value!r} must be an integer >= {minimum}")
         return False
     return True
+
+
+def warmup_steps(warmup, steps: int) -> int:
+    """Steps of the learning-rate warm-up that ``optim.warmup`` names: below 1 a fraction of ``steps``
+    (rounded), from 1 on a step count."""
+    return round(warmup * steps) if warmup < 1 else int(warmup)
+
+
+def _check_optim(e: list[str], opt, steps) -> None:
+    if not _num(opt.base_lr) or opt.base_lr <= 0:
+        e.append(f"optim.base_lr={opt.base_lr!r} must be a number > 0")
+    _check_warmup(e, opt.warmup, steps)
+    final = opt.final_lr_frac
+    if not _num(final) or not 0 <= final <= 1:
+        e.append(f"optim.final_lr_frac={final!r} must be a number in [0, 1] (final lr / peak lr)")
+    if not _num(opt.weight_decay) or opt.weight_decay < 0:
+        e.append(f"optim.weight_decay={opt.weight_decay!r} must be a number >= 0")
+    _range(e, "optim.ema", opt.ema, lo=0.0, lo_open=False)
+    _range(e, "optim.betas", opt.betas, lo=0.0, lo_open=False, hi_open=True)
+    if opt.grad_clip is not None and (not _num(opt.grad_clip) or opt.grad_clip <= 0):
+        e.append(f"optim.grad_clip={opt.grad_clip!r} must be a number > 0 or null")
+
+
+def _check_warmup(e: list[str], warmup, steps) -> None:
+    """A fraction of the steps below 1, a whole number of steps from 1 on; the peak lr must be reached
+    before the last step."""
+    if not _num(warmup) or not math.isfinite(warmup) or warmup < 0:
+        e.append(f"optim.warmup={warmup!r} must be >= 0 (a fraction of steps if < 1, else a step count)")
+    elif warmup >= 1 and warmup != int(warmup):
+        e.append(
+            f"optim.warmup={warmup!r} must be a whole number of steps when >= 1 (a fraction of steps if < 1)"
+        )
+    elif isinstance(steps, int) and steps > 0 and warmup_steps(warmup, steps) >= steps:
+        e.append(
+            f"optim.warmup={warmup!r} is {warmup_steps(warmup, steps)} warm-up steps, not fewer than "
+            f"steps={steps}: the peak learning rate would never be reached"
+        )
+
+
+def _check_diagnostics(e: list[str], diagnostics) -> None:
+    size = (diagnostics or {}).get("batch_size", 0)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        e.append(f"diagnostics.batch_size={size!r} must be an integer >= 0 (0 = no diagnostics)")
+
+
+def _check_probes(e: list[str], probes) -> None:
+    """Kinds and classification heads of the probe tasks, as ``vjepa.probes`` dispatches them."""
+    for name, task in ((probes or {}).get("tasks") or {}).items():
+        key = f"probes.tasks.{name}"
+        if not hasattr(task, "get"):
+            e.append(f"{key}={task!r} must be a mapping with a kind ({', '.join(PROBE_KINDS)})")
+            continue
+        _choice(e, f"{key}.kind", task.get("kind"), PROBE_KINDS)
+        if task.get("kind") == "classify":
+            _choice(e, f"{key}.head", task.get("head"), CLASSIFY_HEADS)
 
 
 def check_config(cfg) -> None:
@@ -88,6 +153,12 @@ def check_config(cfg) -> None:
             _range(e, f"{key}.temporal_scale", st["temporal_scale"])
             _range(e, f"{key}.aspect_ratio", st["aspect_ratio"], lo=0.0, hi=float("inf"), hi_open=True)
     _choice(e, "mask.cut", mask.get("cut", "random"), CUTS)
+    _choice(e, "mask.trim", mask.get("trim", "raster"), TRIMS)
+    if mask.get("trim", "raster") != "raster" and mask.get("cut", "random") == "raster":
+        e.append(
+            f"mask.trim={mask.get('trim')!r} chooses what a block trimmed in part keeps; mask.cut=raster keeps "
+            "every sample's first tokens in raster order instead and trims no block: drop one of the two"
+        )
     ratios = sorted({str(st["ratio"]) for st in settings if st["ratio"] is not None})
     if mask.get("cut", "random") == "raster" and ratios:
         e.append(
@@ -176,16 +247,9 @@ def check_config(cfg) -> None:
     _positive_int(e, "steps", cfg.steps)
     _positive_int(e, "log_every", cfg.log_every)
     _positive_int(e, "ckpt_every", cfg.ckpt_every)
-    if not _num(opt.base_lr) or opt.base_lr <= 0:
-        e.append(f"optim.base_lr={opt.base_lr!r} must be a number > 0")
-    if not _num(opt.warmup) or opt.warmup < 0:
-        e.append(f"optim.warmup={opt.warmup!r} must be >= 0 (a fraction of steps if < 1, else a step count)")
-    if not _num(opt.weight_decay) or opt.weight_decay < 0:
-        e.append(f"optim.weight_decay={opt.weight_decay!r} must be a number >= 0")
-    _range(e, "optim.ema", opt.ema, lo=0.0, lo_open=False)
-    _range(e, "optim.betas", opt.betas, lo=0.0, lo_open=False, hi_open=True)
-    if opt.grad_clip is not None and (not _num(opt.grad_clip) or opt.grad_clip <= 0):
-        e.append(f"optim.grad_clip={opt.grad_clip!r} must be a number > 0 or null")
+    _check_optim(e, opt, cfg.steps)
+    _check_diagnostics(e, cfg.get("diagnostics"))
+    _check_probes(e, cfg.get("probes"))
     _choice(e, "device", cfg.device, DEVICES)
     _choice(e, "precision", cfg.precision, PRECISIONS)
 

@@ -10,6 +10,8 @@ samples; its loss is the buckets' losses weighted by their share of the batch, s
 same.
 ``JEPA.update_target(tau)`` moves the target towards the online encoder with fused multi-tensor ops:
 xi <- tau * xi + (1 - tau) * theta.
+The target encoder stays in eval mode whatever ``train()`` sets: its targets are deterministic (no
+stochastic depth), while the online encoder and predictor follow the model's mode.
 """
 
 from __future__ import annotations
@@ -44,10 +46,17 @@ class JEPA(nn.Module):
         )
         self.target_encoder = copy.deepcopy(self.encoder)
         self.target_encoder.requires_grad_(False)
+        self.target_encoder.eval()
         self.granularity = cfg.loss.granularity
         self.distance = cfg.loss.distance
         self.beta = float(cfg.loss.get("beta", 2.0))
         self.timer = NO_TIMER
+
+    def train(self, mode: bool = True) -> JEPA:
+        """Set the mode of the online encoder and predictor; the target encoder stays in eval mode."""
+        super().train(mode)
+        self.target_encoder.eval()
+        return self
 
     def online_parameters(self):
         return list(self.encoder.parameters()) + list(self.predictor.parameters())

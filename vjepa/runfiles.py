@@ -121,7 +121,13 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 
 
 class MetricsLog:
-    """Append-only metrics.jsonl; ``truncate_after(step)`` drops lines a resumed run will write again."""
+    """Append-only metrics.jsonl, one JSON object per line.
+
+    A kill or node failure during ``append`` can leave the last line cut short: reading drops such a torn
+    final line (the resumed run writes it again, after its checkpoint), while an unreadable line before the
+    last one is corruption and raises ``ValueError`` naming the file and line. ``truncate_after(step)``
+    drops the lines a resumed run will write again, rewriting the file atomically.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -129,9 +135,7 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         if not self.path.exists():
             return
-        keep = [
-            line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step
-        ]
+        keep = [line for line, record in self._lines() if record["step"] <= step]
         atomic_write_text(self.path, "".join(line + "\n" for line in keep))
 
     def append(self, record: dict) -> None:
@@ -139,6 +143,20 @@ class MetricsLog:
             f.write(json.dumps(record, sort_keys=True) + "\n")
 
     def read(self) -> list[dict]:
+        return [record for _, record in self._lines()]
+
+    def _lines(self) -> list[tuple[str, dict]]:
+        """(line, record) of every complete line; a torn final line is left out."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        text = self.path.read_bytes().decode(errors="replace")  # a torn tail may hold any bytes
+        lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+        out = []
+        for i, (n, line) in enumerate(lines):
+            try:
+                out.append((line, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                if i == len(lines) - 1:
+                    break  # torn by a kill mid-append
+                raise ValueError(f"{self.path}:{n}: unreadable metrics line ({exc}): {line[:80]!r}") from exc
+        return out

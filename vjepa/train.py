@@ -40,6 +40,7 @@ def _note_mask_ratio(cfg: DictConfig) -> None:
 
 
 def _write_overrides(cfg: DictConfig) -> None:
+    """overrides.yaml of the run: the command line's overrides (under Hydra; nothing otherwise)."""
     from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
@@ -90,8 +91,7 @@ def run(cfg: DictConfig) -> dict | None:
     from vjepa.preemption import stop_on_signal
     from vjepa.trainer import Trainer
 
-    _write_overrides(cfg)
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg)  # validates cfg
     if trainer.is_main:
         _note_mask_ratio(cfg)
     step = _resume_step(trainer)
@@ -99,7 +99,8 @@ def run(cfg: DictConfig) -> dict | None:
         print(f"[vjepa] resuming {cfg.run_dir} from step {step}", file=sys.stderr, flush=True)
     # A stop request on any rank stops every rank at the same step (the trainer all-reduces the flag).
     with stop_on_signal(trainer.request_stop):
-        return trainer.run()
+        # overrides.yaml only once the run directory accepts the run: a refused one leaves its files alone
+        return trainer.run(accepted=lambda: _write_overrides(cfg))
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="train")

@@ -13,13 +13,14 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vjepa.config_check import ConfigError, check_config
+from vjepa.config_check import ConfigError, check_config, resolved_precision, warmup_steps
 from vjepa.data import (
     build_train_loader,
     hashed_generator,
@@ -83,6 +84,12 @@ class Interrupted(Exception):
     """Raised after a stop request (preemption signal) once the checkpoint is written."""
 
 
+class _StopNow(BaseException):
+    """Raised by ``Trainer.request_stop`` (from a signal handler) into the end-of-run probes. Not an
+    ``Exception``, so that no ``except Exception`` of probe or data code turns it into a probe failure or a
+    skipped task; ``Trainer._probe`` turns it into ``Interrupted``."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -144,6 +151,7 @@ ADDED_KEYS = {
     "mask.buckets": 1,
     "mask.bucket_by": "order",
     "mask.cut": "random",
+    "mask.trim": "raster",
     "mask.image_settings": None,
     "loss.context.image_weight": None,
 }
@@ -203,6 +211,7 @@ class Trainer:
                 )
         self.is_main = self.dist.is_main
         self._stop_requested = False
+        self._stop_at_once = False  # set while the end-of-run probes run (see request_stop)
         self.step_done = 0
         self.resumed_from: int | None = None
         self.threads = set_threads(cfg.threads)
@@ -214,9 +223,8 @@ class Trainer:
         }
         self.mask_buckets = mask_bucketing(cfg.mask)
         self.context_peaks = context_weights(cfg.loss)
-        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
-        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
-        self.precision = "bf16" if use_bf16 else "fp32"  # what precision=auto means on this device
+        self.precision = resolved_precision(cfg.precision, self.device.type)  # what auto means here
+        self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
 
     # ---- set-up -------------------------------------------------------------------------------------
     def _check_run_dir(self) -> None:
@@ -246,7 +254,7 @@ class Trainer:
             self.model.compile_blocks()
         opt = self.cfg.optim
         self.peak_lr = opt.base_lr * self.cfg.batch_size / 256.0
-        self.warmup_steps = round(opt.warmup * self.cfg.steps) if opt.warmup < 1 else int(opt.warmup)
+        self.warmup_steps = warmup_steps(opt.warmup, self.cfg.steps)
         # One fused kernel per parameter on CPU and GPU: on 2 CPU cores 2-5x faster than torch's default
         # per-parameter loop (which is what CPU tensors get otherwise), same update within float rounding.
         self.optimizer = torch.optim.AdamW(
@@ -377,23 +385,38 @@ class Trainer:
         return record
 
     def request_stop(self) -> None:
-        """Ask the loop to checkpoint and stop at the next step boundary (safe from a signal handler)."""
+        """Ask the run to stop (safe from a signal handler in the main thread).
+
+        During training: checkpoint and raise ``Interrupted`` at the next step boundary. During the
+        end-of-run probes, whose checkpoint (the final step) is already written: abort them at once (by
+        raising ``_StopNow`` from here) and raise ``Interrupted``, so the job is handed back before the
+        probes could outlast the scheduler's notice; a rerun resumes at the final step and goes straight to
+        the probes.
+        """
         self._stop_requested = True
+        if self._stop_at_once:
+            self._stop_at_once = False
+            raise _StopNow
 
     # ---- loop ---------------------------------------------------------------------------------------
-    def run(self, stop_after: int | None = None) -> dict | None:
+    def run(self, stop_after: int | None = None, accepted: Callable[[], None] | None = None) -> dict | None:
         """Train to ``cfg.steps`` (resuming if a checkpoint exists) and return the final metrics.
 
         ``stop_after``: return after this many steps of this call without finishing (simulates a kill
         right after a checkpoint; used by tests). A completed run is not trained again.
+        ``accepted``: called on the main process once the run directory has accepted this run (a new run,
+        or the same experiment resumable in this arithmetic), before any training; a refused run
+        (``ConfigError``) never calls it.
         """
         status = read_status(self.run_dir)
         if status and status["state"] == "completed" and (self.run_dir / "metrics.json").exists():
             self._check_run_dir()
+            self._accepted(accepted)
             print(f"[vjepa] {self.run_dir} is already completed; nothing to do", file=sys.stderr)
             return read_json(self.run_dir / "metrics.json")
         self._check_run_dir()
         self._check_precision(status)
+        self._accepted(accepted)
         try:
             self._build()
             start, wall, window = self._resume()
@@ -408,6 +431,10 @@ class Trainer:
             self._status("failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
             raise
         return final
+
+    def _accepted(self, callback: Callable[[], None] | None) -> None:
+        if callback is not None and self.is_main:
+            callback()
 
     def _check_precision(self, status: dict | None) -> None:
         """Refuse to resume a run in another arithmetic than it trained in (precision=auto is fp32 on CPU and
@@ -458,14 +485,18 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", dynamic_ncols=True)
-        window_samples, t_last = sum(r["samples"] for r in window), time.perf_counter()
-        step = start
+        # wall: training time (diagnostics left out) up to t_last. The rate of a logging window counts the
+        # samples trained since t_window only: steps of a window restored from a checkpoint were timed by
+        # the process that ran them, and a checkpoint mid-window does not restart the window's clock.
+        t_last = t_window = time.perf_counter()
+        timed_samples = 0
+        self.step_done = start
         for step, batch in enumerate(loader, start=start):
             record = self.train_step(step, batch)
             if not math.isfinite(record["loss"]):
                 raise FloatingPointError(f"loss became {record['loss']} at step {step}; lower optim.base_lr")
             window.append(record)
-            window_samples += record["samples"]
+            timed_samples += record["samples"]
             done = self.step_done = step + 1
             if bar:
                 bar.update(1)
@@ -474,11 +505,12 @@ class Trainer:
                 now = time.perf_counter()
                 wall += now - t_last
                 if self.is_main:
-                    rec = self._summarise(done, window, window_samples / (now - t_last), wall)
+                    rec = self._summarise(done, window, timed_samples / (now - t_window), wall)
                     if self.held is not None:
                         rec.update(self._diagnostics())
                     self.metrics.append(rec)
-                window, window_samples, t_last = [], 0, time.perf_counter()  # diagnostics time not counted
+                window, timed_samples = [], 0
+                t_last = t_window = time.perf_counter()  # diagnostics time not counted
             stop = any_across_ranks(self._stop_requested, self.dist) and done < cfg.steps
             if done % cfg.ckpt_every == 0 or done == cfg.steps or stop:
                 now = time.perf_counter()
@@ -501,24 +533,42 @@ class Trainer:
             write_json(self.run_dir / "metrics.json", final)  # pretraining numbers survive a probe failure
             probes_cfg = cfg.get("probes")
             if probes_cfg is not None and probes_cfg.get("tasks"):
-                from vjepa.data import resolve_root
-                from vjepa.probes import run_probes
-
-                final.update(
-                    run_probes(
-                        self.model.target_encoder,
-                        probes_cfg,
-                        cfg.model,
-                        cfg.seed,
-                        resolve_root(cfg.data.get("root")),
-                        self.device,
-                        cache_tag=f"probe-step{cfg.steps}",
-                    )
-                )
+                final.update(self._probe(probes_cfg))
                 final["probe/step"] = cfg.steps
                 write_json(self.run_dir / "metrics.json", final)
         self._status("completed", step=cfg.steps, steps=cfg.steps)
         return final
+
+    def _probe(self, probes_cfg) -> dict[str, float]:
+        """The end-of-run probes of the target encoder. A stop requested before they start (e.g. in the
+        last step) or while they run raises ``Interrupted``, and no probe result is kept: the checkpoint of
+        the final step is on disk, so a rerun goes straight to the probes."""
+        from vjepa.data import resolve_root
+        from vjepa.probes import run_probes
+
+        cfg = self.cfg
+        results = {}
+        try:
+            self._stop_at_once = True  # inside the try, before the check: a request from here on is caught
+            if not self._stop_requested:
+                results = run_probes(
+                    self.model.target_encoder,
+                    probes_cfg,
+                    cfg.model,
+                    cfg.seed,
+                    resolve_root(cfg.data.get("root")),
+                    self.device,
+                    cache_tag=f"probe-step{cfg.steps}",
+                )
+        except _StopNow:
+            pass  # _stop_requested is set
+        finally:
+            self._stop_at_once = False
+        if self._stop_requested:
+            raise Interrupted(
+                f"stop requested at the end-of-run probes; checkpoint written at step {cfg.steps}"
+            )
+        return results
 
     def _summarise(self, step: int, window: list[dict], samples_per_s: float, wall: float) -> dict:
         keys = window[-1].keys() - {"samples"}

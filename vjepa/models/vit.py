@@ -65,7 +65,8 @@ def run_block(blk: nn.Module, x: torch.Tensor, rope: tuple | None, checkpoint: b
 
 
 def level_indices(depth: int, levels: int) -> list[int]:
-    """Equally spaced block indices ending at the last block: depth 12, 4 levels -> [2, 5, 8, 11]."""
+    """Equally spaced block indices ending at the last block: depth 12, 4 levels -> [2, 5, 8, 11].
+    Distinct and non-negative only when ``depth >= levels``."""
     return [(k + 1) * depth // levels - 1 for k in range(levels)]
 
 
@@ -102,6 +103,10 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
         if pos not in POSITIONS:
             raise ValueError(f"pos must be one of {POSITIONS}, got {pos!r}")
+        if levels > depth:
+            raise ValueError(
+                f"deep supervision reads {levels} levels, one block each: depth={depth} must be >= {levels}"
+            )
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
         self.patch_size, self.tubelet_size = patch_size, tubelet_size
         self.tokenizer, self.pos = tokenizer, pos

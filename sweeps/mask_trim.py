@@ -1,0 +1,17 @@
+"""Mask trim (the last block kept in part keeps its first raster-order tokens vs a random subset), at the
+preset's own masks (the tiny preset: ratio 0.6, met exactly by trimming):
+
+    python sweeps/mask_trim.py preset=tiny                  # every point x 3 seeds (grid: sweeps/conf/mask_trim.yaml)
+    python sweeps/mask_trim.py preset=tiny dry_run=true     # the runs and their compute, nothing launched
+
+Options shared by every sweep: see sweeps/README.md.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sweeps.common import ablation_main  # noqa: E402
+
+if __name__ == "__main__":
+    ablation_main("mask_trim")

@@ -1,0 +1,55 @@
+import json
+import re
+
+import pytest
+
+import vjepa.runfiles
+from vjepa.runfiles import MetricsLog
+
+
+def _log_with(tmp_path, *lines: str) -> MetricsLog:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(lines))
+    return MetricsLog(path)
+
+
+def _line(step: int) -> str:
+    return json.dumps({"loss": 1.0 / step, "step": step}, sort_keys=True) + "\n"
+
+
+def test_a_torn_final_line_is_dropped(tmp_path):
+    log = _log_with(tmp_path, _line(1), _line(2), _line(3)[:9])  # killed while appending step 3
+    assert [r["step"] for r in log.read()] == [1, 2]
+    log.truncate_after(2)
+    assert log.path.read_text() == _line(1) + _line(2)
+    log.append({"loss": 1 / 3, "step": 3})  # the resumed run writes it again
+    assert [r["step"] for r in log.read()] == [1, 2, 3]
+
+
+def test_a_torn_final_line_of_binary_garbage_is_dropped(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(_line(1).encode() + b"\x00\x00\xff\xfe")  # a node failure can leave any bytes
+    assert MetricsLog(path).read() == [json.loads(_line(1))]
+
+
+def test_a_corrupt_line_before_the_last_is_an_error_naming_file_and_line(tmp_path):
+    log = _log_with(tmp_path, _line(1), '{"loss": 0.5, "st\n', _line(3))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(log.path))}:2: unreadable metrics line"):
+        log.read()
+    with pytest.raises(ValueError, match=rf"{re.escape(str(log.path))}:2: unreadable metrics line"):
+        log.truncate_after(1)
+
+
+def test_truncate_after_replaces_the_file_atomically(tmp_path, monkeypatch):
+    """A failure while rewriting (here: the rename) leaves every line already written, and no temp file."""
+    log = _log_with(tmp_path, _line(1), _line(2), _line(3))
+    before = log.path.read_bytes()
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(vjepa.runfiles.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        log.truncate_after(1)
+    assert log.path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
