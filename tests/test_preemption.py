@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -160,23 +161,34 @@ def _no_training(trainer) -> None:
     trainer.train_step = train_step
 
 
+@contextmanager
+def _handovers():
+    """SIGUSR2 deliveries recorded (a list) instead of handled: submitit's handler would requeue there."""
+    received = []
+    old = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+
+
+def _run_to_the_handover(trainer):
+    with (
+        pytest.raises(Interrupted, match="stop requested at the end-of-run probes"),
+        stop_on_signal(trainer.request_stop),
+    ):
+        trainer.run()
+
+
 def test_signal_during_the_probes_hands_over_and_the_rerun_goes_straight_to_the_probes(
     compose_cfg, monkeypatch
 ):
     cfg = compose_cfg(*TINY_TEST, "steps=3", "log_every=1", "probes=fast")
     run_dir = Path(cfg.run_dir)
-    handed_over, probes = [], []
-    old = signal.signal(signal.SIGUSR2, lambda signum, frame: handed_over.append(signum))
-    try:
+    probes = []
+    with _handovers() as handed_over:
         _fake_probes(monkeypatch, signal_first=True, calls=probes)
-        trainer = Trainer(cfg)
-        with (
-            pytest.raises(Interrupted, match="stop requested at the end-of-run probes"),
-            stop_on_signal(trainer.request_stop),
-        ):
-            trainer.run()
-    finally:
-        signal.signal(signal.SIGUSR2, old)
+        _run_to_the_handover(Trainer(cfg))
     assert probes == ["started"]  # stopped at once, not at the probes' end
     assert handed_over == [signal.SIGUSR2]  # submitit's handler would requeue the job here
     status = read_status(run_dir)
@@ -198,19 +210,12 @@ def test_signal_during_the_probes_hands_over_and_the_rerun_goes_straight_to_the_
 
 def test_signal_in_the_last_step_of_a_run_with_probes_hands_over_before_they_start(compose_cfg, monkeypatch):
     cfg = compose_cfg(*TINY_TEST, "steps=2", "log_every=1", "probes=fast")
-    handed_over, probes = [], []
-    old = signal.signal(signal.SIGUSR2, lambda signum, frame: handed_over.append(signum))
-    try:
+    probes = []
+    with _handovers() as handed_over:
         _fake_probes(monkeypatch, signal_first=False, calls=probes)
         trainer = Trainer(cfg)
         _signal_during(trainer, at_step=1)
-        with (
-            pytest.raises(Interrupted, match="stop requested at the end-of-run probes"),
-            stop_on_signal(trainer.request_stop),
-        ):
-            trainer.run()
-    finally:
-        signal.signal(signal.SIGUSR2, old)
+        _run_to_the_handover(trainer)
     assert probes == [] and handed_over == [signal.SIGUSR2]
     status = read_status(cfg.run_dir)
     assert status["state"] == "interrupted" and status["step"] == 2
