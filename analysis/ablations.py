@@ -219,7 +219,7 @@ ABLATIONS = {
         "mask_cut", None, order=("random", "raster"), xlabel="mask cut (ratio-free settings)"
     ),
     # no paper table: which tokens of the block trimmed to meet the ratio survive (vjepa/masks.py)
-    "mask_trim": Ablation("mask_trim", None, order=("raster", "random"), xlabel="mask trim"),
+    "mask_trim": Ablation("mask_trim", None, order=("raster", "random_edge"), xlabel="mask trim"),
 }
 
 

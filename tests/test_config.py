@@ -29,10 +29,10 @@ from vjepa.config_check import ConfigError, check_config
         ("device=tpu", "device='tpu' is not one of: auto, cpu, cuda"),
         ("mask.cut=first", "mask.cut='first' is not one of: random, raster"),
         ("mask.cut=raster", "mask.cut=raster (Meta's cut of ratio-free settings to the batch minimum) needs"),
-        ("mask.trim=last", "mask.trim='last' is not one of: raster, random"),
+        ("mask.trim=last", "mask.trim='last' is not one of: raster, random_edge"),
         (
-            "mask.trim=random mask.cut=raster mask.ratio=null",
-            "mask.trim='random' chooses what a block trimmed in part keeps; mask.cut=raster keeps",
+            "mask.trim=random_edge mask.cut=raster mask.ratio=null",
+            "mask.trim='random_edge' chooses what a block trimmed in part keeps; mask.cut=raster keeps",
         ),
         ("optim.final_lr_frac=-0.5", "optim.final_lr_frac=-0.5 must be a number in [0, 1]"),
         ("optim.warmup=1.9", "optim.warmup=1.9 must be a whole number of steps when >= 1"),
@@ -146,8 +146,8 @@ def test_run_made_before_mask_buckets_existed_resumes_with_the_default(compose_c
     Trainer(cfg)._check_run_dir()
     with pytest.raises(ConfigError, match=r"mask.buckets: 1 \(on disk\) vs 8 \(now\)"):
         Trainer(compose_cfg("mask=vjepa2", "mask.buckets=8", f"run_dir={tmp_path}"))._check_run_dir()
-    with pytest.raises(ConfigError, match=r"mask.trim: 'raster' \(on disk\) vs 'random' \(now\)"):
-        Trainer(compose_cfg("mask=vjepa2", "mask.trim=random", f"run_dir={tmp_path}"))._check_run_dir()
+    with pytest.raises(ConfigError, match=r"mask.trim: 'raster' \(on disk\) vs 'random_edge' \(now\)"):
+        Trainer(compose_cfg("mask=vjepa2", "mask.trim=random_edge", f"run_dir={tmp_path}"))._check_run_dir()
     with pytest.raises(ConfigError, match=r"mask.cut: 'random' \(on disk\) vs 'raster' \(now\)"):
         Trainer(
             compose_cfg("mask=vjepa2", "mask.ratio=null", "mask.cut=raster", f"run_dir={tmp_path}")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vjepa.masks import MaskSpec, sample_masks
+from vjepa.masks import TRIMS, MaskSpec, sample_masks
 
 
 @pytest.mark.parametrize("ratio", [0.6, 0.75, 0.8, 0.9])
@@ -130,7 +130,7 @@ def test_trims_draw_the_same_blocks_and_keep_the_same_counts(spec):
     grid = (4, 8, 8)
     g_raster, g_random = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     a = sample_masks(spec, 16, grid, g_raster)
-    b = sample_masks(replace(spec, trim="random"), 16, grid, g_random)
+    b = sample_masks(replace(spec, trim="random_edge"), 16, grid, g_random)
     assert torch.equal(g_raster.get_state(), g_random.get_state())
     assert a.tgt_idx.shape == b.tgt_idx.shape and a.ctx_idx.shape == b.ctx_idx.shape
     assert not torch.equal(a.tgt_idx, b.tgt_idx)
@@ -153,30 +153,39 @@ def test_trims_draw_the_same_blocks_and_keep_the_same_counts(spec):
 
 
 def test_raster_trim_leans_to_the_top_and_first_frames_random_trim_does_not():
-    """The measured bias of trim="raster" (module docstring) and its absence with trim="random": at ratio 0.6
-    the bottom row is masked ~0.23 vs ~0.41 for the top, the last frame less than the first; the random
-    trim's profile is mirror-symmetric up to sampling noise."""
+    """The measured bias of trim="raster" (module docstring) and its absence with trim="random_edge": at ratio
+    0.6 the bottom row is masked ~0.23 vs ~0.41 for the top, the last frame less than the first; the random
+    edge's profile is mirror-symmetric up to sampling noise, and it leaves no holes in the target blocks."""
     from dataclasses import replace
 
     image, clip = MaskSpec(ratio=0.6), MaskSpec(ratio=0.6, temporal_scale=(0.5, 1.0))
     _, rows = _target_profile(image, (1, 8, 8))
     assert rows[0] - rows[-1] > 0.12
-    _, rows = _target_profile(replace(image, trim="random"), (1, 8, 8))
+    _, rows = _target_profile(replace(image, trim="random_edge"), (1, 8, 8))
     assert (rows - rows.flip(0)).abs().max() < 0.03
+    for trim in TRIMS:  # trimmed from an edge, not in holes: targets seldom have context on both sides
+        m = sample_masks(replace(image, trim=trim), 512, (1, 8, 8), torch.Generator().manual_seed(1))
+        target = torch.zeros(512, 64, dtype=torch.bool).scatter_(1, m.tgt_idx, True).view(512, 8, 8)
+        between = (target[:, 1:-1] & ~target[:, :-2] & ~target[:, 2:]).sum() + (
+            target[:, :, 1:-1] & ~target[:, :, :-2] & ~target[:, :, 2:]
+        ).sum()
+        assert between / target.sum() < 0.01
     frames, _ = _target_profile(clip, (4, 8, 8))
     assert frames[0] - frames[-1] > 0.07
-    frames, _ = _target_profile(replace(clip, trim="random"), (4, 8, 8))
+    frames, _ = _target_profile(replace(clip, trim="random_edge"), (4, 8, 8))
     assert (frames - frames.flip(0)).abs().max() < 0.03
 
 
 def test_random_trim_keeps_ratio_free_targets_flat_over_frames():
     """V-JEPA 2 blocks span the whole clip; trimmed to the batch's smallest union, targets thin out over
-    frames with trim="raster" and stay flat with trim="random"."""
+    frames with trim="raster" and stay flat with trim="random_edge"."""
     spec = MaskSpec(ratio=None, num_blocks=8, spatial_scale=(0.15, 0.15))
     frames, _ = _target_profile(spec, (4, 8, 8), batches=10)
     assert frames[0] - frames[-1] > 0.04
     frames, _ = _target_profile(
-        MaskSpec(ratio=None, num_blocks=8, spatial_scale=(0.15, 0.15), trim="random"), (4, 8, 8), batches=10
+        MaskSpec(ratio=None, num_blocks=8, spatial_scale=(0.15, 0.15), trim="random_edge"),
+        (4, 8, 8),
+        batches=10,
     )
     assert frames.max() - frames.min() < 0.01
 
@@ -185,7 +194,7 @@ def test_trim_is_checked():
     with pytest.raises(ValueError, match="trim='first' is not one of: raster, random"):
         MaskSpec(trim="first")
     with pytest.raises(ValueError, match="cut='raster' keeps every sample's first tokens"):
-        MaskSpec(ratio=None, cut="raster", trim="random")
+        MaskSpec(ratio=None, cut="raster", trim="random_edge")
 
 
 @pytest.mark.parametrize(

@@ -22,13 +22,16 @@ particular the context never sees a token inside a target block.
 
 ``trim``: which tokens the last block kept in part keeps (step 2, and a ratio-free ``cut="random"`` trims
 targets the same way). ``"raster"`` (every run before the key existed) keeps its first tokens in raster
-order: its top rows stay contiguous, but trimmed tokens are always its bottom rows and last frames, so
-targets lean to the top of the frame and the first frames. Measured on 40 batches of 128: at ratio 0.6 on
-an 8x8 image grid the masked fraction by row runs 0.41 (top) to 0.23 (bottom), and by frame on a 4x8x8 clip
+order: the block stays contiguous, but trimmed tokens are always its bottom rows and last frames, so targets
+lean to the top of the frame and the first frames. Measured on 40 batches of 128: at ratio 0.6 on an 8x8
+image grid the masked fraction by row runs 0.41 (top) to 0.23 (bottom), and by frame on a 4x8x8 clip
 0.57 / 0.70 / 0.68 / 0.46; the V-JEPA 2 short-range setting on 4x16x16 with 8 size buckets loses little
-(frames 0.61 -> 0.58), and with one bucket more (0.46 -> 0.39). ``"random"`` keeps a uniformly random subset
-of that block's tokens (one block gets holes): the profile is symmetric (rows 0.34 ... 0.34, frames 0.52 /
-0.68 / 0.68 / 0.52, V-JEPA 2 frames flat). Both trims consume the generator alike: same blocks either way.
+(frames 0.61 -> 0.58), and with one bucket more (0.46 -> 0.39), blocks meant to span the clip cut short in
+time. ``"random_edge"`` trims that block from one spatial side, chosen per sample (top, bottom, left or
+right), across all its frames (``_edge_order``): it stays contiguous and keeps its temporal extent, and the
+profile is mirror-symmetric in rows and columns and, for V-JEPA 2 blocks, flat over frames. (A random
+subset would leave holes, which with a ratio become context inside the target block and make it easier to
+predict.) Both trims take the same draws from the generator, so both draw the same blocks.
 
 Length buckets (``sample_mask_buckets``, ratio-free settings only). The released code draws and cuts each
 GPU's batch on its own (24 clips per GPU in V-JEPA 2's ViT-L configs), and the cut weighs: the smallest
@@ -93,7 +96,10 @@ class MaskSpec:
 
 SETTING_KEYS = ("ratio", "num_blocks", "spatial_scale", "aspect_ratio", "temporal_scale")
 CUTS = ("random", "raster")  # random subset | the first tokens in raster order (Meta's collator)
-TRIMS = ("raster", "random")  # a block trimmed in part keeps its first tokens in raster order | random ones
+TRIMS = (
+    "raster",
+    "random_edge",
+)  # a block trimmed in part keeps its first raster tokens | from a random edge
 
 
 def mask_settings(mask_cfg, modality: str = "video") -> list:
@@ -308,12 +314,12 @@ def _cut(cover: torch.Tensor, spec: MaskSpec, grid, generator: torch.Generator) 
         tgt_idx = (raster + n * ~covered).argsort(dim=1)[:, :want]
         ctx_idx = (raster + n * covered).argsort(dim=1)[:, :n_ctx]
     else:
-        # Priority: first covering block, then raster order (trim="raster") or random; uncovered tokens rank
-        # last, in random order. One noise value per token serves both, so either trim draws the same blocks.
+        # Priority: first covering block, then raster order (along randomly flipped axes for trim=
+        # "random_edge"); uncovered tokens rank last, in random order.
         first_block = torch.where(
             covered, cover.float().argmax(1), torch.full_like(covered, k_total, dtype=torch.long)
         )
-        within = raster.float() if spec.trim == "raster" else noise * n
+        within = (raster if spec.trim == "raster" else _edge_order(noise, grid)).float()
         priority = first_block * n + torch.where(covered, within, noise * n)
         order = priority.argsort(dim=1, stable=True)
         tgt_idx = order[:, :want].sort(dim=1).values
@@ -323,6 +329,24 @@ def _cut(cover: torch.Tensor, spec: MaskSpec, grid, generator: torch.Generator) 
     blocks = torch.cat([blocks, fill], dim=1)
     blocks = blocks[:, blocks.any(2).any(0)]  # drop blocks that lost all their tokens in every sample
     return Masks(ctx_idx=ctx_idx, tgt_idx=tgt_idx, blocks=blocks, grid=(t, h, w))
+
+
+def _edge_order(noise: torch.Tensor, grid) -> torch.Tensor:
+    """[B, N] a per-sample ordering of the tokens whose last ones lie on one spatial edge of the grid: rows
+    (or, transposed, columns) major, each flipped at random, frames minor. Cut to its first tokens, a block
+    loses its bottom, top, right or left side across all its frames: it keeps its temporal extent.
+
+    The choices are the four lowest of the 24 random bits of each sample's first noise value (``torch.rand``
+    float32 values are multiples of 2**-24; the order of uncovered tokens, which the noise also sets,
+    depends on its high bits), so no further draw is taken from the generator."""
+    t, h, w = grid
+    bits = (noise[:, :1] * 2**24).long()  # [B, 1]
+    flip_t, flip_h, flip_w, transpose = ((bits >> k) & 1 for k in range(4))
+    tt, hh, ww = grid_coords(grid).unbind(1)  # [N] each
+    tt = torch.where(flip_t.bool(), t - 1 - tt, tt)
+    hh = torch.where(flip_h.bool(), h - 1 - hh, hh)
+    ww = torch.where(flip_w.bool(), w - 1 - ww, ww)
+    return torch.where(transpose.bool(), (ww * h + hh) * t + tt, (hh * w + ww) * t + tt)
 
 
 def grid_coords(grid: tuple[int, int, int]) -> torch.Tensor:
