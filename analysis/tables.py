@@ -698,8 +698,8 @@ def statement(s: Summary) -> str:
         lines = [
             head
             + f"{len(rows)} metric pair(s) compared ({counts}); in {int(rows['resolved'].sum())} of them "
-            "our best variant leads the runner-up beyond seed noise (paired by seed, outside the 95 % t "
-            "interval)."
+            "our best variant leads the runner-up beyond seed noise (outside the 95 % t interval, paired by "
+            "seed where two or more seeds pair)."
         ]
     for r in rows.to_dict("records"):
         lines.append(

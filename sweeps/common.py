@@ -223,8 +223,8 @@ def job_active(run_dir) -> str | None:
 
 
 # What a job leaves in its run directory before the trainer writes its first file (config.yaml): Hydra's
-# .hydra/ and log, the scheduler job (job.json) and the point's overrides (vjepa.train writes them before it
-# checks the config). A directory holding nothing else holds no run.
+# .hydra/ and log, the scheduler job (job.json), and overrides.yaml (which older code wrote before checking
+# the config, and adoption rewrites). A directory holding nothing else holds no run.
 JOB_RESIDUE = (".hydra", "*.log", "job.json", "overrides.yaml")
 
 

@@ -38,6 +38,9 @@ def test_a_corrupt_line_before_the_last_is_an_error_naming_file_and_line(tmp_pat
         log.read()
     with pytest.raises(ValueError, match=rf"{re.escape(str(log.path))}:2: unreadable metrics line"):
         log.truncate_after(1)
+    complete_but_bad = _log_with(tmp_path, _line(1), '{"loss": 0.5, "st\n')  # ends in a newline: not torn
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: unreadable metrics line"):
+        complete_but_bad.read()
 
 
 def test_truncate_after_replaces_the_file_atomically(tmp_path, monkeypatch):

@@ -268,7 +268,8 @@ def test_throughput_counts_the_samples_of_the_timed_interval_across_checkpoints_
 
 
 def test_a_refused_run_leaves_its_overrides_untouched(compose_cfg, tmp_path):
-    """overrides.yaml is written only once the run directory accepts the run (here: a completed one)."""
+    """overrides.yaml (the labels analysis reads) is written only once the run directory accepts a run to
+    train: a refused run and a completed run rerun with equivalent overrides leave it as it was."""
     from omegaconf import OmegaConf
 
     from vjepa.runfiles import write_json, write_status
@@ -287,6 +288,31 @@ def test_a_refused_run_leaves_its_overrides_untouched(compose_cfg, tmp_path):
     assert refused.returncode == 2 and "already holds a run with a different configuration" in refused.stderr
     assert (run_dir / "overrides.yaml").read_text() == "- steps=2\n"
 
-    accepted = subprocess.run([*base, "steps=2", "seed=0"], env=env, capture_output=True, text=True)
-    assert accepted.returncode == 0, accepted.stderr
-    assert "- seed=0" in (run_dir / "overrides.yaml").read_text()
+    again = subprocess.run([*base, "steps=2", "seed=0"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "already completed" in again.stderr, again.stderr
+    assert (run_dir / "overrides.yaml").read_text() == "- steps=2\n"
+
+    fresh = tmp_path / "fresh"
+    new_run = [sys.executable, "-m", "vjepa.train", *TINY_TEST, f"run_dir={fresh}", "progress=false"]
+    trained = subprocess.run([*new_run, "steps=2", "seed=0"], env=env, capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr
+    assert "- seed=0" in (fresh / "overrides.yaml").read_text()
+
+
+def test_bad_training_data_fails_before_the_run_directory_is_written(compose_cfg, tmp_path):
+    """A data setting only the loader can check (a missing folder, a bad on_error) is a ConfigError raised
+    before config.yaml exists, so the same run directory then takes the mended configuration."""
+    run_dir, videos = tmp_path / "run", tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes(b"")  # listed, never decoded: the settings fail first
+    folder = ("data.mix=video", "data.video.name=video_folder")
+    bad = [
+        (*folder, f"+data.video.path={tmp_path / 'nowhere'}"),
+        (*folder, f"+data.video.path={videos}", "+data.video.fps=-4"),
+        (*folder, f"+data.video.path={videos}", "+data.video.on_error=ignore"),
+    ]
+    for overrides in bad:
+        with pytest.raises(ConfigError, match="training data: .*(nowhere|fps|on_error)"):
+            Trainer(compose_cfg(*TINY_TEST, *overrides, run_dir=run_dir)).run()
+        assert not (run_dir / "config.yaml").exists() and not (run_dir / "status.json").exists()
+    assert Trainer(compose_cfg(*TINY_TEST, "steps=1", "probes=none", run_dir=run_dir)).run()["steps"] == 1

@@ -123,9 +123,9 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 class MetricsLog:
     """Append-only metrics.jsonl, one JSON object per line.
 
-    A kill or node failure during ``append`` can leave the last line cut short: reading drops such a torn
-    final line (the resumed run writes it again, after its checkpoint), while an unreadable line before the
-    last one is corruption and raises ``ValueError`` naming the file and line. ``truncate_after(step)``
+    A kill or node failure during ``append`` can leave the last line cut short (no newline): reading drops
+    such a torn final line (the resumed run writes it again, after its checkpoint), while any other
+    unreadable line is corruption and raises ``ValueError`` naming the file and line. ``truncate_after(step)``
     drops the lines a resumed run will write again, rewriting the file atomically.
     """
 
@@ -152,11 +152,12 @@ class MetricsLog:
         text = self.path.read_bytes().decode(errors="replace")  # a torn tail may hold any bytes
         lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
         out = []
+        torn_tail = not text.endswith("\n")  # append writes whole lines: only an unfinished one is torn
         for i, (n, line) in enumerate(lines):
             try:
                 out.append((line, json.loads(line)))
             except json.JSONDecodeError as exc:
-                if i == len(lines) - 1:
+                if torn_tail and i == len(lines) - 1:
                     break  # torn by a kill mid-append
                 raise ValueError(f"{self.path}:{n}: unreadable metrics line ({exc}): {line[:80]!r}") from exc
         return out

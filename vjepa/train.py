@@ -97,7 +97,8 @@ def run(cfg: DictConfig) -> dict | None:
     step = _resume_step(trainer)
     if step is not None and trainer.is_main:
         print(f"[vjepa] resuming {cfg.run_dir} from step {step}", file=sys.stderr, flush=True)
-    # A stop request on any rank stops every rank at the same step (the trainer all-reduces the flag).
+    # A stop request on any rank stops every rank at the same training step (the trainer all-reduces the
+    # flag); during the end-of-run probes, which run on the main process only, its own request stops them.
     with stop_on_signal(trainer.request_stop):
         # overrides.yaml only once the run directory accepts the run: a refused one leaves its files alone
         return trainer.run(accepted=lambda: _write_overrides(cfg))

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vjepa.config_check import ConfigError, check_config, resolved_precision, warmup_steps
 from vjepa.data import (
+    build_sources,
     build_train_loader,
     hashed_generator,
     split_batch,
@@ -404,16 +405,18 @@ class Trainer:
 
         ``stop_after``: return after this many steps of this call without finishing (simulates a kill
         right after a checkpoint; used by tests). A completed run is not trained again.
-        ``accepted``: called on the main process once the run directory has accepted this run (a new run,
-        or the same experiment resumable in this arithmetic), before any training; a refused run
-        (``ConfigError``) never calls it.
+        ``accepted``: called on the main process once the run directory has accepted this run to train (a
+        new run, or the same experiment resumable in this arithmetic), before any training; a refused run
+        (``ConfigError``) and a completed one never call it.
+        The data sources are built before the run directory is written: a bad data key or a missing data
+        path is a ``ConfigError`` that leaves nothing behind (a rerun with it mended is a new run).
         """
         status = read_status(self.run_dir)
         if status and status["state"] == "completed" and (self.run_dir / "metrics.json").exists():
             self._check_run_dir()
-            self._accepted(accepted)
             print(f"[vjepa] {self.run_dir} is already completed; nothing to do", file=sys.stderr)
             return read_json(self.run_dir / "metrics.json")
+        self._build_sources()
         self._check_run_dir()
         self._check_precision(status)
         self._accepted(accepted)
@@ -431,6 +434,14 @@ class Trainer:
             self._status("failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
             raise
         return final
+
+    def _build_sources(self) -> None:
+        """The training data sources (files listed, arrays loaded as the loader would; nothing decoded ahead),
+        their settings checked on the way."""
+        try:
+            self.sources = build_sources(self.cfg.data, self.cfg.batch_size, self.cfg.seed)
+        except (ValueError, OSError) as exc:  # bad settings, missing files (DataNotFoundError)
+            raise ConfigError(f"training data: {exc}") from exc
 
     def _accepted(self, callback: Callable[[], None] | None) -> None:
         if callback is not None and self.is_main:
@@ -478,7 +489,14 @@ class Trainer:
 
             self.held, _ = split_skipped(held_batch(cfg.data, int(diag_cfg.batch_size), cfg.seed))
         loader = build_train_loader(
-            cfg.data, cfg.batch_size, cfg.seed, start, cfg.steps, self.dist.rank, self.dist.world
+            cfg.data,
+            cfg.batch_size,
+            cfg.seed,
+            start,
+            cfg.steps,
+            self.dist.rank,
+            self.dist.world,
+            self.sources,
         )
         bar = None
         if self.is_main and (cfg.progress is True or (cfg.progress == "auto" and sys.stderr.isatty())):

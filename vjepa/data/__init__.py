@@ -203,12 +203,22 @@ def build_sources(data_cfg, batch_size: int, seed: int) -> dict[str, BatchSource
 
 
 def build_train_loader(
-    data_cfg, batch_size: int, seed: int, start_step: int, steps: int, rank: int = 0, world: int = 1
+    data_cfg,
+    batch_size: int,
+    seed: int,
+    start_step: int,
+    steps: int,
+    rank: int = 0,
+    world: int = 1,
+    sources: dict[str, BatchSource] | None = None,
 ) -> DataLoader:
-    """Batches for steps ``start_step .. steps - 1``, in order (process ``rank``'s slices of them)."""
+    """Batches for steps ``start_step .. steps - 1``, in order (process ``rank``'s slices of them), from
+    ``sources`` where given (``build_sources`` of the same arguments), else from sources built here."""
     workers = int(data_cfg.get("num_workers", 0))
+    if sources is None:
+        sources = build_sources(data_cfg, batch_size, seed)
     return DataLoader(
-        JointBatches(build_sources(data_cfg, batch_size, seed), rank, world),
+        JointBatches(sources, rank, world),
         batch_size=None,
         sampler=range(start_step, steps),
         num_workers=workers,
