@@ -90,7 +90,8 @@ def generate_shapes(n: int, size: int, g: torch.Generator, max_objects: int = 4)
 def straight_path(direction, half, frames: int, size: int, g: torch.Generator):
     """Centres (cx, cy) [n, frames] in pixels (rows grow downwards) of a straight motion in ``direction``
     (k * 45 degrees) travelling 25-50 % of the frame, started so that an object of half-extent ``half``
-    stays inside the frame for the whole clip. Draws speed, then x0, then y0 from ``g``."""
+    stays inside the frame for the whole clip where ``2 * half`` plus the travel fits in the frame (else it
+    starts at the near edge and crosses the far one). Draws speed, then x0, then y0 from ``g``."""
     n = len(direction)
     speed = size * (0.25 + 0.25 * torch.rand(n, generator=g)) / max(frames - 1, 1)
     angle = direction.float() * (math.pi / 4)
