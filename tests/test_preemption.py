@@ -219,3 +219,21 @@ def test_signal_in_the_last_step_of_a_run_with_probes_hands_over_before_they_sta
     assert probes == [] and handed_over == [signal.SIGUSR2]
     status = read_status(cfg.run_dir)
     assert status["state"] == "interrupted" and status["step"] == 2
+
+
+def test_probes_that_got_to_their_end_are_kept_despite_a_late_stop_request(compose_cfg, monkeypatch):
+    """A stop request the probes could not be aborted by (here: set while they finish, as a signal inside a
+    finaliser leaves it) keeps their results and completes the run instead of throwing them away."""
+    import vjepa.probes
+
+    cfg = compose_cfg(*TINY_TEST, "steps=2", "log_every=1", "probes=fast")
+    trainer = Trainer(cfg)
+
+    def run_probes(encoder, *args, **kwargs):
+        trainer._stop_requested = True  # what request_stop leaves when its raise is swallowed
+        return {"probe/shapes_seg/miou": 0.5}
+
+    monkeypatch.setattr(vjepa.probes, "run_probes", run_probes)
+    final = trainer.run()
+    assert final["probe/shapes_seg/miou"] == 0.5
+    assert read_status(cfg.run_dir)["state"] == "completed"

@@ -145,7 +145,8 @@ def test_a_sweep_whose_points_differ_from_the_runs_of_their_names_is_refused_bef
     run = _finished_run(runs / str(cfg.hydra.sweep.subdir), train)
     before = _files(tmp_path)
 
-    same = _run_sweep("predictor_width", *WIDTH_POINT, "threads=2", "dry_run=true", out=tmp_path)
+    local = "hydra/launcher=submitit_local"  # not SLURM (GPUs by default), where a test cluster answers
+    same = _run_sweep("predictor_width", *WIDTH_POINT, "threads=2", "dry_run=true", local, out=tmp_path)
     assert same.returncode == 0, same.stderr
     assert "1 runs, 0 to launch, 1 completed (skipped)" in same.stdout
 
@@ -166,7 +167,7 @@ def test_a_sweep_whose_points_differ_from_the_runs_of_their_names_is_refused_bef
     assert [r.name for r in runs.iterdir()] == [run.name]  # seed 1 was not launched
     assert _files(tmp_path) == before
 
-    probes = _run_sweep("predictor_width", *WIDTH_POINT, "probes=fast", "dry_run=true", out=tmp_path)
+    probes = _run_sweep("predictor_width", *WIDTH_POINT, "probes=fast", "dry_run=true", local, out=tmp_path)
     assert probes.returncode == 1
     assert "probes.tasks" in probes.stderr
     assert "python -m vjepa.evaluate run_dir=<run dir> probes=<name>" in probes.stderr

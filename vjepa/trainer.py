@@ -559,13 +559,15 @@ class Trainer:
 
     def _probe(self, probes_cfg) -> dict[str, float]:
         """The end-of-run probes of the target encoder. A stop requested before they start (e.g. in the
-        last step) or while they run raises ``Interrupted``, and no probe result is kept: the checkpoint of
-        the final step is on disk, so a rerun goes straight to the probes."""
+        last step) or that aborts them raises ``Interrupted``, and no probe result is kept: the checkpoint of
+        the final step is on disk, so a rerun goes straight to the probes. Probes that got to their end (a
+        request arriving after them, or one Python could not raise, as inside a finaliser) are kept, and
+        the run completes."""
         from vjepa.data import resolve_root
         from vjepa.probes import run_probes
 
         cfg = self.cfg
-        results = {}
+        results = None
         try:
             self._stop_at_once = True  # inside the try, before the check: a request from here on is caught
             if not self._stop_requested:
@@ -582,7 +584,7 @@ class Trainer:
             pass  # _stop_requested is set
         finally:
             self._stop_at_once = False
-        if self._stop_requested:
+        if results is None:
             raise Interrupted(
                 f"stop requested at the end-of-run probes; checkpoint written at step {cfg.steps}"
             )
