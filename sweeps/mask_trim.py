@@ -1,4 +1,4 @@
-"""Mask trim (the last block kept in part keeps its first raster-order tokens vs a random subset), at the
+"""Mask trim (the last block kept in part loses its last raster-order tokens vs a side chosen at random), at the
 preset's own masks (the tiny preset: ratio 0.6, met exactly by trimming):
 
     python sweeps/mask_trim.py preset=tiny                  # every point x 3 seeds (grid: sweeps/conf/mask_trim.yaml)

@@ -39,6 +39,8 @@ from vjepa.config_check import ConfigError, check_config
         ("optim.warmup=5000", "optim.warmup=5000 is 5000 warm-up steps, not fewer than steps=1000"),
         ("optim.warmup=-0.1", "optim.warmup=-0.1 must be >= 0"),
         ("diagnostics.batch_size=-3", "diagnostics.batch_size=-3 must be an integer >= 0"),
+        ("data.prefetch=0", "data.prefetch=0 must be an integer >= 1"),
+        ("data.num_workers=-1", "data.num_workers=-1 must be an integer >= 0"),
         ("diagnostics.batch_size=2.5", "diagnostics.batch_size=2.5 must be an integer >= 0"),
         (
             "probes.tasks.shapes_seg.kind=segg",

@@ -94,6 +94,15 @@ def _check_warmup(e: list[str], warmup, steps) -> None:
         )
 
 
+def _check_loader(e: list[str], data) -> None:
+    """The DataLoader's own settings (it is built only when training starts)."""
+    workers, prefetch = data.get("num_workers", 0), data.get("prefetch", 2)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        e.append(f"data.num_workers={workers!r} must be an integer >= 0 (0: load in the training process)")
+    if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
+        e.append(f"data.prefetch={prefetch!r} must be an integer >= 1 (batches each worker loads ahead)")
+
+
 def _check_diagnostics(e: list[str], diagnostics) -> None:
     size = (diagnostics or {}).get("batch_size", 0)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -249,6 +258,7 @@ def check_config(cfg) -> None:
     _positive_int(e, "ckpt_every", cfg.ckpt_every)
     _check_optim(e, opt, cfg.steps)
     _check_diagnostics(e, cfg.get("diagnostics"))
+    _check_loader(e, data)
     _check_probes(e, cfg.get("probes"))
     _choice(e, "device", cfg.device, DEVICES)
     _choice(e, "precision", cfg.precision, PRECISIONS)

@@ -10,9 +10,9 @@ handler installed before is called as if the signal had just arrived: under subm
 (and exits), which then resumes from the checkpoint. Without such a handler (a plain ``python -m
 vjepa.train``) ``Interrupted`` propagates. A signal during the last step lets a run without probes complete:
 no requeue. Once training is done the checkpoint of the final step is on disk, so a signal before or during
-the end-of-run probes aborts them at once (``Trainer.request_stop`` raises from the handler) and raises
-``Interrupted``, handed over the same way: the status is ``interrupted`` and the requeued job goes straight
-to the probes.
+the end-of-run probes aborts them at once (``Trainer.request_stop`` raises from the handler; where Python
+cannot raise, as inside a finaliser, they finish and are kept) and raises ``Interrupted``, handed over the
+same way: the status is ``interrupted`` and the requeued job goes straight to the probes.
 """
 
 from __future__ import annotations

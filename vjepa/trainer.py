@@ -440,7 +440,7 @@ class Trainer:
         their settings checked on the way."""
         try:
             self.sources = build_sources(self.cfg.data, self.cfg.batch_size, self.cfg.seed)
-        except (ValueError, OSError) as exc:  # bad settings, missing files (DataNotFoundError)
+        except (ValueError, TypeError, OSError) as exc:  # bad settings, missing files (DataNotFoundError)
             raise ConfigError(f"training data: {exc}") from exc
 
     def _accepted(self, callback: Callable[[], None] | None) -> None:
