@@ -101,6 +101,12 @@ class Summary:
         ]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=STATS_COLUMNS)
 
+    @property
+    def stats_with_pending(self) -> pd.DataFrame:
+        """``stats`` and ``pending`` together: a row for every variant."""
+        frames = [f for f in (self.stats, self.pending) if not f.empty]  # concat warns on empty frames
+        return pd.concat(frames, ignore_index=True) if frames else self.stats
+
 
 # ---- statistics -----------------------------------------------------------------------------------------
 def headline_metrics(runs: pd.DataFrame, ablation: Ablation) -> list[str]:
@@ -382,11 +388,9 @@ def variant_table(s: Summary) -> tuple[list[str], list[list[str]]]:
     header = ["variant", "paper row", "n", "not completed"] + [
         short(k) if kind == "ours" else f"paper: {METRICS[k].label}" for kind, k in columns
     ]
-    rows = []
+    rows, every = [], s.stats_with_pending
     for variant in [*s.variants, RANDOM]:
-        st = s.stats[s.stats["variant"] == variant]
-        if st.empty and variant != RANDOM:  # no run of it has completed: no metric has a value yet
-            st = _pending_stats(s.runs[s.runs["variant"] == variant], variant, s.ablation)
+        st = every[every["variant"] == variant]
         if st.empty:
             continue
         paper_row = text(st["paper_row"].iloc[0])
@@ -608,9 +612,7 @@ def _beside_random(s: Summary, metric: str) -> str:
 def _direction_lines(s: Summary) -> list[str]:
     """The paper's ingredients, one line each: its change beside ours per metric pair, and a tally."""
     d = s.directions
-    listed = [f for f in (s.stats, s.pending) if not f.empty]  # concat warns on empty frames
-    every = pd.concat(listed, ignore_index=True) if listed else s.stats
-    pending, skipped = unanswered(every, s.table)
+    pending, skipped = unanswered(s.stats_with_pending, s.table)
     if d.empty and not pending and not skipped:
         return []
     tally = "; ".join(f"{n} {v}" for v, n in d["verdict"].value_counts().sort_index().items())

@@ -35,7 +35,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import vjepa.train
-from vjepa.trainer import available_cpus
+from vjepa.trainer import ABSENT, available_cpus, config_differences
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_KEYS = ("sweep", "cluster", "dry_run", "hpo")  # configuration of the sweep, not of the runs
@@ -271,7 +271,6 @@ REUSE_FREE_KEYS = (
     "compile",
     "activation_checkpointing",
 )
-ABSENT = "<absent>"  # the value config_differences gives a key on the side that lacks it
 
 
 def comparable_config(cfg) -> dict:
@@ -280,17 +279,6 @@ def comparable_config(cfg) -> dict:
 
     c = without_keys(OmegaConf.to_container(cfg, resolve=True), REUSE_FREE_KEYS)
     return without_added_defaults(c)
-
-
-def config_differences(old, new, prefix: str = "") -> list[tuple[str, object, object]]:
-    """(dotted key, old value, new value) of every leaf where config containers ``old`` and ``new`` differ,
-    by key; a key one side lacks has the value ``ABSENT`` there. Empty exactly when ``old == new``."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new), key=str):
-            out += config_differences(old.get(key, ABSENT), new.get(key, ABSENT), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [(prefix[:-1], old, new)]
 
 
 def launch_device_type(device, kind: str, gpus_per_node=None) -> str:

@@ -184,13 +184,21 @@ def _semantic(cfg) -> dict:
     return with_added_defaults(without_keys(OmegaConf.to_container(cfg, resolve=True), RESUME_FREE_KEYS))
 
 
-def _diff(a, b, prefix="") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
+ABSENT = "<absent>"  # config_differences' default value of a key on the side that lacks it
+
+
+def config_differences(old, new, missing=ABSENT, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, old value, new value) of every leaf where config containers ``old`` and ``new`` differ,
+    by key; a key one side lacks has the value ``missing`` there (the trainer passes None: a null key and an
+    absent one are the same run)."""
+    if isinstance(old, dict) and isinstance(new, dict):
         out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        for key in sorted(set(old) | set(new), key=str):
+            out += config_differences(
+                old.get(key, missing), new.get(key, missing), missing, f"{prefix}{key}."
+            )
         return out
-    return [] if a == b else [f"{prefix[:-1]}: {a!r} (on disk) vs {b!r} (now)"]
+    return [] if old == new else [(prefix[:-1], old, new)]
 
 
 class Trainer:
@@ -233,7 +241,10 @@ class Trainer:
         cfg_path = self.run_dir / "config.yaml"
         if cfg_path.exists():
             old = OmegaConf.load(cfg_path)
-            diffs = _diff(_semantic(old), _semantic(self.cfg))
+            diffs = [
+                f"{key}: {a!r} (on disk) vs {b!r} (now)"
+                for key, a, b in config_differences(_semantic(old), _semantic(self.cfg), missing=None)
+            ]
             if diffs:
                 raise ConfigError(
                     f"run_dir={str(self.run_dir)!r} already holds a run with a different configuration:\n  - "
@@ -419,7 +430,8 @@ class Trainer:
         self._build_sources()
         self._check_run_dir()
         self._check_precision(status)
-        self._accepted(accepted)
+        if accepted is not None and self.is_main:
+            accepted()
         try:
             self._build()
             start, wall, window = self._resume()
@@ -442,10 +454,6 @@ class Trainer:
             self.sources = build_sources(self.cfg.data, self.cfg.batch_size, self.cfg.seed)
         except (ValueError, TypeError, OSError) as exc:  # bad settings, missing files (DataNotFoundError)
             raise ConfigError(f"training data: {exc}") from exc
-
-    def _accepted(self, callback: Callable[[], None] | None) -> None:
-        if callback is not None and self.is_main:
-            callback()
 
     def _check_precision(self, status: dict | None) -> None:
         """Refuse to resume a run in another arithmetic than it trained in (precision=auto is fp32 on CPU and
