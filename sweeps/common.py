@@ -24,6 +24,7 @@ submitted jobs inherit.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shutil
 import socket
@@ -143,6 +144,7 @@ def engine_config(cfg: DictConfig, updates: dict | None = None) -> DictConfig:
 
 def run_point(cfg: DictConfig) -> dict | None:
     """The Hydra task of a sweep point, run in its job: train in the job's output dir."""
+    restore_local_gpus()
     from vjepa.train import run
 
     cfg = engine_config(cfg)
@@ -154,6 +156,7 @@ class TrialJob:
     """A submitit job training one resolved configuration (YAML); requeued to resume when preempted."""
 
     def __call__(self, cfg_yaml: str) -> dict | None:
+        restore_local_gpus()
         from vjepa.train import run
 
         cfg = OmegaConf.create(cfg_yaml)
@@ -170,6 +173,9 @@ def make_executor(kind: str, folder, cluster, name: str):
     """A submitit executor for one run per job (kind: slurm | local), sized by the ``cluster`` group."""
     import submitit
 
+    if kind == "local":
+        relay_gpus_to_local_jobs()
+
     params = {k: v for k, v in scheduler_params(cluster, kind).items() if v is not None}
     generic = {"timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes"}
     init = {f"{kind}_max_num_timeout": params.pop("max_num_timeout")} if "max_num_timeout" in params else {}
@@ -177,6 +183,32 @@ def make_executor(kind: str, folder, cluster, name: str):
     specific = {k if k in generic else f"{kind}_{k}": v for k, v in params.items()}
     executor.update_parameters(name=name, **specific)
     return executor
+
+
+# submitit's local executor sets each job's CUDA_VISIBLE_DEVICES to its first ``gpus_per_node`` devices, "" when
+# given none, and its AutoExecutor cannot say which devices: a local sweep on a GPU machine trained every run
+# on the CPU. The launching process passes its own visibility on in LOCAL_GPUS_ENV (jobs inherit its
+# environment); a local job puts it back before anything starts CUDA.
+LOCAL_GPUS_ENV = "VJEPA_LOCAL_CUDA_VISIBLE_DEVICES"
+
+
+def relay_gpus_to_local_jobs(environ=None) -> None:
+    """Record this process's CUDA_VISIBLE_DEVICES (or that it has none) for the local jobs it starts."""
+    environ = os.environ if environ is None else environ
+    environ[LOCAL_GPUS_ENV] = json.dumps(environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def restore_local_gpus(environ=None) -> None:
+    """In a submitit local job: the launching process's CUDA_VISIBLE_DEVICES, unset if it had none. Elsewhere
+    (SLURM jobs, direct runs) nothing changes."""
+    environ = os.environ if environ is None else environ
+    if environ.get("SUBMITIT_EXECUTOR") != "local" or LOCAL_GPUS_ENV not in environ:
+        return
+    visible = json.loads(environ[LOCAL_GPUS_ENV])
+    if visible is None:
+        environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
 # ---- run directories ----------------------------------------------------------------------------------
@@ -191,7 +223,13 @@ def record_job(run_dir) -> None:
 
     env = submitit.JobEnvironment()
     if env.global_rank == 0:
-        info = {"scheduler": kind, "job_id": env.job_id, "host": socket.gethostname(), "pid": os.getpid()}
+        info = {
+            "scheduler": kind,
+            "job_id": env.job_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
         write_json(Path(run_dir) / "job.json", info)
 
 

@@ -42,6 +42,7 @@ from sweeps.common import (
     local_slots,
     measured_rate,
     pool_wall_time,
+    relay_gpus_to_local_jobs,
     run_entries,
     run_state,
     scheduler_params,
@@ -138,6 +139,8 @@ class AblationSweeper(Sweeper):
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         kind = launcher_kind(config)
+        if kind == "local":
+            relay_gpus_to_local_jobs()
         if kind in ("slurm", "local"):
             explicit = {
                 o.split("=", 1)[0].lstrip("+~").removeprefix("hydra.launcher.")

@@ -16,7 +16,16 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict, read_write
 
-from sweeps.common import ROOT, default_launcher, engine_config, local_slots, run_state, sweep_argv
+from sweeps.common import (
+    ROOT,
+    default_launcher,
+    engine_config,
+    local_slots,
+    relay_gpus_to_local_jobs,
+    restore_local_gpus,
+    run_state,
+    sweep_argv,
+)
 from sweeps.sweeper import AblationSweeper, Point
 from vjepa.config_check import check_config
 from vjepa.runfiles import write_json, write_status
@@ -376,6 +385,40 @@ class _TimedLauncher:
                 ret.status, ret._return_value = JobStatus.FAILED, ValueError("boom")
             results.append(ret)
         return results
+
+
+def test_local_jobs_get_the_gpu_visibility_of_the_process_that_launched_them(tmp_path, monkeypatch):
+    """submitit's local executor sets each job's CUDA_VISIBLE_DEVICES, to "" unless given GPUs (and then only
+    its first ones): a local sweep on an H200 trained all its runs on the CPU. The launching process relays its
+    own visibility, unset included; only a local job restores it."""
+    for visible in (None, "", "3", "1,0", "GPU-6b20ea96-c588,MIG-1/2"):
+        parent = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+        relay_gpus_to_local_jobs(parent)
+        job = {**parent, "SUBMITIT_EXECUTOR": "local", "CUDA_VISIBLE_DEVICES": ""}  # as submitit starts it
+        restore_local_gpus(job)
+        assert job.get("CUDA_VISIBLE_DEVICES") == visible
+        slurm = {**parent, "SUBMITIT_EXECUTOR": "slurm", "CUDA_VISIBLE_DEVICES": "5"}
+        restore_local_gpus(slurm)
+        assert slurm["CUDA_VISIBLE_DEVICES"] == "5"  # the scheduler's choice stands
+    # a real local sweep: its job records the visibility it trained with
+    from tests.conftest import TINY_TEST
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-6b20ea96-c588,MIG-1/2")
+    res = _run_sweep(
+        "predictor_width",
+        "preset=tiny",
+        *[o for o in TINY_TEST if not o.startswith("predictor.width")],
+        "steps=1",
+        "predictor.width=16",
+        "seed=0",
+        "probes=none",
+        "threads=1",
+        "hydra/launcher=submitit_local",
+        out=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    (job,) = (tmp_path / "predictor_width" / "preset=tiny").glob("*/job.json")
+    assert json.loads(job.read_text())["cuda_visible_devices"] == "GPU-6b20ea96-c588,MIG-1/2"
 
 
 def test_local_launches_keep_every_slot_busy_seed_by_seed_and_fail_only_their_own_point(tmp_path):
