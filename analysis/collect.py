@@ -310,21 +310,46 @@ def collect(roots) -> pd.DataFrame:
         where = [str(d) for d, r in zip(dirs, rows, strict=True) if r["run_id"] in dupes]
         raise ValueError(f"run ids collide (same sweep and run name under two roots): {', '.join(where)}")
     df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=LEADING)
-    roots_of = {r["run_id"]: sweep_root(d) for d, r in zip(dirs, rows, strict=True)}
+    df["code_version"] = df["code_version"].fillna(code_version()) if len(df) else df["code_version"]
+    return _finish(df)
+
+
+def _finish(df: pd.DataFrame) -> pd.DataFrame:
+    """The group columns (axis, variant, command) of every (sweep, preset) group, the column order, the row
+    order."""
+    df = df.reset_index(drop=True)
     df["axis"], df["variant"], df["command"] = "", "", ""
     for _, idx in df.groupby(["sweep", "preset"], sort=True).groups.items():
         group = df.loc[idx]
-        cols = _group_columns(group, roots_of[group["run_id"].iloc[0]])
+        cols = _group_columns(group, sweep_root(Path(group["run_dir"].iloc[0])))
         df.loc[idx, "axis"], df.loc[idx, "variant"], df.loc[idx, "command"] = (
             cols["axis"],
             cols["variant"],
             cols["command"],
         )
-    df["code_version"] = df["code_version"].fillna(code_version()) if len(df) else df["code_version"]
     rest = sorted(c for c in df.columns if c not in LEADING)
     ordered = [c for c in rest if c.startswith("override/")] + [c for c in rest if c.startswith("config/")]
     df = df[LEADING + ordered + [c for c in rest if c not in ordered]]
     return df.sort_values("run_id", kind="stable").reset_index(drop=True)
+
+
+def update_results(before: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
+    """A results table collected ``before`` brought up to date with the rows collected ``now``: a run in
+    both gets its new row; a run only ``before`` keeps its row (its directory was deleted, or collected on
+    another machine), so the table is the record of every run collected so far. The group columns are
+    computed again over the merged groups."""
+    kept = before[~before["run_id"].isin(set(now["run_id"]))]
+    if not len(kept):
+        return now
+    parts = [p.astype(object) for p in (kept, now) if len(p)]
+    return _finish(pd.concat(parts, ignore_index=True))
+
+
+def update_curves(before: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
+    """Long curve tables likewise: the runs in ``now`` get their new curves, the others keep theirs."""
+    kept = before[~before["run_id"].isin(set(now["run_id"]))]
+    long = pd.concat([p for p in (kept, now) if len(p)] or [now], ignore_index=True)
+    return long.sort_values(["run_id", "metric", "step"], kind="stable").reset_index(drop=True)
 
 
 def collect_curves(roots) -> pd.DataFrame:
@@ -428,18 +453,36 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--data", help="arrays for the pictures (default: <dir of --out>/data)")
     ap.add_argument("--no-pictures", action="store_true", help="do not read checkpoints for the pictures")
+    ap.add_argument(
+        "--update",
+        action="store_true",
+        help="merge into the existing --out table and --curves: runs found under the roots replace their "
+        "rows, runs collected before whose directories are not here keep theirs, and so do the pictures "
+        "of a group with a variant none of whose runs is here",
+    )
     args = ap.parse_args(argv)
     df = collect(args.roots)
+    if args.update and Path(args.out).exists():
+        now, df = df, update_results(load_results(args.out), df)
+        print(
+            f"[collect] {len(df) - len(now)} runs kept from {args.out} (not under the roots)", file=sys.stderr
+        )
     write_csv(df, args.out)
     counts = ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().sort_index().items())
     print(f"[collect] {len(df)} runs ({counts}) -> {args.out}", file=sys.stderr)
     if args.curves:
-        write_curves(collect_curves(args.roots), args.curves)
+        curves = collect_curves(args.roots)
+        if args.update and Path(args.curves).exists():
+            stems = set(curves["run_id"].map(curves_file_stem))
+            before = load_curves(args.curves)
+            curves = update_curves(before[before["run_id"].map(curves_file_stem).isin(stems)], curves)
+        write_curves(curves, args.curves)
         print(f"[collect] curves -> {args.curves}", file=sys.stderr)
     if not args.no_pictures:
         from analysis.pictures import extract_all
 
-        for path in extract_all(df, Path(args.data) if args.data else Path(args.out).parent / "data"):
+        data = Path(args.data) if args.data else Path(args.out).parent / "data"
+        for path in extract_all(df, data, keep_unseen=args.update):
             print(f"[collect] pictures -> {path}", file=sys.stderr)
 
 

@@ -243,20 +243,37 @@ def representatives(runs: pd.DataFrame, completed_only: bool) -> list[tuple[str,
     return out
 
 
-def extract_all(results: pd.DataFrame, data_dir: Path) -> list[Path]:
-    """PCA and mask arrays of every (sweep, preset) group with an axis; returns the files written."""
+def extract_all(results: pd.DataFrame, data_dir: Path, keep_unseen: bool = False) -> list[Path]:
+    """PCA and mask arrays of every (sweep, preset) group with an axis; returns the files written.
+    ``keep_unseen``: a picture file that exists is left as it is when a variant it would show has runs in
+    ``results`` but none whose directory is here (runs collected earlier, elsewhere): drawn again, it would
+    lose that variant."""
     written = []
     for (sweep, preset), runs in results.groupby(["sweep", "preset"], sort=True):
         if not str(runs["axis"].iloc[0]):
             continue
         stem = group_stem(sweep, preset)
-        for path in (
-            extract_pca(representatives(runs, True), Path(data_dir) / f"pca_{stem}.npz"),
-            extract_masks(representatives(runs, False), Path(data_dir) / f"masks_{stem}.npz"),
-        ):
+        for kind, extract, completed_only in (("pca", extract_pca, True), ("masks", extract_masks, False)):
+            out = Path(data_dir) / f"{kind}_{stem}.npz"
+            unseen = unseen_variants(runs, completed_only)
+            if keep_unseen and unseen and out.exists():
+                print(f"[pictures] {out.name} kept: no run of {', '.join(unseen)} here", file=sys.stderr)
+                continue
+            path = extract(representatives(runs, completed_only), out)
             if path is not None:
                 written.append(path)
     return written
+
+
+def unseen_variants(runs: pd.DataFrame, completed_only: bool) -> list[str]:
+    """Variants with (completed) runs in the table but none whose run directory is here."""
+    if completed_only:
+        runs = runs[runs["status"] == "completed"]
+    if not len(runs):
+        return []
+    here = runs["run_dir"].map(lambda d: (Path(d) / "config.yaml").exists())
+    unseen = set(runs["variant"]) - set(runs.loc[here, "variant"])
+    return sort_variants(unseen, ablation_for(str(runs["sweep"].iloc[0])))
 
 
 # ---- rendering (numpy and matplotlib only) --------------------------------------------------------------

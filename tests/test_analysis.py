@@ -783,6 +783,67 @@ def test_directions_forest_plot(results, tmp_path):
     assert plots.plot_directions(_summary(results, "mask_ratio")) is None
 
 
+def test_collect_update_keeps_the_rows_curves_and_pictures_of_runs_no_longer_here(
+    sweeps, tmp_path, monkeypatch
+):
+    """The results table is the record: run directories go (deleted, another machine) and new runs come;
+    `--update` brings the table and curves up to date without losing the runs collected before, and gives
+    their groups the axis, variants and command of all their runs."""
+    import shutil
+
+    from analysis import pictures
+    from analysis.collect import main
+
+    out = tmp_path / "sweeps_out"
+    shutil.copytree(sweeps, out)
+    monkeypatch.chdir(tmp_path)
+    args = ["sweeps_out", "--out", "rep/results.csv", "--curves", "rep/curves", "--no-pictures"]
+    main(args)
+    first = Path("rep/results.csv").read_text()
+    first_curves = {p.name: p.read_text() for p in Path("rep/curves").glob("*.csv")}
+    pw = out / "predictor_width" / "preset=tiny"
+    gone = sorted(pw.iterdir())[1:]  # one predictor_width run stays: alone it would have no axis
+    for d in gone:
+        shutil.rmtree(d)
+    shutil.rmtree(out / "runs")
+    main([*args, "--update"])
+    assert Path("rep/results.csv").read_text() == first
+    assert {p.name: p.read_text() for p in Path("rep/curves").glob("*.csv")} == first_curves
+    # a run collected again gets its new row; the others stay as they were
+    changed = (
+        out
+        / "mask_ratio"
+        / "preset=tiny"
+        / sorted(p.name for p in (out / "mask_ratio" / "preset=tiny").iterdir())[0]
+    )
+    metrics = json.loads((changed / "metrics.json").read_text())
+    write_json(changed / "metrics.json", {**metrics, "probe/shapes_det/ap": 0.123})
+    main([*args, "--update"])
+    now = load_results("rep/results.csv")
+    row = now[now["run_dir"] == str(Path("sweeps_out") / changed.relative_to(out))]
+    assert row["probe/shapes_det/ap"].tolist() == [0.123]
+    assert len(now) == len(first.splitlines()) - 1
+    assert set(now["axis"][now["sweep"] == "predictor_width"]) == {"predictor.width"}
+    # without --update the table is what is here now
+    main(args)
+    alone = load_results("rep/results.csv")
+    assert len(alone) == len(now) - len(gone) - 1
+    assert set(alone["axis"][alone["sweep"] == "predictor_width"]) == {""}
+    # pictures: a group with a variant none of whose runs is here keeps its file; others are drawn
+    calls = []
+    monkeypatch.setattr(pictures, "extract_pca", lambda runs, out: calls.append(("pca", out.name)) or out)
+    monkeypatch.setattr(pictures, "extract_masks", lambda runs, out: calls.append(("masks", out.name)) or out)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "pca_predictor_width-tiny.npz").write_bytes(b"kept")
+    assert pictures.unseen_variants(now[now["sweep"] == "predictor_width"], True) != []
+    pictures.extract_all(now, data, keep_unseen=True)
+    assert ("pca", "pca_predictor_width-tiny.npz") not in calls
+    assert ("masks", "masks_predictor_width-tiny.npz") in calls  # no file yet: drawn from the runs here
+    assert ("pca", "pca_mask_ratio-tiny.npz") in calls
+    assert (data / "pca_predictor_width-tiny.npz").read_bytes() == b"kept"
+
+
 def test_curves_show_the_trainers_collapse_diagnostics():
     """The names the trainer logs (tests/test_trainer.py), ordered RankMe then token cosine, per modality,
     online before target; feature std, lr and the like are not drawn."""
