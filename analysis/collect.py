@@ -335,19 +335,21 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
 
 def update_results(before: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
     """A results table collected ``before`` brought up to date with the rows collected ``now``: a run in
-    both gets its new row; a run only ``before`` keeps its row (its directory was deleted, or collected on
-    another machine), so the table is the record of every run collected so far. The group columns are
-    computed again over the merged groups."""
-    kept = before[~before["run_id"].isin(set(now["run_id"]))]
+    both gets its new row; a completed run only ``before`` keeps its row (its directory was deleted, or
+    collected on another machine), so the table is the record of every run completed so far. An unfinished
+    or failed run only ``before`` is dropped: whatever it had done went with its directory. The group
+    columns are computed again over the merged groups."""
+    kept = before[~before["run_id"].isin(set(now["run_id"])) & (before["status"] == "completed")]
     if not len(kept):
         return now
     parts = [p.astype(object) for p in (kept, now) if len(p)]
     return _finish(pd.concat(parts, ignore_index=True))
 
 
-def update_curves(before: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
-    """Long curve tables likewise: the runs in ``now`` get their new curves, the others keep theirs."""
-    kept = before[~before["run_id"].isin(set(now["run_id"]))]
+def update_curves(before: pd.DataFrame, now: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """Long curve tables likewise: the runs in ``now`` get their new curves, the runs of ``results`` (the
+    updated table) not in ``now`` keep theirs, and the curves of runs dropped from it go."""
+    kept = before[~before["run_id"].isin(set(now["run_id"])) & before["run_id"].isin(set(results["run_id"]))]
     long = pd.concat([p for p in (kept, now) if len(p)] or [now], ignore_index=True)
     return long.sort_values(["run_id", "metric", "step"], kind="stable").reset_index(drop=True)
 
@@ -457,8 +459,8 @@ def main(argv=None) -> None:
         "--update",
         action="store_true",
         help="merge into the existing --out table and --curves: runs found under the roots replace their "
-        "rows, runs collected before whose directories are not here keep theirs, and so do the pictures "
-        "of a group with a variant none of whose runs is here",
+        "rows, completed runs collected before whose directories are not here keep theirs, and so do the "
+        "pictures of a group with a variant none of whose runs is here",
     )
     args = ap.parse_args(argv)
     df = collect(args.roots)
@@ -475,7 +477,7 @@ def main(argv=None) -> None:
         if args.update and Path(args.curves).exists():
             stems = set(curves["run_id"].map(curves_file_stem))
             before = load_curves(args.curves)
-            curves = update_curves(before[before["run_id"].map(curves_file_stem).isin(stems)], curves)
+            curves = update_curves(before[before["run_id"].map(curves_file_stem).isin(stems)], curves, df)
         write_curves(curves, args.curves)
         print(f"[collect] curves -> {args.curves}", file=sys.stderr)
     if not args.no_pictures:

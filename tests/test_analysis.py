@@ -809,6 +809,12 @@ def test_collect_update_keeps_the_rows_curves_and_pictures_of_runs_no_longer_her
     main([*args, "--update"])
     assert Path("rep/results.csv").read_text() == first
     assert {p.name: p.read_text() for p in Path("rep/curves").glob("*.csv")} == first_curves
+    # an unfinished run whose directory is gone is dropped, its curve too: what it had done went with it
+    lost = "loss_granularity/preset=tiny/loss=block,seed=4"
+    shutil.rmtree(out / lost)
+    main([*args, "--update"])
+    assert lost not in set(load_results("rep/results.csv")["run_id"])
+    assert lost not in set(pd.read_csv("rep/curves/loss_granularity-tiny.csv")["run_id"])
     # a run collected again gets its new row; the others stay as they were
     changed = (
         out
@@ -822,7 +828,7 @@ def test_collect_update_keeps_the_rows_curves_and_pictures_of_runs_no_longer_her
     now = load_results("rep/results.csv")
     row = now[now["run_dir"] == str(Path("sweeps_out") / changed.relative_to(out))]
     assert row["probe/shapes_det/ap"].tolist() == [0.123]
-    assert len(now) == len(first.splitlines()) - 1
+    assert len(now) == len(first.splitlines()) - 2  # the header and the lost run
     assert set(now["axis"][now["sweep"] == "predictor_width"]) == {"predictor.width"}
     # without --update the table is what is here now
     main(args)
