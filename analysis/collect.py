@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import math
 import os
@@ -162,16 +161,11 @@ def not_axis(key: str) -> bool:
 
 
 def config_hashes(cfg: dict) -> tuple[str, str]:
-    """(config_hash, group_hash): sha256 (16 hex digits) of the resolved config without run-specific keys,
-    and of the same without the seed."""
+    """(config_hash, group_hash) of a run's config: ``vjepa.trainer.config_hashes``, the engine's rule, which
+    sweeps also use to match the runs a results table records."""
+    from vjepa.trainer import config_hashes as engine_hashes
 
-    def digest(c):
-        return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-    from vjepa.trainer import without_added_defaults  # keys new since a run was made, at their old value
-
-    semantic = without_added_defaults(_without(cfg, _resume_free()))
-    return digest(semantic), digest(_without(semantic, ["seed"]))
+    return engine_hashes(cfg)
 
 
 def read_run(run_dir: Path) -> dict:

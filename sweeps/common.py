@@ -23,6 +23,7 @@ submitted jobs inherit.
 
 from __future__ import annotations
 
+import csv
 import fnmatch
 import json
 import os
@@ -378,6 +379,64 @@ def stored_run_differences(run_dir, train_cfg, precision: str) -> list[tuple[str
     if trained is not None and trained != precision:
         differences.append(("precision (trained in)", trained, precision))
     return differences
+
+
+class RecordedRuns:
+    """The completed runs a results table (``analysis.collect``'s CSV, e.g. the committed
+    reports/results.csv) records, for a reproduction continued on another machine: a point whose directory
+    holds nothing is skipped when the table records a completed run of its name (``<sweep>/preset=<p>/<run
+    dir name>``) with its configuration (``config_hash``), arithmetic and probe tasks; a recorded run of its
+    name that differs in any of them refuses the sweep (``differences``)."""
+
+    REQUIRED = ("run_id", "status", "config_hash")
+
+    def __init__(self, path):
+        self.path = Path(path).absolute()
+        if not self.path.is_file():
+            raise ValueError(f"hydra.sweeper.recorded={path}: no such results table ({self.path})")
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in self.REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(
+                    f"hydra.sweeper.recorded={path}: not a results table of analysis.collect (no column "
+                    f"{', '.join(missing)})"
+                )
+            self.rows = {r["run_id"]: r for r in reader if r["status"] == "completed"}
+
+    @staticmethod
+    def run_id(run_dir) -> str:
+        run_dir = Path(run_dir)
+        return f"{run_dir.parent.parent.name}/{run_dir.parent.name}/{run_dir.name}"
+
+    def holds(self, run_dir) -> bool:
+        return self.run_id(run_dir) in self.rows
+
+    def differences(self, run_dir, train_cfg, precision: str) -> list[tuple[str, object, object]]:
+        """(what, recorded, this point) where the recorded run of ``run_dir``'s name differs from a point
+        that would train ``train_cfg`` in ``precision``; empty where none is recorded or it is the same."""
+        from vjepa.config_check import resolved_precision
+        from vjepa.trainer import config_hashes
+
+        row = self.rows.get(self.run_id(run_dir))
+        if row is None:
+            return []
+        out = []
+        want = config_hashes(OmegaConf.to_container(train_cfg, resolve=True))[0]
+        if row["config_hash"] != want:
+            out.append(("config_hash", row["config_hash"], want))
+        device = (row.get("device") or "cpu").split(":")[0]
+        trained = row.get("precision") or resolved_precision(row.get("config/precision") or "auto", device)
+        if trained != precision:
+            out.append(("precision (trained in)", trained, precision))
+        tasks = list((train_cfg.get("probes") or {}).get("tasks") or {})
+        measured = {
+            k.split("/")[1] for k, v in row.items() if k and k.startswith("probe/") and v not in ("", None)
+        }
+        unmeasured = [t for t in tasks if t not in measured]
+        if unmeasured:
+            out.append(("probes", f"no numbers of {', '.join(unmeasured)}", f"tasks {', '.join(tasks)}"))
+        return out
 
 
 def identical_run(train_cfg: DictConfig, sweeps_root, preset: str, run_dir, *, precision: str) -> Path | None:

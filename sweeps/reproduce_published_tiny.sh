@@ -14,7 +14,9 @@
 # images (V-JEPA 2.1 masks images with one 10-block setting, V-JEPA 2 with the clips' two) and 168-305 TFLOP
 # on clips, 5.3 PFLOP in all (Table 12 0.22, Table 2 1.39, Table 1 3.66): about 20 hours of a 2-core CPU,
 # minutes on a GPU.
-# Then: nox -s report -- sweeps_out   (collect + regenerate reports/)
+# On a machine without the run directories of earlier sessions, pass hydra.sweeper.recorded=reports/results.csv:
+# the points the committed table records as completed (same configuration) are skipped.
+# Then: nox -s report -- sweeps_out --update   (collect into reports/, keeping the recorded runs; regenerate)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}

@@ -4,7 +4,9 @@
 # Resumable: run it again and completed runs are skipped, interrupted ones resume from their last checkpoint.
 # Seeds go in order (all variants of seed 0 first) so a partial reproduction already pairs its variants;
 # points shared between sweeps (the preset's own values) are trained once and adopted by the others.
-# Then: nox -s report -- sweeps_out   (collect + regenerate reports/)
+# On a machine without the run directories of earlier sessions, pass hydra.sweeper.recorded=reports/results.csv:
+# the points the committed table records as completed (same configuration) are skipped.
+# Then: nox -s report -- sweeps_out --update   (collect into reports/, keeping the recorded runs; regenerate)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}

@@ -32,6 +32,7 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweeps.common import (
+    RecordedRuns,
     adopt_run,
     compute_line,
     engine_config,
@@ -56,8 +57,9 @@ from vjepa.runfiles import read_status
 class Point:
     overrides: list[str]
     run_dir: Path
-    # run_state() at planning time, "reuse" (adopt another sweep's identical run), "invalid", or "conflict"
-    # (its directory holds a run that differs from the point: ``differences``)
+    # run_state() at planning time, "reuse" (adopt another sweep's identical run), "recorded" (completed
+    # elsewhere: the ``recorded`` results table holds it), "invalid", or "conflict" (its directory, or the
+    # table's row of its name, holds a run that differs from the point: ``differences``)
     state: str
     detail: str = ""
     tokens: int = 0  # per step
@@ -79,7 +81,7 @@ class Point:
 
     @property
     def launch(self) -> bool:
-        return self.state not in ("completed", "active", "invalid", "reuse", "conflict")
+        return self.state not in ("completed", "recorded", "active", "invalid", "reuse", "conflict")
 
 
 class SweepRefused(CompactHydraException):
@@ -107,6 +109,12 @@ def refusal_message(conflicts: list[Point]) -> str:
             "To probe a completed run with other probes, run `python -m vjepa.evaluate run_dir=<run dir> "
             "probes=<name>` (it merges the numbers into the run's metrics.json) instead of sweeping."
         )
+    if any(p.detail.startswith("recorded as completed") for p in conflicts):
+        lines.append(
+            "A run the results table (hydra.sweeper.recorded) records under a point's name was trained "
+            "elsewhere with another configuration: to train this one anyway, leave hydra.sweeper.recorded out "
+            "(analysis.collect --update then replaces that row with the new run)."
+        )
     if "precision (trained in)" in keys:
         lines.append(
             "A run that trained in another arithmetic (precision=auto is bf16 on CUDA, fp32 on CPU) is "
@@ -128,9 +136,17 @@ def launcher_kind(config: DictConfig) -> str:
 # would have been made from.
 class AblationSweeper(Sweeper):
     def __init__(
-        self, grid=None, seeds=(0, 1, 2), max_parallel=None, gpu_peak_tflops=989.0, mfu=0.4, reuse=True
+        self,
+        grid=None,
+        seeds=(0, 1, 2),
+        max_parallel=None,
+        gpu_peak_tflops=989.0,
+        mfu=0.4,
+        reuse=True,
+        recorded=None,
     ):
         self.reuse = bool(reuse)
+        self.recorded = RecordedRuns(recorded) if recorded else None
         self.grid = OmegaConf.to_container(grid) if OmegaConf.is_config(grid) else dict(grid or {})
         self.seeds = list(seeds)
         self.max_parallel = max_parallel
@@ -201,6 +217,18 @@ class AblationSweeper(Sweeper):
                     k for k, _, _ in point.differences
                 )
                 return point
+            if state == "new" and self.recorded is not None and not run_entries(run_dir):
+                point.differences = self.recorded.differences(run_dir, train_cfg, precision)
+                if point.differences:
+                    point.state = "conflict"
+                    point.detail = (
+                        f"recorded as completed in {self.recorded.path}, differing in "
+                        + ", ".join(k for k, _, _ in point.differences)
+                    )
+                    return point
+                if self.recorded.holds(run_dir):
+                    point.state, point.detail = "recorded", f"completed, in {self.recorded.path}"
+                    return point
             if state == "new" and self.reuse and not run_entries(run_dir):  # never over a run's files
                 sweeps_root = Path(str(cfg.hydra.sweep.dir)).parent.parent
                 preset = str(cfg.hydra.runtime.choices.get("preset"))
@@ -226,13 +254,19 @@ class AblationSweeper(Sweeper):
         cfg = self.config
         name, preset = cfg.hydra.job.config_name, cfg.hydra.runtime.choices.get("preset")
         launch = [p for p in points if p.launch]
+        n = {state: sum(p.state == state for p in points) for state in {p.state for p in points}}
+        recorded = (
+            f"{n.get('recorded', 0)} completed elsewhere (skipped: recorded in {self.recorded.path}), "
+            if self.recorded is not None
+            else ""
+        )
         print(
             f"[sweep] {name} preset={preset}: {len(points)} runs, {len(launch)} to launch, "
-            f"{sum(p.state == 'completed' for p in points)} completed (skipped), "
-            f"{sum(p.state == 'active' for p in points)} in live jobs (skipped), "
-            f"{sum(p.state == 'reuse' for p in points)} identical to another sweep's completed run (adopted), "
-            f"{sum(p.state == 'invalid' for p in points)} invalid, "
-            f"{sum(p.state == 'conflict' for p in points)} differing from the run on disk (refused)"
+            f"{n.get('completed', 0)} completed (skipped), {recorded}"
+            f"{n.get('active', 0)} in live jobs (skipped), "
+            f"{n.get('reuse', 0)} identical to another sweep's completed run (adopted), "
+            f"{n.get('invalid', 0)} invalid, "
+            f"{n.get('conflict', 0)} differing from the run on disk{' or recorded' if recorded else ''} (refused)"
         )
         if kind == "local":
             print(f"[sweep] launcher submitit_local: {slots} at a time x {threads} thread(s)")
@@ -350,6 +384,7 @@ class AblationSweeper(Sweeper):
             if not p.launch:
                 key = {
                     "completed": "skipped",
+                    "recorded": "skipped",
                     "reuse": "adopted",
                     "active": "in live jobs",
                     "invalid": "failed",

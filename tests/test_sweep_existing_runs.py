@@ -232,3 +232,69 @@ def test_a_cpu_sweep_trains_a_point_a_gpu_sweep_trained_in_bf16_instead_of_adopt
     assert dry.returncode == 0, dry.stderr
     (row,) = [line.split() for line in dry.stdout.splitlines() if line.startswith(("  adopt", "  launch"))]
     assert row[0] == "launch" and row[6] == str(point)
+
+
+# ---- 4. runs a results table records (trained on another machine) -------------------------------------------
+def test_a_point_a_results_table_records_as_completed_is_skipped_and_one_that_differs_refused(tmp_path):
+    """A reproduction continued on a machine without the run directories: with hydra.sweeper.recorded, a
+    point the results table records as completed (same name, configuration, arithmetic, probe tasks) is
+    skipped; a recorded run of its name that differs in any of them refuses the sweep; a table that is not
+    one is an error before any compute."""
+    import csv
+    import shutil
+
+    from analysis.collect import collect, write_csv
+
+    out = tmp_path / "out"
+    cfg, train = _compose_point("predictor_width", [*WIDTH_POINT, "probes=none"])
+    _finished_run(out / "predictor_width" / "preset=tiny" / str(cfg.hydra.sweep.subdir), train)
+    table = tmp_path / "results.csv"
+    write_csv(collect([out]), table)
+    shutil.rmtree(out)  # the machine it trained on is gone
+    out.mkdir()
+    point = ["predictor_width", *WIDTH_POINT, "probes=none", "hydra/launcher=submitit_local"]
+    recorded = f"hydra.sweeper.recorded={table}"
+
+    again = _run_sweep(*point, "dry_run=true", out=out)
+    assert "1 runs, 1 to launch, 0 completed (skipped), 0 in live jobs" in again.stdout
+    skipped = _run_sweep(*point, recorded, out=out)  # not a dry run: nothing to launch
+    assert skipped.returncode == 0, skipped.stderr
+    assert (
+        f"1 runs, 0 to launch, 0 completed (skipped), 1 completed elsewhere (skipped: recorded in {table})"
+        in (skipped.stdout)
+    )
+    assert "summary: 0 completed, 1 skipped, 0 adopted, 0 failed" in skipped.stdout
+    assert list(out.rglob("*")) == []
+
+    probes = _run_sweep(*point[:-1], "probes=fast", point[-1], recorded, "dry_run=true", out=out)
+    assert probes.returncode == 1
+    assert f"recorded as completed in {table}, differing in probes" in probes.stderr
+    assert "leave hydra.sweeper.recorded out" in probes.stderr
+
+    rows = list(csv.DictReader(table.open()))
+    for column, value, key in (
+        ("precision", "bf16", "precision (trained in)"),
+        ("config_hash", "0" * 16, "config_hash"),
+    ):
+        edited = tmp_path / f"{column}.csv"
+        with edited.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows([{**rows[0], column: value}])
+        res = _run_sweep(*point, f"hydra.sweeper.recorded={edited}", "dry_run=true", out=out)
+        assert res.returncode == 1
+        assert f"recorded as completed in {edited}, differing in {key}" in res.stderr
+    assert list(out.rglob("*")) == []
+
+    for bad, why in (
+        (tmp_path / "none.csv", "no such results table"),
+        (tmp_path / "out", "no such results table"),
+    ):
+        res = _run_sweep(*point, f"hydra.sweeper.recorded={bad}", "dry_run=true", out=out)
+        assert res.returncode == 1 and why in res.stderr, res.stderr[-2000:]
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    res = _run_sweep(*point, f"hydra.sweeper.recorded={tmp_path / 'other.csv'}", "dry_run=true", out=out)
+    assert (
+        res.returncode == 1
+        and "not a results table of analysis.collect (no column run_id, status" in res.stderr
+    )

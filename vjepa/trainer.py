@@ -7,7 +7,10 @@ k.. exactly as an uninterrupted run does: on CPU the final weights and metrics a
 
 from __future__ import annotations
 
+import copy
 import functools
+import hashlib
+import json
 import math
 import os
 import sys
@@ -178,6 +181,18 @@ def with_added_defaults(c: dict) -> dict:
     for node, last, value in _added_key_nodes(c):
         node.setdefault(last, value)
     return c
+
+
+def config_hashes(cfg: dict) -> tuple[str, str]:
+    """(config_hash, group_hash) of a resolved config container (a run's config.yaml): sha256 (16 hex digits)
+    of it without ``RESUME_FREE_KEYS`` and ``ADDED_KEYS`` at their old value, and of the same without the
+    seed. Equal hashes: the same experiment (``analysis.collect`` records them; sweeps match recorded runs)."""
+
+    def digest(c):
+        return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+    semantic = without_added_defaults(without_keys(copy.deepcopy(cfg), RESUME_FREE_KEYS))
+    return digest(semantic), digest(without_keys(copy.deepcopy(semantic), ["seed"]))
 
 
 def _semantic(cfg) -> dict:
