@@ -16,8 +16,11 @@ gives the sweep name and preset (a search's trials ``<out>/hpo/<study>/preset=<p
   every other row has NaN metrics, so it can never be averaged in;
 * ``steps_done``, ``steps``, ``wall_time_s`` (training time; for unfinished runs up to the last log line),
   ``error`` (first line of a failure);
-* ``config_hash``: sha256 of the resolved config without run-specific keys (run_dir, device, threads, ...);
-  ``group_hash``: the same without the seed (equal for the seeds of one variant);
+* ``config_hash``: sha256 of the resolved config without run-specific keys (run_dir, device, threads, ...)
+  and without what a resumed run may change (probes, log_every, diagnostics: ``vjepa.trainer.config_hashes``);
+  ``group_hash``: the same without the seed (equal for the seeds of one variant); ``run_hash``: of the config
+  without the run-specific keys only (``vjepa.trainer.run_hash``: equal for the same run wherever it ran; a
+  sweep's ``hydra.sweeper.recorded`` matches points by it);
 * ``code_version``: the code that trained the run (``git describe`` recorded by the engine in metrics.json,
   or in status.json while it runs); for directories without it, this repository's at collect time;
 * ``reused_from``: for a run a sweep adopted from another sweep's identical run (``sweeps/common.py``), that
@@ -60,7 +63,7 @@ RUN_MARKERS = ("config.yaml", "status.json")
 NOT_AXES = ("seed", "preset", "sweep", "cluster", "dry_run", "hpo")
 NOT_IN_COMMAND = {"seed", "threads"}  # the sweeper sets threads per run itself
 LEADING = (
-    "run_id sweep preset axis variant seed status steps_done steps wall_time_s error config_hash group_hash "
+    "run_id sweep preset axis variant seed status steps_done steps wall_time_s error config_hash group_hash run_hash "
     "code_version reused_from command overrides run_dir"
 ).split()
 TEXT = set(LEADING) - {"seed", "steps_done", "steps", "wall_time_s"}
@@ -191,6 +194,8 @@ def read_run(run_dir: Path) -> dict:
             state = "no_metrics"
     error = (status.get("error") or "").strip() or (status.get("traceback") or "").strip().split("\n")[-1]
     seed = cfg.get("seed", parsed.get("seed"))
+    from vjepa.trainer import run_hash as engine_run_hash
+
     hashes = config_hashes(cfg) if cfg else (None, None)
     try:
         shown_dir = str(run_dir.resolve().relative_to(Path.cwd().resolve()))
@@ -208,6 +213,7 @@ def read_run(run_dir: Path) -> dict:
         "error": error.splitlines()[0] if error else None,
         "config_hash": hashes[0],
         "group_hash": hashes[1],
+        "run_hash": engine_run_hash(cfg) if cfg else None,
         "code_version": final.get("code_version") or status.get("code_version"),
         "reused_from": status.get("reused_from", ""),
         "overrides": json.dumps(overrides),
@@ -340,10 +346,11 @@ def update_results(before: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
     return _finish(pd.concat(parts, ignore_index=True))
 
 
-def update_curves(before: pd.DataFrame, now: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
-    """Long curve tables likewise: the runs in ``now`` get their new curves, the runs of ``results`` (the
-    updated table) not in ``now`` keep theirs, and the curves of runs dropped from it go."""
-    kept = before[~before["run_id"].isin(set(now["run_id"])) & before["run_id"].isin(set(results["run_id"]))]
+def update_curves(before: pd.DataFrame, now: pd.DataFrame, kept: set[str]) -> pd.DataFrame:
+    """Long curve tables likewise: ``now`` (the curves of the runs collected now) and, of ``before``, the
+    curves of the ``kept`` runs (those ``update_results`` kept); a run collected now keeps no old curve, even
+    where it has logged nothing yet."""
+    kept = before[before["run_id"].isin(kept)]
     long = pd.concat([p for p in (kept, now) if len(p)] or [now], ignore_index=True)
     return long.sort_values(["run_id", "metric", "step"], kind="stable").reset_index(drop=True)
 
@@ -457,21 +464,27 @@ def main(argv=None) -> None:
         "pictures of a group with a variant none of whose runs is here",
     )
     args = ap.parse_args(argv)
-    df = collect(args.roots)
-    if args.update and Path(args.out).exists():
-        now, df = df, update_results(load_results(args.out), df)
+    df = now = collect(args.roots)
+    merged = args.update and Path(args.out).exists()
+    if merged:
+        # the rows kept are written back as they were read: every cell as its text
+        df = update_results(pd.read_csv(args.out, dtype=str, keep_default_na=False), now)
         print(
             f"[collect] {len(df) - len(now)} runs kept from {args.out} (not under the roots)", file=sys.stderr
         )
     write_csv(df, args.out)
+    if merged:
+        df = load_results(args.out)  # one type per column again
     counts = ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().sort_index().items())
     print(f"[collect] {len(df)} runs ({counts}) -> {args.out}", file=sys.stderr)
     if args.curves:
         curves = collect_curves(args.roots)
         if args.update and Path(args.curves).exists():
-            stems = set(curves["run_id"].map(curves_file_stem))
             before = load_curves(args.curves)
-            curves = update_curves(before[before["run_id"].map(curves_file_stem).isin(stems)], curves, df)
+            if Path(args.curves).is_dir():  # only the files of the groups collected now are written again
+                stems = set(now["run_id"].map(curves_file_stem))
+                before = before[before["run_id"].map(curves_file_stem).isin(stems)]
+            curves = update_curves(before, curves, kept=set(df["run_id"]) - set(now["run_id"]))
         write_curves(curves, args.curves)
         print(f"[collect] curves -> {args.curves}", file=sys.stderr)
     if not args.no_pictures:

@@ -37,7 +37,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import vjepa.train
-from vjepa.trainer import ABSENT, available_cpus, config_differences
+from vjepa.trainer import ABSENT, RUN_FREE_KEYS, available_cpus, config_differences
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_KEYS = ("sweep", "cluster", "dry_run", "hpo")  # configuration of the sweep, not of the runs
@@ -299,17 +299,9 @@ def run_state(run_dir, ask_scheduler: bool = True) -> tuple[str, str]:
 
 
 # ---- runs shared between sweeps, runs already on disk -----------------------------------------------------
-# Keys that do not change what a run computes, so two runs differing only in them are the same experiment.
-REUSE_FREE_KEYS = (
-    "run_dir",
-    "device",
-    "threads",
-    "progress",
-    "data.num_workers",
-    "data.root",
-    "compile",
-    "activation_checkpointing",
-)
+# Keys that do not change what a run computes, measures or logs, so two runs differing only in them are the
+# same run: the engine's list (analysis.collect's run_hash leaves out the same keys).
+REUSE_FREE_KEYS = RUN_FREE_KEYS
 
 
 def comparable_config(cfg) -> dict:
@@ -385,8 +377,10 @@ class RecordedRuns:
     """The completed runs a results table (``analysis.collect``'s CSV, e.g. the committed
     reports/results.csv) records, for a reproduction continued on another machine: a point whose directory
     holds nothing is skipped when the table records a completed run of its name (``<sweep>/preset=<p>/<run
-    dir name>``) with its configuration (``config_hash``), arithmetic and probe tasks; a recorded run of its
-    name that differs in any of them refuses the sweep (``differences``)."""
+    dir name>``) that is the point's run: the same ``run_hash`` (the configuration up to ``REUSE_FREE_KEYS``,
+    as a run on disk is compared) and arithmetic. A recorded run of its name that differs refuses the sweep
+    (``differences``). Rows collected before run_hash existed are matched by ``config_hash`` (which leaves
+    out probes, log_every and diagnostics) and the probe tasks they have numbers for (``legacy``)."""
 
     REQUIRED = ("run_id", "status", "config_hash")
 
@@ -403,6 +397,7 @@ class RecordedRuns:
                     f"{', '.join(missing)})"
                 )
             self.rows = {r["run_id"]: r for r in reader if r["status"] == "completed"}
+        self.legacy: set[str] = set()  # run ids matched without a run_hash
 
     @staticmethod
     def run_id(run_dir) -> str:
@@ -414,28 +409,36 @@ class RecordedRuns:
 
     def differences(self, run_dir, train_cfg, precision: str) -> list[tuple[str, object, object]]:
         """(what, recorded, this point) where the recorded run of ``run_dir``'s name differs from a point
-        that would train ``train_cfg`` in ``precision``; empty where none is recorded or it is the same."""
+        that would train ``train_cfg`` in ``precision``; empty where none is recorded or it is the same. A
+        row that does not say its arithmetic differs in it."""
         from vjepa.config_check import resolved_precision
-        from vjepa.trainer import config_hashes
+        from vjepa.trainer import config_hashes, run_hash
 
-        row = self.rows.get(self.run_id(run_dir))
+        run_id = self.run_id(run_dir)
+        row = self.rows.get(run_id)
         if row is None:
             return []
         out = []
-        want = config_hashes(OmegaConf.to_container(train_cfg, resolve=True))[0]
-        if row["config_hash"] != want:
-            out.append(("config_hash", row["config_hash"], want))
-        device = (row.get("device") or "cpu").split(":")[0]
-        trained = row.get("precision") or resolved_precision(row.get("config/precision") or "auto", device)
+        cfg = OmegaConf.to_container(train_cfg, resolve=True)
+        if row.get("run_hash"):
+            if row["run_hash"] != run_hash(cfg):
+                out.append(("run_hash", row["run_hash"], run_hash(cfg)))
+        else:
+            self.legacy.add(run_id)
+            if row["config_hash"] != config_hashes(cfg)[0]:
+                out.append(("config_hash", row["config_hash"], config_hashes(cfg)[0]))
+            tasks = list((cfg.get("probes") or {}).get("tasks") or {})
+            measured = {k.split("/")[1] for k, v in row.items() if k and k.startswith("probe/") and v}
+            unmeasured = [t for t in tasks if t not in measured]
+            if unmeasured:
+                out.append(("probes", f"no numbers of {', '.join(unmeasured)}", f"tasks {', '.join(tasks)}"))
+        trained = row.get("precision") or (
+            resolved_precision(row.get("config/precision") or "auto", row["device"].split(":")[0])
+            if row.get("device")
+            else "unknown"
+        )
         if trained != precision:
             out.append(("precision (trained in)", trained, precision))
-        tasks = list((train_cfg.get("probes") or {}).get("tasks") or {})
-        measured = {
-            k.split("/")[1] for k, v in row.items() if k and k.startswith("probe/") and v not in ("", None)
-        }
-        unmeasured = [t for t in tasks if t not in measured]
-        if unmeasured:
-            out.append(("probes", f"no numbers of {', '.join(unmeasured)}", f"tasks {', '.join(tasks)}"))
         return out
 
 

@@ -92,13 +92,15 @@ def refusal_message(conflicts: list[Point]) -> str:
     """Why the sweep refuses ``conflicts`` (points whose directory holds a run that differs from them), what
     differs in each, and what to do instead."""
     lines = [
-        f"[sweep] refused: the run directories of {len(conflicts)} point(s) already hold a run that differs "
-        "from the point (run names leave out keys such as sweep.*, probes and log_every), so skipping or "
-        "resuming it would report that run as this configuration. Nothing was adopted or launched."
+        f"[sweep] refused: the run directories of {len(conflicts)} point(s) already hold a run (or the results "
+        "table of hydra.sweeper.recorded records one under their name) that differs from the point (run names "
+        "leave out keys such as sweep.*, probes and log_every), so skipping or resuming it would report that "
+        "run as this configuration. Nothing was adopted or launched."
     ]
     for p in conflicts:
+        where = "recorded" if p.detail.startswith("recorded as completed") else "on disk"
         lines.append(f"  {p.run_dir}: {p.detail}")
-        lines += [f"    {key}: {old!r} on disk, {new!r} in this sweep" for key, old, new in p.differences]
+        lines += [f"    {key}: {old!r} {where}, {new!r} in this sweep" for key, old, new in p.differences]
     keys = {key.split(".", 1)[0] for p in conflicts for key, _, _ in p.differences}
     lines.append(
         "To train this configuration, give the sweep another output directory (VJEPA_SWEEPS_OUT=<dir>); "
@@ -112,8 +114,9 @@ def refusal_message(conflicts: list[Point]) -> str:
     if any(p.detail.startswith("recorded as completed") for p in conflicts):
         lines.append(
             "A run the results table (hydra.sweeper.recorded) records under a point's name was trained "
-            "elsewhere with another configuration: to train this one anyway, leave hydra.sweeper.recorded out "
-            "(analysis.collect --update then replaces that row with the new run)."
+            "elsewhere differently: to train this one anyway, leave hydra.sweeper.recorded out "
+            "(analysis.collect --update then replaces that row with the new run). The committed runs trained "
+            "on CPU in fp32: on a GPU machine, device=cpu goes on in their arithmetic."
         )
     if "precision (trained in)" in keys:
         lines.append(
@@ -268,6 +271,13 @@ class AblationSweeper(Sweeper):
             f"{n.get('invalid', 0)} invalid, "
             f"{n.get('conflict', 0)} differing from the run on disk{' or recorded' if recorded else ''} (refused)"
         )
+        legacy = sorted(self.recorded.legacy) if self.recorded is not None else []
+        if legacy:
+            print(
+                f"[sweep] {len(legacy)} recorded run(s) collected before run_hash existed: matched by config_hash "
+                "and the probe tasks they have numbers for; their probe settings, log_every and diagnostics are "
+                "not compared"
+            )
         if kind == "local":
             print(f"[sweep] launcher submitit_local: {slots} at a time x {threads} thread(s)")
         elif kind == "slurm":

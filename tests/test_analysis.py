@@ -835,6 +835,18 @@ def test_collect_update_keeps_the_rows_curves_and_pictures_of_runs_no_longer_her
     alone = load_results("rep/results.csv")
     assert len(alone) == len(now) - len(gone) - 1
     assert set(alone["axis"][alone["sweep"] == "predictor_width"]) == {""}
+    # curves in one file: the kept runs' curves stay in it
+    one = ["sweeps_out", "--out", "one/results.csv", "--curves", "one/curves.csv", "--no-pictures"]
+    shutil.copytree(sweeps / "loss_granularity", out / "loss_granularity", dirs_exist_ok=True)
+    main(one)
+    all_curves = pd.read_csv("one/curves.csv")
+    shutil.rmtree(out / "loss_granularity")
+    main([*one, "--update"])
+    kept, table = pd.read_csv("one/curves.csv"), load_results("one/results.csv")
+    assert set(kept["run_id"]) == set(table["run_id"])
+    assert len(table[table["sweep"] == "loss_granularity"]) == 6  # the completed ones; 2 unfinished dropped
+    same = all_curves[all_curves["run_id"].isin(set(table["run_id"]))].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, same[kept.columns])
     # pictures: a group with a variant none of whose runs is here keeps its file; others are drawn
     calls = []
     monkeypatch.setattr(pictures, "extract_pca", lambda runs, out: calls.append(("pca", out.name)) or out)

@@ -160,7 +160,7 @@ def test_a_sweep_whose_points_differ_from_the_runs_of_their_names_is_refused_bef
     )
     assert heads.returncode == 1
     assert re.search(rf"^  refuse .* {re.escape(str(run))} \(conflict: ", heads.stdout, re.M)
-    assert "refused: the run directories of 1 point(s) already hold a run that differs" in heads.stderr
+    assert "refused: the run directories of 1 point(s) already hold a run (or the results" in heads.stderr
     assert f"{run}: the completed run on disk differs in predictor.num_heads" in heads.stderr
     assert "predictor.num_heads: 4 on disk, 2 in this sweep" in heads.stderr
     assert "VJEPA_SWEEPS_OUT=<dir>" in heads.stderr and "vjepa.evaluate" not in heads.stderr
@@ -266,24 +266,41 @@ def test_a_point_a_results_table_records_as_completed_is_skipped_and_one_that_di
     assert "summary: 0 completed, 1 skipped, 0 adopted, 0 failed" in skipped.stdout
     assert list(out.rglob("*")) == []
 
-    probes = _run_sweep(*point[:-1], "probes=fast", point[-1], recorded, "dry_run=true", out=out)
-    assert probes.returncode == 1
-    assert f"recorded as completed in {table}, differing in probes" in probes.stderr
-    assert "leave hydra.sweeper.recorded out" in probes.stderr
-
-    rows = list(csv.DictReader(table.open()))
-    for column, value, key in (
-        ("precision", "bf16", "precision (trained in)"),
-        ("config_hash", "0" * 16, "config_hash"),
-    ):
-        edited = tmp_path / f"{column}.csv"
-        with edited.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows([{**rows[0], column: value}])
-        res = _run_sweep(*point, f"hydra.sweeper.recorded={edited}", "dry_run=true", out=out)
+    # what a run measures and logs counts, as for a run on disk (config_hash leaves it out: run_hash does not)
+    for other in ("probes=fast", "log_every=7"):
+        res = _run_sweep(*point[:-1], other, point[-1], recorded, "dry_run=true", out=out)
         assert res.returncode == 1
-        assert f"recorded as completed in {edited}, differing in {key}" in res.stderr
+        assert f"recorded as completed in {table}, differing in run_hash" in res.stderr
+        assert "leave hydra.sweeper.recorded out" in res.stderr and "recorded, '" in res.stderr
+
+    def edited(name, change, drop=()):
+        rows = list(csv.DictReader(table.open()))
+        path = tmp_path / f"{name}.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=[c for c in rows[0] if c not in drop])
+            writer.writeheader()
+            writer.writerows([{k: v for k, v in {**rows[0], **change}.items() if k not in drop}])
+        return f"hydra.sweeper.recorded={path}", path
+
+    for name, change, drop, key in (
+        ("bf16", {"precision": "bf16"}, (), "precision (trained in)"),
+        ("hash", {"run_hash": "0" * 16}, (), "run_hash"),
+        ("unknown", {}, ("precision", "device"), "precision (trained in)"),  # says not: differs
+    ):
+        arg, path = edited(name, change, drop)
+        res = _run_sweep(*point, arg, "dry_run=true", out=out)
+        assert res.returncode == 1
+        assert f"recorded as completed in {path}, differing in {key}" in res.stderr
+    # a table collected before run_hash: config_hash and the probe tasks with numbers, said in the plan
+    arg, path = edited("legacy", {}, ("run_hash",))
+    res = _run_sweep(*point, arg, "dry_run=true", out=out)
+    assert res.returncode == 0 and "1 completed elsewhere" in res.stdout
+    assert "1 recorded run(s) collected before run_hash existed" in res.stdout
+    res = _run_sweep(*point[:-1], "probes=fast", point[-1], arg, "dry_run=true", out=out)
+    assert f"recorded as completed in {path}, differing in probes" in res.stderr
+    arg, path = edited("legacy_hash", {"config_hash": "0" * 16}, ("run_hash",))
+    res = _run_sweep(*point, arg, "dry_run=true", out=out)
+    assert f"recorded as completed in {path}, differing in config_hash" in res.stderr
     assert list(out.rglob("*")) == []
 
     for bad, why in (

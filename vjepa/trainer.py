@@ -71,6 +71,19 @@ RESUME_FREE_KEYS = (
     "diagnostics",
     "probes",
 )
+# Keys that change neither what a run computes nor what it measures and logs: two runs that differ only in
+# them are the same run (sweeps skip and adopt by this; ``run_hash``). RESUME_FREE_KEYS also holds keys a
+# resumed run may change although they change what it measures (probes) or logs.
+RUN_FREE_KEYS = (
+    "run_dir",
+    "device",
+    "threads",
+    "progress",
+    "data.num_workers",
+    "data.root",
+    "compile",
+    "activation_checkpointing",
+)
 MASK_STREAM = {"image": 11, "video": 12}
 DROP_PATH_STREAM = 99
 
@@ -183,16 +196,22 @@ def with_added_defaults(c: dict) -> dict:
     return c
 
 
+def _digest(c) -> str:
+    return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
 def config_hashes(cfg: dict) -> tuple[str, str]:
     """(config_hash, group_hash) of a resolved config container (a run's config.yaml): sha256 (16 hex digits)
-    of it without ``RESUME_FREE_KEYS`` and ``ADDED_KEYS`` at their old value, and of the same without the
-    seed. Equal hashes: the same experiment (``analysis.collect`` records them; sweeps match recorded runs)."""
-
-    def digest(c):
-        return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
+    of it without ``RESUME_FREE_KEYS`` (so without probes, log_every, diagnostics) and ``ADDED_KEYS`` at their
+    old value, and of the same without the seed: equal for runs that train the same network."""
     semantic = without_added_defaults(without_keys(copy.deepcopy(cfg), RESUME_FREE_KEYS))
-    return digest(semantic), digest(without_keys(copy.deepcopy(semantic), ["seed"]))
+    return _digest(semantic), _digest(without_keys(copy.deepcopy(semantic), ["seed"]))
+
+
+def run_hash(cfg: dict) -> str:
+    """sha256 (16 hex digits) of a resolved config container without ``RUN_FREE_KEYS`` and ``ADDED_KEYS`` at
+    their old value: equal for the same run (same training, probes, logging), wherever it ran."""
+    return _digest(without_added_defaults(without_keys(copy.deepcopy(cfg), RUN_FREE_KEYS)))
 
 
 def _semantic(cfg) -> dict:
