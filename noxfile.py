@@ -24,7 +24,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def report(session: nox.Session) -> None:
     """Regenerate reports/ from reports/results.csv (no training, no checkpoints); `nox -s report -- sweeps_out`
-    collects those run directories into reports/ first."""
+    collects those run directories into reports/ first (`-- sweeps_out --update`: into the committed table,
+    keeping the completed runs it records that are not here)."""
     session.install("-e", ".")
     if session.posargs:
         session.run(
