@@ -154,6 +154,15 @@ def test_predictor_widths_per_preset_are_valid_at_the_presets_head_dimension_up_
             assert widths[:3] == [192, 384, 768]
 
 
+def _tiny_width_sweep(out, *args):
+    """predictor_width at seed 0 on the test-sized tiny model, local jobs of 1 thread, no probes."""
+    from tests.conftest import TINY_TEST
+
+    small = [o for o in TINY_TEST if not o.startswith("predictor.width")]
+    common = ["seed=0", "probes=none", "threads=1", "hydra/launcher=submitit_local"]
+    return _run_sweep("predictor_width", "preset=tiny", *small, *args, *common, out=out)
+
+
 def _run_sweep(name, *args, out, env=None):
     env = {**os.environ, "VJEPA_SWEEPS_OUT": str(out), **(env or {})}
     return subprocess.run(
@@ -401,21 +410,9 @@ def test_local_jobs_get_the_gpu_visibility_of_the_process_that_launched_them(tmp
         restore_local_gpus(slurm)
         assert slurm["CUDA_VISIBLE_DEVICES"] == "5"  # the scheduler's choice stands
     # a real local sweep: its job records the visibility it trained with
-    from tests.conftest import TINY_TEST
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-6b20ea96-c588,MIG-1/2")
-    res = _run_sweep(
-        "predictor_width",
-        "preset=tiny",
-        *[o for o in TINY_TEST if not o.startswith("predictor.width")],
-        "steps=1",
-        "predictor.width=16",
-        "seed=0",
-        "probes=none",
-        "threads=1",
-        "hydra/launcher=submitit_local",
-        out=tmp_path,
-    )
+    res = _tiny_width_sweep(tmp_path, "steps=1", "predictor.width=16")
     assert res.returncode == 0, res.stderr[-3000:]
     (job,) = (tmp_path / "predictor_width" / "preset=tiny").glob("*/job.json")
     assert json.loads(job.read_text())["cuda_visible_devices"] == "GPU-6b20ea96-c588,MIG-1/2"
@@ -444,22 +441,8 @@ def test_local_launches_keep_every_slot_busy_seed_by_seed_and_fail_only_their_ow
 
 def test_local_sweep_with_fewer_slots_than_runs_completes_every_run(tmp_path):
     """The real submitit local launcher, called from the slot threads, trains all three runs once each."""
-    from tests.conftest import TINY_TEST
-
-    small = [o for o in TINY_TEST if not o.startswith("predictor.width")]
-    res = _run_sweep(
-        "predictor_width",
-        "preset=tiny",
-        *small,
-        "steps=2",
-        "ckpt_every=2",
-        "predictor.width=16,32,64",
-        "seed=0",
-        "probes=none",
-        "threads=1",
-        "hydra.sweeper.max_parallel=2",
-        "hydra/launcher=submitit_local",
-        out=tmp_path,
+    res = _tiny_width_sweep(
+        tmp_path, "steps=2", "ckpt_every=2", "predictor.width=16,32,64", "hydra.sweeper.max_parallel=2"
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "launcher submitit_local: 2 at a time x 1 thread(s)" in res.stdout
