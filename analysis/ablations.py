@@ -94,7 +94,9 @@ def _num(value) -> float:
 class Ablation:
     """``paper_row(row)``: the paper row of a run (None: no counterpart). ``order``: how variants sort
     (``"numeric"``: by value where all variants are numbers, else by text; or a tuple of the axis values in
-    display order, unknown values after them)."""
+    display order, unknown values after them). ``grid_rows``: the paper rows the sweep's own grid trains
+    (its grid's variants in order; tests/test_sweeps.py checks them), so a row without runs yet reads as not
+    run yet rather than not run here."""
 
     sweep: str
     table: str | None
@@ -103,6 +105,7 @@ class Ablation:
     xlabel: str = ""
     log_x: bool = False
     notes: str = ""
+    grid_rows: tuple[str, ...] = ()
 
 
 def _loss_row(row):
@@ -199,6 +202,16 @@ ABLATIONS = {
             "l05_dw_warmup",
         ),
         "context loss",
+        grid_rows=(
+            "lambda = 0",
+            "lambda = 0.05 constant",
+            "lambda = 0.2 constant",
+            "lambda = 0.5 constant",
+            "lambda = 1 constant",
+            "lambda = 0.2 + warm-up",
+            "lambda = 0.5 + warm-up",
+            "lambda = 0.5 distance-weighted + warm-up",
+        ),
     ),
     "recipe": Ablation(
         "recipe",
@@ -206,6 +219,13 @@ ABLATIONS = {
         _recipe_row,
         ("vjepa2", "context", "deep", "mix", "tokenizer"),
         "recipe step",
+        grid_rows=(
+            "V-JEPA 2",
+            "+ context loss",
+            "+ deep self-supervision",
+            "+ VisionMix",
+            "+ multi-modal tokenizer",
+        ),
     ),
     "deep_supervision": Ablation(
         "deep_supervision",
@@ -213,6 +233,7 @@ ABLATIONS = {
         lambda row: "with" if _true(_cfg(row, "model.deep_supervision")) else "without",
         ("False", "True"),
         "deep self-supervision",
+        grid_rows=("without", "with"),
     ),
     # no paper table: the paper does not ablate the cut; Meta's collator keeps the first raster-order tokens
     "mask_cut": Ablation(

@@ -120,21 +120,25 @@ def _completed_variants(stats: pd.DataFrame) -> set[str]:
     return set(stats.loc[stats["n"] > 0, "variant"])
 
 
-def unanswered(stats: pd.DataFrame, table: Table | None) -> tuple[list[str], list[str]]:
+def unanswered(
+    stats: pd.DataFrame, table: Table | None, grid_rows: tuple[str, ...] = ()
+) -> tuple[list[str], list[str]]:
     """The table's directions this sweep gives no pair of completed variants for, in two lists:
 
     * ``pending``: each of the two paper rows has a variant, but one of them has no completed run yet (its
-      runs exist and are running, failed, ...): rows of ``stats`` with ``n`` 0 on every metric, such as
-      ``tables._pending_stats`` gives;
-    * ``not_run``: a paper row has no variant at all in the sweep (e.g. Table 1's "+ ViT-G").
+      runs exist and are running, failed, ...: rows of ``stats`` with ``n`` 0 on every metric, such as
+      ``tables._pending_stats`` gives), or has no run at all yet but is one of the sweep's ``grid_rows``
+      (``Ablation.grid_rows``);
+    * ``not_run``: a paper row has no variant at all and the sweep does not train it (e.g. Table 1's
+      "+ ViT-G").
 
     ``stats``: one row or more per variant (``variant``, ``paper_row``, ``n``), pending variants included.
     """
     variant, completed = _variant_of(stats), _completed_variants(stats)
     pending, never = [], []
     for name, a, b in table.directions if table else ():
-        if a not in variant or b not in variant:
+        if any(r not in variant and r not in grid_rows for r in (a, b)):
             never.append(name)
-        elif not {variant[a], variant[b]} <= completed:
+        elif not all(r in variant and variant[r] in completed for r in (a, b)):
             pending.append(name)
     return pending, never

@@ -612,7 +612,7 @@ def _beside_random(s: Summary, metric: str) -> str:
 def _direction_lines(s: Summary) -> list[str]:
     """The paper's ingredients, one line each: its change beside ours per metric pair, and a tally."""
     d = s.directions
-    pending, skipped = unanswered(s.stats_with_pending, s.table)
+    pending, skipped = unanswered(s.stats_with_pending, s.table, s.ablation.grid_rows)
     if d.empty and not pending and not skipped:
         return []
     tally = "; ".join(f"{n} {v}" for v, n in d["verdict"].value_counts().sort_index().items())

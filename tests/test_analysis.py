@@ -721,6 +721,10 @@ def test_directions_skip_rows_the_sweep_did_not_run(results):
     assert unanswered(stats, t1) == ([], later)
     stats["n"] = [3, 0]  # the context runs exist, none completed: pending, not "not run"
     assert unanswered(stats, t1) == (["+ context loss"], later)
+    # rows the sweep's grid trains but with no run at all yet (a table collected part way): pending too
+    grid = ABLATIONS["recipe"].grid_rows
+    stats["n"] = [3, 3]
+    assert unanswered(stats, t1, grid) == (later[:3], later[3:])
 
 
 def _recipe(results, vjepa2_status: str) -> pd.DataFrame:

@@ -113,7 +113,12 @@ def test_every_grid_point_is_a_valid_run_without_the_sweep_keys(name):
 
 
 @pytest.mark.parametrize(
-    "name, table", [("context_loss", "published_table2"), ("recipe", "published_table1")]
+    "name, table",
+    [
+        ("context_loss", "published_table2"),
+        ("recipe", "published_table1"),
+        ("deep_supervision", "published_table12"),
+    ],
 )
 def test_published_sweep_variants_map_one_to_one_onto_the_papers_rows_in_order(name, table):
     """Each grid point's trained config, read as analysis reads a run, is its own row of the paper's table,
@@ -135,6 +140,7 @@ def test_published_sweep_variants_map_one_to_one_onto_the_papers_rows_in_order(n
     assert (
         rows == paper_rows[: len(values)]
     )  # Table 1: its first 5 steps (ViT-G and cool-down do not run here)
+    assert tuple(rows) == ABLATIONS[name].grid_rows  # what the report reads as "not run yet"
 
 
 def test_predictor_widths_per_preset_are_valid_at_the_presets_head_dimension_up_to_the_encoder_width():
