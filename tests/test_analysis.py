@@ -744,13 +744,14 @@ def _recipe(results, vjepa2_status: str) -> pd.DataFrame:
 @pytest.mark.parametrize("vjepa2_status", ["running", "completed"])
 def test_a_direction_whose_runs_have_not_completed_is_pending_not_unrun(results, vjepa2_status):
     """Table 1's "+ context loss" (vjepa2 -> context): both run directories exist, the context run is still
-    training. The statement says it waits for a completed run; only the steps with no run are "not run"."""
+    training. The statement says it waits for a completed run, as it does for the steps the sweep's grid
+    trains but that have no run yet; only the steps no sweep here trains are "not run"."""
     s = _summary(_recipe(results, vjepa2_status), "recipe")
     assert s.directions.empty and set(s.pending["paper_row"]) <= {"V-JEPA 2", "+ context loss"}
     head = next(x for x in statement(s).splitlines() if x.startswith("- The paper's ingredients"))
     assert head == (
         "- The paper's ingredients, ours paired by seed (0 metric pair(s): none); no completed run yet: "
-        "+ context loss; not run here: + deep self-supervision, + VisionMix, + multi-modal tokenizer, "
+        "+ context loss, + deep self-supervision, + VisionMix, + multi-modal tokenizer; not run here: "
         "+ ViT-G, + cool-down."
     )
 
