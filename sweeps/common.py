@@ -7,7 +7,10 @@
   (sweep-only keys removed), after recording which scheduler job works on the directory (``job.json``).
 * ``run_state(run_dir)``: completed | active (its scheduler job is still queued or running) | the status.json
   state | new. Completed and active runs are never launched again.
-* ``scheduler_params(cluster, kind)``: submitit parameters of one run from the ``cluster`` group.
+* ``scheduler_params(cluster, kind)``: submitit parameters of one run from the ``cluster`` group;
+  ``relay_gpus_to_local_jobs`` / ``restore_local_gpus``: local jobs see the GPUs the sweep's process sees.
+* ``RecordedRuns``: the completed runs a results table records (``hydra.sweeper.recorded``), skipped as runs
+  trained on another machine.
 * ``identical_run`` / ``adopt_run``: ablations share points (the preset's own mask ratio, predictor width and
   data mix are the base of three sweeps); a point whose configuration a completed run of another sweep
   already trained in the same arithmetic is adopted from it (its files copied, checkpoints hard-linked,
