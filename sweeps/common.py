@@ -423,13 +423,12 @@ class RecordedRuns:
             return []
         out = []
         cfg = OmegaConf.to_container(train_cfg, resolve=True)
-        if row.get("run_hash"):
-            if row["run_hash"] != run_hash(cfg):
-                out.append(("run_hash", row["run_hash"], run_hash(cfg)))
-        else:
+        key = "run_hash" if row.get("run_hash") else "config_hash"
+        want = run_hash(cfg) if key == "run_hash" else config_hashes(cfg)[0]
+        if row[key] != want:
+            out.append((key, row[key], want))
+        if key == "config_hash":
             self.legacy.add(run_id)
-            if row["config_hash"] != config_hashes(cfg)[0]:
-                out.append(("config_hash", row["config_hash"], config_hashes(cfg)[0]))
             tasks = list((cfg.get("probes") or {}).get("tasks") or {})
             measured = {k.split("/")[1] for k, v in row.items() if k and k.startswith("probe/") and v}
             unmeasured = [t for t in tasks if t not in measured]

@@ -220,7 +220,10 @@ class AblationSweeper(Sweeper):
                     k for k, _, _ in point.differences
                 )
                 return point
-            if state == "new" and self.recorded is not None and not run_entries(run_dir):
+            # never skip nor adopt over a run's files
+            if state != "new" or run_entries(run_dir):
+                return point
+            if self.recorded is not None:
                 point.differences = self.recorded.differences(run_dir, train_cfg, precision)
                 if point.differences:
                     point.state = "conflict"
@@ -232,7 +235,7 @@ class AblationSweeper(Sweeper):
                 if self.recorded.holds(run_dir):
                     point.state, point.detail = "recorded", f"completed, in {self.recorded.path}"
                     return point
-            if state == "new" and self.reuse and not run_entries(run_dir):  # never over a run's files
+            if self.reuse:
                 sweeps_root = Path(str(cfg.hydra.sweep.dir)).parent.parent
                 preset = str(cfg.hydra.runtime.choices.get("preset"))
                 donor = identical_run(train_cfg, sweeps_root, preset, run_dir, precision=precision)
