@@ -210,3 +210,28 @@ def test_sacct_shim_reads_jobcomp_log_for_purged_jobs(tmp_path):
     assert info["7_1"]["State"] == "RUNNING"
     assert info["7_3"]["State"] == "PENDING"
     assert "99" not in info
+
+
+def test_sacct_shim_fails_rather_than_answer_a_requeued_job_from_its_earlier_end(tmp_path):
+    """When slurmctld does not answer (scontrol fails, as under heavy load), the shim exits non-zero like the
+    real sacct without its backend, so submitit keeps the state it had. It must not answer from the completion
+    log: a requeued job's entry there is the end of its earlier run, and a finished state read once is cached
+    by submitit's watcher for good, so the driver would give up on a job that is about to run again."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    scontrol = fake_bin / "scontrol"
+    scontrol.write_text("#!/bin/sh\necho 'slurm_load_jobs error: Socket timed out on send/recv' >&2\nexit 1\n")
+    scontrol.chmod(0o755)
+    comp = tmp_path / "jobcomp.log"
+    comp.write_text("JobId=4 UserId=root(0) Name=wrap JobState=CANCELLED Partition=debug NodeList=n1\n")
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(f"JobCompType=jobcomp/filetxt\nJobCompLoc={comp}\n")
+    env = dict(os.environ, PATH=f"{fake_bin}{os.pathsep}{os.environ['PATH']}", SLURM_CONF=str(conf))
+    proc = subprocess.run(
+        [sys.executable, str(SHIM_DIR / "sacct"), "-o", "JobID,State", "--parsable2", "-j", "4"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "Socket timed out" in proc.stderr
