@@ -220,7 +220,9 @@ def test_sacct_shim_fails_rather_than_answer_a_requeued_job_from_its_earlier_end
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     scontrol = fake_bin / "scontrol"
-    scontrol.write_text("#!/bin/sh\necho 'slurm_load_jobs error: Socket timed out on send/recv' >&2\nexit 1\n")
+    scontrol.write_text(
+        "#!/bin/sh\necho 'slurm_load_jobs error: Socket timed out on send/recv' >&2\nexit 1\n"
+    )
     scontrol.chmod(0o755)
     comp = tmp_path / "jobcomp.log"
     comp.write_text("JobId=4 UserId=root(0) Name=wrap JobState=CANCELLED Partition=debug NodeList=n1\n")
