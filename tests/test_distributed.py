@@ -20,6 +20,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _launch_ranks(rank_args: list[list[str]], base_env: dict) -> list[subprocess.Popen]:
+    """One ``python -m vjepa.train`` process per rank (its overrides ``rank_args[rank]``), as torchrun would."""
+    port = _free_port()
+    procs = []
+    for rank, args in enumerate(rank_args):
+        env = {
+            **base_env,
+            "WORLD_SIZE": str(len(rank_args)),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "vjepa.train", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    return procs
+
+
+def _base_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    return env
+
+
 def _losses(run_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -30,9 +61,7 @@ def _losses(run_dir: Path) -> list[float]:
     ids=["one-cut", "length-buckets"],  # buckets straddle the ranks' halves of the batch
 )
 def test_two_processes_match_one_process(tmp_path, extra):
-    root = str(Path(__file__).parents[1])
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    base_env["PYTHONPATH"] = root
+    base_env = _base_env()
     one = tmp_path / "one"
     subprocess.run(
         [sys.executable, "-m", "vjepa.train", *ARGS, *extra, f"run_dir={one}"],
@@ -41,29 +70,30 @@ def test_two_processes_match_one_process(tmp_path, extra):
         capture_output=True,
     )
     two = tmp_path / "two"
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        env = {
-            **base_env,
-            "WORLD_SIZE": "2",
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "vjepa.train", *ARGS, *extra, f"run_dir={two}"],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
+    procs = _launch_ranks([[*ARGS, *extra, f"run_dir={two}"]] * 2, base_env)
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     final = json.loads((two / "metrics.json").read_text())
     assert final["world_size"] == 2
     # Same samples, same masks, gradients averaged: equal up to float reduction order.
     assert _losses(two) == pytest.approx(_losses(one), rel=1e-4, abs=1e-6)
+
+
+def test_a_refusal_on_one_rank_stops_every_rank_at_once(tmp_path):
+    """Rank 1 cannot find its data (a mount missing on its node, here a data root that does not exist); rank 0
+    can. Both refuse with rank 1's error (exit 2) and the run directory gets no run files (only Hydra's log).
+    Before, rank 0 went on to the run directory's barrier: with gloo it then failed on the lost connection
+    (exit 1) without the reason; a backend that does not notice the peer's exit waits out its timeout."""
+    run_dir = tmp_path / "run"
+    ok = [*ARGS, f"run_dir={run_dir}"]
+    missing = [*ok, "data=real", f"data.root={tmp_path / 'no-such-mount'}"]
+    procs = _launch_ranks([ok, missing], _base_env())
+    try:
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [2, 2], outs
+    for out in outs:
+        assert "refused on rank(s) 1 of 2" in out and "no-such-mount" in out and "does not exist" in out, out
+    assert not any((run_dir / name).exists() for name in ("config.yaml", "status.json", "checkpoints"))

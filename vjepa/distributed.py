@@ -89,3 +89,12 @@ def any_across_ranks(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0])
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def errors_across_ranks(error: str | None, info: DistInfo) -> list[tuple[int, str]]:
+    """(rank, error) of every rank whose ``error`` is not None, the same list on every rank."""
+    if info.world == 1:
+        return [] if error is None else [(0, error)]
+    errors: list[str | None] = [None] * info.world
+    dist.all_gather_object(errors, error)
+    return [(rank, e) for rank, e in enumerate(errors) if e is not None]

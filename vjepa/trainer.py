@@ -37,6 +37,7 @@ from vjepa.distributed import (
     average_gradients,
     barrier,
     broadcast_module,
+    errors_across_ranks,
     init_distributed,
     mean_across_ranks,
 )
@@ -270,8 +271,34 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
 
     # ---- set-up -------------------------------------------------------------------------------------
+    def _on_every_rank(self, check: Callable[[], None]) -> None:
+        """Run ``check``; if it raised ``ConfigError`` on any rank, raise one on every rank, naming the ranks
+        and their errors. A rank that refuses alone (a data path missing on its node) would otherwise leave
+        the others waiting at the next collective until the backend's timeout."""
+        error = None
+        try:
+            check()
+        except ConfigError as exc:
+            if self.dist.world == 1:
+                raise
+            error = exc
+        failed = errors_across_ranks(None if error is None else str(error), self.dist)
+        if failed:
+            raise ConfigError(
+                "refused on rank(s) " + ", ".join(str(rank) for rank, _ in failed) + " of "
+                f"{self.dist.world}:\n" + "\n".join(f"  rank {rank}: {msg}" for rank, msg in failed)
+            ) from error
+
     def _check_run_dir(self) -> None:
         """Refuse to mix two different experiments in one directory; write config.yaml for a new run."""
+        self._on_every_rank(self._refuse_another_run)
+        cfg_path = self.run_dir / "config.yaml"
+        if not cfg_path.exists() and self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cfg_path, OmegaConf.to_yaml(self.cfg, resolve=True))
+        barrier(self.dist)
+
+    def _refuse_another_run(self) -> None:
         cfg_path = self.run_dir / "config.yaml"
         if cfg_path.exists():
             old = OmegaConf.load(cfg_path)
@@ -285,10 +312,6 @@ class Trainer:
                     + "\n  - ".join(diffs)
                     + "\nChoose another run_dir, or delete that directory to start over."
                 )
-        elif self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(cfg_path, OmegaConf.to_yaml(self.cfg, resolve=True))
-        barrier(self.dist)
 
     def _build(self) -> None:
         torch.manual_seed(self.cfg.seed)
@@ -461,9 +484,9 @@ class Trainer:
             self._check_run_dir()
             print(f"[vjepa] {self.run_dir} is already completed; nothing to do", file=sys.stderr)
             return read_json(self.run_dir / "metrics.json")
-        self._build_sources()
+        self._on_every_rank(self._build_sources)
         self._check_run_dir()
-        self._check_precision(status)
+        self._on_every_rank(lambda: self._check_precision(status))
         if accepted is not None and self.is_main:
             accepted()
         try:
