@@ -17,9 +17,9 @@ gives the sweep name and preset (a search's trials ``<out>/hpo/<study>/preset=<p
 * ``steps_done``, ``steps``, ``wall_time_s`` (training time; for unfinished runs up to the last log line),
   ``error`` (first line of a failure);
 * ``config_hash``: sha256 of the resolved config without run-specific keys (run_dir, device, threads, ...)
-  and without what a resumed run may change (probes, log_every, diagnostics: ``vjepa.trainer.config_hashes``);
+  and without what a resumed run may change (probes, log_every, diagnostics: ``vjepa.run_identity.config_hashes``);
   ``group_hash``: the same without the seed (equal for the seeds of one variant); ``run_hash``: of the config
-  without the run-specific keys only (``vjepa.trainer.run_hash``: equal for the same run wherever it ran; a
+  without the run-specific keys only (``vjepa.run_identity.run_hash``: equal for the same run wherever it ran; a
   sweep's ``hydra.sweeper.recorded`` matches points by it);
 * ``code_version``: the code that trained the run (``git describe`` recorded by the engine in metrics.json,
   or in status.json while it runs); for directories without it, this repository's at collect time;
@@ -147,13 +147,13 @@ def flatten(d: dict, prefix: str = "", sep: str = "/") -> dict:
 
 
 def _without(cfg: dict, keys) -> dict:
-    from vjepa.trainer import without_keys  # the engine's rule, so hashes match what resume compares
+    from vjepa.run_identity import without_keys  # the engine's rule, so hashes match what resume compares
 
     return without_keys(copy.deepcopy(cfg), keys)
 
 
 def _resume_free() -> tuple[str, ...]:
-    from vjepa.trainer import RESUME_FREE_KEYS  # the engine's list of keys a resumed run may change
+    from vjepa.run_identity import RESUME_FREE_KEYS  # the engine's list of keys a resumed run may change
 
     return RESUME_FREE_KEYS
 
@@ -164,9 +164,9 @@ def not_axis(key: str) -> bool:
 
 
 def config_hashes(cfg: dict) -> tuple[str, str]:
-    """(config_hash, group_hash) of a run's config: ``vjepa.trainer.config_hashes``, the engine's rule, which
+    """(config_hash, group_hash) of a run's config: ``vjepa.run_identity.config_hashes``, the engine's rule, which
     sweeps also use to match the runs a results table records."""
-    from vjepa.trainer import config_hashes as engine_hashes
+    from vjepa.run_identity import config_hashes as engine_hashes
 
     return engine_hashes(cfg)
 
@@ -194,7 +194,7 @@ def read_run(run_dir: Path) -> dict:
             state = "no_metrics"
     error = (status.get("error") or "").strip() or (status.get("traceback") or "").strip().split("\n")[-1]
     seed = cfg.get("seed", parsed.get("seed"))
-    from vjepa.trainer import run_hash as engine_run_hash
+    from vjepa.run_identity import run_hash as engine_run_hash
 
     hashes = config_hashes(cfg) if cfg else (None, None)
     try:

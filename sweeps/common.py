@@ -40,7 +40,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import vjepa.train
-from vjepa.trainer import ABSENT, RUN_FREE_KEYS, available_cpus, config_differences
+from vjepa.run_identity import ABSENT, RUN_FREE_KEYS, config_differences
+from vjepa.trainer import available_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_KEYS = ("sweep", "cluster", "dry_run", "hpo")  # configuration of the sweep, not of the runs
@@ -309,7 +310,7 @@ REUSE_FREE_KEYS = RUN_FREE_KEYS
 
 def comparable_config(cfg) -> dict:
     """The resolved config without ``REUSE_FREE_KEYS``."""
-    from vjepa.trainer import without_added_defaults, without_keys
+    from vjepa.run_identity import without_added_defaults, without_keys
 
     c = without_keys(OmegaConf.to_container(cfg, resolve=True), REUSE_FREE_KEYS)
     return without_added_defaults(c)
@@ -415,7 +416,7 @@ class RecordedRuns:
         that would train ``train_cfg`` in ``precision``; empty where none is recorded or it is the same. A
         row that does not say its arithmetic differs in it."""
         from vjepa.config_check import resolved_precision
-        from vjepa.trainer import config_hashes, run_hash
+        from vjepa.run_identity import config_hashes, run_hash
 
         run_id = self.run_id(run_dir)
         row = self.rows.get(run_id)

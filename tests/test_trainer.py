@@ -12,8 +12,9 @@ import torch
 from tests.conftest import TINY_TEST
 from vjepa.config_check import ConfigError
 from vjepa.jepa import JEPA
+from vjepa.run_identity import without_keys
 from vjepa.runfiles import code_version, load_checkpoint, read_status
-from vjepa.trainer import Trainer, train, without_keys
+from vjepa.trainer import Trainer, train
 
 VOLATILE = {"wall_time_s", "samples_per_s", "tokens_per_s"}
 

@@ -7,10 +7,7 @@ k.. exactly as an uninterrupted run does: on CPU the final weights and metrics a
 
 from __future__ import annotations
 
-import copy
 import functools
-import hashlib
-import json
 import math
 import os
 import sys
@@ -45,6 +42,7 @@ from vjepa.jepa import JEPA
 from vjepa.losses import context_weights
 from vjepa.masks import MaskSpec, mask_bucketing, mask_settings, sample_mask_buckets
 from vjepa.models import count_params
+from vjepa.run_identity import config_differences, resume_view
 from vjepa.runfiles import (
     MetricsLog,
     atomic_write_text,
@@ -58,33 +56,6 @@ from vjepa.runfiles import (
 )
 from vjepa.schedules import ema_momentum, linear_warmup, warmup_cosine
 
-# Keys that may differ between the run that started a directory and the one resuming it.
-RESUME_FREE_KEYS = (
-    "run_dir",
-    "device",
-    "threads",
-    "progress",
-    "log_every",
-    "data.num_workers",
-    "data.root",
-    "compile",
-    "activation_checkpointing",
-    "diagnostics",
-    "probes",
-)
-# Keys that change neither what a run computes nor what it measures and logs: two runs that differ only in
-# them are the same run (sweeps skip and adopt by this; ``run_hash``). RESUME_FREE_KEYS also holds keys a
-# resumed run may change although they change what it measures (probes) or logs.
-RUN_FREE_KEYS = (
-    "run_dir",
-    "device",
-    "threads",
-    "progress",
-    "data.num_workers",
-    "data.root",
-    "compile",
-    "activation_checkpointing",
-)
 MASK_STREAM = {"image": 11, "video": 12}
 DROP_PATH_STREAM = 99
 
@@ -140,100 +111,6 @@ def param_groups(modules, weight_decay: float):
             if p.requires_grad:
                 (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _parent(c: dict, key: str) -> tuple[dict | None, str]:
-    """(the dict holding dotted ``key`` in config container ``c``, or None where the path does not exist;
-    the key's last part)."""
-    *path, last = key.split(".")
-    node = c
-    for p in path:
-        node = node.get(p) if isinstance(node, dict) else None
-    return (node if isinstance(node, dict) else None), last
-
-
-def without_keys(c: dict, keys) -> dict:
-    """``c`` (a config container, modified in place) without the given dotted keys (``run_dir``,
-    ``data.root``, ...); a key whose path does not exist is ignored."""
-    for key in keys:
-        node, last = _parent(c, key)
-        if node is not None:
-            node.pop(last, None)
-    return c
-
-
-# Keys added to the configs after runs were made without them, with the value that reproduces what the
-# code did before: a config that sets one to this value is the same experiment as one that lacks it (so old
-# run directories resume, are adopted by sweeps and hash as before).
-ADDED_KEYS = {
-    "mask.buckets": 1,
-    "mask.bucket_by": "order",
-    "mask.cut": "random",
-    "mask.trim": "raster",
-    "mask.image_settings": None,
-    "loss.context.image_weight": None,
-}
-
-
-def _added_key_nodes(c: dict):
-    for key, value in ADDED_KEYS.items():
-        node, last = _parent(c, key)
-        if node is not None:
-            yield node, last, value
-
-
-def without_added_defaults(c: dict) -> dict:
-    """``c`` (a config container, modified in place) without the ``ADDED_KEYS`` set to their value."""
-    for node, last, value in _added_key_nodes(c):
-        if last in node and node[last] == value:
-            del node[last]
-    return c
-
-
-def with_added_defaults(c: dict) -> dict:
-    """``c`` (a config container, modified in place) with each missing ``ADDED_KEYS`` entry at its value."""
-    for node, last, value in _added_key_nodes(c):
-        node.setdefault(last, value)
-    return c
-
-
-def _digest(c) -> str:
-    return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
-def config_hashes(cfg: dict) -> tuple[str, str]:
-    """(config_hash, group_hash) of a resolved config container (a run's config.yaml): sha256 (16 hex digits)
-    of it without ``RESUME_FREE_KEYS`` (so without probes, log_every, diagnostics) and ``ADDED_KEYS`` at their
-    old value, and of the same without the seed: equal for runs that train the same network."""
-    semantic = without_added_defaults(without_keys(copy.deepcopy(cfg), RESUME_FREE_KEYS))
-    return _digest(semantic), _digest(without_keys(copy.deepcopy(semantic), ["seed"]))
-
-
-def run_hash(cfg: dict) -> str:
-    """sha256 (16 hex digits) of a resolved config container without ``RUN_FREE_KEYS`` and ``ADDED_KEYS`` at
-    their old value: equal for the same run (same training, probes, logging), wherever it ran."""
-    return _digest(without_added_defaults(without_keys(copy.deepcopy(cfg), RUN_FREE_KEYS)))
-
-
-def _semantic(cfg) -> dict:
-    return with_added_defaults(without_keys(OmegaConf.to_container(cfg, resolve=True), RESUME_FREE_KEYS))
-
-
-ABSENT = "<absent>"  # config_differences' default value of a key on the side that lacks it
-
-
-def config_differences(old, new, missing=ABSENT, prefix: str = "") -> list[tuple[str, object, object]]:
-    """(dotted key, old value, new value) of every leaf where config containers ``old`` and ``new`` differ,
-    by key; a key one side lacks has the value ``missing`` there (the trainer passes None: a null key and an
-    absent one are the same run)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new), key=str):
-            out += config_differences(
-                old.get(key, missing), new.get(key, missing), missing, f"{prefix}{key}."
-            )
-        return out
-    return [] if old == new else [(prefix[:-1], old, new)]
 
 
 class Trainer:
@@ -304,7 +181,7 @@ class Trainer:
             old = OmegaConf.load(cfg_path)
             diffs = [
                 f"{key}: {a!r} (on disk) vs {b!r} (now)"
-                for key, a, b in config_differences(_semantic(old), _semantic(self.cfg), missing=None)
+                for key, a, b in config_differences(resume_view(old), resume_view(self.cfg), missing=None)
             ]
             if diffs:
                 raise ConfigError(
