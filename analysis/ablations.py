@@ -95,8 +95,8 @@ class Ablation:
     """``paper_row(row)``: the paper row of a run (None: no counterpart). ``order``: how variants sort
     (``"numeric"``: by value where all variants are numbers, else by text; or a tuple of the axis values in
     display order, unknown values after them). ``grid_rows``: the paper rows the sweep's own grid trains
-    (its grid's variants in order; tests/test_sweeps.py checks them), so a row without runs yet reads as not
-    run yet rather than not run here."""
+    (its grid's variants in order, the same order as ``order``; tests/test_sweeps.py checks both), so a row
+    without runs yet reads as not run yet rather than not run here, and the variant table lists it."""
 
     sweep: str
     table: str | None
@@ -106,6 +106,11 @@ class Ablation:
     log_x: bool = False
     notes: str = ""
     grid_rows: tuple[str, ...] = ()
+
+    @property
+    def grid_variants(self) -> dict[str, str]:
+        """Each variant of the sweep's own grid (``order``) to its paper row (``grid_rows``), in grid order."""
+        return dict(zip(self.order, self.grid_rows, strict=True)) if self.grid_rows else {}
 
 
 def _loss_row(row):

@@ -389,13 +389,18 @@ def variant_table(s: Summary) -> tuple[list[str], list[list[str]]]:
         short(k) if kind == "ours" else f"paper: {METRICS[k].label}" for kind, k in columns
     ]
     rows, every = [], s.stats_with_pending
-    for variant in [*s.variants, RANDOM]:
+    unrun = {v: row for v, row in s.ablation.grid_variants.items() if v not in s.variants}
+    for variant in [*sort_variants([*s.variants, *unrun], s.ablation), RANDOM]:
         st = every[every["variant"] == variant]
-        if st.empty:
+        if variant in unrun:  # a step of the sweep's grid with no run here yet: the paper's numbers alone
+            paper_row, n_runs = unrun[variant], 0
+            cells = [variant, paper_row, "0", "no run yet"]
+        elif st.empty:
             continue
-        paper_row = text(st["paper_row"].iloc[0])
-        n_runs = int(st["n"].max())
-        cells = [variant, paper_row or "–", str(n_runs), st["incomplete"].iloc[0] or "0"]
+        else:
+            paper_row = text(st["paper_row"].iloc[0])
+            n_runs = int(st["n"].max())
+            cells = [variant, paper_row or "–", str(n_runs), st["incomplete"].iloc[0] or "0"]
         for kind, k in columns:
             if kind == "ours":
                 cells.append(_cell(s.stats, variant, k, n_runs))
@@ -502,6 +507,10 @@ def legend(s: Summary) -> str:
         out += f" Paper: {s.table.source}, {s.table.title}{note}."
     if s.ablation.notes:
         out += f" Note: {s.ablation.notes}."
+    if any(v not in s.variants for v in s.ablation.grid_variants):
+        out += (
+            " 'no run yet': a variant of the sweep's grid with no run here, shown with the paper's numbers."
+        )
     rand = s.stats[(s.stats["variant"] == RANDOM) & s.stats["mean"].notna()]
     differ = encoder_keys_that_differ(s.runs)
     if not rand.empty and differ:

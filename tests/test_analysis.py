@@ -25,11 +25,14 @@ from analysis.stats import beyond_noise, t95, welch_df
 from analysis.tables import (
     directions_overview,
     kendall_tau,
+    legend,
+    paper_num,
     shown_best,
     statement,
     summarize,
     to_latex,
     to_markdown,
+    variant_table,
 )
 from vjepa.runfiles import MetricsLog, write_json, write_status
 
@@ -754,6 +757,27 @@ def test_a_direction_whose_runs_have_not_completed_is_pending_not_unrun(results,
         "+ context loss, + deep self-supervision, + VisionMix, + multi-modal tokenizer; not run here: "
         "+ ViT-G, + cool-down."
     )
+
+
+def test_the_variant_table_lists_the_grids_steps_without_runs_with_the_papers_numbers(results):
+    """Table 1 with its first two steps run: the table still has a row for each of the grid's other three
+    steps, in the grid's order, with no numbers of ours and the paper's beside them."""
+    s = _summary(_recipe(results, "completed"), "recipe")
+    header, rows = variant_table(s)
+    assert [r[:4] for r in rows[:5]] == [
+        ["vjepa2", "V-JEPA 2", "1", "0"],
+        ["context", "+ context loss", "0", "1 running"],
+        ["deep", "+ deep self-supervision", "0", "no run yet"],
+        ["mix", "+ VisionMix", "0", "no run yet"],
+        ["tokenizer", "+ multi-modal tokenizer", "0", "no run yet"],
+    ]
+    ours = [i for i, h in enumerate(header) if i >= 4 and not h.startswith("paper: ")]
+    in1k = header.index("paper: IN1K top-1")
+    for row, paper in zip(rows[2:], ("+ deep self-supervision", "+ VisionMix", "+ multi-modal tokenizer")):
+        assert all(row[i] == "–" for i in ours)
+        assert row[in1k] == paper_num(TABLES["published_table1"].value(paper, "in1k_top1"), "%")
+    assert "'no run yet': a variant of the sweep's grid with no run here" in legend(s)
+    assert "no run yet" not in legend(_summary(results, "loss_granularity"))
 
 
 def test_directions_overview_counts_each_paper(results):

@@ -141,6 +141,7 @@ def test_published_sweep_variants_map_one_to_one_onto_the_papers_rows_in_order(n
         rows == paper_rows[: len(values)]
     )  # Table 1: its first 5 steps (ViT-G and cool-down do not run here)
     assert tuple(rows) == ABLATIONS[name].grid_rows  # what the report reads as "not run yet"
+    assert tuple(str(v) for v in values) == ABLATIONS[name].order  # grid_variants pairs them in this order
 
 
 def test_predictor_widths_per_preset_are_valid_at_the_presets_head_dimension_up_to_the_encoder_width():
