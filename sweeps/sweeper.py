@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from sweeps.common import (
     RecordedRuns,
     adopt_run,
+    completed_siblings,
     compute_line,
     engine_config,
     human,
@@ -306,9 +307,11 @@ class AblationSweeper(Sweeper):
             self._print_estimate(points, slots, threads)
 
     def _print_estimate(self, points: list[Point], slots: int, threads: int) -> None:
-        """The local wall time of the launches, timed by this sweep's runs that completed here alike."""
+        """The local wall time of the launches, timed by this sweep's runs that completed here alike: the
+        points of this call and the other runs in the sweep's output folder."""
         device = "cuda" if local_gpus() else "cpu"
         done = [(p.run_dir, p.flops) for p in points if p.state == "completed"]
+        done += completed_siblings([p.run_dir for p in points], [p.run_dir for p in points])
         measured = measured_rate(done, threads, device)
         if measured is None:
             print(

@@ -459,6 +459,37 @@ def test_local_sweep_with_fewer_slots_than_runs_completes_every_run(tmp_path):
     assert all(json.loads((r / "status.json").read_text())["state"] == "completed" for r in runs)
 
 
+def test_runs_of_the_sweep_beside_the_points_of_a_call_time_its_launches(tmp_path, compose_cfg):
+    """A call that names one point (recipe_step=context seed=1) still times its launch by the sweep's runs that
+    earlier calls completed in the same folder, costed from their config.yaml; the call's own points, runs
+    not completed and configs this code cannot cost are left out."""
+    from sweeps.common import completed_siblings
+    from vjepa.flops import step_cost
+
+    sweep = tmp_path / "recipe" / "preset=tiny"
+    cfg = compose_cfg("steps=7")
+
+    def run(name, state="completed", config=cfg):
+        d = sweep / name
+        d.mkdir(parents=True)
+        OmegaConf.save(config, d / "config.yaml")
+        write_status(d, state)
+        write_json(d / "metrics.json", {"wall_time_s": 10.0, "threads": 1, "device": "cpu"})
+        return d
+
+    image_cfg = compose_cfg("steps=7", "data.mix=image")
+    done, other = run("a"), run("b", config=image_cfg)
+    run("c", state="running")
+    run("d", config=OmegaConf.create({"steps": 7}))  # no model: cannot be costed
+    point = run("e")
+    (sweep / "f").mkdir()  # a job that wrote nothing yet
+    got = completed_siblings([point], [point])
+    assert [d for d, _ in got] == [done, other]
+    assert got[0][1] == step_cost(cfg).flops * 7
+    assert got[1][1] == step_cost(image_cfg).flops * 7 != got[0][1]
+    assert completed_siblings([tmp_path / "nowhere" / "x"], []) == []
+
+
 def test_wall_time_estimate_times_the_pool_by_runs_completed_here_alike(tmp_path):
     """measured_rate: FLOPs / training wall time of this host's completed runs at the same threads and device
     (median); pool_wall_time: each run starts on the first free slot."""
