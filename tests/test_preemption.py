@@ -237,3 +237,44 @@ def test_probes_that_got_to_their_end_are_kept_despite_a_late_stop_request(compo
     final = trainer.run()
     assert final["probe/shapes_seg/miou"] == 0.5
     assert read_status(cfg.run_dir)["state"] == "completed"
+
+
+def test_a_stop_request_at_any_line_of_the_probe_step_hands_over_or_keeps_the_results(
+    compose_cfg, monkeypatch
+):
+    """A signal is handled between any two lines, including those that clean up after the probes (a
+    ``finally``). Wherever ``request_stop`` runs in ``Trainer._probe``, the result is a hand-over
+    (``Interrupted``) or the kept results, never the internal stop exception escaping as a failure."""
+    import dis
+
+    import vjepa.probes
+
+    trainer = Trainer(compose_cfg(*TINY_TEST, "steps=1", "probes=fast"))
+    trainer._build()
+    monkeypatch.setattr(vjepa.probes, "run_probes", lambda *a, **k: {"probe/shapes_seg/miou": 0.5})
+    code = Trainer._probe.__code__
+    lines = sorted({line for _, _, line in code.co_lines() if line is not None} - {code.co_firstlineno})
+    assert len(lines) > 10 and any(i.opname == "RERAISE" for i in dis.get_instructions(code))  # has a finally
+    outcomes = {}
+    for target in lines:
+        trainer._stop_requested = False
+        fired = []
+
+        def local(frame, event, arg, target=target, fired=fired):
+            if event == "line" and frame.f_lineno == target and not fired:
+                fired.append(target)
+                trainer.request_stop()  # what the signal handler calls; may raise into this frame
+            return local
+
+        def calls(frame, event, arg):
+            return local if event == "call" and frame.f_code is code else None
+
+        sys.settrace(calls)
+        try:
+            outcomes[target] = trainer._probe(trainer.cfg.probes)["probe/shapes_seg/miou"]
+        except Interrupted:
+            outcomes[target] = "handed over"
+        finally:
+            sys.settrace(None)
+        assert not trainer._stop_at_once, f"line {target}: the probes' stop flag stayed set"
+    assert set(outcomes.values()) == {"handed over", 0.5}, outcomes  # early lines hand over, late ones keep

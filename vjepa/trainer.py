@@ -504,28 +504,33 @@ class Trainer:
         last step) or that aborts them raises ``Interrupted``, and no probe result is kept: the checkpoint of
         the final step is on disk, so a rerun goes straight to the probes. Probes that got to their end (a
         request arriving after them, or one Python could not raise, as inside a finaliser) are kept, and
-        the run completes."""
+        the run completes. A request at any line of this method ends one of those two ways
+        (test_preemption's line-by-line test)."""
         from vjepa.data import resolve_root
         from vjepa.probes import run_probes
 
         cfg = self.cfg
         results = None
+        # request_stop clears the flag before it raises, so it raises at most once; the outer try also
+        # catches a raise in the inner finally (a signal there, before the flag is cleared)
         try:
-            self._stop_at_once = True  # inside the try, before the check: a request from here on is caught
-            if not self._stop_requested:
-                results = run_probes(
-                    self.model.target_encoder,
-                    probes_cfg,
-                    cfg.model,
-                    cfg.seed,
-                    resolve_root(cfg.data.get("root")),
-                    self.device,
-                    cache_tag=f"probe-step{cfg.steps}",
-                )
+            try:
+                # inside the try, before the check: a request from here on is caught
+                self._stop_at_once = True
+                if not self._stop_requested:
+                    results = run_probes(
+                        self.model.target_encoder,
+                        probes_cfg,
+                        cfg.model,
+                        cfg.seed,
+                        resolve_root(cfg.data.get("root")),
+                        self.device,
+                        cache_tag=f"probe-step{cfg.steps}",
+                    )
+            finally:
+                self._stop_at_once = False
         except _StopNow:
             pass  # _stop_requested is set
-        finally:
-            self._stop_at_once = False
         if results is None:
             raise Interrupted(
                 f"stop requested at the end-of-run probes; checkpoint written at step {cfg.steps}"
