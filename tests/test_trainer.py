@@ -122,11 +122,24 @@ def test_completed_run_is_not_trained_again(compose_cfg):
     assert (Path(cfg.run_dir) / "checkpoints" / "last.pt").stat().st_mtime_ns == mtime
 
 
-def test_different_config_in_same_run_dir_is_refused_and_nothing_is_touched(compose_cfg):
+def _no_data(monkeypatch) -> None:
+    """Training data that must not be touched: a refusal comes before it is built."""
+    import vjepa.trainer
+
+    def build_sources(*args, **kwargs):
+        raise AssertionError("the training data was built for a refused run")
+
+    monkeypatch.setattr(vjepa.trainer, "build_sources", build_sources)
+
+
+def test_different_config_in_same_run_dir_is_refused_and_nothing_is_touched(compose_cfg, monkeypatch):
     cfg = compose_cfg(*TINY_TEST, "steps=2", "log_every=1")
     train(cfg)
     before = {p.name: p.read_bytes() for p in Path(cfg.run_dir).iterdir() if p.is_file()}
+    (Path(cfg.run_dir) / "status.json").write_text('{"state": "interrupted", "step": 1}')  # not completed
+    before["status.json"] = (Path(cfg.run_dir) / "status.json").read_bytes()
     other = compose_cfg(*TINY_TEST, "steps=2", "log_every=1", "loss=block")
+    _no_data(monkeypatch)
     with pytest.raises(ConfigError, match=r"loss.granularity: 'token' \(on disk\) vs 'block'"):
         train(other)
     after = {p.name: p.read_bytes() for p in Path(cfg.run_dir).iterdir() if p.is_file()}
@@ -154,7 +167,7 @@ def test_collected_config_hash_ignores_exactly_the_keys_resume_ignores():
     assert base["run_dir"] == "a" and base["data"]["root"] == "x"  # the caller's dict is left alone
 
 
-def test_resuming_in_another_precision_is_refused_and_nothing_is_touched(compose_cfg):
+def test_resuming_in_another_precision_is_refused_and_nothing_is_touched(compose_cfg, monkeypatch):
     """precision=auto is fp32 on CPU and bf16 on CUDA: a run moved between devices must not silently switch."""
     cfg = compose_cfg(*TINY_TEST, "steps=4", "log_every=1", "ckpt_every=1")
     assert train(cfg, stop_after=2) is None
@@ -164,10 +177,12 @@ def test_resuming_in_another_precision_is_refused_and_nothing_is_touched(compose
     # as if the first two steps had run on a GPU with precision=auto
     (run_dir / "status.json").write_text(json.dumps({**status, "precision": "bf16"}))
     before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    with pytest.raises(
-        ConfigError, match=r"trained in bf16 until step 2; .* continue it in fp32 .*device=cuda"
-    ):
-        train(cfg)
+    with monkeypatch.context() as patched:
+        _no_data(patched)
+        with pytest.raises(
+            ConfigError, match=r"trained in bf16 until step 2; .* continue it in fp32 .*device=cuda"
+        ):
+            train(cfg)
     assert {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
     (run_dir / "status.json").write_text(json.dumps(status))  # back on its own arithmetic: it resumes
     assert train(cfg)["precision"] == "fp32"

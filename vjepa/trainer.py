@@ -169,6 +169,9 @@ class Trainer:
     def _check_run_dir(self) -> None:
         """Refuse to mix two different experiments in one directory; write config.yaml for a new run."""
         self._on_every_rank(self._refuse_another_run)
+        self._write_config()
+
+    def _write_config(self) -> None:
         cfg_path = self.run_dir / "config.yaml"
         if not cfg_path.exists() and self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -353,17 +356,20 @@ class Trainer:
         ``accepted``: called on the main process once the run directory has accepted this run to train (a
         new run, or the same experiment resumable in this arithmetic), before any training; a refused run
         (``ConfigError``) and a completed one never call it.
-        The data sources are built before the run directory is written: a bad data key or a missing data
-        path is a ``ConfigError`` that leaves nothing behind (a rerun with it mended is a new run).
+        The run directory's refusals (another experiment in it, another arithmetic) come first, before any
+        data is touched; then the data sources are built, before the run directory is written: a bad data
+        key or a missing data path is a ``ConfigError`` that leaves nothing behind (a rerun with it mended
+        is a new run).
         """
         status = read_status(self.run_dir)
         if status and status["state"] == "completed" and (self.run_dir / "metrics.json").exists():
             self._check_run_dir()
             print(f"[vjepa] {self.run_dir} is already completed; nothing to do", file=sys.stderr)
             return read_json(self.run_dir / "metrics.json")
-        self._on_every_rank(self._build_sources)
-        self._check_run_dir()
+        self._on_every_rank(self._refuse_another_run)
         self._on_every_rank(lambda: self._check_precision(status))
+        self._on_every_rank(self._build_sources)
+        self._write_config()
         if accepted is not None and self.is_main:
             accepted()
         try:
