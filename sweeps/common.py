@@ -602,23 +602,20 @@ def measured_rate(runs: list[tuple[Path, float]], threads: int, device: str) -> 
     return (statistics.median(rates), len(rates)) if rates else None
 
 
-def completed_siblings(run_dirs, known) -> list[tuple[Path, float]]:
+def completed_in_folders(run_dirs) -> list[tuple[Path, float]]:
     """(run dir, FLOPs of the whole run) of each completed run in the folders holding ``run_dirs`` (a sweep's
-    output folder) that is not in ``known``: runs of the sweep that this call does not name (an earlier call
-    ran other points), to time its launches by. Their FLOPs come from their config.yaml
-    (``vjepa.flops.step_cost``); a config this code cannot cost (keys it no longer reads) is left out."""
+    output folder): the runs of this call's points and those of earlier calls that named other points, to
+    time the launches by. Their FLOPs come from their config.yaml (``vjepa.flops.step_cost``); a config this
+    code cannot cost (keys it no longer reads) is left out."""
     from omegaconf.errors import OmegaConfBaseException
 
     from vjepa.flops import step_cost
 
-    known = {Path(d) for d in known}
     out = []
     for parent in sorted({Path(d).parent for d in run_dirs}):
         for run_dir in sorted(parent.iterdir()) if parent.is_dir() else []:
             cfg_path = run_dir / "config.yaml"
-            if run_dir in known or not cfg_path.is_file():
-                continue
-            if run_state(run_dir, ask_scheduler=False)[0] != "completed":
+            if not cfg_path.is_file() or run_state(run_dir, ask_scheduler=False)[0] != "completed":
                 continue
             try:
                 cfg = OmegaConf.load(cfg_path)

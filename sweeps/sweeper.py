@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from sweeps.common import (
     RecordedRuns,
     adopt_run,
-    completed_siblings,
+    completed_in_folders,
     compute_line,
     engine_config,
     human,
@@ -310,9 +310,7 @@ class AblationSweeper(Sweeper):
         """The local wall time of the launches, timed by this sweep's runs that completed here alike: the
         points of this call and the other runs in the sweep's output folder."""
         device = "cuda" if local_gpus() else "cpu"
-        done = [(p.run_dir, p.flops) for p in points if p.state == "completed"]
-        done += completed_siblings([p.run_dir for p in points], [p.run_dir for p in points])
-        measured = measured_rate(done, threads, device)
+        measured = measured_rate(completed_in_folders([p.run_dir for p in points]), threads, device)
         if measured is None:
             print(
                 f"[sweep] no run of this sweep completed here at {threads} thread(s) to time the launches by"

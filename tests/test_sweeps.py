@@ -461,9 +461,9 @@ def test_local_sweep_with_fewer_slots_than_runs_completes_every_run(tmp_path):
 
 def test_runs_of_the_sweep_beside_the_points_of_a_call_time_its_launches(tmp_path, compose_cfg):
     """A call that names one point (recipe_step=context seed=1) still times its launch by the sweep's runs that
-    earlier calls completed in the same folder, costed from their config.yaml; the call's own points, runs
-    not completed and configs this code cannot cost are left out."""
-    from sweeps.common import completed_siblings
+    earlier calls completed in the same folder, costed from their config.yaml, beside its own completed points;
+    runs not completed and configs this code cannot cost are left out."""
+    from sweeps.common import completed_in_folders
     from vjepa.flops import step_cost
 
     sweep = tmp_path / "recipe" / "preset=tiny"
@@ -483,11 +483,11 @@ def test_runs_of_the_sweep_beside_the_points_of_a_call_time_its_launches(tmp_pat
     run("d", config=OmegaConf.create({"steps": 7}))  # no model: cannot be costed
     point = run("e")
     (sweep / "f").mkdir()  # a job that wrote nothing yet
-    got = completed_siblings([point], [point])
-    assert [d for d, _ in got] == [done, other]
+    got = completed_in_folders([point])
+    assert [d for d, _ in got] == [done, other, point]
     assert got[0][1] == step_cost(cfg).flops * 7
     assert got[1][1] == step_cost(image_cfg).flops * 7 != got[0][1]
-    assert completed_siblings([tmp_path / "nowhere" / "x"], []) == []
+    assert completed_in_folders([tmp_path / "nowhere" / "x"]) == []
 
 
 def test_wall_time_estimate_times_the_pool_by_runs_completed_here_alike(tmp_path):
