@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.ablations import ablation_for, sort_variants, untrained_modality
-from analysis.tables import group_stem
+from analysis.summary import group_stem
 
 HELD_SEED = 20260101
 N_IMAGES, N_CLIPS = 6, 2  # held set of the PCA maps

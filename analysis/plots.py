@@ -33,7 +33,8 @@ from matplotlib.lines import Line2D
 from analysis.ablations import COMPARE
 from analysis.paper import METRICS
 from analysis.stats import t95
-from analysis.tables import RANDOM, Summary, short, signed, text
+from analysis.summary import RANDOM, Summary, text
+from analysis.tables import short, signed
 
 DPI = 100
 PANEL = (4.2, 3.2)  # inches per panel

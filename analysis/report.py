@@ -22,15 +22,8 @@ import pandas as pd
 
 from analysis import pictures, plots
 from analysis.collect import curves_beside, load_curves, load_results
-from analysis.tables import (
-    Summary,
-    directions_overview,
-    markdown,
-    statement,
-    summarize,
-    to_markdown,
-    write_tables,
-)
+from analysis.summary import Summary, summarize
+from analysis.tables import directions_overview, markdown, statement, to_markdown, write_tables
 
 
 def _runs_section(results: pd.DataFrame) -> list[str]:

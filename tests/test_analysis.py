@@ -22,14 +22,13 @@ from analysis.collect import collect, collect_curves, load_results, write_csv
 from analysis.directions import _verdict, unanswered
 from analysis.paper import TABLES
 from analysis.stats import beyond_noise, t95, welch_df
+from analysis.summary import kendall_tau, summarize
 from analysis.tables import (
     directions_overview,
-    kendall_tau,
     legend,
     paper_num,
     shown_best,
     statement,
-    summarize,
     to_latex,
     to_markdown,
     variant_table,
@@ -965,7 +964,7 @@ def test_random_init_row_is_one_network_where_the_variants_encoders_differ(resul
 def test_each_variant_against_the_random_init_encoder_paired_by_seed(results):
     """block ap - random: +0.05, +0.06, +0.07 (better); token moved below random by 0.03 +- 0.005 (worse);
     with block's seeds 1-2 gone it is one seed; a metric without random-init numbers gives nothing."""
-    from analysis.tables import versus_random
+    from analysis.summary import versus_random
 
     s = _summary(results, "loss_granularity")
     assert versus_random(s, "probe/shapes_det/ap") == {"block": "better", "token": "better"}
