@@ -32,13 +32,10 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweeps.common import (
-    RecordedRuns,
-    adopt_run,
     completed_in_folders,
     compute_line,
     engine_config,
     human,
-    identical_run,
     launch_device_type,
     local_gpus,
     local_slots,
@@ -48,8 +45,8 @@ from sweeps.common import (
     run_entries,
     run_state,
     scheduler_params,
-    stored_run_differences,
 )
+from sweeps.existing_runs import RecordedRuns, adopt_run, identical_run, stored_run_differences
 from vjepa.config_check import resolved_precision
 from vjepa.runfiles import read_status
 

@@ -1,6 +1,6 @@
 """Sweeps meeting runs already on disk: leftover job folders, runs whose name hides a changed configuration,
-runs trained in another arithmetic (sweeps/common.py: run_entries, adopt_run, stored_run_differences,
-trained_precision, identical_run; the sweeper's plan)."""
+runs trained in another arithmetic (sweeps/existing_runs.py: adopt_run, stored_run_differences,
+trained_precision, identical_run; sweeps/common.py: run_entries, launch_device_type; the sweeper's plan)."""
 
 import json
 import re
@@ -10,14 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from sweeps import common
-from sweeps.common import (
-    adopt_run,
-    identical_run,
-    launch_device_type,
-    run_entries,
-    stored_run_differences,
-    trained_precision,
-)
+from sweeps.common import launch_device_type, run_entries
+from sweeps.existing_runs import adopt_run, identical_run, stored_run_differences, trained_precision
 from tests.conftest import TINY_TEST
 from tests.test_sweeps import _compose_point, _run_sweep
 from vjepa.config_check import resolved_precision
