@@ -274,7 +274,10 @@ def run_entries(run_dir) -> list[str]:
 
 
 def run_state(run_dir, ask_scheduler: bool = True) -> tuple[str, str]:
-    """(state, detail) of a run directory: completed | active | running | interrupted | failed | new.
+    """(state, detail) of a run directory: completed | active | running | interrupted | failed | no_metrics |
+    new. ``no_metrics``: status.json says completed but metrics.json is missing (lost or deleted), so the run
+    is not done: a launch resumes it from its final checkpoint and writes them, as ``analysis.collect``
+    never averages such a run in.
 
     ``ask_scheduler=False``: the job is known to be over (its result came back), so never "active"."""
     from vjepa.runfiles import read_status
@@ -288,6 +291,8 @@ def run_state(run_dir, ask_scheduler: bool = True) -> tuple[str, str]:
     if not status:
         return "new", ""
     detail = status.get("error", "")
+    if status["state"] == "completed":
+        return "no_metrics", "status.json says completed but metrics.json is missing"
     if status["state"] == "running":
         detail = f"stopped at step {status.get('step', '?')} without a final status (killed?)"
     return status["state"], detail

@@ -325,6 +325,8 @@ def test_run_state_reports_runs_whose_scheduler_job_still_lives_as_active(tmp_pa
         job.wait()
     assert run_state(run)[0] == "running"
     write_status(run, "completed", step=3)
+    assert run_state(run)[0] == "no_metrics"  # not done: collect leaves it out, a launch finishes it
+    assert Point([], run, run_state(run)[0]).launch
     write_json(run / "metrics.json", {})
     assert run_state(run) == ("completed", "")
 

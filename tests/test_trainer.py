@@ -332,3 +332,23 @@ def test_bad_training_data_fails_before_the_run_directory_is_written(compose_cfg
             Trainer(compose_cfg(*TINY_TEST, *overrides, run_dir=run_dir)).run()
         assert not (run_dir / "config.yaml").exists() and not (run_dir / "status.json").exists()
     assert Trainer(compose_cfg(*TINY_TEST, "steps=1", "probes=none", run_dir=run_dir)).run()["steps"] == 1
+
+
+def test_a_completed_run_that_lost_its_metrics_writes_them_again_without_training(compose_cfg):
+    """status.json says completed but metrics.json is gone (the sweeps call it ``no_metrics`` and launch it):
+    the rerun resumes at the final checkpoint and writes the same final metrics, training no step."""
+    cfg = compose_cfg(*TINY_TEST, "steps=2", "log_every=1")
+    first = train(cfg)
+    (Path(cfg.run_dir) / "metrics.json").unlink()
+    trainer = Trainer(cfg)
+
+    def train_step(step, batch):
+        raise AssertionError(f"step {step} trained again")
+
+    trainer.train_step = train_step
+    again = trainer.run()
+    volatile = {"wall_time_s", "samples_per_s", "tokens_per_s", "resumed_from", "code_version"}
+    assert {k: v for k, v in again.items() if k not in volatile} == {
+        k: v for k, v in first.items() if k not in volatile
+    }
+    assert json.loads((Path(cfg.run_dir) / "metrics.json").read_text()) == again
