@@ -371,9 +371,13 @@ def collect_curves(roots) -> pd.DataFrame:
 
 # ---- files ----------------------------------------------------------------------------------------------
 def write_csv(df: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
+    """``df`` as CSV, replacing ``path`` atomically: with ``--update`` the results table is the only record
+    of runs trained elsewhere, so an interrupted or failed write must leave the old one whole."""
+    from vjepa.runfiles import atomic_write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False, lineterminator="\n", float_format=float_format)
+    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n", float_format=float_format))
 
 
 def _write_wide(df: pd.DataFrame, path: Path) -> None:

@@ -1006,3 +1006,21 @@ def test_sweep_command_lists_a_lone_axis_in_the_papers_row_order():
     assert sweep_command(group, ["recipe_step"], Path("sweeps_out/recipe/preset=tiny")) == (
         "python sweeps/recipe.py preset=tiny recipe_step=vjepa2,context,deep,tokenizer seed=0"
     )
+
+
+def test_a_failed_write_of_the_results_table_leaves_the_old_one_whole(tmp_path):
+    """The table holds the only record of runs trained elsewhere: a write that fails half-way (here a value
+    that cannot be formatted, after the first rows) must not truncate it."""
+
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("cannot format")
+
+    path = tmp_path / "results.csv"
+    write_csv(pd.DataFrame({"run_id": ["a", "b"], "x": [1, 2]}), path)
+    before = path.read_text()
+    rows = pd.DataFrame({"run_id": [f"r{i}" for i in range(3000)], "x": [1] * 2999 + [Unprintable()]})
+    with pytest.raises(RuntimeError, match="cannot format"):
+        write_csv(rows, path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary file left behind
