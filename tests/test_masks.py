@@ -277,18 +277,27 @@ def test_temporal_extent_of_video_blocks():
     assert ((t.max(1).values - t.min(1).values + 1) == 2).all()
 
 
-@pytest.mark.parametrize("grid", [(1, 1, 2), (1, 2, 2), (1, 1, 3), (2, 1, 1)])
+@pytest.mark.parametrize("grid", [(1, 1, 2), (1, 2, 2), (1, 1, 3), (2, 1, 1), (1, 3, 3)])
 @pytest.mark.parametrize(
     "spec",
-    [MaskSpec(ratio=0.9), MaskSpec(ratio=None, num_blocks=8, cut="raster")],
-    ids=["ratio", "union-raster-cut"],
+    [
+        MaskSpec(ratio=0.9),
+        MaskSpec(ratio=None, num_blocks=8, cut="raster"),
+        MaskSpec(ratio=None, num_blocks=8, spatial_scale=(0.7, 0.7), cut="raster"),
+        MaskSpec(ratio=None, num_blocks=8, spatial_scale=(0.7, 0.7)),
+    ],
+    ids=["ratio", "union-raster-cut", "union-raster-cut-covering", "union-random-cut-covering"],
 )
-def test_tiny_grids_keep_one_visible_and_one_masked_token(grid, spec):
-    for batch in (1, 3):
-        m = sample_masks(spec, batch, grid, torch.Generator().manual_seed(0))
-        assert m.ctx_idx.shape[1] >= 1 and m.tgt_idx.shape[1] >= 1
-        n = grid[0] * grid[1] * grid[2]
-        assert m.ctx_idx.shape[1] + m.tgt_idx.shape[1] <= n
+def test_tiny_grids_keep_one_visible_and_one_masked_token_never_both(grid, spec):
+    """Blocks that cover the whole grid after every redraw (likely on a few tokens) still leave a context
+    token that is no target, with either cut."""
+    n = grid[0] * grid[1] * grid[2]
+    for batch in (1, 3, 8):
+        for seed in range(4):
+            m = sample_masks(spec, batch, grid, torch.Generator().manual_seed(seed))
+            assert m.ctx_idx.shape[1] >= 1 and m.tgt_idx.shape[1] >= 1
+            assert m.ctx_idx.shape[1] + m.tgt_idx.shape[1] <= n
+            assert not (m.ctx_idx[:, :, None] == m.tgt_idx[:, None, :]).any(), (batch, seed)
 
 
 def test_single_token_grid_is_rejected():

@@ -310,9 +310,12 @@ def _cut(cover: torch.Tensor, spec: MaskSpec, grid, generator: torch.Generator) 
     raster = torch.arange(n).expand(batch_size, n)
     noise = torch.rand(batch_size, n, generator=generator)  # drawn for either cut: same stream after it
     if n_ctx is not None and spec.cut == "raster":
-        # Meta's collator: each sample's target and context indices in raster order, cut to their first ones
+        # Meta's collator: each sample's target and context indices in raster order, cut to their first ones.
+        # A sample whose blocks cover every token (redraws exhausted, tiny grids) takes its context from the
+        # covered tokens that are not targets, never from the targets (n_ctx <= n - want leaves enough).
         tgt_idx = (raster + n * ~covered).argsort(dim=1)[:, :want]
-        ctx_idx = (raster + n * covered).argsort(dim=1)[:, :n_ctx]
+        is_tgt = torch.zeros_like(covered).scatter_(1, tgt_idx, True)
+        ctx_idx = (raster + n * covered + 2 * n * is_tgt).argsort(dim=1)[:, :n_ctx]
     else:
         # Priority: first covering block, then raster order (along randomly flipped axes for trim=
         # "random_edge"); uncovered tokens rank last, in random order.
