@@ -48,8 +48,11 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
 
 
 def hashed_generator(*key: int) -> torch.Generator:
-    """A generator that depends only on the integers ``key``, hashed: its seeds lie at 2**62 and above, so
-    they never meet a ``step_generator`` seed (for seeds below about 10**10 and steps below 10**6)."""
+    """A generator that depends only on the integers ``key``, hashed. torch's CPU generator keeps only the low
+    32 bits of a seed, so the hashed seeds act as uniform 32-bit values: one meets a given ``step_generator``
+    seed with probability 2**-32 (a run of 10**4 steps with a few streams: about 10**-5 per hashed seed), not
+    never, although its full value lies at 2**62 and above. Kept as it is: changing it changes every run
+    that draws with it."""
     digest = hashlib.blake2b(repr(tuple(int(k) for k in key)).encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(2**62 + int.from_bytes(digest, "little") % 2**62)
 

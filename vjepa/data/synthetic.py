@@ -22,7 +22,8 @@ NUM_DIRECTIONS = 8
 
 
 def _shape_masks(cls, cx, cy, r, rot, size: int) -> torch.Tensor:
-    """Boolean masks [..., size, size] for objects with parameters of shape [...] (pixel units)."""
+    """Boolean masks [..., size, size] for objects with parameters of shape [...] (pixel units; the centre
+    ``cy`` in rows, which grow downwards; the shape's own axes and ``rot`` measure y upwards)."""
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     x = coords.view(1, size) - cx[..., None, None]
     y = cy[..., None, None] - coords.view(size, 1)  # y up
@@ -116,11 +117,10 @@ def generate_moving_shapes(n: int, frames: int, size: int, g: torch.Generator) -
     r = size * (0.14 + 0.1 * torch.rand(n, generator=g))
     cx, cy = straight_path(direction, r, frames, size, g)
     rot = torch.rand(n, generator=g) * 2 * math.pi
-    cy_up = size - cy  # _shape_masks measures y upwards
-    masks = _shape_masks(
+    masks = _shape_masks(  # cy in rows, as _shape_masks takes it (it measures offsets from it upwards)
         cls[:, None].expand(n, frames),
         cx,
-        cy_up,
+        cy,
         r[:, None].expand(n, frames),
         rot[:, None].expand(n, frames),
         size,
