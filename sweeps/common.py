@@ -208,8 +208,18 @@ def restore_local_gpus(environ=None) -> None:
 
 
 # ---- run directories ----------------------------------------------------------------------------------
+class RunDirTaken(RuntimeError):
+    """Another live scheduler job trains the run directory this job was given."""
+
+
 def record_job(run_dir) -> None:
-    """Write job.json: the scheduler job training in ``run_dir`` (nothing outside a submitit job)."""
+    """Write job.json: the scheduler job training in ``run_dir`` (nothing outside a submitit job).
+
+    Refuses (``RunDirTaken``, before anything is written) where job.json names another job that still
+    lives: two jobs on one directory would interleave its checkpoints and logs. That happens when a point
+    is submitted twice, e.g. a sweep rerun while its first jobs were still queued (a queued job has written
+    nothing yet, so the rerun sees the point as new). The same job after a requeue has the same id. Every
+    rank of a job reads the same file, so they refuse together."""
     kind = os.environ.get("SUBMITIT_EXECUTOR")
     if kind not in ("slurm", "local"):
         return
@@ -218,6 +228,14 @@ def record_job(run_dir) -> None:
     from vjepa.runfiles import write_json
 
     env = submitit.JobEnvironment()
+    other = job_active(run_dir)
+    if other is not None and str(other) != str(env.job_id):
+        raise RunDirTaken(
+            f"run_dir={str(run_dir)!r} is trained by {kind} job {other}, which still lives (job.json); this "
+            f"job ({env.job_id}) leaves it alone. The point was submitted twice (a sweep rerun while its jobs "
+            "were queued?): cancel one of the two jobs, or let this one end and rerun the sweep when the "
+            "other has finished."
+        )
     if env.global_rank == 0:
         info = {
             "scheduler": kind,

@@ -331,6 +331,36 @@ def test_run_state_reports_runs_whose_scheduler_job_still_lives_as_active(tmp_pa
     assert run_state(run) == ("completed", "")
 
 
+def test_a_job_given_a_run_dir_another_live_job_trains_refuses_it_and_writes_nothing(tmp_path, monkeypatch):
+    """A point submitted twice (a sweep rerun while its jobs were queued): the second job to start finds the
+    first one's job.json, whose job still lives, and refuses before touching the directory. The same job
+    (a requeue) and a job whose predecessor has ended take the directory."""
+    from sweeps.common import RunDirTaken, record_job
+
+    run = tmp_path / "run"
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+    monkeypatch.setenv("SUBMITIT_LOCAL_GLOBALID", "0")
+    monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "2")
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "submitit"])
+    try:
+        host = socket.gethostname()
+        write_json(run / "job.json", {"scheduler": "local", "job_id": "1", "host": host, "pid": first.pid})
+        before = (run / "job.json").read_bytes()
+        with pytest.raises(RunDirTaken, match=r"trained by local job 1, which still lives .* this job \(2\)"):
+            record_job(run)
+        assert (run / "job.json").read_bytes() == before and [p.name for p in run.iterdir()] == ["job.json"]
+        monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "1")  # job 1 itself, requeued: its own directory
+        record_job(run)
+        assert json.loads((run / "job.json").read_text())["pid"] == os.getpid()
+    finally:
+        first.kill()
+        first.wait()
+    write_json(run / "job.json", {"scheduler": "local", "job_id": "1", "host": host, "pid": first.pid})
+    monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "2")
+    record_job(run)  # job 1 has ended: job 2 takes over
+    assert json.loads((run / "job.json").read_text())["job_id"] == "2"
+
+
 def test_sacct_shim_reports_flag_states_as_accounting_does():
     """scontrol shows a requeued job being started again as CONFIGURING; accounting (sacct) says RUNNING.
     submitit reads every state it does not know as finished, so the shim must not pass CONFIGURING on."""
