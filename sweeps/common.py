@@ -274,6 +274,39 @@ def job_active(run_dir) -> str | None:
     return str(info["job_id"]) if b"submitit" in cmdline else None
 
 
+def submitted_job_ids(folder, before: set[str], n: int) -> list[str] | None:
+    """The ids, in submission order, of the ``n`` jobs one submitit SLURM submission made, from the job
+    folders (submitit's ``%j``) that appeared in ``folder`` since the names ``before`` were there: one job
+    ``<id>``, or an array's tasks ``<id>_0`` ... ``<id>_<n-1>`` (task i runs the i-th submission). None until
+    all of them are there (submitit makes them right after ``sbatch`` answers)."""
+    folder = Path(folder)
+    new = {p.name for p in folder.iterdir() if p.is_dir()} - set(before) if folder.is_dir() else set()
+    if n == 1:
+        ids = [name for name in new if name.isdigit()]
+        return ids if len(ids) == 1 else None
+    arrays: dict[str, set[int]] = {}
+    for name in new:
+        array, _, task = name.partition("_")
+        if array.isdigit() and task.isdigit():
+            arrays.setdefault(array, set()).add(int(task))
+    done = [array for array, tasks in arrays.items() if tasks >= set(range(n))]
+    return [f"{done[0]}_{i}" for i in range(n)] if len(done) == 1 else None
+
+
+def record_queued_job(run_dir, job_id: str) -> None:
+    """job.json naming the SLURM job submitted for ``run_dir`` while it is queued, so that a rerun of the
+    sweep sees the point as active (``job_active``) before the job starts and writes its own. It replaces the
+    job.json of an earlier job (a point launched again: that job has ended, or the point would not have been
+    launched) and leaves the one this job has already written alone."""
+    from vjepa.runfiles import read_json, write_json
+
+    path = Path(run_dir) / "job.json"
+    if path.exists() and str(read_json(path).get("job_id")) == str(job_id):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"scheduler": "slurm", "job_id": job_id, "queued": True})
+
+
 # What a job leaves in its run directory before the trainer writes its first file (config.yaml): Hydra's
 # .hydra/ and log, the scheduler job (job.json), and overrides.yaml (which older code wrote before checking
 # the config, and adoption rewrites). A directory holding nothing else holds no run.

@@ -174,7 +174,9 @@ class Search:
         return 1 if self.failed else 0
 
     def submit(self, executor, number: int, params: dict, threads: int | None):
-        from sweeps.common import TrialJob
+        """Submit trial ``number``; on SLURM its job.json names the queued job at once, so a rerun while it
+        waits in the queue watches it (``run_state``: active) instead of submitting it again."""
+        from sweeps.common import TrialJob, record_queued_job
         from vjepa.runfiles import atomic_write_text
 
         cfg = self.trial_config(number, params, threads)
@@ -183,7 +185,10 @@ class Search:
         overrides = self.overrides + [f"{k}={v}" for k, v in params.items()]
         atomic_write_text(run_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
         print(f"[hpo] trial {number} -> {run_dir}: {params}", flush=True)
-        return executor.submit(TrialJob(), OmegaConf.to_yaml(cfg))
+        job = executor.submit(TrialJob(), OmegaConf.to_yaml(cfg))
+        if self.kind == "slurm":
+            record_queued_job(run_dir, str(job.job_id))
+        return job
 
     def print_plan(self, finished: int, leftovers: list, new: int, slots: int, threads: int | None) -> None:
         from vjepa.flops import step_cost

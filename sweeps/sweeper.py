@@ -19,6 +19,7 @@ is completed.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,10 +42,12 @@ from sweeps.common import (
     local_slots,
     measured_rate,
     pool_wall_time,
+    record_queued_job,
     relay_gpus_to_local_jobs,
     run_entries,
     run_state,
     scheduler_params,
+    submitted_job_ids,
 )
 from sweeps.existing_runs import RecordedRuns, adopt_run, identical_run, stored_run_differences
 from vjepa.config_check import resolved_precision
@@ -374,6 +377,17 @@ class AblationSweeper(Sweeper):
 
     def _launch_batch(self, batch: list[Point], first_idx: int) -> dict[Path, str]:
         """One blocking launch of ``batch``; returns the error of each point whose job failed."""
+        submitted = threading.Event()  # set when the launch returns; the watcher stops then at the latest
+        watcher, folder = None, self._job_folders()
+        if folder is not None:
+            before = {p.name for p in folder.iterdir()} if folder.is_dir() else set()  # before submitting
+            watcher = threading.Thread(
+                target=self._record_queued,
+                args=(batch, folder, before, submitted),
+                name="sweep-queued",
+                daemon=True,
+            )
+            watcher.start()
         try:
             results = self.launcher.launch([p.overrides for p in batch], initial_job_idx=first_idx)
         except Exception as exc:
@@ -382,11 +396,38 @@ class AblationSweeper(Sweeper):
             while any(run_state(p.run_dir)[0] == "active" for p in batch):
                 time.sleep(10)
             return {p.run_dir: f"{type(exc).__name__}: {exc}" for p in batch}
+        finally:
+            submitted.set()
+            if watcher is not None:
+                watcher.join()
         return {
             p.run_dir: f"{type(r._return_value).__name__}: {r._return_value}"
             for p, r in zip(batch, results, strict=True)
             if r.status == JobStatus.FAILED
         }
+
+    def _job_folders(self) -> Path | None:
+        """Where a SLURM launch's submitit job folders appear (``hydra.launcher.submitit_folder`` is
+        ``<folder>/%j``); None for other launchers or another folder pattern."""
+        if launcher_kind(self.config) != "slurm":
+            return None
+        pattern = Path(str(self.config.hydra.launcher.get("submitit_folder", "")))
+        return pattern.parent if pattern.name == "%j" and "%" not in str(pattern.parent) else None
+
+    @staticmethod
+    def _record_queued(batch: list[Point], folder: Path, before: set[str], launched: threading.Event) -> None:
+        """While the launch of ``batch`` blocks: once submitit has made the job folders of the submission
+        in ``folder`` (names not in ``before``), write each point's job.json naming its queued job, so a
+        rerun while they wait in the queue (this process killed) sees them as active instead of submitting
+        them again."""
+        while True:
+            ids = submitted_job_ids(folder, before, len(batch))
+            if ids is not None:
+                for p, job_id in zip(batch, ids, strict=True):
+                    record_queued_job(p.run_dir, job_id)
+                return
+            if launched.wait(0.5):
+                return
 
     def _summarise(self, points: list[Point], errors: dict[Path, str]) -> int:
         counts = {"completed": 0, "skipped": 0, "adopted": 0, "failed": 0, "in live jobs": 0}

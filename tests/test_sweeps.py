@@ -361,6 +361,36 @@ def test_a_job_given_a_run_dir_another_live_job_trains_refuses_it_and_writes_not
     assert json.loads((run / "job.json").read_text())["job_id"] == "2"
 
 
+def test_queued_slurm_jobs_are_found_from_submitits_job_folders_and_named_in_job_json(tmp_path):
+    """submitit makes a folder per job (``%j``) right after sbatch answers: an array's tasks <id>_<i> run the
+    submissions in order. Each point's job.json then names its queued job (replacing an ended job's, not
+    the one the job has written itself)."""
+    from sweeps.common import record_queued_job, submitted_job_ids
+    from vjepa.runfiles import read_json
+
+    folder = tmp_path / ".submitit"
+    assert submitted_job_ids(folder, set(), 2) is None  # nothing submitted yet
+    for name in ("40_0", "40_1", "41"):  # an earlier launch's jobs
+        (folder / name).mkdir(parents=True)
+    before = {p.name for p in folder.iterdir()}
+    (folder / "57_1").mkdir()
+    assert submitted_job_ids(folder, before, 3) is None  # the array's folders are still being made
+    (folder / "57_0").mkdir()
+    (folder / "57_2").mkdir()
+    assert submitted_job_ids(folder, before, 3) == ["57_0", "57_1", "57_2"]
+    (folder / "58").mkdir()
+    assert submitted_job_ids(folder, before | {"57_0", "57_1", "57_2"}, 1) == ["58"]
+
+    run = tmp_path / "run"
+    record_queued_job(run, "57_0")
+    assert read_json(run / "job.json") == {"scheduler": "slurm", "job_id": "57_0", "queued": True}
+    write_json(run / "job.json", {"scheduler": "slurm", "job_id": "57_0", "host": "node1", "pid": 7})
+    record_queued_job(run, "57_0")  # the job has started and written its own: left alone
+    assert read_json(run / "job.json")["host"] == "node1"
+    record_queued_job(run, "60_0")  # launched again after that job ended
+    assert read_json(run / "job.json")["job_id"] == "60_0"
+
+
 def test_sacct_shim_reports_flag_states_as_accounting_does():
     """scontrol shows a requeued job being started again as CONFIGURING; accounting (sacct) says RUNNING.
     submitit reads every state it does not know as finished, so the shim must not pass CONFIGURING on."""

@@ -74,3 +74,45 @@ def test_sweep_runs_points_as_slurm_jobs_and_a_rerun_resumes_only_the_failed_one
     assert f"resuming {bad} from step 2" in logs
     config = (bad / "config.yaml").read_text()
     assert "cluster" not in config and "dry_run" not in config and f"run_dir: {bad}" in config
+
+
+def test_a_rerun_while_the_sweeps_jobs_wait_in_the_queue_sees_them_as_active(slurm_cluster, tmp_path):
+    """The sweep's process dies while its jobs are still queued (held here, so they never start and write
+    anything): its points' job.json already names their queued jobs, so the same command run again leaves
+    them to those jobs instead of submitting them a second time."""
+    import signal
+    import time
+
+    args = ["steps=2", "seed=0", "predictor.width=16,32", "cluster=local", "probes=fast"]
+    held = "+hydra.launcher.additional_parameters={hold: true}"
+    runs = tmp_path / "predictor_width" / "preset=tiny"
+    jobs_before = slurm_jobs(slurm_cluster)
+    env = {**slurm_cluster.environ(), "VJEPA_SWEEPS_OUT": str(tmp_path)}
+    tiny = [o for o in TINY_TEST if not o.startswith("probes=")]
+    cmd = [sys.executable, str(ROOT / "sweeps" / "predictor_width.py"), "preset=tiny", *tiny, *args, held]
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    queued = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(queued) < 2 and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.5)
+            queued = [read_json(p) for p in sorted(runs.glob("*/job.json"))]
+    finally:
+        first.send_signal(signal.SIGKILL)  # the sweep's process dies; its jobs stay in the queue
+        first.wait()
+    new_jobs = slurm_jobs(slurm_cluster) - jobs_before  # a pending array is one record: <id>_0-1%2
+    arrays = {job.split("_")[0] for job in new_jobs}
+    try:
+        assert len(queued) == 2, (tmp_path / "first.log").read_text()
+        assert len(arrays) == 1 and all(q["queued"] for q in queued)
+        assert sorted(q["job_id"] for q in queued) == [f"{min(arrays)}_0", f"{min(arrays)}_1"]
+        again = sweep(slurm_cluster, tmp_path, *args, held, "dry_run=true")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "2 runs, 0 to launch" in again.stdout and "2 in live jobs (skipped)" in again.stdout
+        for q in queued:
+            assert f"(active: job {q['job_id']})" in again.stdout
+        assert slurm_jobs(slurm_cluster) - jobs_before == new_jobs  # nothing submitted again
+    finally:
+        if arrays:
+            subprocess.run(["scancel", *sorted(arrays)], env=slurm_cluster.environ(), check=False)
