@@ -97,3 +97,38 @@ def test_a_refusal_on_one_rank_stops_every_rank_at_once(tmp_path):
     for out in outs:
         assert "refused on rank(s) 1 of 2" in out and "no-such-mount" in out and "does not exist" in out, out
     assert not any((run_dir / name).exists() for name in ("config.yaml", "status.json", "checkpoints"))
+
+
+def test_per_step_collectives_reduce_on_the_device_the_backend_serves(monkeypatch):
+    """NCCL reduces CUDA tensors only (a CPU tensor raises 'No backend type associated with device type
+    cpu'): under it the logged values and the stop flag must be reduced on the rank's GPU. No GPU here, so
+    the reduction is stood in for, recording the device of what it is given ("meta" stands for the GPU)."""
+    import torch
+
+    import vjepa.distributed as d
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(d.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(d.dist, "init_process_group", lambda **kwargs: None)
+    monkeypatch.setattr(d.torch.cuda, "set_device", lambda device: None)
+    assert d.init_distributed("cuda") == d.DistInfo(rank=1, world=2, local_rank=1, device="cuda:1")
+    assert d.init_distributed("cpu").device == "cpu"
+
+    class Reduced(Exception):
+        pass
+
+    seen = []
+
+    def all_reduce(tensor, op=None):
+        seen.append(tensor.device)
+        raise Reduced
+
+    monkeypatch.setattr(d.dist, "all_reduce", all_reduce)
+    info = d.DistInfo(rank=0, world=2, device="meta")
+    with pytest.raises(Reduced):
+        d.mean_across_ranks({"loss": 1.0, "skipped": 0}, info, counts=("skipped",))
+    with pytest.raises(Reduced):
+        d.any_across_ranks(True, info)
+    assert seen == [torch.device("meta")] * 2

@@ -3,7 +3,8 @@
 One process per device. Ranks split every global batch (and its masks) into equal contiguous slices, and
 each loads only its own slice (``vjepa.data.JointBatches``), so a run on W processes sees exactly the
 samples of the same run on one process with the same global batch; gradients are averaged over ranks after
-backward. Backend: NCCL with CUDA, gloo on CPU.
+backward. Backend: NCCL with CUDA, gloo on CPU. NCCL reduces CUDA tensors only, so the small tensors of the
+per-step collectives (logged values, the stop flag) live on ``DistInfo.device``, the rank's GPU under NCCL.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class DistInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    device: str = "cpu"  # where the process group's backend reduces tensors (cuda:<local_rank> for NCCL)
 
     @property
     def is_main(self) -> bool:
@@ -29,7 +31,9 @@ class DistInfo:
 def init_distributed(device_type: str) -> DistInfo:
     """Initialise the process group when launched with several processes; a no-op for one."""
     if dist.is_available() and dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        device = f"cuda:{local_rank}" if dist.get_backend() == "nccl" else "cpu"
+        return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
     if "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         # Under SLURM (sbatch / submitit) derive MASTER_ADDR, RANK, WORLD_SIZE, LOCAL_RANK from SLURM_*.
         from submitit.helpers import TorchDistributedEnvironment
@@ -43,7 +47,7 @@ def init_distributed(device_type: str) -> DistInfo:
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=backend, rank=rank, world_size=world)
-    return DistInfo(rank, world, local_rank)
+    return DistInfo(rank, world, local_rank, f"cuda:{local_rank}" if backend == "nccl" else "cpu")
 
 
 def average_gradients(params, info: DistInfo) -> None:
@@ -65,7 +69,7 @@ def mean_across_ranks(values: dict[str, float], info: DistInfo, counts=()) -> di
     if info.world == 1:
         return values
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=info.device)
     dist.all_reduce(t)
     return {k: round(v) if k in counts else v / info.world for k, v in zip(keys, t.tolist())}
 
@@ -86,7 +90,7 @@ def any_across_ranks(flag: bool, info: DistInfo) -> bool:
     """True on every rank if ``flag`` is true on any (so all ranks stop at the same step)."""
     if info.world == 1:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
