@@ -352,3 +352,18 @@ def test_a_completed_run_that_lost_its_metrics_writes_them_again_without_trainin
         k: v for k, v in first.items() if k not in volatile
     }
     assert json.loads((Path(cfg.run_dir) / "metrics.json").read_text()) == again
+
+
+def test_diagnostics_switched_on_at_resume_do_not_fail_the_final_metrics(compose_cfg, tmp_path):
+    """diagnostics may change on resume: lines logged before it lack the diagnostic keys, and the final
+    metrics average each key over the last tenth of the log lines that have it."""
+    args = (*TINY_TEST, "steps=20", "log_every=1", "ckpt_every=1", "probes=none")
+    run_dir = tmp_path / "run"
+    assert train(compose_cfg(*args, "diagnostics.batch_size=0", run_dir=run_dir), stop_after=19) is None
+    final = train(compose_cfg(*args, "diagnostics.batch_size=4", run_dir=run_dir))  # the last step diagnosed
+    log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    diagnosed = [k for k in log[-1] if k.startswith("online_")]
+    assert diagnosed and not any(k in log[-2] for k in diagnosed)
+    assert read_status(run_dir)["state"] == "completed"
+    assert all(final[k] == log[-1][k] for k in diagnosed)  # the tail (steps 18, 19): only step 19 has them
+    assert final["loss_final"] == (log[-1]["loss"] + log[-2]["loss"]) / 2

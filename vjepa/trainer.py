@@ -575,9 +575,9 @@ class Trainer:
             if key.startswith(
                 ("mask_ratio_", "context_std_", "target_std_", "pred_std_", "loss_", "online_", "target_")
             ):
-                final[f"{key}_final" if key.startswith("loss_") else key] = sum(r[key] for r in tail) / len(
-                    tail
-                )
+                # over the tail lines that have it: diagnostics may be switched on when a run is resumed
+                values = [r[key] for r in tail if key in r]
+                final[f"{key}_final" if key.startswith("loss_") else key] = sum(values) / len(values)
         return final
 
 
