@@ -20,6 +20,15 @@ from vjepa.config_check import ConfigError, check_config
             "data.video.frames=1 is shorter than the temporal patch model.tubelet_size=2",
         ),
         ("data.mix=audio", "data.mix='audio' is not one of: image, video, joint"),
+        (
+            "data.mix=video data.video.size=8 data.video.frames=2",
+            "data.video.size=8, data.video.frames=2 with model.patch_size=8, model.tubelet_size=2 give one token",
+        ),
+        (
+            "model.pos=rope predictor.width=16",
+            "predictor head dim 16/4 = 4 must be even and >= 6 for model.pos=rope",
+        ),
+        ("model.pos=rope model.num_heads=64", "model head dim 192/64 = 3 must be even and >= 6"),
         ("data.image.size=70", "data.image.size=70 must be a multiple of model.patch_size=8"),
         ("model.num_heads=5", "model.embed_dim=192 must be a positive multiple of model.num_heads=5"),
         ("model.tokenizer=2d", "model.tokenizer='2d' is not one of: separate, shared3d"),

@@ -195,8 +195,12 @@ def check_config(cfg) -> None:
         e.append(f"model.depth={m.depth} must be >= 4 with model.deep_supervision=true (4 levels)")
     if m.get("pos") == "rope":
         for key, dim, heads in (("model", m.embed_dim, m.num_heads), ("predictor", p.width, p.num_heads)):
-            if isinstance(dim, int) and isinstance(heads, int) and heads > 0 and (dim // heads) % 2:
-                e.append(f"{key} head dim {dim}/{heads} must be even for model.pos=rope")
+            head = dim // heads if isinstance(dim, int) and isinstance(heads, int) and heads > 0 else None
+            if head is not None and (head % 2 or head < 6):
+                e.append(
+                    f"{key} head dim {dim}/{heads} = {head} must be even and >= 6 for model.pos=rope "
+                    "(rotations over t, h and w)"
+                )
 
     if _positive_int(e, "predictor.num_heads", p.num_heads) and (
         not isinstance(p.width, int) or p.width <= 0 or p.width % p.num_heads
@@ -252,6 +256,13 @@ def check_config(cfg) -> None:
                 e.append(
                     f"data.video.frames={data.video.frames} must be a multiple of model.tubelet_size={tp}"
                 )
+            elif patch and isinstance(data.video.size, int) and data.video.size % patch == 0:
+                if (data.video.frames // tp) * (data.video.size // patch) ** 2 < 2:
+                    e.append(
+                        f"data.video.size={data.video.size}, data.video.frames={data.video.frames} with "
+                        f"model.patch_size={patch}, model.tubelet_size={tp} give one token; masking needs at "
+                        "least 2 (a larger size, more frames or a smaller patch)"
+                    )
 
     _positive_int(e, "steps", cfg.steps)
     _positive_int(e, "log_every", cfg.log_every)
