@@ -129,7 +129,8 @@ def refusal_message(conflicts: list[Point]) -> str:
 
 
 def launcher_kind(config: DictConfig) -> str:
-    target = str(config.hydra.launcher.get("_target_", ""))
+    """slurm | local (submitit's launchers) | other (Hydra's basic launcher, or no launcher configured)."""
+    target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
     for kind in ("slurm", "local"):
         if target.endswith(f"{kind.capitalize()}Launcher"):
             return kind
@@ -411,7 +412,7 @@ class AblationSweeper(Sweeper):
         ``<folder>/%j``); None for other launchers or another folder pattern."""
         if launcher_kind(self.config) != "slurm":
             return None
-        pattern = Path(str(self.config.hydra.launcher.get("submitit_folder", "")))
+        pattern = Path(str(OmegaConf.select(self.config, "hydra.launcher.submitit_folder", default="")))
         return pattern.parent if pattern.name == "%j" and "%" not in str(pattern.parent) else None
 
     @staticmethod
