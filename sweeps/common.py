@@ -58,16 +58,10 @@ def _div(a, b) -> int:
 
 
 def _run_name(overrides, engine_excludes) -> str:
-    """Run directory name of a sweep point: the engine's name (``vjepa.train.run_name``) of its overrides
-    without the keys the engine leaves out of names, nor the preset (a directory level above) and the
-    sweep's own keys and their sub-keys (``cluster.partition=gpu`` names no run)."""
-    skip = set(engine_excludes) | {"preset", *SWEEP_KEYS}
-
-    def named(override: str) -> bool:
-        key = override.split("=", 1)[0].lstrip("+~")
-        return key not in skip and key.split(".", 1)[0] not in SWEEP_KEYS  # cluster.partition=... too
-
-    return vjepa.train.run_name(",".join(sorted(filter(named, overrides))))
+    """Run directory name of a sweep point: the engine's name (``vjepa.train.run_dir_name``) of its
+    overrides, also without the preset (a directory level above) and the sweep's own keys and their sub-keys
+    (``cluster.partition=gpu`` names no run)."""
+    return vjepa.train.run_dir_name(overrides, [*engine_excludes, "preset", *SWEEP_KEYS])
 
 
 for _name, _fn in (("sweeps.div", _div), ("sweeps.run_name", _run_name)):

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,37 @@ def test_a_ratio_the_vjepa2_masks_did_not_ask_for_is_noted(overrides, noted):
     assert (note is not None) == noted
     if noted:
         assert "mask.ratio=0.6, set by preset=tiny" in note and "mask.ratio=null" in note
+
+
+def test_the_default_run_dir_is_named_without_the_keys_a_resumed_run_may_change(tmp_path):
+    """Rerunning a command with compile, diagnostics.*, threads or probes.* changed finds the same directory
+    (the run resumes) instead of starting the experiment again elsewhere: the keys left out of names are
+    exactly RESUME_FREE_KEYS, sub-keys included."""
+    from omegaconf import OmegaConf
+
+    from vjepa.run_identity import RESUME_FREE_KEYS
+
+    train_yaml = OmegaConf.load(Path(__file__).parents[1] / "vjepa" / "conf" / "train.yaml")
+    assert set(train_yaml.hydra.job.config.override_dirname.exclude_keys) == set(RESUME_FREE_KEYS)
+
+    def run_dir(*overrides):
+        out = subprocess.run(
+            [sys.executable, "-m", "vjepa.train", *overrides, "--cfg", "job", "--resolve"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        return next(line for line in out.stdout.splitlines() if line.startswith("run_dir:")).split()[1]
+
+    plain = run_dir("loss=block", "seed=3")
+    assert plain == "runs/loss=block,seed=3"
+    changed = (
+        "compile=true",
+        "diagnostics.batch_size=0",
+        "threads=1",
+        "probes.baseline=true",
+        "progress=false",
+    )
+    assert run_dir("seed=3", *changed, "loss=block") == plain

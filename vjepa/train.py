@@ -25,8 +25,26 @@ def run_name(override_dirname: str) -> str:
     return re.sub(r"[^A-Za-z0-9=,._+\-]", "_", override_dirname)
 
 
+def named_overrides(overrides, exclude_keys) -> list[str]:
+    """The ``overrides`` (``key=value``, sorted) that name a run: without ``exclude_keys`` and their sub-keys
+    (``diagnostics`` also leaves out ``diagnostics.batch_size=0``), the keys a resumed run may change
+    (``RESUME_FREE_KEYS``), so the same experiment always finds its directory."""
+    skip = tuple(exclude_keys)
+
+    def named(override: str) -> bool:
+        key = override.split("=", 1)[0].lstrip("+~")
+        return not any(key == k or key.startswith(k + ".") for k in skip)
+
+    return sorted(filter(named, overrides))
+
+
+def run_dir_name(overrides, exclude_keys) -> str:
+    """``run_name`` of the overrides that name a run (``named_overrides``): the default ``run_dir``."""
+    return run_name(",".join(named_overrides(overrides, exclude_keys)))
+
+
 if not OmegaConf.has_resolver("vjepa_run_name"):
-    OmegaConf.register_new_resolver("vjepa_run_name", run_name)
+    OmegaConf.register_new_resolver("vjepa_run_name", run_dir_name)
 
 
 def _note_mask_ratio(cfg: DictConfig) -> None:
