@@ -367,3 +367,23 @@ def test_diagnostics_switched_on_at_resume_do_not_fail_the_final_metrics(compose
     assert read_status(run_dir)["state"] == "completed"
     assert all(final[k] == log[-1][k] for k in diagnosed)  # the tail (steps 18, 19): only step 19 has them
     assert final["loss_final"] == (log[-1]["loss"] + log[-2]["loss"]) / 2
+
+
+def test_a_keyboard_interrupt_mid_window_records_the_step_a_rerun_resumes_from(compose_cfg):
+    """Ctrl-C after step 5 with checkpoints every 2 steps: status.json says interrupted at step 4, the
+    checkpoint's, which is where the rerun resumes (sweeps time what is left by it)."""
+    cfg = compose_cfg(*TINY_TEST, "steps=8", "log_every=1", "ckpt_every=2")
+    trainer = Trainer(cfg)
+    original = trainer.train_step
+
+    def train_step(step, batch):
+        if step == 5:
+            raise KeyboardInterrupt
+        return original(step, batch)
+
+    trainer.train_step = train_step
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    status = read_status(cfg.run_dir)
+    assert status["state"] == "interrupted" and status["step"] == 4
+    assert load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["step"] == 4

@@ -134,6 +134,7 @@ class Trainer:
         self._stop_requested = False
         self._stop_at_once = False  # set while the end-of-run probes run (see request_stop)
         self.step_done = 0
+        self.checkpoint_step = 0  # the step a rerun resumes from (the last checkpoint's)
         self.resumed_from: int | None = None
         self.threads = set_threads(cfg.threads)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
@@ -378,8 +379,12 @@ class Trainer:
             self._status("running", step=start, steps=self.cfg.steps)
             final = self._loop(start, wall, stop_after, window)
         except (Interrupted, KeyboardInterrupt) as exc:
+            # step: where a rerun resumes (a Ctrl-C mid-window leaves steps after the last checkpoint)
             self._status(
-                "interrupted", error=f"{type(exc).__name__}: {exc}", step=self.step_done, steps=self.cfg.steps
+                "interrupted",
+                error=f"{type(exc).__name__}: {exc}",
+                step=self.checkpoint_step,
+                steps=self.cfg.steps,
             )
             raise
         except BaseException as exc:
@@ -456,7 +461,7 @@ class Trainer:
         # the process that ran them, and a checkpoint mid-window does not restart the window's clock.
         t_last = t_window = time.perf_counter()
         timed_samples = 0
-        self.step_done = start
+        self.step_done = self.checkpoint_step = start
         for step, batch in enumerate(loader, start=start):
             record = self.train_step(step, batch)
             if not math.isfinite(record["loss"]):
@@ -483,6 +488,7 @@ class Trainer:
                 wall += now - t_last
                 t_last = now
                 self._save(done, wall, window)
+                self.checkpoint_step = done
                 self._status("running", step=done, steps=cfg.steps)
             if stop:
                 if bar:
