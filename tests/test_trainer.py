@@ -387,3 +387,24 @@ def test_a_keyboard_interrupt_mid_window_records_the_step_a_rerun_resumes_from(c
     status = read_status(cfg.run_dir)
     assert status["state"] == "interrupted" and status["step"] == 4
     assert load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_each_checkpoint_reaches_the_disk_after_the_log_lines_before_it(compose_cfg, monkeypatch):
+    """A resumed run never writes again the lines before its checkpoint, so those lines must be on disk
+    (fsync) before the checkpoint is: after a power loss a surviving checkpoint then has its whole log."""
+    import os as _os
+
+    synced = []
+    real_fsync = _os.fsync
+
+    def fsync(fd):
+        synced.append(Path(_os.readlink(f"/proc/self/fd/{fd}")).name)
+        real_fsync(fd)
+
+    monkeypatch.setattr("os.fsync", fsync)
+    cfg = compose_cfg(*TINY_TEST, "steps=4", "log_every=1", "ckpt_every=2", "probes=none")
+    train(cfg)
+    checkpoints = [i for i, name in enumerate(synced) if name.startswith(".last.pt.")]
+    assert len(checkpoints) == 2  # steps 2 and 4
+    for previous, i in zip([-1, *checkpoints], checkpoints):
+        assert "metrics.jsonl" in synced[previous + 1 : i], synced  # the log since the last checkpoint first

@@ -126,7 +126,9 @@ class MetricsLog:
     A kill or node failure during ``append`` can leave the last line cut short (no newline): reading drops
     such a torn final line (the resumed run writes it again, after its checkpoint), while any other
     unreadable line is corruption and raises ``ValueError`` naming the file and line. ``truncate_after(step)``
-    drops the lines a resumed run will write again, rewriting the file atomically.
+    drops the lines a resumed run will write again, rewriting the file atomically. ``sync()`` puts the
+    appended lines on disk; the trainer calls it before each checkpoint, so a checkpoint that survives a
+    power loss never resumes past lines that did not (the resumed run would not write them again).
     """
 
     def __init__(self, path: Path):
@@ -141,6 +143,11 @@ class MetricsLog:
     def append(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def sync(self) -> None:
+        if self.path.exists():
+            with open(self.path, "rb") as f:
+                os.fsync(f.fileno())
 
     def read(self) -> list[dict]:
         return [record for _, record in self._lines()]

@@ -233,6 +233,7 @@ class Trainer:
     def _save(self, step: int, wall_time: float, window: list[dict]) -> None:
         if not self.is_main:
             return
+        self.metrics.sync()  # the log lines up to this checkpoint reach the disk before it does
         save_checkpoint(
             self.ckpt_path,
             {
