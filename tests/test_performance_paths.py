@@ -202,3 +202,22 @@ def test_revision_comparison_times_both_checkouts_and_cleans_up(tmp_path):
 def test_gpu_benchmark_script_smoke_on_cpu():
     (res,) = _run(["benchmarks/gpu_mfu.py", "--smoke", "--steps", "1", "--warmup", "0"])
     assert res["model_tflops_per_step"] > 0 and res["achieved_tflops"] > 0 and res["device"] == "cpu"
+
+
+def test_encoder_scaling_times_the_arithmetic_the_run_trains_in():
+    """precision=bf16 trains under bf16 autocast: the encoder-scaling benchmark must time that, not fp32."""
+    from vjepa.bench import encoder_scaling
+
+    dtypes = set()
+
+    def record(module, args, out):
+        if isinstance(module, torch.nn.Linear):
+            dtypes.add(out.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        out = encoder_scaling([*TINY_TEST, "precision=bf16", "device=cpu"], repeats=1)
+    finally:
+        handle.remove()
+    assert dtypes == {torch.bfloat16}
+    assert 0 < out["masked_over_full"] and out["visible_fraction"] == pytest.approx(0.2, abs=0.05)

@@ -15,6 +15,7 @@ step measured in ``shared/paper/anchor-timing.md``; ``tiny_image`` / ``tiny_vide
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -165,7 +166,8 @@ def _grid_tokens(grid) -> int:
 
 
 def encoder_scaling(overrides: list[str], ratio: float = 0.8, repeats: int = 5) -> dict:
-    """Online encoder forward + backward on the context tokens at ``ratio`` masking vs on all tokens."""
+    """Online encoder forward + backward on the context tokens at ``ratio`` masking vs on all tokens, in the
+    arithmetic the configuration trains in (bf16 autocast where it does)."""
     from vjepa.masks import MaskSpec, sample_masks
 
     b = Bench(overrides)
@@ -175,11 +177,15 @@ def encoder_scaling(overrides: list[str], ratio: float = 0.8, repeats: int = 5) 
     masks = sample_masks(MaskSpec(ratio=ratio), x.shape[0], grid, torch.Generator().manual_seed(0))
     keep = masks.ctx_idx.to(b.trainer.device)
 
+    dtype = b.trainer.autocast_dtype
+
     def timed(keep_idx):
         ts = []
         for _ in range(repeats + 1):
             t0 = time.perf_counter()
-            enc(x, keep_idx=keep_idx).float().square().mean().backward()
+            with torch.autocast(x.device.type, dtype) if dtype else contextlib.nullcontext():
+                out = enc(x, keep_idx=keep_idx)
+            out.float().square().mean().backward()
             if x.is_cuda:
                 torch.cuda.synchronize()
             ts.append(time.perf_counter() - t0)
