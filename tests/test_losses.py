@@ -50,3 +50,25 @@ def test_token_loss_gives_tokens_their_own_gradients():
 def test_unknown_granularity_is_named():
     with pytest.raises(ValueError, match="loss.granularity"):
         prediction_loss(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), None, "pixel")
+
+
+def test_block_loss_is_fp32_under_bf16_autocast():
+    """The trainer computes the loss inside its autocast region: under bf16 autocast (CPU here, CUDA in
+    practice) the block means must not be rounded to bf16, or a prediction close to its target gets a
+    loss and a gradient made of rounding noise."""
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(8, 200, 384, generator=g)
+    target = pred + 0.01 * torch.randn(8, 200, 384, generator=g)
+    blocks = torch.rand(8, 4, 200, generator=g) < 0.3
+
+    def loss_and_grad(autocast: bool):
+        p = pred.clone().requires_grad_()
+        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            loss = block_loss(p, target, blocks, "l1")
+        loss.backward()
+        return loss.detach(), p.grad
+
+    (ref, ref_grad), (got, got_grad) = loss_and_grad(False), loss_and_grad(True)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=0)
+    torch.testing.assert_close(got_grad, ref_grad, rtol=1e-4, atol=1e-9)

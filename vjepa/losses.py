@@ -52,15 +52,18 @@ def token_loss(pred, target, kind="smooth_l1", beta=2.0) -> torch.Tensor:
 
 
 def block_loss(pred, target, blocks: torch.Tensor, kind="smooth_l1", beta=2.0) -> torch.Tensor:
-    """pred, target [B, N_t, D]; blocks [B, K, N_t] bool membership -> scalar."""
-    m = blocks.to(pred.dtype)
-    size = m.sum(-1)  # [B, K]
-    denom = size.clamp(min=1).unsqueeze(-1)
-    pred_mean = torch.bmm(m, pred) / denom
-    target_mean = torch.bmm(m, target) / denom
-    per_block = distance(pred_mean, target_mean, kind, beta)  # [B, K]
-    per_sample = (per_block * size).sum(1) / size.sum(1).clamp(min=1)
-    return per_sample.mean()
+    """pred, target [B, N_t, D]; blocks [B, K, N_t] bool membership -> scalar, in fp32 whatever the autocast
+    around it (bmm would otherwise round the block means to bf16, and their difference to noise)."""
+    with torch.autocast(pred.device.type, enabled=False):
+        pred, target = pred.float(), target.float()
+        m = blocks.to(pred.dtype)
+        size = m.sum(-1)  # [B, K]
+        denom = size.clamp(min=1).unsqueeze(-1)
+        pred_mean = torch.bmm(m, pred) / denom
+        target_mean = torch.bmm(m, target) / denom
+        per_block = distance(pred_mean, target_mean, kind, beta)  # [B, K]
+        per_sample = (per_block * size).sum(1) / size.sum(1).clamp(min=1)
+        return per_sample.mean()
 
 
 def prediction_loss(pred, target, blocks, granularity="token", kind="smooth_l1", beta=2.0) -> torch.Tensor:
