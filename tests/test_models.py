@@ -200,3 +200,30 @@ def test_without_drop_path_the_target_encoder_mode_changes_nothing(compose_cfg, 
         out[mode] = model.targets(x)
         assert torch.equal(torch.get_rng_state(), rng)
     assert torch.equal(out[True], out[False])
+
+
+@pytest.mark.parametrize("pos", ["sincos", "rope"])
+@pytest.mark.parametrize("modality_embed", [False, True])
+def test_the_residual_stream_is_fp32_under_bf16_autocast_in_every_configuration(
+    compose_cfg, pos, modality_embed
+):
+    """Under bf16 autocast (CPU here, CUDA with precision=auto) the blocks compute in bf16 but the residual
+    stream they add to stays fp32, whether or not the fp32 modality embedding is added (it used to decide)."""
+    model = _jepa(compose_cfg, f"model.pos={pos}", f"model.modality_embed={str(modality_embed).lower()}")
+    seen = {}
+
+    def record(name):
+        def hook(module, args):
+            seen.setdefault(name, args[0].dtype)  # returns None: the block's input is left as it is
+
+        return hook
+
+    model.encoder.blocks[0].register_forward_pre_hook(record("encoder"))
+    model.predictor.blocks[0].register_forward_pre_hook(record("predictor"))
+    x = torch.randn(2, 3, 4, 32, 32)
+    ctx_idx = torch.tensor([[0, 1, 2, 3, 4, 5], [2, 3, 4, 5, 6, 7]])
+    tgt_idx = torch.tensor([[8, 9, 10], [0, 1, 9]])
+    with torch.autocast("cpu", torch.bfloat16):
+        ctx = model.encoder(x, keep_idx=ctx_idx)
+        model.predictor(ctx, ctx_idx, tgt_idx, model.encoder.grid(x), modality=1)
+    assert seen == {"encoder": torch.float32, "predictor": torch.float32}

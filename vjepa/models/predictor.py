@@ -68,7 +68,7 @@ class Predictor(nn.Module):
         return_context: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         b, n_ctx = ctx.shape[:2]
-        x_ctx = self.embed(ctx)
+        x_ctx = self.embed(ctx).float()  # an fp32 residual stream, as the encoder's (VisionTransformer.embed)
         x_tgt = self.mask_token.to(x_ctx.dtype).expand(b, tgt_idx.shape[1], -1)
         if self.pos_embed is not None:
             pos = self.pos_embed(grid, ctx.device, x_ctx.dtype).unsqueeze(0).expand(b, -1, -1)

@@ -139,6 +139,10 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"expected an image [B,C,H,W] or clip [B,C,T,H,W], got shape {tuple(x.shape)}")
         is_image = x.ndim == 4
         tok = self.image_embed(x) if (is_image and self.image_embed is not None) else self.video_embed(x)
+        # An fp32 residual stream under bf16 autocast too (the blocks compute in bf16), in every configuration
+        # (as timm's, and the released code's, whose fp32 position parameter promotes it): it used to be bf16
+        # or fp32 depending on whether the fp32 modality embedding was added.
+        tok = tok.float()
         if self.pos_embed is not None:
             tok = tok + self.pos_embed(self.grid(x), tok.device, tok.dtype)
         if self.modality_embed is not None:
