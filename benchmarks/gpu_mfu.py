@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vjepa.bench import Bench  # noqa: E402
 from vjepa.flops import step_cost  # noqa: E402
 
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+# dense bf16 peak by device name, the more specific names first (H100 PCIe and NVL are slower than SXM)
+PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
 GPU_CONFIGS = {
     "vitl16_image224": ["preset=vitl16", "data.mix=image", "batch_size=128"],
     "vith16_image224": ["preset=vith16", "data.mix=image", "batch_size=64"],

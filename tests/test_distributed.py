@@ -112,9 +112,18 @@ def test_per_step_collectives_reduce_on_the_device_the_backend_serves(monkeypatc
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(d.dist, "is_initialized", lambda: False)
     monkeypatch.setattr(d.dist, "init_process_group", lambda **kwargs: None)
-    monkeypatch.setattr(d.torch.cuda, "set_device", lambda device: None)
+    current = []
+    monkeypatch.setattr(d.torch.cuda, "set_device", current.append)
     assert d.init_distributed("cuda") == d.DistInfo(rank=1, world=2, local_rank=1, device="cuda:1")
     assert d.init_distributed("cpu").device == "cpu"
+    # a process group started before the trainer (by the caller): the same device, made current
+    monkeypatch.setattr(d.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(d.dist, "get_backend", lambda: "nccl")
+    monkeypatch.setattr(d.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(d.dist, "get_world_size", lambda: 2)
+    assert d.init_distributed("cuda") == d.DistInfo(rank=1, world=2, local_rank=1, device="cuda:1")
+    assert current == [1, 1]  # NCCL's object collectives (start-up refusals) use the current device
+    monkeypatch.setattr(d.dist, "is_initialized", lambda: False)
 
     class Reduced(Exception):
         pass

@@ -221,3 +221,26 @@ def test_encoder_scaling_times_the_arithmetic_the_run_trains_in():
         handle.remove()
     assert dtypes == {torch.bfloat16}
     assert 0 < out["masked_over_full"] and out["visible_fraction"] == pytest.approx(0.2, abs=0.05)
+
+
+def test_gpu_benchmark_takes_each_cards_own_peak(monkeypatch):
+    """MFU is achieved over peak: an H100 PCIe (756 dense bf16 TFLOP/s) or NVL (835) must not be measured
+    against the SXM card's 989."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_mfu", ROOT / "benchmarks" / "gpu_mfu.py")
+    gpu_mfu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_mfu)
+    cuda = torch.device("cuda", 0)
+    names = {
+        "NVIDIA H100 80GB HBM3": 989.0,
+        "NVIDIA H100 PCIe": 756.0,
+        "NVIDIA H100 NVL": 835.0,
+        "NVIDIA H200": 989.0,
+        "NVIDIA A100-SXM4-80GB": 312.0,
+        "NVIDIA GeForce RTX 4090": None,
+    }
+    for name, peak in names.items():
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device, name=name: name)
+        assert gpu_mfu.peak_tflops(cuda, None) == peak, name
+    assert gpu_mfu.peak_tflops(cuda, 500.0) == 500.0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import resource
 import statistics
@@ -108,10 +109,15 @@ class Bench:
         from vjepa.timing import StepTimer
         from vjepa.trainer import Trainer
 
+        if torch.cuda.is_available():  # an earlier configuration's memory, then its peak, are not this one's
+            gc.collect()
+            torch.cuda.empty_cache()
         self.cfg = compose(overrides)
         self.trainer = Trainer(self.cfg)
         self.trainer._build()
         dev = self.trainer.device
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
         self.trainer.model.timer = StepTimer(enabled=True, cuda=dev.type == "cuda")
         self.batch, _ = split_skipped(
             JointBatches(build_sources(self.cfg.data, self.cfg.batch_size, self.cfg.seed))[0]

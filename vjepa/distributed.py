@@ -33,6 +33,8 @@ def init_distributed(device_type: str) -> DistInfo:
     if dist.is_available() and dist.is_initialized():
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         device = f"cuda:{local_rank}" if dist.get_backend() == "nccl" else "cpu"
+        if device != "cpu":  # NCCL's object collectives and the timers use the current device
+            torch.cuda.set_device(local_rank)
         return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
     if "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         # Under SLURM (sbatch / submitit) derive MASTER_ADDR, RANK, WORLD_SIZE, LOCAL_RANK from SLURM_*.

@@ -20,7 +20,9 @@ from torch import nn
 
 @contextmanager
 def seeded(seed: int):
-    with torch.random.fork_rng(devices=[]):
+    """``torch.manual_seed(seed)`` inside, every generator (CPU and each GPU's, which it also seeds) restored
+    after."""
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         torch.manual_seed(seed)
         yield
 
