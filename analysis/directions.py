@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis.ablations import COMPARE, lower_is_better
 from analysis.paper import METRICS, Table
-from analysis.stats import beyond_noise, mean_and_se
+from analysis.stats import beyond_noise, mean_and_se, resolution
 
 DIRECTION_COLUMNS = (
     "direction from_variant to_variant paper_metric metric paper_change change se n better verdict"
@@ -93,7 +93,7 @@ def directions(runs: pd.DataFrame, stats: pd.DataFrame, table: Table | None) -> 
                 d = paired_differences(runs, metric, a, b)
                 if len(d) == 0:
                     continue
-                change, se = mean_and_se(d)
+                change, se = mean_and_se(d, resolution(runs[metric]))
                 low = lower_is_better(metric)
                 rows.append(
                     {

@@ -136,6 +136,8 @@ def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | 
         "per seed (runs of one seed share the initialisation and data order), and its mean lies outside its "
         "95 % Student t interval with n - 1 degrees of freedom (with 3 seeds, 4.3 standard errors; "
         "`analysis/stats.py`); Welch's unpaired test only where fewer than two seeds pair, and said so. "
+        "A standard error is never taken below what rounding alone gives (an accuracy over 300 clips moves "
+        "in steps of 1/300, so seeds that differ by the same step show no spread), step / sqrt(6 n). "
         "Where the random-init encoder (the network "
         "pretraining started from) was probed, each compared metric also gives its number and how the "
         "variants stand against it, paired by seed: pretraining that does not beat it has learnt nothing "

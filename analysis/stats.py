@@ -4,6 +4,13 @@
 With 3 seeds a plain "twice the standard error" rule calls a noise-only difference real 18 % of the time
 (a paired difference has 2 degrees of freedom, and t with 2 exceeds 2 with probability 0.18); the t quantile
 keeps that at 5 %.
+
+A metric counted over a finite set (a top-1 accuracy over 300 clips moves in steps of 1/300) cannot show a
+spread below its step: two seeds whose differences are the same multiple of the step have a sample spread of
+0, which alone would call any difference real. So the standard error of a mean of n paired differences is
+never taken below the rounding's own, ``q / sqrt(6 n)`` for a step ``q`` (each value carries a rounding
+error uniform over one step, variance q^2 / 12, a difference two of them), with ``q`` the metric's
+``resolution``: the smallest gap between its distinct values.
 """
 
 from __future__ import annotations
@@ -31,11 +38,21 @@ def t95(df: float) -> float:
     return _T95[max(k for k in _T95 if k <= df)]
 
 
-def mean_and_se(differences) -> tuple[float, float]:
-    """Mean of paired differences and its standard error (NaN for fewer than 2)."""
+def resolution(values) -> float:
+    """The step of a metric: the smallest positive gap between its distinct values (at least the step for a
+    count over n samples, 1/n; tiny for a continuous metric); 0 where fewer than two distinct values."""
+    v = np.unique(np.asarray(values, float)[np.isfinite(np.asarray(values, float))])
+    return float(np.diff(v).min()) if len(v) > 1 else 0.0
+
+
+def mean_and_se(differences, step: float = 0.0) -> tuple[float, float]:
+    """Mean of paired differences and its standard error (NaN for fewer than 2), the latter at least the
+    rounding's ``step / sqrt(6 n)`` for a metric of resolution ``step`` (module docstring)."""
     d = np.asarray(differences, float)
-    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
-    return float(d.mean()), se
+    if len(d) < 2:
+        return float(d.mean()), math.nan
+    se = float(d.std(ddof=1) / math.sqrt(len(d)))
+    return float(d.mean()), max(se, step / math.sqrt(6 * len(d)))
 
 
 def welch_df(se_a: float, n_a: int, se_b: float, n_b: int) -> float:

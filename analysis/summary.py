@@ -42,7 +42,7 @@ from analysis.ablations import (
 )
 from analysis.directions import directions, paired_differences
 from analysis.paper import METRICS, TABLES, Table
-from analysis.stats import beyond_noise, mean_and_se, welch_df
+from analysis.stats import beyond_noise, mean_and_se, resolution, welch_df
 
 RANDOM = "random init"
 HEADLINE = re.compile(r"probe/[^/]+/[^/]+")
@@ -237,12 +237,14 @@ def lead_beyond_noise(
     unpaired test on each variant's values, which needs two values of each. ``sign``: -1 for a
     lower-is-better metric."""
     d = sign * paired_differences(runs, metric, second["variant"], best["variant"])
+    step = resolution(runs[metric])
     if len(d) >= 2:
-        mean, se = mean_and_se(d)
+        mean, se = mean_and_se(d, step)
         return bool(mean > 0 and beyond_noise(mean, se, len(d) - 1)), "paired"
     if best["n"] < 2 or second["n"] < 2:
         return False, ""
-    se = [r["std"] / math.sqrt(r["n"]) for r in (best, second)]
+    # each mean's standard error at least its values' rounding (analysis.stats): step / sqrt(12 n)
+    se = [max(r["std"] / math.sqrt(r["n"]), step / math.sqrt(12 * r["n"])) for r in (best, second)]
     margin = sign * (best["mean"] - second["mean"])
     df = welch_df(se[0], best["n"], se[1], second["n"])
     return bool(margin > 0 and beyond_noise(margin, math.hypot(*se), df)), "Welch"
@@ -359,7 +361,7 @@ def versus_random(s: Summary, metric: str) -> dict[str, str]:
         if len(d) < 2:
             out[variant] = "one seed"
             continue
-        mean, se = mean_and_se(d)
+        mean, se = mean_and_se(d, resolution(pd.concat([s.runs[metric], s.runs[rand_col]])))
         up = mean > 0
         out[variant] = (
             ("better" if up else "worse")

@@ -1024,3 +1024,22 @@ def test_a_failed_write_of_the_results_table_leaves_the_old_one_whole(tmp_path):
         write_csv(rows, path)
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary file left behind
+
+
+def test_a_spread_below_the_metrics_step_is_not_taken_for_certainty():
+    """Two seeds whose accuracies (over 300 clips: steps of 1/300) differ by the same -3 steps have a sample
+    spread of 0, which alone would call the difference real; the rounding's own standard error, step /
+    sqrt(6 n), keeps it within noise. Differences that vary, or a continuous metric, are unaffected."""
+    from analysis.stats import mean_and_se, resolution
+
+    step = 1 / 300
+    values = np.array([0.9367, 0.9267, 0.9300, 0.9633]).round(4)
+    assert resolution(values) == pytest.approx(0.0033, abs=1e-4)
+    d = np.array([-3 * step, -3 * step])
+    mean, se = mean_and_se(d)
+    assert se == 0 and beyond_noise(mean, se, 1)  # the old rule: certainty from two equal roundings
+    mean, se = mean_and_se(d, step)
+    assert se == pytest.approx(step / math.sqrt(12)) and not beyond_noise(mean, se, 1)
+    spread = np.array([0.01, 0.03, 0.02])
+    assert mean_and_se(spread, step) == mean_and_se(spread)  # a real spread above the floor is kept
+    assert resolution([0.5]) == 0.0 and math.isnan(mean_and_se([0.1], step)[1])
