@@ -64,6 +64,31 @@ def test_return_layers_matches_final_output():
     assert len(layers) == 4 and torch.allclose(layers[-1], enc(x))
 
 
+def test_return_layers_come_in_the_order_asked_and_out_of_range_is_an_error():
+    enc = build_encoder(OmegaConf.load("vjepa/conf/model/tiny.yaml")).eval()  # depth 6
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ordered = enc(x, return_layers=[1, 3, 5])
+        asked = enc(x, return_layers=[5, 1, 1, -3])
+    assert len(asked) == 4
+    assert torch.equal(asked[0], ordered[2]) and torch.equal(asked[1], ordered[0])
+    assert torch.equal(asked[2], ordered[0]) and torch.equal(asked[3], ordered[1])
+    assert not torch.allclose(ordered[0], ordered[1])  # distinct blocks give distinct outputs
+    for bad in ([6], [-7], [], [1.5]):
+        with pytest.raises(ValueError, match=r"each must be a block index in \[-6, 5\]"):
+            enc(x, return_layers=bad)
+
+
+def test_blocks_after_the_last_layer_asked_for_do_not_run():
+    enc = build_encoder(OmegaConf.load("vjepa/conf/model/tiny.yaml")).eval()
+    ran = []
+    for i, blk in enumerate(enc.blocks):
+        blk.register_forward_hook(lambda *_, i=i: ran.append(i))
+    with torch.no_grad():
+        enc(torch.randn(1, 3, 32, 32), return_layers=[2, 0])
+    assert ran == [0, 1, 2]
+
+
 def test_shared3d_tokenizer_repeats_images():
     cfg = OmegaConf.load("vjepa/conf/model/tiny.yaml")
     cfg.tokenizer = "shared3d"

@@ -349,3 +349,47 @@ def test_levels_probe_reads_the_four_levels(tmp_path):
     with torch.no_grad():
         deep.level_norms[0].bias.fill_(3.0)  # the level's own norm is used, not the final one
     assert torch.allclose(encoder_layers(deep, x, "levels")[0].mean(-1), torch.full((2, 16), 3.0), atol=1e-5)
+
+
+def test_levels_need_four_blocks_and_layers_are_checked_before_any_data(tmp_path):
+    """An encoder too shallow for `levels`, or a block index it does not have, is refused by run_probes
+    before a data set is built (the data root here does not exist), and by the config check."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from vjepa.models import build_encoder
+    from vjepa.probes.features import encoder_layers
+
+    cfg = OmegaConf.load("vjepa/conf/model/tiny.yaml")
+    cfg.depth = 3
+    shallow = build_encoder(cfg).eval()
+    with pytest.raises(
+        ValueError, match=r"layers=levels reads 4 equally spaced blocks: the encoder has only 3"
+    ):
+        encoder_layers(shallow, torch.randn(1, 3, 32, 32), "levels")
+    probes = {
+        "tasks": {
+            "a": {"kind": "seg", "data": {"name": "camvid"}, "layers": "levels"},
+            "b": {"kind": "seg", "data": {"name": "camvid"}, "layers": [0, 3]},
+            "c": {"kind": "seg", "data": {"name": "camvid"}, "layers": [-3, 2]},
+        }
+    }
+    with pytest.raises(ValueError) as err:
+        run_probes(shallow, probes, cfg, 0, tmp_path / "absent", "cpu")
+    msg = str(err.value)
+    assert "probes.tasks.a.layers=levels" in msg and "probes.tasks.b.layers=[0, 3]" in msg
+    assert "tasks.c" not in msg
+
+
+def test_config_check_names_probe_layers_beyond_the_depth(compose_cfg):
+    from vjepa.config_check import ConfigError, check_config
+
+    check_config(compose_cfg("probes=levels"))  # tiny: depth 6
+    with pytest.raises(
+        ConfigError, match=r"probes.tasks.camvid_linear_levels.layers=levels reads 4 .* only 3"
+    ):
+        check_config(compose_cfg("probes=levels", "model.depth=3"))
+    with pytest.raises(
+        ConfigError, match=r"probes.tasks.shapes_seg.layers=\[7\]: each must be a block index"
+    ):
+        check_config(compose_cfg("probes=fast", "probes.tasks.shapes_seg.layers=[7]"))

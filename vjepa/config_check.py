@@ -13,6 +13,7 @@ from vjepa.losses import DISTANCES, GRANULARITIES
 from vjepa.masks import BUCKETING, CUTS, TRIMS, mask_settings
 from vjepa.models.vit import POSITIONS, TOKENIZERS
 from vjepa.probes.classify import HEADS as CLASSIFY_HEADS
+from vjepa.probes.features import layer_problem
 from vjepa.probes.runner import KINDS as PROBE_KINDS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -109,8 +110,8 @@ def _check_diagnostics(e: list[str], diagnostics) -> None:
         e.append(f"diagnostics.batch_size={size!r} must be an integer >= 0 (0 = no diagnostics)")
 
 
-def _check_probes(e: list[str], probes) -> None:
-    """Kinds and classification heads of the probe tasks, as ``vjepa.probes`` dispatches them."""
+def _check_probes(e: list[str], probes, depth) -> None:
+    """Kinds, classification heads and encoder layers of the probe tasks, as ``vjepa.probes`` reads them."""
     for name, task in ((probes or {}).get("tasks") or {}).items():
         key = f"probes.tasks.{name}"
         if not hasattr(task, "get"):
@@ -119,6 +120,10 @@ def _check_probes(e: list[str], probes) -> None:
         _choice(e, f"{key}.kind", task.get("kind"), PROBE_KINDS)
         if task.get("kind") == "classify":
             _choice(e, f"{key}.head", task.get("head"), CLASSIFY_HEADS)
+        if isinstance(depth, int) and depth >= 1:
+            problem = layer_problem(task.get("layers", [-1]), depth)
+            if problem:
+                e.append(f"{key}.{problem}")
 
 
 def check_config(cfg) -> None:
@@ -270,7 +275,7 @@ def check_config(cfg) -> None:
     _check_optim(e, opt, cfg.steps)
     _check_diagnostics(e, cfg.get("diagnostics"))
     _check_loader(e, data)
-    _check_probes(e, cfg.get("probes"))
+    _check_probes(e, cfg.get("probes"), m.get("depth"))
     _choice(e, "device", cfg.device, DEVICES)
     _choice(e, "precision", cfg.precision, PRECISIONS)
 

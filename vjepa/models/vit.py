@@ -64,6 +64,18 @@ def run_block(blk: nn.Module, x: torch.Tensor, rope: tuple | None, checkpoint: b
     return blk(x, **kwargs)
 
 
+def block_ids(layers, depth: int) -> list[int]:
+    """Block indices (negatives count from the end) as 0-based indices of a ``depth``-block encoder, in order."""
+    layers = list(layers)
+    bad = [i for i in layers if not isinstance(i, int) or isinstance(i, bool) or not -depth <= i < depth]
+    if not layers or bad:
+        raise ValueError(
+            f"layers={layers!r}: each must be a block index in [{-depth}, {depth - 1}] (the encoder has "
+            f"{depth} blocks; negatives count from the end), at least one"
+        )
+    return [i % depth for i in layers]
+
+
 def level_indices(depth: int, levels: int) -> list[int]:
     """Equally spaced block indices ending at the last block: depth 12, 4 levels -> [2, 5, 8, 11].
     Distinct and non-negative only when ``depth >= levels``."""
@@ -161,7 +173,8 @@ class VisionTransformer(nn.Module):
             rope = rope_3d(coords, self.embed_dim // self.num_heads)
         if keep_idx is not None:
             tok = gather_tokens(tok, keep_idx)
-        for i, blk in enumerate(self.blocks):
+        last = max(wanted)
+        for i, blk in enumerate(self.blocks[: last + 1]):  # blocks after the last wanted one are not run
             tok = run_block(blk, tok, rope, self.grad_checkpointing)
             if i in wanted:
                 yield i, tok
@@ -173,11 +186,14 @@ class VisionTransformer(nn.Module):
         return_layers: list[int] | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Final normed tokens [B, N(_keep), D]; or, with ``return_layers`` (block indices, 0-based,
-        negatives count from the end), the list of those blocks' outputs, each passed through the final norm."""
+        negatives count from the end), the list of those blocks' outputs in the order asked (a repeated index
+        repeats its output), each passed through the final norm. An index outside the depth is a ValueError."""
         if return_layers is None:
             *_, (_, last) = self._blocks(x, keep_idx, {self.depth - 1})
             return self.norm(last)
-        return [self.norm(t) for _, t in self._blocks(x, keep_idx, {i % self.depth for i in return_layers})]
+        ids = block_ids(return_layers, self.depth)
+        outs = dict(self._blocks(x, keep_idx, set(ids)))
+        return [self.norm(outs[i]) for i in ids]
 
     def forward_levels(self, x: torch.Tensor, keep_idx: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Deep self-supervision: the ``levels`` block outputs, each through its own LayerNorm."""

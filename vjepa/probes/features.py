@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from vjepa.data import normalize
+from vjepa.models.vit import block_ids, level_indices
 from vjepa.runfiles import load_checkpoint, save_checkpoint
 
 FEATURE_VERSION = 1
@@ -44,16 +45,37 @@ def prepare(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return normalize(x)
 
 
+LEVELS = 4  # "levels" reads the 4 levels of deep self-supervision, or 4 equally spaced blocks
+
+
+def layer_problem(layers, depth: int) -> str | None:
+    """Why a probe's ``layers`` cannot be read from a ``depth``-block encoder, or None: ``"levels"`` needs
+    at least 4 blocks; a list needs block indices within the depth (negatives count from the end)."""
+    if layers == "levels":
+        if depth < LEVELS:
+            return f"layers=levels reads {LEVELS} equally spaced blocks: the encoder has only {depth}"
+        return None
+    if isinstance(layers, str) or not hasattr(layers, "__iter__"):
+        return f"layers={layers!r} must be 'levels' or a list of block indices"
+    try:
+        block_ids(layers, depth)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def encoder_layers(encoder, x: torch.Tensor, layers) -> list[torch.Tensor]:
-    """Block outputs to concatenate: a list of block indices, or ``"levels"``: the 4 levels of deep
-    self-supervision (each with its own norm) where the encoder has them, else the same 4 equally spaced
-    blocks through the final norm, so encoders with and without deep supervision are read alike."""
+    """Block outputs to concatenate, in the order given: a list of block indices, or ``"levels"``: the 4
+    levels of deep self-supervision (each with its own norm) where the encoder has them, else the same 4
+    equally spaced blocks through the final norm, so encoders with and without deep supervision are read
+    alike. Layers the encoder does not have (``layer_problem``) are a ValueError."""
+    problem = layer_problem(layers, encoder.depth)
+    if problem:
+        raise ValueError(problem)
     if layers == "levels":
         if encoder.levels:
             return encoder.forward_levels(x)
-        from vjepa.models.vit import level_indices
-
-        return encoder(x, return_layers=level_indices(encoder.depth, 4))
+        return encoder(x, return_layers=level_indices(encoder.depth, LEVELS))
     return encoder(x, return_layers=list(layers))
 
 

@@ -20,7 +20,7 @@ from vjepa.data.common import DataNotFoundError
 from vjepa.probes.classify import classify_probe
 from vjepa.probes.datasets import build, resolve_spec
 from vjepa.probes.det import det_probe
-from vjepa.probes.features import FeatureCache, extract
+from vjepa.probes.features import FeatureCache, extract, layer_problem
 from vjepa.probes.heads import seeded
 from vjepa.probes.seg import seg_probe
 
@@ -153,6 +153,14 @@ def run_probes(
         if OmegaConf.is_config(probes_cfg)
         else dict(probes_cfg)
     )
+    depth = getattr(encoder, "depth", None)
+    problems = [
+        f"probes.tasks.{name}.{problem}"
+        for name, task in (cfg.get("tasks") or {}).items()
+        if depth is not None and (problem := layer_problem(task.get("layers", [-1]), depth))
+    ]
+    if problems:  # before any data is built
+        raise ValueError("probe layers the encoder does not have:\n  - " + "\n  - ".join(problems))
     device = torch.device(device)
     patch = int(model_cfg["patch_size"])
     datasets = {}  # built once, shared with the baseline
