@@ -5,6 +5,9 @@ probes a frozen encoder with every task of a ``probes`` config (``vjepa/conf/pro
 deterministic on CPU; ``python -m vjepa.evaluate run_dir=...`` does the same for a saved run and merges the
 numbers into its ``metrics.json``. Each task names a ``kind`` (seg | det | classify), a ``data`` spec
 (``vjepa.probes.datasets``), the encoder ``layers`` to concatenate and its head's optimisation settings.
+``layers`` is a list of block indices (default ``[-1]``; negatives count from the end; concatenated in the
+order given) or ``levels`` (the 4 levels of deep self-supervision, or 4 equally spaced blocks without it);
+a block the encoder does not have is refused before any data is built.
 
 Metric names (``<task>`` is the task's key in the config; the prefix is ``probe`` for the target (EMA)
 encoder, ``probe_online`` for the online encoder, ``probe_random`` for the random-init baseline):
