@@ -42,7 +42,7 @@ from analysis.ablations import (
 )
 from analysis.directions import directions, paired_differences
 from analysis.paper import METRICS, TABLES, Table
-from analysis.stats import beyond_noise, mean_and_se, resolution, welch_df
+from analysis.stats import beyond_noise, mean_and_se, resolution, settle, welch_df
 
 RANDOM = "random init"
 HEADLINE = re.compile(r"probe/[^/]+/[^/]+")
@@ -82,6 +82,14 @@ class Summary:
     @property
     def seeds(self) -> list[int]:
         return sorted(int(s) for s in self.runs["seed"].dropna().unique())
+
+    @property
+    def not_started(self) -> list[tuple[str, int]]:
+        """(variant, seed) of the variants with runs and the seeds any run used that have no run directory
+        (a sweep stopped before it launched them): a table's n and 'not completed' cannot show them."""
+        seeded = self.runs[self.runs["seed"].notna()]
+        have = set(zip(seeded["variant"], seeded["seed"].astype(int)))
+        return [(v, seed) for v in self.variants for seed in self.seeds if (v, seed) not in have]
 
     @property
     def command(self) -> str:
@@ -135,7 +143,8 @@ def without_untrained_probes(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str
 def _moments(values: pd.Series) -> tuple[float, float, int]:
     values = values.dropna().astype(float)
     n = len(values)
-    return (float(values.mean()) if n else math.nan, float(values.std(ddof=1)) if n > 1 else math.nan, n)
+    mean = settle(float(values.mean()), values) if n else math.nan
+    return mean, settle(float(values.std(ddof=1)), values) if n > 1 else math.nan, n
 
 
 STATS_COLUMNS = "variant paper_row metric mean std n n_incomplete incomplete seeds".split()

@@ -75,7 +75,11 @@ def variant_table(s: Summary) -> tuple[list[str], list[list[str]]]:
         else:
             paper_row = text(st["paper_row"].iloc[0])
             n_runs = int(st["n"].max())
-            cells = [variant, paper_row or "–", str(n_runs), st["incomplete"].iloc[0] or "0"]
+            waiting = sum(v == variant for v, _ in s.not_started)
+            incomplete = ", ".join(
+                filter(None, [st["incomplete"].iloc[0], waiting and f"{waiting} not started"])
+            )
+            cells = [variant, paper_row or "–", str(n_runs), incomplete or "0"]
         for kind, k in columns:
             if kind == "ours":
                 cells.append(_cell(s.stats, variant, k, n_runs))
@@ -170,6 +174,11 @@ def latex(header: list[str], rows: list[list[str]], caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def not_started(s: Summary) -> str:
+    """ "deep seed 2, mix seed 2": the runs ``Summary.not_started`` lists."""
+    return ", ".join(f"{v} seed {seed}" for v, seed in s.not_started)
+
+
 def legend(s: Summary) -> str:
     out = (
         f"Seeds run: {', '.join(map(str, s.seeds)) or 'none'}. Cells: mean ± sample std over each variant's "
@@ -177,6 +186,8 @@ def legend(s: Summary) -> str:
         "complete are counted under 'not completed' and never averaged in. Toolkit probe scores are "
         "fractions (0-1); paper numbers as published."
     )
+    if s.not_started:
+        out += f" Not started (no run directory): {not_started(s)}."
     if s.table:
         note = f" ({s.table.note})" if s.table.note else ""
         out += f" Paper: {s.table.source}, {s.table.title}{note}."
@@ -338,9 +349,10 @@ def statement(s: Summary) -> str:
     if s.table is None:
         return f"**{s.title}**: no paper table corresponds to this sweep."
     done = s.runs[s.runs["status"] == "completed"]
+    waiting = f"; not started: {not_started(s)}" if s.not_started else ""
     head = (
-        f"**{s.title}** ({s.table.source}: {s.table.title}; {len(done)} of {len(s.runs)} runs completed, "
-        f"seeds {', '.join(map(str, s.seeds)) or 'none'}): "
+        f"**{s.title}** ({s.table.source}: {s.table.title}; {len(done)} of {len(s.runs) + len(s.not_started)} "
+        f"runs completed{waiting}; seeds {', '.join(map(str, s.seeds)) or 'none'}): "
     )
     rows = s.agreement[s.agreement["variants"] >= 2]
     if rows.empty:

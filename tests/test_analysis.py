@@ -424,6 +424,44 @@ def test_the_best_variants_lead_is_paired_by_seed_where_unpaired_says_otherwise(
     assert "ours: token, by 0.050, within seed noise; Kendall tau" in text
 
 
+def test_equal_means_summed_in_another_order_are_a_tie_not_a_ranking(results):
+    """Table 1's direction_top1 at seeds 0 and 1: deep {0.93, 0.9633}, tokenizer {0.9333, 0.96}: equal means
+    that float summation puts 1e-16 apart. They tie: Kendall's tau counts no pair from them, the lead is 0
+    and the paired change is exactly 0 ("ours: no change"), not a change of the other sign."""
+    from analysis.stats import mean_and_se, settle
+
+    deep, tok = [0.93, 0.9633333333333334], [0.9333333333333333, 0.96]
+    assert np.mean(deep) != np.mean(tok)  # the float noise this guards against
+    assert settle(float(np.mean(deep)), deep) == settle(float(np.mean(tok)), tok)
+    d = np.subtract(tok, deep)
+    assert d.mean() != 0 and mean_and_se(d)[0] == 0.0
+    assert _verdict(0.6, mean_and_se(d)[0], mean_and_se(d)[1], 2, False, True) == "ours: no change"
+    assert settle(0.0123456789012345, [0.5]) == 0.012345678901 and settle(-3.0, [0.0]) == -3.0
+    lg = _ap_by_seed(results, [0.93, 0.9633333333333334, 0.95], [0.9333333333333333, 0.96, 0.95])
+    lead = _lead(lg)
+    assert lead["margin"] == 0.0 and not lead["resolved"]
+    assert math.isnan(lead["tau"]) and lead["verdict"] == "no ordering (all tied)"  # was tau +-1
+
+
+def test_runs_a_sweep_never_started_are_named(results):
+    """loss_granularity without block's seed 2 directory: the table's 'not completed' cell, the legend and
+    the statement name it; n counts the completed runs only. (The fixture has a block run at seed 4 and none
+    of token: that one is named too.)"""
+    lg = results[results["sweep"] == "loss_granularity"]
+    gone = lg[(lg["variant"] == "block") & (lg["seed"] == 2)].index
+    assert len(gone) == 1
+    s = _summary(results.drop(gone), "loss_granularity")
+    assert s.not_started == [("block", 2), ("token", 4)]
+    row = next(line for line in to_markdown(s).splitlines() if line.startswith("| block |"))
+    assert row.split(" | ")[3] == "1 interrupted, 1 running, 1 not started"
+    assert "Not started (no run directory): block seed 2, token seed 4." in legend(s)
+    assert (
+        f"5 of {len(lg) + 1} runs completed; not started: block seed 2, token seed 4; seeds 0, 1, 2, 3, 4)"
+        in (statement(s))
+    )
+    assert _summary(results, "loss_granularity").not_started == [("token", 4)]
+
+
 def test_the_lead_falls_back_to_welch_where_the_seeds_do_not_pair(results):
     """token ran seeds 10-12, block 0-2: no pair, so the unpaired test decides, and the statement says so."""
     lg = _ap_by_seed(results, [0.10, 0.12, 0.14], [0.30, 0.31, 0.32], token_seeds=(10, 11, 12))
@@ -445,7 +483,10 @@ def test_markdown_latex_and_statement(results):
     tex = to_latex(s)
     assert tex.count(r"\begin{tabular}") == 3 and r"shapes\_det/ap" in tex and r"0.120 $\pm$ 0.020" in tex
     text = statement(s)
-    assert "6 of 9 runs completed" in text and "3 metric pair(s) compared (agrees 2, disagrees 1)" in text
+    assert (
+        "6 of 10 runs completed; not started: token seed 4;" in text
+        and "3 metric pair(s) compared (agrees 2, disagrees 1)" in text
+    )
     assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in text and "beyond seed noise" in text
     # random init probed for shapes_det/ap only (RANDOM_AP): block 0.12, token 0.25 vs 0.06 +- 0.01
     assert (
