@@ -64,6 +64,27 @@ def test_image_folder_classes_and_relative_path(tmp_path):
     assert src[0]["x"].shape == (3, 3, 8, 8)
 
 
+@pytest.mark.parametrize("ext", ["png", "tif"])
+def test_sixteen_bit_images_are_scaled_to_eight_bits_not_clipped(tmp_path, ext):
+    """A 16-bit greyscale gradient reads as the same image in 8 bits (PIL's convert("RGB") clips it at 255:
+    nearly white); 32-bit integer and float images are refused, naming the file."""
+    from vjepa.data.images import read_image
+
+    grad = np.linspace(0, 65535, 64 * 48).reshape(48, 64).astype(np.uint16)
+    Image.fromarray(grad).save(tmp_path / f"g16.{ext}")
+    img = read_image(str(tmp_path / f"g16.{ext}"))
+    assert img.shape == (48, 64, 3) and img.dtype == torch.uint8
+    want = torch.from_numpy(np.round(grad / 257.0).astype(np.uint8))
+    assert (img[..., 0].int() - want.int()).abs().max() <= 1 and torch.equal(img[..., 0], img[..., 2])
+    assert abs(img.float().mean().item() - 127.5) < 1.0
+    Image.fromarray(np.full((8, 8), 70000, np.int32)).save(tmp_path / "i32.tif")
+    with pytest.raises(ValueError, match=r"i32.tif: a 32-bit integer image"):
+        read_image(str(tmp_path / "i32.tif"))
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(ValueError, match=r"f.tif: a floating-point image"):
+        read_image(str(tmp_path / "f.tif"))
+
+
 def test_corrupt_image_raises_naming_the_file(tmp_path):
     write_images(tmp_path, 3)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)

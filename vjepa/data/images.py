@@ -88,10 +88,22 @@ def list_images(path: Path) -> tuple[list[str], list[int], list[str]]:
 
 
 def read_image(path: str) -> torch.Tensor:
-    """uint8 [H, W, 3]; any decoding failure propagates (``BadFiles`` turns it into ``DataFileError``)."""
+    """uint8 [H, W, 3]; any decoding failure propagates (``BadFiles`` turns it into ``DataFileError``).
+    16-bit greyscale (PNG, TIFF, PGM) is scaled to 8 bits (PIL's own conversion clips it at 255, a nearly
+    white image); 32-bit integer and float images, whose range a file does not state, are a ValueError."""
     from PIL import Image
 
     with Image.open(path) as img:
+        if img.mode.startswith("I;16") or img.mode == "I":
+            grey = np.asarray(img, dtype=np.int64)
+            if grey.size and (grey.min() < 0 or grey.max() > 65535):
+                raise ValueError(
+                    f"{path}: a 32-bit integer image (mode {img.mode}); convert it to 8 or 16 bits"
+                )
+            grey = ((grey * 255 + 32767) // 65535).astype(np.uint8)  # 65535 -> 255, rounded
+            return _hwc(grey)
+        if img.mode == "F":
+            raise ValueError(f"{path}: a floating-point image (mode F); convert it to 8 or 16 bits")
         return _hwc(np.asarray(img.convert("RGB")))
 
 
