@@ -104,6 +104,15 @@ def test_probe_problems_are_reported_before_any_compute(compose_cfg, monkeypatch
         Trainer(compose_cfg("probes=fast", "probes.tasks.shapes_det.kind=detection"))
 
 
+def test_decoding_video_below_the_clip_size_is_refused(compose_cfg):
+    check_config(compose_cfg("data.video.size=64", "+data.video.decode_short_side=64"))
+    check_config(compose_cfg("+data.video.decode_short_side=0"))
+    with pytest.raises(ConfigError, match=r"decode_short_side=48 is below data.video.size=64: every clip"):
+        check_config(compose_cfg("data.video.size=64", "+data.video.decode_short_side=48"))
+    with pytest.raises(ConfigError, match=r"decode_short_side=-1 must be an integer >= 0"):
+        check_config(compose_cfg("+data.video.decode_short_side=-1"))
+
+
 def test_deep_supervision_needs_a_block_per_level(compose_cfg):
     check_config(compose_cfg("model.depth=4", "model.deep_supervision=true"))
     with pytest.raises(ConfigError, match=r"model.depth=3 must be >= 4 with model.deep_supervision=true"):

@@ -69,6 +69,18 @@ def test_sampled_source_frames_match_stride(tmp_path):
     assert len(set(starts)) > 5  # random temporal start
 
 
+def test_frames_are_decoded_at_twice_the_clip_size_never_upscaled(tmp_path):
+    """By default the short side is decoded at 2 x size, at least 128 (it was 128 for every size, so 224 px
+    clips were upscaled crops of 128 px frames); an explicit value, 0 (native) included, is kept."""
+    write_video(tmp_path / "a.mp4", 4, fps=30, w=640, h=480)
+    for size, short, want in ((64, None, 128), (224, None, 448), (224, 0, 480), (32, 96, 96)):
+        cfg = {"name": "video_folder", "path": str(tmp_path), "size": size, "frames": 2, "frame_stride": 1}
+        src = VIDEO_SOURCES["video_folder"](OmegaConf.create({**cfg, "decode_short_side": short}), 1, 0, None)
+        assert src[0]["x"].shape == (1, 3, 2, size, size)
+        (frames, _), *_ = src.cache.items.values()
+        assert min(frames.shape[1:3]) == want, (size, short)
+
+
 def test_target_fps_sets_stride(tmp_path):
     write_video(tmp_path / "a.mp4", 40, fps=25)
     listing = tmp_path / "list.csv"

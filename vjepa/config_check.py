@@ -250,6 +250,14 @@ def check_config(cfg) -> None:
         _choice(e, "data.video.name", data.video.name, sorted(VIDEO_SOURCES))
         if _positive_int(e, "data.video.size", data.video.size) and patch and data.video.size % patch:
             e.append(f"data.video.size={data.video.size} must be a multiple of model.patch_size={patch}")
+        short = data.video.get("decode_short_side")
+        if short is not None and (not isinstance(short, int) or isinstance(short, bool) or short < 0):
+            e.append(f"data.video.decode_short_side={short!r} must be an integer >= 0 (0 = native), or null")
+        elif short and isinstance(data.video.size, int) and short < data.video.size:
+            e.append(
+                f"data.video.decode_short_side={short} is below data.video.size={data.video.size}: every "
+                "clip would be upscaled (null: twice the size, 0: native resolution)"
+            )
         tp = m.tubelet_size
         if _positive_int(e, "data.video.frames", data.video.frames) and isinstance(tp, int) and tp > 0:
             if data.video.frames < tp:

@@ -13,7 +13,8 @@ the span starts at 0 and repeats its last frame. The same crop box and flip appl
 
 Keys (``data.video.*``): size; frames (default 8); frame_stride (2); fps (null = use frame_stride);
 crop_scale [lo, hi] ([0.3, 1.0]); crop_ratio ([3/4, 4/3]); flip (true); color_jitter (0.0);
-decode_short_side (128 px, never upscaled; 0 = native); cache_mb (2048, per worker); on_error (raise|skip);
+decode_short_side (null: ``default_short_side(size)``,
+twice the clip size and at least 128 px; never upscaled; 0 = native); cache_mb (2048, per worker); on_error (raise|skip);
 max_skips (16). ``clips``: paths (list, relative to data.root or absolute; default the six shared clips).
 ``video_folder``: path (a folder searched recursively for video files, or a .csv/.txt file with one path
 per line; extra comma- or space-separated columns are ignored, relative paths are relative to the list).
@@ -106,6 +107,13 @@ class FrameCache:
         return value
 
 
+def default_short_side(size: int) -> int:
+    """Frames are decoded with the short side at twice the clip ``size`` (at least 128 px), so a random crop
+    of 30 % of the area is still downsampled to ``size``: 128 px for the tiny preset's 64 px clips, 448 for
+    224 (a fixed 128 upscaled every 224 px clip of the paper presets)."""
+    return max(128, 2 * size)
+
+
 class VideoBatches(BatchSource):
     def __init__(self, files: list[str], cfg, batch_size: int, seed: int):
         self.files, self.batch_size, self.seed = files, batch_size, seed
@@ -113,7 +121,8 @@ class VideoBatches(BatchSource):
         self.frames = int(cfg.get("frames", 8))
         self.stride = float(cfg.get("frame_stride", 2))
         self.fps = float(cfg["fps"]) if cfg.get("fps") else None
-        self.short_side = int(cfg.get("decode_short_side", 128))
+        short = cfg.get("decode_short_side")
+        self.short_side = default_short_side(int(cfg["size"])) if short is None else int(short)
         self.cache_mb = float(cfg.get("cache_mb", 2048))
         self.on_error = check_on_error(cfg.get("on_error", "raise"), "data.video.on_error")
         self.max_skips = int(cfg.get("max_skips", 16))
