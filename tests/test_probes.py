@@ -193,6 +193,20 @@ def test_run_probes_disk_cache_gives_the_same_numbers(tmp_path):
     ) == _values(a)
 
 
+def test_features_of_another_arithmetic_are_never_read_back(tmp_path):
+    """The cache key names bf16 (CUDA's extraction) but leaves fp32 keys as they were, so a CPU run never
+    reads features a GPU extracted, and caches written on CPU before stay valid."""
+    from vjepa.probes.features import FeatureCache, feature_spec, spec_hash
+
+    data = {"name": "shapes", "n_train": 8}
+    cpu, gpu = feature_spec(data, [-1], "cpu"), feature_spec(data, [-1], "cuda")
+    assert cpu == {"data": data, "layers": [-1]} and gpu == {**cpu, "arithmetic": "bf16"}
+    assert spec_hash(cpu) != spec_hash(gpu)
+    FeatureCache(tmp_path, "probe-step2").get(gpu, lambda: {"train": torch.ones(1)})
+    got = FeatureCache(tmp_path, "probe-step2").get(cpu, lambda: {"train": torch.zeros(1)})
+    assert torch.equal(got["train"], torch.zeros(1))
+
+
 def test_missing_data_is_skipped_or_raised(tmp_path):
     cfg = OmegaConf.merge(SIZES, {"probes": OmegaConf.load(CONF / "default.yaml")}).probes
     with open_dict(cfg):

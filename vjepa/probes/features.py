@@ -79,16 +79,30 @@ def encoder_layers(encoder, x: torch.Tensor, layers) -> list[torch.Tensor]:
     return encoder(x, return_layers=list(layers))
 
 
+def feature_arithmetic(device) -> str:
+    """The arithmetic features are extracted in: bf16 autocast on CUDA (as in pretraining), fp32 on CPU."""
+    return "bf16" if torch.device(device).type == "cuda" else "fp32"
+
+
+def feature_spec(data_spec: dict, layers, device) -> dict:
+    """What a cached feature set depends on besides the weights (``FeatureCache``'s key): the data, the
+    layers and, where it is not fp32, the arithmetic, so features a GPU extracted in bf16 are never read back
+    for a CPU run (fp32 keys are those of caches written before the arithmetic was part of the key)."""
+    spec = {"data": data_spec, "layers": layers}
+    arithmetic = feature_arithmetic(device)
+    return spec if arithmetic == "fp32" else {**spec, "arithmetic": arithmetic}
+
+
 @torch.no_grad()
 def extract(encoder, x: torch.Tensor, layers, size, batch_size: int, device) -> tuple[torch.Tensor, tuple]:
     was_training = encoder.training
     encoder.eval()
     try:
         out = []
-        on_gpu = torch.device(device).type == "cuda"  # bf16 there, as in pretraining; features stored fp16
+        bf16 = feature_arithmetic(device) == "bf16"
         for i in range(0, len(x), batch_size):
             xb = prepare(x[i : i + batch_size], size).to(device)
-            with torch.autocast("cuda", torch.bfloat16, enabled=on_gpu):
+            with torch.autocast("cuda", torch.bfloat16, enabled=bf16):
                 feats = encoder_layers(encoder, xb, layers)
             out.append(torch.cat(feats, dim=-1).to("cpu", torch.float16))
         grid = tuple(encoder.grid(prepare(x[:1], size)))

@@ -20,7 +20,7 @@ from vjepa.data.common import DataNotFoundError
 from vjepa.probes.classify import classify_probe
 from vjepa.probes.datasets import build, resolve_spec
 from vjepa.probes.det import det_probe
-from vjepa.probes.features import FeatureCache, extract, layer_problem
+from vjepa.probes.features import FeatureCache, extract, feature_spec, layer_problem
 from vjepa.probes.heads import seeded
 from vjepa.probes.seg import seg_probe
 
@@ -115,7 +115,7 @@ def _probe_encoder(
             fv, _ = extract(encoder, data.x_val, layers, data.size, bs, device)
             return {"train": ft, "val": fv, "grid": torch.tensor(grid)}
 
-        feats = cache.get({"data": spec, "layers": layers}, compute)
+        feats = cache.get(feature_spec(spec, layers, device), compute)
         grid = tuple(feats["grid"].tolist())
         t_feat = time.perf_counter() - t0
         metrics = _run_task(name, task, data, feats, grid, task_seed(seed, name), device)
