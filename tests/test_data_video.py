@@ -98,6 +98,12 @@ def test_video_list_csv_and_folder(tmp_path):
     listing = tmp_path / "clips.csv"
     listing.write_text(f"# comment\n{tmp_path}/a.mp4 3\nsub/b.avi 1\n")
     assert list_videos(listing) == [f"{tmp_path}/a.mp4", f"{tmp_path}/sub/b.avi"]
+    # paths with spaces or commas: the first line is not taken for a header, nor cut at the first space
+    (tmp_path / "my clips").mkdir()
+    (tmp_path / "my clips" / "c d").write_bytes(b"x")  # no extension: found on disk
+    listing.write_text('my clips/a b.mp4 3\nmy clips/c d  7\n"x,y.mp4",2\nsub/b.avi,1\n')
+    want = ["my clips/a b.mp4", "my clips/c d", "x,y.mp4", "sub/b.avi"]
+    assert list_videos(listing) == [f"{tmp_path}/{w}" for w in want]
 
 
 def test_corrupt_video_raise_and_skip(tmp_path):

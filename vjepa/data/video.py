@@ -13,17 +13,19 @@ the span starts at 0 and repeats its last frame. The same crop box and flip appl
 
 Keys (``data.video.*``): size; frames (default 8); frame_stride (2); fps (null = use frame_stride);
 crop_scale [lo, hi] ([0.3, 1.0]); crop_ratio ([3/4, 4/3]); flip (true); color_jitter (0.0);
-decode_short_side (null: ``default_short_side(size)``,
-twice the clip size and at least 128 px; never upscaled; 0 = native); cache_mb (2048, per worker); on_error (raise|skip);
-max_skips (16). ``clips``: paths (list, relative to data.root or absolute; default the six shared clips).
-``video_folder``: path (a folder searched recursively for video files, or a .csv/.txt file with one path
-per line; extra comma- or space-separated columns are ignored, relative paths are relative to the list).
+decode_short_side (null: ``default_short_side(size)``, twice the clip size and at least 128 px; never
+upscaled; 0 = native); cache_mb (2048, per worker); on_error (raise|skip); max_skips (16). ``clips``: paths
+(list, relative to data.root or absolute; default the six shared clips). ``video_folder``: path (a folder
+searched recursively for video files, or a .csv/.txt file with one path per line; extra comma- or
+space-separated columns are ignored, paths may hold spaces (``_listed_path``), relative paths are relative
+to the list).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
@@ -174,13 +176,30 @@ def list_videos(path: Path) -> list[str]:
         return found
     files, lines = [], [ln.strip() for ln in path.read_text().splitlines()]
     for line in [ln for ln in lines if ln and not ln.startswith("#")]:
-        first = line.split(",")[0].strip().strip('"') if "," in line else line.split()[0]
-        p = Path(first).expanduser()
-        p = p if p.is_absolute() else path.parent / p
-        if not files and not p.exists() and not first.lower().endswith(VIDEO_EXTS):
+        p = _listed_path(line, path.parent)
+        if not files and not p.exists() and not p.name.lower().endswith(VIDEO_EXTS):
             continue  # a header line such as "path,label"
         files.append(str(p))
     return files
+
+
+def _listed_path(line: str, base: Path) -> Path:
+    """The path a list line starts with, before its other columns: the first CSV field (quotes allowed) where
+    the line has a comma, or the longest run of space-separated words that ends in a video extension (so
+    "my clips/a.mp4 3" is "my clips/a.mp4") or else names a file; the first field or word where none does."""
+    import csv
+
+    def resolve(text: str) -> Path:
+        p = Path(text).expanduser()
+        return p if p.is_absolute() else base / p
+
+    words = [line[: m.start()] for m in re.finditer(r"\s+", line)] + [line]
+    candidates = ([next(csv.reader([line]))[0].strip()] if "," in line else []) + words[::-1]
+    for test in (lambda c: c.lower().endswith(VIDEO_EXTS), lambda c: resolve(c).is_file()):  # no stat first
+        found = next((c for c in candidates if test(c)), None)
+        if found is not None:
+            return resolve(found)
+    return resolve(candidates[0] if "," in line else words[0])
 
 
 def clips(cfg, batch_size, seed, root):
