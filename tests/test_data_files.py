@@ -1,5 +1,7 @@
 """File-backed sources without the shared data: image folders, epoch order, crops, error messages."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -195,3 +197,44 @@ def test_missing_files_in_loaders_and_build_sources(tmp_path):
     data.image = {"name": "image_folder", "size": 8, "path": str(tmp_path / "imgs"), "on_error": "ignore"}
     with pytest.raises(ValueError, match="data.image.on_error must be one of"):
         build_sources(data, 4, 0)
+
+
+def _cifar_tarball(root: Path, shade: int) -> Path:
+    """A CIFAR-10 tarball of the shared layout (split/class/name.jpg), one 32 px image per class and split."""
+    import io
+    import tarfile
+
+    from vjepa.data.labelled import CIFAR10_CLASSES, CIFAR10_FILE
+
+    path = root / CIFAR10_FILE
+    path.parent.mkdir(parents=True)
+    with tarfile.open(path, "w:xz") as tf:
+        for split in ("train", "test"):
+            for c, name in enumerate(CIFAR10_CLASSES):
+                buf = io.BytesIO()
+                Image.fromarray(np.full((32, 32, 3), shade + 10 * c, np.uint8)).save(buf, format="JPEG")
+                info = tarfile.TarInfo(f"{split}/{name}/0.jpg")
+                info.size = len(buf.getvalue())
+                tf.addfile(info, io.BytesIO(buf.getvalue()))
+    return path
+
+
+def test_cifar10_cache_is_keyed_by_the_tarballs_content(tmp_path):
+    """Two copies of a tarball at other paths and times share one decoded folder; other content gets its own."""
+    import os
+    import shutil
+
+    from vjepa.data.labelled import cifar10_cache
+
+    first = _cifar_tarball(tmp_path / "a", 20)
+    copy = tmp_path / "b" / first.relative_to(tmp_path / "a")
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(first, copy)
+    os.utime(copy, (1e9, 1e9))
+    cache = tmp_path / "cache"
+    folder = cifar10_cache(tmp_path / "a", cache)
+    assert cifar10_cache(tmp_path / "b", cache) == folder and len(list(cache.iterdir())) == 1
+    x, y = load_cifar10(tmp_path / "b", "test", cache=cache)
+    assert list(y) == list(range(10)) and abs(int(x[3].mean()) - 50) <= 2
+    other = cifar10_cache(_cifar_tarball(tmp_path / "c", 40).parents[1], cache)
+    assert other != folder and len(list(cache.iterdir())) == 2
