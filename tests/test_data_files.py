@@ -87,6 +87,21 @@ def test_sixteen_bit_images_are_scaled_to_eight_bits_not_clipped(tmp_path, ext):
         read_image(str(tmp_path / "f.tif"))
 
 
+def test_exif_orientation_is_applied(tmp_path):
+    """A JPEG stored 40 wide x 20 high with EXIF orientation 6 (rotate 90 clockwise) reads 20 wide x 40 high,
+    its left half (dark) on top."""
+    from vjepa.data.images import read_image
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, 20:] = 250
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(tmp_path / "side.jpg", exif=exif, quality=95)
+    img = read_image(str(tmp_path / "side.jpg"))
+    assert img.shape == (40, 20, 3)
+    assert img[:15].float().mean() < 30 and img[25:].float().mean() > 220
+
+
 def test_corrupt_image_raises_naming_the_file(tmp_path):
     write_images(tmp_path, 3)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)

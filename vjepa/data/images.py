@@ -89,11 +89,13 @@ def list_images(path: Path) -> tuple[list[str], list[int], list[str]]:
 
 def read_image(path: str) -> torch.Tensor:
     """uint8 [H, W, 3]; any decoding failure propagates (``BadFiles`` turns it into ``DataFileError``).
+    EXIF orientation is applied (upright as viewers show it: a phone's portrait photo is stored sideways).
     16-bit greyscale (PNG, TIFF, PGM) is scaled to 8 bits (PIL's own conversion clips it at 255, a nearly
     white image); 32-bit integer and float images, whose range a file does not state, are a ValueError."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
         if img.mode.startswith("I;16") or img.mode == "I":
             grey = np.asarray(img, dtype=np.int64)
             if grey.size and (grey.min() < 0 or grey.max() > 65535):
