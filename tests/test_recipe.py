@@ -153,6 +153,13 @@ def test_level_indices_for_paper_depths():
     assert level_indices(12, 4) == [2, 5, 8, 11]
     assert level_indices(24, 4) == [5, 11, 17, 23]
     assert level_indices(40, 4) == [9, 19, 29, 39]
+    assert level_indices(48, 4) == [
+        11,
+        23,
+        37,
+        47,
+    ]  # the released code's, not 35 (vjepa21-published.md, item 2)
+    assert level_indices(48, 3) == [15, 31, 47] and level_indices(6, 4) == [0, 2, 3, 5]
 
 
 def test_multi_mask_step_averages_one_pass_per_setting(compose_cfg):

@@ -76,9 +76,17 @@ def block_ids(layers, depth: int) -> list[int]:
     return [i % depth for i in layers]
 
 
+# The released code's 4 levels where they are not (k + 1) * depth // 4 - 1: ViT-G's 48 blocks read block 37,
+# not 35 (vjepa21-published.md, item 2: 12 -> [2,5,8,11], 24 -> [5,11,17,23], 40 -> [9,19,29,39], 48 -> ...).
+PUBLISHED_LEVELS = {48: [11, 23, 37, 47]}
+
+
 def level_indices(depth: int, levels: int) -> list[int]:
-    """Equally spaced block indices ending at the last block: depth 12, 4 levels -> [2, 5, 8, 11].
-    Distinct and non-negative only when ``depth >= levels``."""
+    """Equally spaced block indices ending at the last block: depth 12, 4 levels -> [2, 5, 8, 11]; the
+    published blocks where they differ (``PUBLISHED_LEVELS``). Distinct and non-negative only when
+    ``depth >= levels``."""
+    if levels == 4 and depth in PUBLISHED_LEVELS:
+        return list(PUBLISHED_LEVELS[depth])
     return [(k + 1) * depth // levels - 1 for k in range(levels)]
 
 
