@@ -170,7 +170,11 @@ def _draw_blocks(
     With a ratio, every block draws its own size. Without one (the V-JEPA 2 / 2.1 collator), one block size
     is drawn per batch (``size``: three uniforms, drawn here unless given; ``return_size`` returns them too)
     and shared by all blocks of all samples, with the released code's arithmetic: the spatial token count
-    floored, height and width rounded from it, the temporal extent floored (at least 1)."""
+    floored, height and width rounded from it, the temporal extent floored (at least 1).
+
+    ``spatial_scale`` is a fraction of the grid's *area*, as in the V-JEPA 2 code the design document says
+    it follows (its section 4.4 words it as a fraction of the grid's dimensions: [0.15, 0.7] of each side
+    would cover 2-49 % of the area, not 15-70 %)."""
     t, h, w = grid
     k = spec.num_blocks
     u = torch.rand(b, k, 6, generator=g)
