@@ -88,6 +88,9 @@ def main(argv=None) -> None:
     ap.add_argument("--markdown", help="write the table here")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides passed to both benchmarks")
     args = ap.parse_intermixed_args(argv)  # overrides may follow the options
+    # --setting takes several names, so overrides written after it land there: give them back (as vjepa.bench)
+    args.overrides = [s for s in args.setting if "=" in s] + list(args.overrides)
+    args.setting = [s for s in args.setting if "=" not in s] or ap.get_default("setting")
     results = []
     with worktree(args.rev_a) as tree_a, worktree(args.rev_b) as tree_b:
         for i, setting in enumerate(args.setting):

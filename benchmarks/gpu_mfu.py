@@ -4,9 +4,10 @@
     python benchmarks/gpu_mfu.py --smoke          # a tiny configuration, runs on CPU (what the tests run)
 
 MFU = analytic model FLOPs of one step (``vjepa.flops.step_cost``: target forward, online encoder and predictor
-forward + backward) / (median step time x peak dense bf16 FLOP/s of the device). Peak: H100 and H200 SXM
-989 TFLOP/s, A100 312 TFLOP/s, else ``--peak-tflops``. Each configuration runs in this process with bf16
-autocast, fused AdamW, SDPA attention, and (``--compile``, default on for CUDA) compiled blocks.
+forward + backward) / (median step time x peak dense bf16 FLOP/s of the device the step ran on). Peak: H100
+and H200 SXM 989 TFLOP/s (PCIe 756, NVL 835), A100 312 TFLOP/s, else ``--peak-tflops``. Each configuration
+runs in this process with bf16 autocast, fused AdamW, SDPA attention, and (``--compile``, default on for
+CUDA) compiled blocks.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from vjepa.bench import Bench  # noqa: E402
 from vjepa.flops import step_cost  # noqa: E402
 
 # dense bf16 peak by device name, the more specific names first (H100 PCIe and NVL are slower than SXM)
-PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
+PEAK_TFLOPS = {
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "H100": 989.0,
+    "H200 NVL": 835.0,
+    "H200": 989.0,
+    "A100": 312.0,
+}
 GPU_CONFIGS = {
     "vitl16_image224": ["preset=vitl16", "data.mix=image", "batch_size=128"],
     "vith16_image224": ["preset=vith16", "data.mix=image", "batch_size=64"],
@@ -46,8 +54,11 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 
-def measure(name: str, overrides: list[str], steps: int, warmup: int, peak: float | None) -> dict:
+def measure(name: str, overrides: list[str], steps: int, warmup: int, peak_override: float | None) -> dict:
+    """One configuration's step time and MFU; the peak is that of the device it ran on (none for a CPU run
+    unless ``--peak-tflops`` is given: ``--smoke`` on a GPU host runs on the CPU)."""
     bench = Bench([*overrides, *COMMON])
+    peak = peak_tflops(bench.trainer.device, peak_override)
     for _ in range(warmup):
         bench.run_step(record=False)
     for _ in range(steps):
@@ -89,13 +100,7 @@ def main(argv=None) -> None:
         if args.only and name not in args.only:
             continue
         try:
-            res = measure(
-                name,
-                [*overrides, *extra],
-                args.steps,
-                args.warmup,
-                peak_tflops(torch.device("cuda" if torch.cuda.is_available() else "cpu"), args.peak_tflops),
-            )
+            res = measure(name, [*overrides, *extra], args.steps, args.warmup, args.peak_tflops)
         except torch.OutOfMemoryError as exc:  # report and go on with the next configuration
             res = {"setting": name, "error": f"out of memory: {exc}"[:300]}
             torch.cuda.empty_cache()

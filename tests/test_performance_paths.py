@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import vjepa.bench as bench_module
 from tests.conftest import TINY_TEST
 from vjepa.jepa import JEPA
 from vjepa.losses import context_distance_weights
@@ -134,6 +135,7 @@ def test_step_benchmark_reports_parts_and_shares():
         ]
     )
     assert res["step_ms"] > 0 and res["samples_per_s"] > 0 and res["peak_memory_mib"] > 0
+    assert res["peak_memory_scope"] == "process so far"  # a CPU process's peak RSS cannot be reset
     assert res["samples_per_s"] * res["step_ms"] / 1e3 == pytest.approx(8)
     for part in (
         "masks",
@@ -170,6 +172,70 @@ def test_compare_mode_prints_ratios():
     )
     assert [r["setting"] for r in rows] == ["A", "B", "ratio B/A"]
     assert rows[2]["step_time"] > 0
+
+
+class _FakeBench:
+    """Stands in for vjepa.bench.Bench: records the overrides each configuration was built with."""
+
+    built: list = []
+
+    def __init__(self, overrides):
+        self.overrides = overrides
+        self.trainer = type("T", (), {"device": torch.device("cpu")})()
+        _FakeBench.built.append(overrides)
+
+    def run_step(self, record=True):
+        pass
+
+    def summary(self, name):
+        return {"setting": name, "step_ms": 1.0, "parts_ms": dict.fromkeys(bench_module.PARTS, 1.0)}
+
+
+def test_bench_arguments_are_all_used_or_refused(monkeypatch, capsys):
+    """--compare builds on the --setting given (it used to drop it), --encoder-scaling takes --steps and
+    --warmup (it used to time 5 after 1 whatever was asked), unknown or too many settings are refused before
+    anything is built."""
+    monkeypatch.setattr(bench_module, "Bench", _FakeBench)
+    _FakeBench.built = []
+    bench_module.main(
+        ["--setting", "small_video", "--compare", "model.depth=2", "model.depth=4", "--steps", "1"]
+    )
+    base = bench_module.SETTINGS["small_video"]
+    assert _FakeBench.built == [[*base, "model.depth=2"], [*base, "model.depth=4"]]
+    calls = []
+    monkeypatch.setattr(bench_module, "encoder_scaling", lambda o, **kw: calls.append((o, kw)) or {})
+    bench_module.main(["--encoder-scaling", "--setting", "tiny_video", "--steps", "7", "--warmup", "3"])
+    assert calls == [(bench_module.SETTINGS["tiny_video"], {"repeats": 7, "warmup": 3})]
+    _FakeBench.built = []
+    for argv, message in (
+        (["--setting", "tiny_imag"], "unknown --setting 'tiny_imag'"),
+        (["--setting", "tiny_image", "tiny_video", "--compare", "a=1", "a=2"], "give at most one --setting"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            bench_module.main(argv)
+    assert _FakeBench.built == []
+
+
+def test_revision_comparison_gives_overrides_after_setting_back(monkeypatch, tmp_path):
+    """compare_revisions.py: an override written after --setting names is an override for every setting, not
+    a setting of its own (which timed the default settings under that name)."""
+    import contextlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_revisions", ROOT / "benchmarks" / "compare_revisions.py"
+    )
+    cr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cr)
+    ran = []
+    monkeypatch.setattr(cr, "worktree", lambda rev: contextlib.nullcontext(tmp_path / rev))
+    monkeypatch.setattr(
+        cr,
+        "bench",
+        lambda tree, setting, args: ran.append((setting, list(args.overrides))) or {"step_ms": 1.0},
+    )
+    cr.main(["A", "B", "--setting", "tiny_image", "model.depth=2"])
+    assert ran == [("tiny_image", ["model.depth=2"])] * 2
 
 
 def test_revision_comparison_times_both_checkouts_and_cleans_up(tmp_path):
@@ -237,6 +303,7 @@ def test_gpu_benchmark_takes_each_cards_own_peak(monkeypatch):
         "NVIDIA H100 PCIe": 756.0,
         "NVIDIA H100 NVL": 835.0,
         "NVIDIA H200": 989.0,
+        "NVIDIA H200 NVL": 835.0,
         "NVIDIA A100-SXM4-80GB": 312.0,
         "NVIDIA GeForce RTX 4090": None,
     }
@@ -244,3 +311,7 @@ def test_gpu_benchmark_takes_each_cards_own_peak(monkeypatch):
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda device, name=name: name)
         assert gpu_mfu.peak_tflops(cuda, None) == peak, name
     assert gpu_mfu.peak_tflops(cuda, 500.0) == 500.0
+    # the peak is the device the step ran on: --smoke runs on the CPU even on a GPU host, so no MFU
+    smoke = [*gpu_mfu.SMOKE["tiny_smoke"], "compile=false", "device=cpu"]
+    res = gpu_mfu.measure("tiny_smoke", smoke, 1, 0, None)
+    assert res["device"] == "cpu" and res["peak_tflops"] is None and res["mfu"] is None

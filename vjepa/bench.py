@@ -3,9 +3,11 @@
 For each configuration it times full training steps on synthetic batches (the production ``train_step``,
 instrumented by ``vjepa.timing``) and prints one JSON line: median step time, the time of each part (mask
 sampling, target encoder, online encoder, predictor, loss, distance weights, backward, optimizer, EMA), each
-part's share, samples/s, tokens/s and peak memory. ``--compare A B`` runs two override sets interleaved in
-one process and prints their ratios (robust to a noisy machine). ``--encoder-scaling`` measures the online
-encoder's forward + backward at a mask ratio against the same encoder on all tokens.
+part's share, samples/s, tokens/s and peak memory (``peak_memory_scope``: this configuration on CUDA, the
+process's peak so far on CPU). ``--compare A B`` runs two override sets interleaved in one process, on the
+base of one ``--setting`` if given, and prints their ratios (robust to a noisy machine).
+``--encoder-scaling`` measures the online encoder's forward + backward at a mask ratio against the same
+encoder on all tokens (``--steps`` timed passes after ``--warmup``).
 
 Named settings (``--setting``): ``anchor_s1`` / ``anchor_s2`` are the settings of Meta's released V-JEPA 2.1
 step measured in ``shared/paper/anchor-timing.md``; ``tiny_image`` / ``tiny_video`` / ``tiny_joint`` and
@@ -95,10 +97,12 @@ def compose(overrides: list[str]):
         )
 
 
-def peak_memory_mib(device: torch.device) -> float:
+def peak_memory_mib(device: torch.device) -> tuple[float, str]:
+    """(MiB, what it covers): on CUDA the peak allocated since this configuration was built; on CPU the
+    process's peak RSS so far, which no call can reset (run one setting per process to read it alone)."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+        return torch.cuda.max_memory_allocated(device) / 2**20, "configuration"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process so far"  # KiB on Linux
 
 
 class Bench:
@@ -157,7 +161,8 @@ class Bench:
             "step_ms_min": 1e3 * min(self.times),
             "samples_per_s": self.samples / step,
             "tokens_per_s": self.tokens / step,
-            "peak_memory_mib": peak_memory_mib(self.trainer.device),
+            "peak_memory_mib": peak_memory_mib(self.trainer.device)[0],
+            "peak_memory_scope": peak_memory_mib(self.trainer.device)[1],
             "parts_ms": {p: 1e3 * t for p, t in parts.items()},
             "parts_share": {p: t / step for p, t in parts.items()},
             "steps_timed": len(self.times),
@@ -171,9 +176,10 @@ def _grid_tokens(grid) -> int:
     return grid[0] * grid[1] * grid[2]
 
 
-def encoder_scaling(overrides: list[str], ratio: float = 0.8, repeats: int = 5) -> dict:
+def encoder_scaling(overrides: list[str], ratio: float = 0.8, repeats: int = 5, warmup: int = 1) -> dict:
     """Online encoder forward + backward on the context tokens at ``ratio`` masking vs on all tokens, in the
-    arithmetic the configuration trains in (bf16 autocast where it does)."""
+    arithmetic the configuration trains in (bf16 autocast where it does): the median of ``repeats`` timed
+    passes after ``warmup`` untimed ones."""
     from vjepa.masks import MaskSpec, sample_masks
 
     b = Bench(overrides)
@@ -187,7 +193,7 @@ def encoder_scaling(overrides: list[str], ratio: float = 0.8, repeats: int = 5) 
 
     def timed(keep_idx):
         ts = []
-        for _ in range(repeats + 1):
+        for _ in range(warmup + repeats):
             t0 = time.perf_counter()
             with torch.autocast(x.device.type, dtype) if dtype else contextlib.nullcontext():
                 out = enc(x, keep_idx=keep_idx)
@@ -195,7 +201,7 @@ def encoder_scaling(overrides: list[str], ratio: float = 0.8, repeats: int = 5) 
             if x.is_cuda:
                 torch.cuda.synchronize()
             ts.append(time.perf_counter() - t0)
-        return statistics.median(ts[1:])
+        return statistics.median(ts[warmup:])
 
     full, masked = timed(None), timed(keep)
     return {
@@ -227,6 +233,11 @@ def main(argv=None) -> None:
     given = args.setting or []
     args.setting = [s for s in given if "=" not in s] or None
     args.overrides = [s for s in given if "=" in s] + list(args.overrides)
+    unknown = [name for name in args.setting or [] if name not in SETTINGS]
+    if unknown:
+        sys.exit(f"unknown --setting {', '.join(map(repr, unknown))}; choose from {', '.join(SETTINGS)}")
+    if args.compare and len(args.setting or []) > 1:
+        sys.exit("--compare times two override lists on one base: give at most one --setting")
     if args.threads:
         torch.set_num_threads(args.threads)
     common = list(args.overrides)
@@ -239,7 +250,8 @@ def main(argv=None) -> None:
         print(json.dumps(res, sort_keys=True), flush=True)
 
     if args.compare:
-        benches = [Bench([*common, *spec.split()]) for spec in args.compare]
+        base = SETTINGS[args.setting[0]] if args.setting else []
+        benches = [Bench([*base, *common, *spec.split()]) for spec in args.compare]
         for _ in range(args.warmup):
             for bench in benches:
                 bench.run_step(record=False)
@@ -247,6 +259,8 @@ def main(argv=None) -> None:
             for bench in benches:
                 bench.run_step()
         a, b = (bench.summary(label) for bench, label in zip(benches, ("A", "B")))
+        if benches[0].trainer.device.type == "cuda":  # both were alive throughout: one peak for the two
+            a["peak_memory_scope"] = b["peak_memory_scope"] = "both configurations"
         emit(a)
         emit(b)
         emit(
@@ -260,17 +274,17 @@ def main(argv=None) -> None:
         )
     elif args.encoder_scaling:
         for name in args.setting or ["tiny_image"]:
-            emit({**encoder_scaling([*SETTINGS[name], *common]), "base_setting": name})
+            res = encoder_scaling([*SETTINGS[name], *common], repeats=args.steps, warmup=args.warmup)
+            emit({**res, "base_setting": name})
     else:
         for name in args.setting or ["tiny_image", "tiny_video", "tiny_joint"]:
-            if name not in SETTINGS:
-                sys.exit(f"unknown --setting {name!r}; choose from {', '.join(SETTINGS)}")
             bench = Bench([*SETTINGS[name], *common])
             for _ in range(args.warmup):
                 bench.run_step(record=False)
             for _ in range(args.steps):
                 bench.run_step()
             emit(bench.summary(name))
+            del bench  # freed before the next is built, so its CUDA peak is its own
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
