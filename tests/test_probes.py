@@ -322,6 +322,25 @@ def test_evaluate_baseline_only_adds_the_random_init_numbers_of_a_full_baseline(
         evaluate(tiny_run, baseline="yes")
 
 
+def test_evaluate_follows_the_probe_configs_baseline_unless_told(tiny_run, tmp_path):
+    """Without baseline=..., evaluate does what the probe config says, as training does: probes.baseline=true
+    adds the random-init numbers (it was ignored); baseline=false overrides it."""
+    from vjepa.evaluate import evaluate
+
+    fast = OmegaConf.load(CONF / "fast.yaml")
+    fast.tasks = {"shapes_video_linear": fast.tasks.shapes_video_linear}  # one quick task
+    OmegaConf.save(fast, tmp_path / "one.yaml")
+    one = str(tmp_path / "one.yaml")
+    plain = evaluate(tiny_run, probes=one, threads=1)  # baseline: false
+    assert "probe/shapes_video_linear/frames" in plain and not any(
+        k.startswith("probe_random/") for k in plain
+    )
+    said = evaluate(tiny_run, probes=one, threads=1, overrides=["probes.baseline=true"])
+    assert any(k.startswith("probe_random/shapes_video_linear/") for k in said)
+    told = evaluate(tiny_run, probes=one, threads=1, baseline=False, overrides=["probes.baseline=true"])
+    assert not any(k.startswith("probe_random/") for k in told)
+
+
 def test_evaluate_cli_rejects_unknown_keys(tiny_run):
     proc = subprocess.run(
         [sys.executable, "-m", "vjepa.evaluate", f"run_dir={tiny_run}", "encodr=online"],

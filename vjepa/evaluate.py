@@ -3,8 +3,9 @@ its ``metrics.json`` (atomically, keeping every key already there).
 
 Keys: ``probes`` (a name in vjepa/conf/probes/ or a .yaml path; default: the run's own ``probes`` config if
 it has one, else ``default``), ``encoder`` (target = the EMA encoder, default | online), ``baseline``
-(true: also a random-init encoder of the same shape, the one pretraining started from; only: that encoder
-alone, adding ``probe_random/...`` to a run whose own probes are already in its metrics, untouched),
+(default: the probe config's ``baseline``, as in training; true: also a random-init encoder of the same
+shape, the one pretraining started from; false: not; only: that encoder alone, adding ``probe_random/...``
+to a run whose own probes are already in its metrics, untouched),
 ``device`` (auto | cpu | cuda), ``threads`` (auto | n), ``data_root`` (default: the run's ``data.root``,
 else ../shared/data), ``cache`` (true: keep features in ``DIR/probe_cache/``), and ``probes.<key>=value`` to
 override the probe config, e.g. ``probes.tasks.shapes_det.epochs=5``. Input sizes in the probe config
@@ -23,7 +24,7 @@ OPTIONS = {
     "run_dir": None,
     "probes": None,
     "encoder": "target",
-    "baseline": False,
+    "baseline": None,
     "device": "auto",
     "threads": "auto",
     "data_root": None,
@@ -56,7 +57,7 @@ def evaluate(
     run_dir,
     probes=None,
     encoder="target",
-    baseline=False,
+    baseline=None,
     device="auto",
     threads="auto",
     data_root=None,
@@ -72,7 +73,7 @@ def evaluate(
 
     if encoder not in PREFIX:
         raise ValueError(f"encoder must be one of {tuple(PREFIX)}, got {encoder!r}")
-    if baseline not in (True, False, "only"):
+    if baseline not in (None, True, False, "only"):
         raise ValueError(f"baseline must be true, false or only, got {baseline!r}")
     run_dir = Path(run_dir)
     ckpt, cfg_path = run_dir / "checkpoints" / "last.pt", run_dir / "config.yaml"
@@ -104,7 +105,7 @@ def evaluate(
         root,
         dev,
         prefix=prefix,
-        baseline=baseline is True,
+        baseline=None if baseline is None else baseline is True,  # None: the probe config's own
         cache_dir=run_dir / "probe_cache" if cache else None,
         cache_tag=tag,
     )
@@ -139,7 +140,7 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
         parser.error("run_dir=DIR is required")
     if not isinstance(opts["cache"], bool):
         parser.error(f"cache must be true or false, got {opts['cache']!r}")
-    if opts["baseline"] not in (True, False, "only"):
+    if opts["baseline"] not in (None, True, False, "only"):
         parser.error(f"baseline must be true, false or only, got {opts['baseline']!r}")
     return opts, overrides
 
