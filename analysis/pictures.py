@@ -182,10 +182,10 @@ def run_masks(cfg, step: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     import torch
     from omegaconf import OmegaConf
 
-    from vjepa.data import MEAN, STD, JointBatches, build_sources, split_skipped, step_generator
+    from vjepa.data import MEAN, STD, JointBatches, build_sources, split_skipped
     from vjepa.masks import MaskSpec, mask_bucketing, mask_settings, sample_mask_buckets, target_mask
     from vjepa.models import build_encoder
-    from vjepa.trainer import MASK_STREAM
+    from vjepa.trainer import mask_generator
 
     batch, _ = split_skipped(JointBatches(build_sources(cfg.data, cfg.batch_size, cfg.seed))[step])
     grid_of = build_encoder(cfg.model, device="meta").grid
@@ -195,7 +195,7 @@ def run_masks(cfg, step: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         masks = []
         specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask, modality)]
         for k, spec in enumerate(specs):
-            g = step_generator(cfg.seed, step, MASK_STREAM[modality] + 1000 * k)
+            g = mask_generator(cfg.seed, step, modality, k)  # the trainer's own streams
             buckets = sample_mask_buckets(spec, x.shape[0], grid, g, *mask_bucketing(cfg.mask))
             masks.append(target_mask(buckets, x.shape[0]).view(x.shape[0], *grid))
         keep = MASK_IMAGES if modality == "image" else 1

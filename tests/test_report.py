@@ -191,6 +191,34 @@ def test_pca_maps_leave_out_a_modality_whose_tokenizer_no_run_trained(compose_cf
     assert labels == ["input", "random init", "separate (tokenizer untrained)", "shared3d"]
 
 
+def test_mask_pictures_are_the_masks_the_trainer_drew_for_every_setting(compose_cfg, tmp_path, monkeypatch):
+    """Three image mask settings: the third draws from a hashed stream in the trainer (mask_generator); the
+    pictures used the plain stream for every setting, so theirs differed from setting 2 on."""
+    from tests.conftest import TINY_TEST
+    from vjepa import trainer as trainer_module
+    from vjepa.masks import target_mask
+
+    three = "[{ratio: 0.5},{ratio: 0.6},{ratio: 0.75}]"
+    cfg = compose_cfg(
+        *TINY_TEST, "data.mix=image", "steps=2", f"mask.image_settings={three}", f"run_dir={tmp_path}"
+    )
+    drawn, sample = [], trainer_module.sample_mask_buckets
+
+    def record(spec, n, grid, g, *bucketing):
+        buckets = sample(spec, n, grid, g, *bucketing)
+        drawn.append(target_mask(buckets, n).view(n, *grid)[: pictures.MASK_IMAGES].numpy())
+        return buckets
+
+    monkeypatch.setattr(trainer_module, "sample_mask_buckets", record)
+    trainer_module.train(cfg)
+    assert len(drawn) == 6  # 2 steps x 3 settings
+    for step in (0, 1):
+        pictured = pictures.run_masks(cfg, step=step)["image"][1]
+        assert pictured.shape[0] == 3
+        for k in range(3):
+            assert np.array_equal(pictured[k], drawn[3 * step + k]), (step, k)
+
+
 def test_pictures_from_a_real_checkpoint(tmp_path):
     """Train 2 steps with the real CLI, extract the PCA and mask arrays, render them."""
     run_dir = tmp_path / "pictures" / "preset=tiny" / "loss=token,seed=0"
