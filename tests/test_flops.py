@@ -72,3 +72,49 @@ def test_length_buckets_count_the_larger_context_they_keep():
     ctx8, tgt8 = _mask_counts(short, (1, 8, 8), 128, 8, "size")
     assert ctx8 > 1.5 * ctx1 and tgt8 > 1.2 * tgt1
     assert 0.6 < 1 - ctx8 / 64 < 0.72  # about 67 % masked, as the masks themselves (tests/test_masks.py)
+
+
+def test_bucketed_ratio_free_masks_are_priced_per_pass(compose_cfg):
+    """Length buckets run one pass per bucket, each with its own context and target counts: the estimate
+    equals torch's count of real steps over the same draws (pricing the attention at the mean count, as
+    before, fell short of it)."""
+    from vjepa.masks import mask_bucketing, sample_mask_buckets
+
+    setting = "{ratio: null, num_blocks: 2, spatial_scale: [0.1, 0.6], aspect_ratio: [0.75, 1.5]}"
+    cfg = compose_cfg(
+        *TINY_TEST, "data.mix=image", "data.image.size=64", f"mask.settings=[{setting}]", "mask.buckets=4",
+        "mask.bucket_by=size", "batch_size=8",
+    )  # fmt: skip
+    model = JEPA(cfg)
+    for m in model.modules():
+        if hasattr(m, "fused_attn"):
+            m.fused_attn = False
+    x = next(iter(build_train_loader(cfg.data, cfg.batch_size, 0, 0, 1)))["image"]
+    grid = model.encoder.grid(x)
+    spec = MaskSpec.from_cfg(OmegaConf.create(mask_settings(cfg.mask, "image")[0]))
+    g, counted = torch.Generator().manual_seed(0), []
+    for _ in range(8):  # the draws vjepa.flops prices
+        buckets = sample_mask_buckets(spec, x.shape[0], grid, g, *mask_bucketing(cfg.mask))
+        with FlopCounterMode(display=False) as counter:
+            loss, _ = model.loss(x, [buckets], 0.5)
+            loss.backward()
+        counted.append(counter.get_total_flops())
+    assert step_cost(cfg).flops == pytest.approx(sum(counted) / 8, rel=1e-9)
+
+
+def test_pricing_at_the_mean_counts_falls_short(compose_cfg, monkeypatch):
+    """Attention grows with the square of a pass's tokens: one pass at the mean counts costs less than the
+    buckets it stands for."""
+    import vjepa.flops as flops
+
+    setting = "{ratio: null, num_blocks: 2, spatial_scale: [0.1, 0.6], aspect_ratio: [0.75, 1.5]}"
+    cfg = compose_cfg(
+        *TINY_TEST, "data.mix=image", "data.image.size=64", f"mask.settings=[{setting}]", "mask.buckets=4",
+        "mask.bucket_by=size", "batch_size=8",
+    )  # fmt: skip
+    per_pass = step_cost(cfg)
+    ctx, tgt = flops._mask_counts(mask_settings(cfg.mask, "image")[0], (1, 8, 8), 8, 4, "size")
+    monkeypatch.setattr(flops, "_mask_buckets", lambda *a: [(1.0, ctx, tgt)])
+    at_mean = step_cost(cfg)
+    assert at_mean.target_flops == per_pass.target_flops
+    assert at_mean.online_flops < per_pass.online_flops and at_mean.predictor_flops < per_pass.predictor_flops

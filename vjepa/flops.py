@@ -60,21 +60,32 @@ class StepCost:
 def _mask_counts(
     setting: dict, grid: tuple[int, int, int], batch: int, buckets: int = 1, by: str = "order"
 ) -> tuple[float, float]:
-    """(context, target) tokens per sample of one mask setting."""
+    """(context, target) tokens per sample of one mask setting, averaged over the drawn buckets."""
+    parts = _mask_buckets(setting, grid, batch, buckets, by)
+    return sum(w * c for w, c, _ in parts), sum(w * t for w, _, t in parts)
+
+
+def _mask_buckets(
+    setting: dict, grid: tuple[int, int, int], batch: int, buckets: int = 1, by: str = "order"
+) -> list[tuple[float, int, int]]:
+    """(share of the samples, context tokens, target tokens) of each pass one mask setting makes: one with a
+    ratio; without one, the buckets of a few fixed draws (each cuts both sets to its smallest sample), so the
+    attention, quadratic in the tokens of a pass, is priced per bucket rather than at the mean count."""
     n = grid[0] * grid[1] * grid[2]
     if setting["ratio"] is not None:
         n_tgt = masked_count(float(setting["ratio"]), n)
-        return n - n_tgt, n_tgt
-    # ratio=null cuts both sets to the smallest in each bucket: average them over a few fixed draws.
+        return [(1.0, n - n_tgt, n_tgt)]
     import torch
     from omegaconf import OmegaConf
 
     from vjepa.masks import MaskSpec, sample_mask_buckets
 
-    g, spec = torch.Generator().manual_seed(0), MaskSpec.from_cfg(OmegaConf.create(setting))
-    draws = [b for _ in range(8) for b in sample_mask_buckets(spec, batch, grid, g, min(buckets, batch), by)]
-    ctx = sum(m.ctx_idx.shape[1] * m.size for m in draws) / (8 * batch)
-    return ctx, sum(m.tgt_idx.shape[1] * m.size for m in draws) / (8 * batch)
+    g, spec, draws = torch.Generator().manual_seed(0), MaskSpec.from_cfg(OmegaConf.create(setting)), 8
+    return [
+        (m.size / (draws * batch), m.ctx_idx.shape[1], m.tgt_idx.shape[1])
+        for _ in range(draws)
+        for m in sample_mask_buckets(spec, batch, grid, g, min(buckets, batch), by)
+    ]
 
 
 def step_cost(cfg) -> StepCost:
@@ -100,11 +111,14 @@ def step_cost(cfg) -> StepCost:
         n = grid[0] * grid[1] * grid[2]
         tokens += count * n
         target += count * encoder_flops(n, n, m, patch_volume)
+        embed = encoder_flops(n, 0, m, patch_volume)
         for setting in mask_settings(cfg.mask, modality):
-            n_ctx, n_tgt = _mask_counts(setting, grid, count, *mask_bucketing(cfg.mask))
-            embed = encoder_flops(n, 0, m, patch_volume)
-            online += count * (3 * encoder_flops(n, n_ctx, m, patch_volume) - embed)
-            pred += count * 3 * predictor_flops(n_ctx, n_tgt, m.embed_dim, cfg.predictor, levels, ctx_head)
+            for share, n_ctx, n_tgt in _mask_buckets(setting, grid, count, *mask_bucketing(cfg.mask)):
+                samples = share * count
+                online += samples * (3 * encoder_flops(n, n_ctx, m, patch_volume) - embed)
+                pred += (
+                    samples * 3 * predictor_flops(n_ctx, n_tgt, m.embed_dim, cfg.predictor, levels, ctx_head)
+                )
     return StepCost(int(tokens), target, online, pred)
 
 
