@@ -111,7 +111,7 @@ class FrameCache:
 
 def default_short_side(size: int) -> int:
     """Frames are decoded with the short side at twice the clip ``size`` (at least 128 px), so a random crop
-    of 30 % of the area is still downsampled to ``size``: 128 px for the tiny preset's 64 px clips, 448 for
+    of 30 % of the area is still downsampled to ``size``: 128 px for the tiny preset's 32 px clips, 448 for
     224 (a fixed 128 upscaled every 224 px clip of the paper presets)."""
     return max(128, 2 * size)
 
