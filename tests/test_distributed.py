@@ -141,3 +141,36 @@ def test_per_step_collectives_reduce_on_the_device_the_backend_serves(monkeypatc
     with pytest.raises(Reduced):
         d.any_across_ranks(True, info)
     assert seen == [torch.device("meta")] * 2
+
+
+def test_run_leaves_the_process_group_it_started_and_no_other(tmp_path, monkeypatch):
+    """vjepa.train.run destroys the group init_distributed started, on a refusal too (left to exit-time
+    destructors, a gloo rank whose peer had gone aborted now and then: exit -6 in CI); a group the caller
+    started stays. One process, WORLD_SIZE=1 group through a file store."""
+    import torch.distributed as dist
+
+    from vjepa import distributed
+    from vjepa.config_check import ConfigError
+    from vjepa.train import run
+
+    def start(*_, **__):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+        distributed._OWN_GROUP = True  # as init_distributed sets it when it starts the group
+
+    class Refusing:
+        def __init__(self, cfg):
+            start()
+            raise ConfigError("refused")
+
+    monkeypatch.setattr("vjepa.trainer.Trainer", Refusing)
+    with pytest.raises(ConfigError):
+        run({"run_dir": str(tmp_path / "run")})
+    assert not dist.is_initialized()
+    monkeypatch.setattr("vjepa.trainer.Trainer", lambda cfg: (_ for _ in ()).throw(ConfigError("no")))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store2", rank=0, world_size=1)
+    try:
+        with pytest.raises(ConfigError):
+            run({"run_dir": str(tmp_path / "run")})
+        assert dist.is_initialized()  # the caller's group
+    finally:
+        dist.destroy_process_group()

@@ -28,8 +28,12 @@ class DistInfo:
         return self.rank == 0
 
 
+_OWN_GROUP = False  # whether init_distributed started the process group (shutdown_distributed ends only that)
+
+
 def init_distributed(device_type: str) -> DistInfo:
     """Initialise the process group when launched with several processes; a no-op for one."""
+    global _OWN_GROUP
     if dist.is_available() and dist.is_initialized():
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         device = f"cuda:{local_rank}" if dist.get_backend() == "nccl" else "cpu"
@@ -49,7 +53,18 @@ def init_distributed(device_type: str) -> DistInfo:
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    _OWN_GROUP = True
     return DistInfo(rank, world, local_rank, f"cuda:{local_rank}" if backend == "nccl" else "cpu")
+
+
+def shutdown_distributed() -> None:
+    """Destroy the process group ``init_distributed`` started (one started by the caller is left alone), so
+    its threads are joined before the interpreter exits: left to exit-time destructors, a gloo rank whose
+    peer had already gone aborted ("terminate called without an active exception", exit -6) now and then."""
+    global _OWN_GROUP
+    if _OWN_GROUP and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _OWN_GROUP = False
 
 
 def average_gradients(params, info: DistInfo) -> None:

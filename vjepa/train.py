@@ -106,6 +106,15 @@ def run(cfg: DictConfig) -> dict | None:
     Used by this app and by the sweep/HPO jobs. The run checkpoints on the preemption signal
     (``vjepa.preemption``) before it is requeued.
     """
+    from vjepa.distributed import shutdown_distributed
+
+    try:
+        return _run(cfg)
+    finally:  # on a refusal too: every rank leaves the process group in order before it exits
+        shutdown_distributed()
+
+
+def _run(cfg: DictConfig) -> dict | None:
     from vjepa.preemption import stop_on_signal
     from vjepa.trainer import Trainer
 
