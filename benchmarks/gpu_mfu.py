@@ -7,7 +7,8 @@ MFU = analytic model FLOPs of one step (``vjepa.flops.step_cost``: target forwar
 forward + backward) / (median step time x peak dense bf16 FLOP/s of the device the step ran on). Peak: H100
 and H200 SXM 989 TFLOP/s (PCIe 756, NVL 835), A100 312 TFLOP/s, else ``--peak-tflops``. Each configuration
 runs in this process with bf16 autocast, fused AdamW, SDPA attention, and (``--compile``, default on for
-CUDA) compiled blocks.
+CUDA) compiled blocks. The step is timed whole: ``--parts`` adds the time of each part, which synchronises the
+device around every part and so slows the step (its MFU is then a lower bound).
 """
 
 from __future__ import annotations
@@ -54,10 +55,17 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 
-def measure(name: str, overrides: list[str], steps: int, warmup: int, peak_override: float | None) -> dict:
+def measure(
+    name: str,
+    overrides: list[str],
+    steps: int,
+    warmup: int,
+    peak_override: float | None,
+    time_parts: bool = False,
+) -> dict:
     """One configuration's step time and MFU; the peak is that of the device it ran on (none for a CPU run
     unless ``--peak-tflops`` is given: ``--smoke`` on a GPU host runs on the CPU)."""
-    bench = Bench([*overrides, *COMMON])
+    bench = Bench([*overrides, *COMMON], time_parts)
     peak = peak_tflops(bench.trainer.device, peak_override)
     for _ in range(warmup):
         bench.run_step(record=False)
@@ -86,6 +94,7 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--parts", action="store_true", help="also time each part (slows a GPU step)")
     ap.add_argument(
         "--no-checkpointing", action="store_true", help="keep all activations (faster if memory allows)"
     )
@@ -100,7 +109,7 @@ def main(argv=None) -> None:
         if args.only and name not in args.only:
             continue
         try:
-            res = measure(name, [*overrides, *extra], args.steps, args.warmup, args.peak_tflops)
+            res = measure(name, [*overrides, *extra], args.steps, args.warmup, args.peak_tflops, args.parts)
         except torch.OutOfMemoryError as exc:  # report and go on with the next configuration
             res = {"setting": name, "error": f"out of memory: {exc}"[:300]}
             torch.cuda.empty_cache()

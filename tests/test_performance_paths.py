@@ -179,8 +179,8 @@ class _FakeBench:
 
     built: list = []
 
-    def __init__(self, overrides):
-        self.overrides = overrides
+    def __init__(self, overrides, time_parts=True):
+        self.overrides, self.time_parts = overrides, time_parts
         self.trainer = type("T", (), {"device": torch.device("cpu")})()
         _FakeBench.built.append(overrides)
 
@@ -315,3 +315,22 @@ def test_gpu_benchmark_takes_each_cards_own_peak(monkeypatch):
     smoke = [*gpu_mfu.SMOKE["tiny_smoke"], "compile=false", "device=cpu"]
     res = gpu_mfu.measure("tiny_smoke", smoke, 1, 0, None)
     assert res["device"] == "cpu" and res["peak_tflops"] is None and res["mfu"] is None
+
+
+def test_gpu_benchmark_times_the_step_without_per_part_synchronisation():
+    """Timing each part synchronises a GPU around every part, which slows the very step whose MFU is reported:
+    the MFU run leaves the step's timer off, and only ``--parts`` turns it on."""
+    from vjepa.bench import Bench
+
+    untimed = Bench([*TINY_TEST, "device=cpu"], time_parts=False)
+    assert not untimed.trainer.model.timer.enabled
+    untimed.run_step()
+    res = untimed.summary("x")
+    assert res["parts_timed"] is False and res["parts_ms"] is None and res["step_ms"] > 0
+    (mfu,) = _run(["benchmarks/gpu_mfu.py", "--smoke", "--steps", "1", "--warmup", "0"])
+    assert mfu["parts_timed"] is False and mfu["parts_ms"] is None
+    (parts,) = _run(["benchmarks/gpu_mfu.py", "--smoke", "--steps", "1", "--warmup", "0", "--parts"])
+    assert parts["parts_timed"] is True and parts["parts_ms"]["backward"] > 0
+    (whole,) = _run(["-m", "vjepa.bench", "--setting", "tiny_image", "--steps", "1", "--warmup", "0",
+                     "--no-parts", *TINY_TEST])  # fmt: skip
+    assert whole["parts_ms"] is None and whole["step_ms"] > 0

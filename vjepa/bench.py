@@ -106,9 +106,13 @@ def peak_memory_mib(device: torch.device) -> tuple[float, str]:
 
 
 class Bench:
-    """One configuration ready to time: model, optimizer and a fixed synthetic batch."""
+    """One configuration ready to time: model, optimizer and a fixed synthetic batch.
 
-    def __init__(self, overrides: list[str]):
+    ``time_parts`` times each part of the step as well. On CUDA that synchronises the device around every part,
+    which stops the host from queueing work ahead and so slows the step itself: time a GPU's step (MFU) with
+    ``time_parts=False`` and its breakdown in a separate run."""
+
+    def __init__(self, overrides: list[str], time_parts: bool = True):
         from vjepa.data import JointBatches, build_sources, split_skipped
         from vjepa.timing import StepTimer
         from vjepa.trainer import Trainer
@@ -122,7 +126,9 @@ class Bench:
         dev = self.trainer.device
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        self.trainer.model.timer = StepTimer(enabled=True, cuda=dev.type == "cuda")
+        self.time_parts = time_parts
+        if time_parts:
+            self.trainer.model.timer = StepTimer(enabled=True, cuda=dev.type == "cuda")
         self.batch, _ = split_skipped(
             JointBatches(build_sources(self.cfg.data, self.cfg.batch_size, self.cfg.seed))[0]
         )
@@ -150,9 +156,9 @@ class Bench:
             self.parts.append(dict(timer.totals))
 
     def summary(self, name: str) -> dict:
+        """Median step time and throughput; the parts (None unless timed) are medians over the timed steps."""
         step = statistics.median(self.times)
-        parts = {p: statistics.median(d.get(p, 0.0) for d in self.parts) for p in PARTS}
-        # loss time includes the distance weights; report both, shares of the step
+        memory, scope = peak_memory_mib(self.trainer.device)
         out = {
             "setting": name,
             "device": str(self.trainer.device),
@@ -161,14 +167,22 @@ class Bench:
             "step_ms_min": 1e3 * min(self.times),
             "samples_per_s": self.samples / step,
             "tokens_per_s": self.tokens / step,
-            "peak_memory_mib": peak_memory_mib(self.trainer.device)[0],
-            "peak_memory_scope": peak_memory_mib(self.trainer.device)[1],
-            "parts_ms": {p: 1e3 * t for p, t in parts.items()},
-            "parts_share": {p: t / step for p, t in parts.items()},
+            "peak_memory_mib": memory,
+            "peak_memory_scope": scope,
             "steps_timed": len(self.times),
+            "parts_timed": self.time_parts,
+            "parts_ms": None,
+            "parts_share": None,
+            "share_masks_distance_loss": None,
+            "share_ema": None,
         }
-        out["share_masks_distance_loss"] = (parts["masks"] + parts["loss"]) / step
-        out["share_ema"] = parts["ema"] / step
+        if self.time_parts:
+            # loss time includes the distance weights; report both, shares of the step
+            parts = {p: statistics.median(d.get(p, 0.0) for d in self.parts) for p in PARTS}
+            out["parts_ms"] = {p: 1e3 * t for p, t in parts.items()}
+            out["parts_share"] = {p: t / step for p, t in parts.items()}
+            out["share_masks_distance_loss"] = (parts["masks"] + parts["loss"]) / step
+            out["share_ema"] = parts["ema"] / step
         return out
 
 
@@ -226,6 +240,11 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--no-parts",
+        action="store_true",
+        help="time the whole step only (on CUDA the per-part synchronisation slows the step)",
+    )
     ap.add_argument("--json", help="also write all results to this file")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides applied to every configuration")
     args = ap.parse_args(argv)
@@ -251,7 +270,9 @@ def main(argv=None) -> None:
 
     if args.compare:
         base = SETTINGS[args.setting[0]] if args.setting else []
-        benches = [Bench([*base, *common, *spec.split()]) for spec in args.compare]
+        benches = [
+            Bench([*base, *common, *spec.split()], time_parts=not args.no_parts) for spec in args.compare
+        ]
         for _ in range(args.warmup):
             for bench in benches:
                 bench.run_step(record=False)
@@ -269,7 +290,9 @@ def main(argv=None) -> None:
                 "step_time": b["step_ms"] / a["step_ms"],
                 "parts": {
                     p: (b["parts_ms"][p] / a["parts_ms"][p] if a["parts_ms"][p] else None) for p in PARTS
-                },
+                }
+                if not args.no_parts
+                else None,
             }
         )
     elif args.encoder_scaling:
@@ -278,7 +301,7 @@ def main(argv=None) -> None:
             emit({**res, "base_setting": name})
     else:
         for name in args.setting or ["tiny_image", "tiny_video", "tiny_joint"]:
-            bench = Bench([*SETTINGS[name], *common])
+            bench = Bench([*SETTINGS[name], *common], time_parts=not args.no_parts)
             for _ in range(args.warmup):
                 bench.run_step(record=False)
             for _ in range(args.steps):
