@@ -8,7 +8,8 @@
   ``paper_row``. A ``random init`` row holds the ``probe_random/...`` baselines (one value per seed).
 * ``agreement``: per (paper metric, toolkit metric) pair of ``ablations.COMPARE``, over the variants that
   have both numbers: the paper's best row and the toolkit's best variant (by the metric's direction),
-  whether they match, Kendall's tau-b between the two orderings, both margins (best minus runner-up), whether
+  whether they match (where variants tie at the top, ``tied_with`` names the others and the paper's best
+  among them is ours), Kendall's tau-b between the two orderings, both margins (best minus runner-up), whether
   the best leads the runner-up beyond seed noise (``resolved``, see ``lead_beyond_noise``: paired by seed
   like the directions and the random-init comparisons, Welch's unpaired test only where fewer than two
   seeds pair, ``noise_test`` says which; never where the best or the runner-up has a single seed, named in
@@ -271,6 +272,10 @@ def _compare(runs: pd.DataFrame, stats: pd.DataFrame, table: Table, paper_metric
     paper, ours = rows["paper"].to_numpy(float) * p_sign, rows["mean"].to_numpy(float) * t_sign
     paper_best = sorted(set(rows["paper_row"][paper == paper.max()]))
     order = np.argsort(-ours, kind="stable")
+    # variants tied at the top (means are settled, so a tie is exact): the paper's best among them leads,
+    # so the naming order of the variants cannot decide whether the best agrees
+    top = [i for i in order if ours[i] == ours[order[0]]]
+    order = [*sorted(top, key=lambda i: rows["paper_row"].iloc[i] not in paper_best), *order[len(top) :]]
     best, second = rows.iloc[order[0]], rows.iloc[order[1]]
     paper_sorted = np.sort(np.unique(paper))[::-1]
     margin = (best["mean"] - second["mean"]) * t_sign
@@ -288,6 +293,7 @@ def _compare(runs: pd.DataFrame, stats: pd.DataFrame, table: Table, paper_metric
         "paper_best": " / ".join(paper_best),
         "best": best["variant"],
         "best_row": best["paper_row"],
+        "tied_with": " and ".join(str(rows["variant"].iloc[i]) for i in order[1 : len(top)]),
         "best_agrees": agrees,
         "tau": tau,
         "paper_margin": float(paper_sorted[0] - paper_sorted[1]) if len(paper_sorted) > 1 else 0.0,
@@ -301,7 +307,7 @@ def _compare(runs: pd.DataFrame, stats: pd.DataFrame, table: Table, paper_metric
 
 
 AGREEMENT_COLUMNS = (
-    "paper_metric metric variants paper_best best best_row best_agrees tau paper_margin margin resolved "
+    "paper_metric metric variants paper_best best best_row tied_with best_agrees tau paper_margin margin resolved "
     "noise_test min_n single_seed verdict"
 ).split()
 

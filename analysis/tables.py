@@ -94,7 +94,17 @@ def shown_best(r: dict) -> str:
     """Our best variant, with the paper row it stands for where the row's name does not already say it."""
     best, row = str(r["best"]), text(r.get("best_row"))
     says_it = row and re.search(rf"(?<![\w.]){re.escape(best)}(?![\w.])", row, re.IGNORECASE)
-    return f"{best} (paper row {row})" if row and not says_it else best
+    shown = f"{best} (paper row {row})" if row and not says_it else best
+    tied = text(r.get("tied_with"))
+    return f"{shown}, tied with {tied}" if tied else shown
+
+
+def margin_text(x) -> str:
+    """Our best variant's lead: "tied" at exactly 0, two significant digits where three decimals would read
+    0.000 for a lead that is not one."""
+    if isinstance(x, float) and math.isfinite(x) and 0 < abs(x) < 5e-4:
+        return f"{x:.2g}"
+    return "0 (tied)" if x == 0 else num(x)
 
 
 def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:
@@ -121,7 +131,7 @@ def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:
                 "yes" if r["best_agrees"] else "no",
                 num(r["tau"], 2),
                 paper_margin(r["paper_margin"], r["paper_metric"]),
-                num(r["margin"]),
+                margin_text(r["margin"]),
                 "yes" if r["resolved"] else "no",
                 r["verdict"],
             ]
@@ -372,7 +382,8 @@ def statement(s: Summary) -> str:
         lines.append(
             f"- {METRICS[r['paper_metric']].label} vs. `{short(r['metric'])}`: {r['verdict']} "
             f"(paper best: {r['paper_best']}, by {paper_margin(r['paper_margin'], r['paper_metric'])}; "
-            f"ours: {shown_best(r)}, by {num(r['margin'])}, {_noise_words(r)}; Kendall tau "
+            f"ours: {shown_best(r)}{'' if text(r.get('tied_with')) else ', by ' + margin_text(r['margin'])}, "
+            f"{_noise_words(r)}; Kendall tau "
             f"{num(r['tau'], 2)} over {r['variants']} variants{_beside_random(s, r['metric'])})."
         )
     lines += _direction_lines(s)

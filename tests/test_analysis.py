@@ -443,6 +443,22 @@ def test_equal_means_summed_in_another_order_are_a_tie_not_a_ranking(results):
     assert math.isnan(lead["tau"]) and lead["verdict"] == "no ordering (all tied)"  # was tau +-1
 
 
+def test_a_tie_at_the_top_is_named_and_the_papers_best_among_it_leads(results):
+    """Table 1's direction_top1 read "ours: deep, by 0.000": deep tied with tokenizer, named first only by the
+    variants' order. A tie is said, and where the paper's best is in it, it is ours whatever the order; a lead
+    below 0.0005 is shown, not rounded to 0.000."""
+    tie = [0.93, 0.9633333333333334, 0.95]
+    for lg in (_ap_by_seed(results, tie, tie), _ap_by_seed(results, tie, tie).iloc[::-1]):
+        lead = _lead(lg)
+        assert lead["best"] == "token" and lead["tied_with"] == "block" and lead["best_agrees"]
+        assert lead["margin"] == 0.0 and not lead["resolved"]
+    text = statement(_summary(_ap_by_seed(results, tie, tie), "loss_granularity"))
+    assert "ours: token, tied with block, within seed noise" in text
+    lg = _ap_by_seed(results, tie, [x + 1e-4 for x in tie])
+    assert _lead(lg)["tied_with"] == "" and _lead(lg)["margin"] == pytest.approx(1e-4)
+    assert "ours: token, by 0.0001, within seed noise" in statement(_summary(lg, "loss_granularity"))
+
+
 def test_runs_a_sweep_never_started_are_named(results):
     """loss_granularity without block's seed 2 directory: the table's 'not completed' cell, the legend and
     the statement name it; n counts the completed runs only. (The fixture has a block run at seed 4 and none
