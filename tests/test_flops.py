@@ -61,11 +61,17 @@ def test_paper_scale_estimate_is_plausible(compose_cfg):
     assert gpu_hours(3600e12, 1.0) == pytest.approx(1.0)
 
 
+def _mask_counts(setting: dict, grid, batch: int, buckets: int = 1, by: str = "order") -> tuple[float, float]:
+    """(context, target) tokens per sample of one mask setting, averaged over the buckets flops prices."""
+    from vjepa.flops import _mask_buckets
+
+    parts = _mask_buckets(setting, grid, batch, buckets, by)
+    return sum(w * c for w, c, _ in parts), sum(w * t for w, _, t in parts)
+
+
 def test_length_buckets_count_the_larger_context_they_keep():
     """Ratio-free settings are priced from drawn masks; with length buckets every sample keeps more of its
     own context and targets (tiny preset grid, batch 128)."""
-    from vjepa.flops import _mask_counts
-
     short = {"ratio": None, "num_blocks": 8, "spatial_scale": [0.15, 0.15], "aspect_ratio": [0.75, 1.5]}
     short["temporal_scale"] = [1.0, 1.0]
     ctx1, tgt1 = _mask_counts(short, (1, 8, 8), 128, 1)
@@ -113,7 +119,7 @@ def test_pricing_at_the_mean_counts_falls_short(compose_cfg, monkeypatch):
         "mask.bucket_by=size", "batch_size=8",
     )  # fmt: skip
     per_pass = step_cost(cfg)
-    ctx, tgt = flops._mask_counts(mask_settings(cfg.mask, "image")[0], (1, 8, 8), 8, 4, "size")
+    ctx, tgt = _mask_counts(mask_settings(cfg.mask, "image")[0], (1, 8, 8), 8, 4, "size")
     monkeypatch.setattr(flops, "_mask_buckets", lambda *a: [(1.0, ctx, tgt)])
     at_mean = step_cost(cfg)
     assert at_mean.target_flops == per_pass.target_flops

@@ -311,3 +311,15 @@ def test_a_point_a_results_table_records_as_completed_is_skipped_and_one_that_di
         res.returncode == 1
         and "not a results table of analysis.collect (no column run_id, status" in res.stderr
     )
+
+
+def test_the_sweepers_run_id_is_the_one_collect_writes(tmp_path):
+    """hydra.sweeper.recorded finds a run by the run_id analysis.collect wrote for it: the two rules are
+    written apart (sweeps do not import analysis) and must name every sweeper run alike."""
+    from analysis.collect import locate
+    from sweeps.existing_runs import RecordedRuns
+
+    for name in ("seed=0", "loss=block,seed=1", "data=real,mask.bucket_by=size,recipe_step=deep,seed=2"):
+        for sweep in ("recipe", "context_loss"):
+            run_dir = tmp_path / "sweeps_out" / sweep / "preset=tiny" / name
+            assert RecordedRuns.run_id(run_dir) == locate(run_dir)[2] == f"{sweep}/preset=tiny/{name}"

@@ -57,14 +57,6 @@ class StepCost:
         return self.target_flops + self.online_flops + self.predictor_flops
 
 
-def _mask_counts(
-    setting: dict, grid: tuple[int, int, int], batch: int, buckets: int = 1, by: str = "order"
-) -> tuple[float, float]:
-    """(context, target) tokens per sample of one mask setting, averaged over the drawn buckets."""
-    parts = _mask_buckets(setting, grid, batch, buckets, by)
-    return sum(w * c for w, c, _ in parts), sum(w * t for w, _, t in parts)
-
-
 def _mask_buckets(
     setting: dict, grid: tuple[int, int, int], batch: int, buckets: int = 1, by: str = "order"
 ) -> list[tuple[float, int, int]]:
