@@ -4,7 +4,9 @@
     python benchmarks/gpu_mfu.py --smoke          # a tiny configuration, runs on CPU (what the tests run)
 
 MFU = analytic model FLOPs of one step (``vjepa.flops.step_cost``: target forward, online encoder and predictor
-forward + backward) / (median step time x peak dense bf16 FLOP/s of the device the step ran on). Peak: H100
+forward + backward) / (step time x peak dense bf16 FLOP/s of the device the step ran on). The step time is that
+of ``--steps`` steps run back to back as the training loop runs them (``Bench.time_back_to_back``);
+``step_ms`` and ``mfu_synchronised_median`` are the median of as many steps each synchronised on its own. Peak: H100
 and H200 SXM 989 TFLOP/s (PCIe 756, NVL 835), A100 312 TFLOP/s, else ``--peak-tflops``. Each configuration
 runs in this process with bf16 autocast, fused AdamW, SDPA attention, and (``--compile``, default on for
 CUDA) compiled blocks. The step is timed whole: ``--parts`` adds the time of each part, which synchronises the
@@ -73,12 +75,16 @@ def measure(
         bench.run_step()
     out = bench.summary(name)
     cost = step_cost(bench.cfg)
-    step_s = statistics.median(bench.times)
+    back_to_back = bench.time_back_to_back(steps)
     out.update(
+        step_ms_back_to_back=1e3 * back_to_back,
         model_tflops_per_step=cost.flops / 1e12,
-        achieved_tflops=cost.flops / step_s / 1e12,
+        achieved_tflops=cost.flops / back_to_back / 1e12,
         peak_tflops=peak,
-        mfu=(cost.flops / step_s / (peak * 1e12)) if peak else None,
+        mfu=(cost.flops / back_to_back / (peak * 1e12)) if peak else None,
+        mfu_synchronised_median=(cost.flops / statistics.median(bench.times) / (peak * 1e12))
+        if peak
+        else None,
         overrides=overrides,
     )
     if bench.trainer.device.type == "cuda":

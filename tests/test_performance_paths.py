@@ -334,3 +334,22 @@ def test_gpu_benchmark_times_the_step_without_per_part_synchronisation():
     (whole,) = _run(["-m", "vjepa.bench", "--setting", "tiny_image", "--steps", "1", "--warmup", "0",
                      "--no-parts", *TINY_TEST])  # fmt: skip
     assert whole["parts_ms"] is None and whole["step_ms"] > 0
+
+
+def test_back_to_back_steps_train_exactly_as_synchronised_steps():
+    """The GPU benchmark's step time comes from steps run as the training loop runs them (each step's numbers
+    read back after the next is queued): the same steps, the same weights as steps timed one by one."""
+    from vjepa.bench import Bench
+
+    one_by_one, back_to_back = (Bench([*TINY_TEST, "device=cpu"], time_parts=False) for _ in range(2))
+    for _ in range(3):
+        one_by_one.run_step()
+    assert back_to_back.time_back_to_back(3) > 0 and back_to_back.step == one_by_one.step == 3
+    for a, b in zip(
+        one_by_one.trainer.model.parameters(), back_to_back.trainer.model.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
+    (mfu,) = _run(["benchmarks/gpu_mfu.py", "--smoke", "--steps", "2", "--warmup", "0"])
+    assert mfu["step_ms_back_to_back"] > 0 and mfu["achieved_tflops"] == pytest.approx(
+        mfu["model_tflops_per_step"] / mfu["step_ms_back_to_back"] * 1e3
+    )

@@ -27,10 +27,10 @@ def _signal_during(trainer, at_step: int) -> None:
     """Deliver SIGUSR2 to this process while ``trainer`` runs step ``at_step`` (0-based)."""
     step = trainer.train_step
 
-    def train_step(s, batch):
+    def train_step(s, batch, **kw):
         if s == at_step:
             os.kill(os.getpid(), signal.SIGUSR2)
-        return step(s, batch)
+        return step(s, batch, **kw)
 
     trainer.train_step = train_step
 
@@ -155,7 +155,7 @@ def _fake_probes(monkeypatch, signal_first: bool, calls: list) -> None:
 
 
 def _no_training(trainer) -> None:
-    def train_step(step, batch):
+    def train_step(step, batch, **kw):
         raise AssertionError(f"step {step} trained again")
 
     trainer.train_step = train_step

@@ -23,8 +23,8 @@ def test_stop_mid_window_then_resume_matches_uninterrupted(compose_cfg, tmp_path
     trainer = Trainer(compose_cfg(*args, run_dir=tmp_path / "stopped"))
     original = trainer.train_step
 
-    def step_then_request_stop(step, batch):
-        out = original(step, batch)
+    def step_then_request_stop(step, batch, **kw):
+        out = original(step, batch, **kw)
         if step == 2:  # inside the first logging window (steps 0-3)
             trainer.request_stop()
         return out

@@ -192,7 +192,7 @@ def test_failure_writes_traceback_to_status(compose_cfg, monkeypatch):
     cfg = compose_cfg(*TINY_TEST, "steps=3", "log_every=1")
     trainer = Trainer(cfg)
 
-    def boom(step, batch):
+    def boom(step, batch, **kw):
         raise RuntimeError("injected failure")
 
     monkeypatch.setattr(trainer, "train_step", boom)
@@ -254,9 +254,9 @@ class _Clock:
 def _timed_steps(trainer, clock: _Clock, seconds: float) -> None:
     step = trainer.train_step
 
-    def train_step(s, batch):
+    def train_step(s, batch, **kw):
         clock.now += seconds
-        return step(s, batch)
+        return step(s, batch, **kw)
 
     trainer.train_step = train_step
 
@@ -342,7 +342,7 @@ def test_a_completed_run_that_lost_its_metrics_writes_them_again_without_trainin
     (Path(cfg.run_dir) / "metrics.json").unlink()
     trainer = Trainer(cfg)
 
-    def train_step(step, batch):
+    def train_step(step, batch, **kw):
         raise AssertionError(f"step {step} trained again")
 
     trainer.train_step = train_step
@@ -376,10 +376,10 @@ def test_a_keyboard_interrupt_mid_window_records_the_step_a_rerun_resumes_from(c
     trainer = Trainer(cfg)
     original = trainer.train_step
 
-    def train_step(step, batch):
+    def train_step(step, batch, **kw):
         if step == 5:
             raise KeyboardInterrupt
-        return original(step, batch)
+        return original(step, batch, **kw)
 
     trainer.train_step = train_step
     with pytest.raises(KeyboardInterrupt):
@@ -408,3 +408,42 @@ def test_each_checkpoint_reaches_the_disk_after_the_log_lines_before_it(compose_
     assert len(checkpoints) == 2  # steps 2 and 4
     for previous, i in zip([-1, *checkpoints], checkpoints):
         assert "metrics.jsonl" in synced[previous + 1 : i], synced  # the log since the last checkpoint first
+
+
+def test_each_steps_numbers_are_read_back_after_the_next_step_is_queued(compose_cfg):
+    """Reading a number back from a GPU waits for the step to finish, so the loop reads step s's record
+    only after queuing step s + 1 (the device never idles between steps), except where a log line, a
+    checkpoint or the end needs step s's numbers at once. A loss that is not finite still names its step."""
+    cfg = compose_cfg(*TINY_TEST, "steps=6", "log_every=3", "ckpt_every=100")
+    trainer = Trainer(cfg)
+    events, launch, read = [], trainer.train_step, trainer.read_back_step
+
+    def train_step(step, batch, **kw):
+        events.append(f"step {step}")
+        return launch(step, batch, **kw)
+
+    def read_back_step(launched):
+        record = read(launched)
+        events.append("read")
+        return record
+
+    trainer.train_step, trainer.read_back_step = train_step, read_back_step
+    trainer.run()
+    assert events == [
+        *("step 0", "step 1", "read", "step 2", "read", "read"),  # the log after step 2 reads it at once
+        *("step 3", "step 4", "read", "step 5", "read", "read"),
+    ]
+
+    cfg = compose_cfg(*TINY_TEST, "steps=6", "log_every=100", "ckpt_every=100", run_dir=cfg.run_dir + "-nan")
+    trainer = Trainer(cfg)
+    launch = trainer.train_step
+
+    def nan_at_step_1(step, batch, **kw):
+        record, skipped, n = launch(step, batch, **kw)
+        if step == 1:
+            record["loss"] = torch.tensor(float("nan"))
+        return record, skipped, n
+
+    trainer.train_step = nan_at_step_1
+    with pytest.raises(FloatingPointError, match="loss became nan at step 1;"):
+        trainer.run()

@@ -132,6 +132,8 @@ class Bench:
         self.batch, _ = split_skipped(
             JointBatches(build_sources(self.cfg.data, self.cfg.batch_size, self.cfg.seed))[0]
         )
+        if dev.type == "cuda":  # as the training loader hands batches over
+            self.batch = {k: v.pin_memory() for k, v in self.batch.items()}
         self.samples = sum(x.shape[0] for x in self.batch.values())
         self.tokens = sum(
             x.shape[0] * _grid_tokens(self.trainer.model.encoder.grid(x)) for x in self.batch.values()
@@ -154,6 +156,23 @@ class Bench:
         if record:
             self.times.append(dt)
             self.parts.append(dict(timer.totals))
+
+    def time_back_to_back(self, steps: int) -> float:
+        """Seconds per step over ``steps`` steps run as the training loop runs them: each step's numbers read
+        back once the next step is queued, the device synchronised only at the end. On a GPU the host then
+        queues ahead while the device works, which ``run_step``'s synchronised steps do not allow."""
+        sync = torch.cuda.synchronize if self.trainer.device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        pending = None
+        for _ in range(steps):
+            launched = self.trainer.train_step(self.step, self.batch, read_back=False)
+            if pending is not None:
+                self.trainer.read_back_step(pending)
+            pending, self.step = launched, self.step + 1
+        self.trainer.read_back_step(pending)
+        sync()
+        return (time.perf_counter() - t0) / steps
 
     def summary(self, name: str) -> dict:
         """Median step time and throughput; the parts (None unless timed) are medians over the timed steps."""

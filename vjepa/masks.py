@@ -151,10 +151,17 @@ class Masks:
         )
 
     def to(self, device) -> Masks:
-        index = None if self.index is None else self.index.to(device)
-        return Masks(
-            self.ctx_idx.to(device), self.tgt_idx.to(device), self.blocks.to(device), self.grid, index
-        )
+        """These masks on ``device``. To CUDA through pinned memory without blocking: a copy from pageable
+        memory first waits for all the work queued on the device, so the host could not queue ahead."""
+        device = torch.device(device)
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            if device.type == "cuda" and t.device.type == "cpu":
+                return t.pin_memory().to(device, non_blocking=True)
+            return t.to(device)
+
+        index = None if self.index is None else move(self.index)
+        return Masks(move(self.ctx_idx), move(self.tgt_idx), move(self.blocks), self.grid, index)
 
 
 def masked_count(ratio: float, n_tokens: int) -> int:

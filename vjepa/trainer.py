@@ -262,7 +262,11 @@ class Trainer:
             start, end = start * self.cfg.steps, end * self.cfg.steps
         return linear_warmup(step, weight, round(start), round(end))
 
-    def train_step(self, step: int, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def train_step(self, step: int, batch: dict[str, torch.Tensor], read_back: bool = True):
+        """One optimisation step; its record (losses, mask ratios, statistics) as numbers, or with
+        ``read_back=False`` as it stands on the device, for ``read_back_step`` later: reading a number back
+        waits for the device to finish the step, and the training loop reads each step's record only after
+        it has queued the next step, so the device never waits for the host between steps."""
         cfg = self.cfg
         lr = warmup_cosine(
             step, cfg.steps, self.peak_lr, self.warmup_steps, final=self.peak_lr * cfg.optim.final_lr_frac
@@ -329,6 +333,12 @@ class Trainer:
         with timer("ema"):
             self.model.update_target(tau)
         record["loss"] = total.detach()
+        launched = (record, skipped, n_total)
+        return self.read_back_step(launched) if read_back else launched
+
+    def read_back_step(self, launched) -> dict[str, float]:
+        """The record of a step ``train_step(..., read_back=False)`` returned, as numbers."""
+        record, skipped, n_total = launched
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
         # unreadable files replaced under data.*.on_error=skip: counted over all ranks, the rest averaged
         record = mean_across_ranks({**record, **skipped}, self.dist, counts=skipped)
@@ -451,6 +461,7 @@ class Trainer:
             self.dist.rank,
             self.dist.world,
             self.sources,
+            pin_memory=self.device.type == "cuda",
         )
         bar = None
         if self.is_main and (cfg.progress is True or (cfg.progress == "auto" and sys.stderr.isatty())):
@@ -463,17 +474,33 @@ class Trainer:
         t_last = t_window = time.perf_counter()
         timed_samples = 0
         self.step_done = self.checkpoint_step = start
-        for step, batch in enumerate(loader, start=start):
-            record = self.train_step(step, batch)
+        pending = None  # (step, record on the device): read back once the next step is queued
+
+        def account(pending) -> None:
+            nonlocal timed_samples
+            step, record = pending[0], self.read_back_step(pending[1])
             if not math.isfinite(record["loss"]):
                 raise FloatingPointError(f"loss became {record['loss']} at step {step}; lower optim.base_lr")
             window.append(record)
             timed_samples += record["samples"]
-            done = self.step_done = step + 1
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
-            if done % cfg.log_every == 0 or done == cfg.steps:
+
+        for step, batch in enumerate(loader, start=start):
+            launched = self.train_step(step, batch, read_back=False)
+            if pending is not None:
+                account(pending)
+            pending = (step, launched)
+            done = self.step_done = step + 1
+            stop = any_across_ranks(self._stop_requested, self.dist) and done < cfg.steps
+            logs = done % cfg.log_every == 0 or done == cfg.steps
+            saves = done % cfg.ckpt_every == 0 or done == cfg.steps or stop
+            last = stop_after is not None and done - start >= stop_after
+            if logs or saves or last:  # the window, the checkpoint and a return need this step's numbers
+                account(pending)
+                pending = None
+            if logs:
                 now = time.perf_counter()
                 wall += now - t_last
                 if self.is_main:
@@ -483,8 +510,7 @@ class Trainer:
                     self.metrics.append(rec)
                 window, timed_samples = [], 0
                 t_last = t_window = time.perf_counter()  # diagnostics time not counted
-            stop = any_across_ranks(self._stop_requested, self.dist) and done < cfg.steps
-            if done % cfg.ckpt_every == 0 or done == cfg.steps or stop:
+            if saves:
                 now = time.perf_counter()
                 wall += now - t_last
                 t_last = now
@@ -495,7 +521,7 @@ class Trainer:
                 if bar:
                     bar.close()
                 raise Interrupted(f"stop requested; checkpoint written at step {done}")
-            if stop_after is not None and done - start >= stop_after:
+            if last:
                 if bar:
                     bar.close()
                 return None

@@ -214,9 +214,12 @@ def build_train_loader(
     rank: int = 0,
     world: int = 1,
     sources: dict[str, BatchSource] | None = None,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """Batches for steps ``start_step .. steps - 1``, in order (process ``rank``'s slices of them), from
-    ``sources`` where given (``build_sources`` of the same arguments), else from sources built here."""
+    ``sources`` where given (``build_sources`` of the same arguments), else from sources built here.
+    ``pin_memory`` (for a CUDA run) hands them over in pinned memory, so their copy to the device does not
+    wait for the work queued before it."""
     workers = int(data_cfg.get("num_workers", 0))
     if sources is None:
         sources = build_sources(data_cfg, batch_size, seed)
@@ -227,4 +230,5 @@ def build_train_loader(
         num_workers=workers,
         prefetch_factor=int(data_cfg.get("prefetch", 2)) if workers else None,
         persistent_workers=False,
+        pin_memory=pin_memory,
     )
