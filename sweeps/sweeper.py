@@ -8,12 +8,13 @@ by the sweep's runs that completed on this host alike. Points whose configuratio
 not launched. A point whose directory already holds a run that differs from it (``stored_run_differences``:
 its config.yaml up to the reuse-free keys, or the arithmetic it trained in) refuses the whole sweep
 (``SweepRefused``) after the plan, before anything is adopted or launched: skipping or resuming that run would
-report it as the point. ``dry_run=true`` stops after the plan and that check. Adoption is offered only to a
-point whose directory holds no run files (``run_entries``). Local launches keep ``max_parallel`` runs going
-(default: CPUs // threads per run, ``threads`` set per run), seed by seed, a finished run's slot taking the
-next; SLURM launches are sized by the ``cluster`` group, except for any ``hydra.launcher.*`` key given on the
-command line. At the end: a summary of completed / skipped / failed runs and exit status 1 unless every point
-is completed.
+report it as the point. ``dry_run=true`` stops after the plan and that check, printing what the planned
+seeds can detect (``sweeps.power_plan``; ``power.effect``: the seeds a difference of that size needs).
+Adoption is offered only to a point whose directory holds no run files (``run_entries``). Local launches keep
+``max_parallel`` runs going (default: CPUs // threads per run, ``threads`` set per run), seed by seed, a
+finished run's slot taking the next; SLURM launches are sized by the ``cluster`` group, except for any
+``hydra.launcher.*`` key given on the command line. At the end: a summary of completed / skipped / failed runs
+and exit status 1 unless every point is completed.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Point:
     donor: Path | None = None
     train_cfg: DictConfig | None = None
     differences: list[tuple[str, object, object]] = field(default_factory=list)  # (key, on disk, this point)
+    probe_tasks: tuple[str, ...] = ()  # the probe tasks the run measures (the dry run's power lines)
 
     @property
     def flops(self) -> float:
@@ -214,6 +216,7 @@ class AblationSweeper(Sweeper):
             state, detail = run_state(run_dir)
             cost = step_cost(train_cfg)
             point = Point(overrides, run_dir, state, detail, cost.tokens, cost.flops, int(train_cfg.steps))
+            point.probe_tasks = tuple((train_cfg.get("probes") or {}).get("tasks") or {})
             precision = self._launch_precision(train_cfg)
             point.differences = stored_run_differences(run_dir, train_cfg, precision)
             if point.differences:
@@ -330,6 +333,34 @@ class AblationSweeper(Sweeper):
             flush=True,
         )
 
+    def _print_power(self, points: list[Point]) -> None:
+        """The dry run's power lines (``sweeps.power_plan``): what the planned seeds can detect per headline
+        metric and, with ``power.effect``, the seeds (and compute) a difference of that size needs."""
+        from sweeps.power_plan import power_lines
+
+        cfg = self.config
+        effect = OmegaConf.select(cfg, "power.effect", default=None)
+        if effect is not None:
+            try:
+                effect = abs(float(effect))
+            except (TypeError, ValueError):
+                raise SweepRefused(
+                    f"power.effect={effect}: not a number (a difference of the metrics)"
+                ) from None
+            if effect == 0 or effect != effect:
+                raise SweepRefused(f"power.effect={effect}: name a nonzero difference of the metrics")
+        lines = power_lines(
+            str(cfg.hydra.job.config_name),
+            str(cfg.hydra.runtime.choices.get("preset")),
+            points,
+            recorded=self.recorded.path if self.recorded is not None else None,
+            sweeps_root=Path(str(cfg.hydra.sweep.dir)).parent.parent,
+            effect=effect,
+            peak_tflops=self.gpu_peak_tflops,
+            mfu=self.mfu,
+        )
+        print("\n".join(lines), flush=True)
+
     # ---- sweep ------------------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> list:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -353,6 +384,7 @@ class AblationSweeper(Sweeper):
         if conflicts:
             raise SweepRefused(refusal_message(conflicts))
         if cfg.dry_run:
+            self._print_power(points)
             return []
         for p in points:
             if p.state == "reuse":

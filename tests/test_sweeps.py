@@ -4,6 +4,7 @@ The SLURM runs of sweeps are in test_sweeps_slurm.py; preemption in test_preempt
 """
 
 import json
+import math
 import os
 import re
 import socket
@@ -582,3 +583,126 @@ def test_wall_time_estimate_times_the_pool_by_runs_completed_here_alike(tmp_path
     assert pool_wall_time([3, 1, 1, 1], 2) == 3  # the short slot runs the three short ones
     assert pool_wall_time([1, 1, 3], 2) == 4
     assert pool_wall_time([2, 2], 1) == 4 and pool_wall_time([], 2) == 0
+
+
+def _recorded_spread_table(path, b_minus_a=(0.01, 0.03, 0.02)):
+    """A results table of two variants of another sweep over seeds 0-2 whose same-seed differences of
+    probe/shapes_det/ap are ``b_minus_a`` (sd 0.01 by default), the seeds sharing offsets."""
+    import pandas as pd
+
+    rows = []
+    for s, (base, d) in enumerate(zip((0.10, 0.20, 0.15), b_minus_a)):
+        for variant, value in (("0.6", base), ("0.75", base + d)):
+            rows.append(
+                {
+                    "run_id": f"mask_ratio/preset=tiny/mask.ratio={variant},seed={s}",
+                    "sweep": "mask_ratio",
+                    "preset": "tiny",
+                    "variant": variant,
+                    "seed": s,
+                    "status": "completed",
+                    "config_hash": f"h{variant}{s}",
+                    "probe/shapes_det/ap": value,
+                }
+            )
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def test_dry_run_prints_the_smallest_effect_the_seeds_detect_and_the_seeds_an_effect_needs(tmp_path):
+    """loss_granularity's headline metrics with a recorded spread: probe/shapes_det/ap (coco_apbox's stand-in)
+    alone; its line is vjepa.power's MDE at the plan's 3 seeds for the table's paired sd, and with
+    power.effect the seeds needed, their runs and FLOPs; the key names no run."""
+    from vjepa.power import minimum_detectable_effect, seeds_needed
+
+    table = tmp_path / "results.csv"
+    _recorded_spread_table(table)
+    args = ["preset=tiny", "hydra/launcher=basic", "dry_run=true", f"hydra.sweeper.recorded={table}"]
+    res = _run_sweep("loss_granularity", *args, "power.effect=0.01", out=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "power of 3 seed(s) per variant" in res.stdout and str(table) in res.stdout
+    (line,) = [ln.split() for ln in res.stdout.splitlines() if ln.startswith("  probe/")]
+    metric, sd, mde, seeds, runs, flop = line[:6]
+    assert metric == "probe/shapes_det/ap"
+    assert sd == "0.01" and mde == f"{minimum_detectable_effect(0.01, 3):.3g}"  # printed to 3 digits
+    k = seeds_needed(0.01, 0.01)
+    assert int(seeds) == k and int(runs) == 2 * k
+    assert "paired: 3 same-seed differences of 1 variant pair(s) in 1 sweep(s), 6 runs" in " ".join(line)
+    plan = [
+        ln.split() for ln in res.stdout.splitlines() if ln.startswith("  skip") or ln.startswith("  launch")
+    ]
+    per_run = {r[4] for r in plan}
+    assert len(plan) == 6 and len(per_run) == 1 and flop == human_flops(k * 2, per_run.pop())
+    assert "CPU-h: core-hours of training unknown" in res.stdout  # no run of the sweep was timed
+    # the sweep key names no run and is not in the configuration a run trains with
+    assert all("power" not in r[6] for r in plan)
+    _, train = _compose_point("loss_granularity", ["preset=tiny", "power.effect=0.01"])
+    assert "power" not in train and not {"cluster", "sweep", "dry_run", "hydra"} & set(train)
+
+    # without power.effect: the detectable effect only; a bad effect is refused
+    res = _run_sweep("loss_granularity", *args, out=tmp_path)
+    (line,) = [ln.split() for ln in res.stdout.splitlines() if ln.startswith("  probe/")]
+    assert line[2] == f"{minimum_detectable_effect(0.01, 3):.3g}"
+    assert "seeds for" not in res.stdout
+    bad = _run_sweep("loss_granularity", *args, "power.effect=big", out=tmp_path)
+    assert bad.returncode != 0 and "power.effect=big: not a number" in bad.stderr
+
+
+def human_flops(runs: int, per_run: str) -> str:
+    from sweeps.common import human
+
+    return human(runs * float(per_run[:-1]) * {"T": 1e12, "P": 1e15, "G": 1e9}[per_run[-1]])
+
+
+def test_dry_run_power_without_a_recorded_spread_says_so_and_reads_own_runs(tmp_path, monkeypatch):
+    """No results table: the completed runs under the sweeps' output folder give the spread (their
+    metrics.json), and timed on CPU here they give the CPU-hours; with none, the line says no spread is
+    known and prints no number."""
+    import sweeps.power_plan as power_plan
+    from vjepa.power import minimum_detectable_effect, seeds_needed
+
+    monkeypatch.setattr(power_plan, "REPO_RESULTS", tmp_path / "absent.csv")
+    out = tmp_path / "sweeps_out"
+    point_dir = out / "loss_granularity" / "preset=tiny"
+    points = [
+        Point([f"loss={v}", f"seed={s}"], point_dir / f"loss={v},seed={s}", "new", steps=1000, step_flops=1e9)
+        for v in ("block", "token")
+        for s in (0, 1, 2)
+    ]
+    for p in points:
+        p.probe_tasks = ("shapes_det", "shapes_seg")
+    kw = {"sweeps_root": out, "peak_tflops": 989.0, "mfu": 0.4}
+    lines = power_plan.power_lines("loss_granularity", "tiny", points, effect=0.01, **kw)
+    assert len(lines) == 1 and "no seed spread known for preset=tiny" in lines[0]
+    assert not re.search(r"\d\.\d", lines[0])
+
+    # own completed runs: two variants of another sweep, seeds 0 and 1, differences 0.01 and 0.03
+    for variant, values in (("0.6", (0.10, 0.20)), ("0.75", (0.11, 0.23))):
+        for seed, value in enumerate(values):
+            _, trained = _compose_point(
+                "mask_ratio", ["preset=tiny", f"mask.ratio={variant}", f"seed={seed}"]
+            )
+            run = out / "mask_ratio" / "preset=tiny" / f"mask.ratio={variant},seed={seed}"
+            run.mkdir(parents=True)
+            (run / "config.yaml").write_text(OmegaConf.to_yaml(trained))
+            write_status(run, "completed", step=1000)
+            write_json(run / "metrics.json", {"probe": {"shapes_det": {"ap": value}}, "device": "cpu"})
+    # a completed run of this sweep, timed here on CPU: 2 threads x 1000 s for its FLOPs
+    _, trained = _compose_point("loss_granularity", ["preset=tiny", "loss=block", "seed=0"])
+    done = points[0].run_dir
+    done.mkdir(parents=True)
+    (done / "config.yaml").write_text(OmegaConf.to_yaml(trained))
+    write_status(done, "completed", step=1000, host=socket.gethostname())
+    write_json(done / "metrics.json", {"wall_time_s": 1000.0, "threads": 2, "device": "cpu"})
+    from vjepa.flops import step_cost
+
+    rate = step_cost(trained).flops * 1000 / 2000.0  # FLOPs per core-second
+
+    lines = power_plan.power_lines("loss_granularity", "tiny", points, effect=0.01, **kw)
+    assert "completed run(s) under" in lines[0]
+    (line,) = [ln.split() for ln in lines if ln.startswith("  probe/")]
+    sd = math.sqrt(((0.01 - 0.03) ** 2) / 2)
+    assert line[1:3] == [f"{sd:.3g}", f"{minimum_detectable_effect(sd, 3):.3g}"]
+    k = seeds_needed(0.01, sd)
+    assert int(line[3]) == k
+    assert float(line[7]) == pytest.approx(k * 2 * 1e12 / rate / 3600, rel=1e-2)  # CPU-h
+    assert "median of 1 run(s) of this sweep completed here on CPU" in lines[-1]
