@@ -23,6 +23,10 @@ gives the sweep name and preset (a search's trials ``<out>/hpo/<study>/preset=<p
   sweep's ``hydra.sweeper.recorded`` matches points by it);
 * ``code_version``: the code that trained the run (``git describe`` recorded by the engine in metrics.json,
   or in status.json while it runs); for directories without it, this repository's at collect time;
+* ``numerics`` / ``probe_numerics``: the numerics id (``vjepa.golden``: the hash of the golden run's numbers)
+  of the code that trained / last probed the run, and ``platform`` / ``probe_platform`` where (device, CPU
+  instruction set or GPU, torch build); empty for runs made before the engine recorded them (analysis then
+  goes by ``code_version``: ``analysis.numerics``). Other probe prefixes likewise: ``probe_random_numerics``;
 * ``reused_from``: for a run a sweep adopted from another sweep's identical run (``sweeps/common.py``), that
   run's directory (relative to this run's parent), else empty: drop such rows when pooling sweeps;
 * ``command``: the command that produces the group's runs, reconstructed from the runs themselves (a sweep is
@@ -60,12 +64,16 @@ RUN_MARKERS = ("config.yaml", "status.json")
 # preset (a directory level of its own), the sweeps' own options (sweeps.common.SWEEP_KEYS; analysis does not
 # import sweeps) and the keys that do not change what a run computes (the engine's RESUME_FREE_KEYS, read in
 # not_axis).
-NOT_AXES = ("seed", "preset", "sweep", "cluster", "dry_run", "hpo")
+NOT_AXES = ("seed", "preset", "sweep", "cluster", "dry_run", "hpo", "power")  # sweeps.common.SWEEP_KEYS + seed, preset
 NOT_IN_COMMAND = {"seed", "threads"}  # the sweeper sets threads per run itself
 LEADING = (
     "run_id sweep preset axis variant seed status steps_done steps wall_time_s error config_hash group_hash run_hash "
-    "code_version reused_from command overrides run_dir"
+    "code_version numerics probe_numerics platform probe_platform reused_from command overrides run_dir"
 ).split()
+# what the engine records of how a run's numbers were computed (vjepa.golden), renamed for the table:
+# metrics.json / status.json key -> column (probe prefixes other than probe/: <prefix>/numerics ->
+# <prefix>_numerics, and likewise for platform)
+NUMERICS_KEYS = ("numerics", "platform")
 TEXT = set(LEADING) - {"seed", "steps_done", "steps", "wall_time_s"}
 
 
@@ -215,6 +223,9 @@ def read_run(run_dir: Path) -> dict:
         "group_hash": hashes[1],
         "run_hash": engine_run_hash(cfg) if cfg else None,
         "code_version": final.get("code_version") or status.get("code_version"),
+        # numerics, platform: None for runs made before the engine recorded them
+        **{k: final.get(k) or status.get(k) for k in NUMERICS_KEYS},
+        **{f"probe_{k}": final.get(f"probe/{k}") for k in NUMERICS_KEYS},
         "reused_from": status.get("reused_from", ""),
         "overrides": json.dumps(overrides),
         "run_dir": shown_dir,
@@ -222,6 +233,9 @@ def read_run(run_dir: Path) -> dict:
     row.update({f"override/{k}": v for k, v in parsed.items()})
     semantic = _without({k: v for k, v in cfg.items() if k not in ("probes", "hydra")}, _resume_free())
     row.update({f"config/{k}": v for k, v in flatten(semantic, sep=".").items()})
+    for k in [k for k in final if k.count("/") == 1 and k.split("/")[1] in NUMERICS_KEYS]:
+        prefix, key = k.split("/")
+        row[f"{prefix}_{key}"] = final.pop(k)  # probe/numerics -> probe_numerics, a text column
     row.update({k: v for k, v in final.items() if k not in row})
     return row
 
@@ -318,6 +332,9 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     """The group columns (axis, variant, command) of every (sweep, preset) group, the column order, the row
     order."""
     df = df.reset_index(drop=True)
+    for c in LEADING:  # columns added since a table kept by --update was written (numerics, ...)
+        if c not in df.columns:
+            df[c] = None
     df["axis"], df["variant"], df["command"] = "", "", ""
     for _, idx in df.groupby(["sweep", "preset"], sort=True).groups.items():
         group = df.loc[idx]
@@ -442,7 +459,11 @@ def curves_beside(results_path) -> Path:
 def load_results(path) -> pd.DataFrame:
     """A results.csv written by ``collect``, text columns kept as text (a variant "0.60" stays "0.60")."""
     header = pd.read_csv(path, nrows=0).columns
-    text = {c: str for c in header if c in TEXT or c.startswith("override/")}
+    text = {
+        c: str
+        for c in header
+        if c in TEXT or c.startswith("override/") or c.endswith(("_numerics", "_platform"))
+    }
     df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""])
     for c in ("axis", "variant", "preset"):
         df[c] = df[c].fillna("")

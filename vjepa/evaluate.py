@@ -7,9 +7,12 @@ it has one, else ``default``), ``encoder`` (target = the EMA encoder, default | 
 shape, the one pretraining started from; false: not; only: that encoder alone, adding ``probe_random/...``
 to a run whose own probes are already in its metrics, untouched),
 ``device`` (auto | cpu | cuda), ``threads`` (auto | n), ``data_root`` (default: the run's ``data.root``,
-else ../shared/data), ``cache`` (true: keep features in ``DIR/probe_cache/``), and ``probes.<key>=value`` to
+else ../shared/data), ``cache`` (true: keep features in ``DIR/probe_cache/``), ``out`` (a JSON file to write
+the numbers to instead of merging them into the run's ``metrics.json``: for trying probe settings on a run
+without touching its results), and ``probes.<key>=value`` to
 override the probe config, e.g. ``probes.tasks.shapes_det.epochs=5``. Input sizes in the probe config
-resolve against the run's ``data``.
+resolve against the run's ``data``. Each prefix written gets ``<prefix>/numerics`` and ``<prefix>/platform``:
+the numerics id of the code that probed and where it ran (``vjepa.golden``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ OPTIONS = {
     "threads": "auto",
     "data_root": None,
     "cache": False,
+    "out": None,
 }
 PREFIX = {"target": "probe", "online": "probe_online"}
 
@@ -62,6 +66,7 @@ def evaluate(
     threads="auto",
     data_root=None,
     cache=False,
+    out=None,
     overrides=(),
 ) -> dict[str, float]:
     from vjepa.data import resolve_root
@@ -69,7 +74,7 @@ def evaluate(
     from vjepa.probes import run_probes
     from vjepa.probes.runner import random_encoder
     from vjepa.runfiles import load_checkpoint, read_json, write_json
-    from vjepa.trainer import resolve_device, set_threads
+    from vjepa.trainer import probe_numerics, resolve_device, set_threads
 
     if encoder not in PREFIX:
         raise ValueError(f"encoder must be one of {tuple(PREFIX)}, got {encoder!r}")
@@ -111,8 +116,9 @@ def evaluate(
     )
     if not only:
         results[f"{prefix}/step"] = int(state["step"])
-    path = run_dir / "metrics.json"
-    merged = read_json(path) if path.exists() else {}
+    results.update(probe_numerics(results, dev))  # <prefix>/numerics, /platform: how these probes ran
+    path = Path(out) if out else run_dir / "metrics.json"
+    merged = read_json(path) if path.exists() and not out else {}
     merged.update(results)
     write_json(path, merged)
     return results
@@ -149,9 +155,12 @@ def main(argv: list[str] | None = None) -> None:
     opts, overrides = parse(sys.argv[1:] if argv is None else argv)
     results = evaluate(**opts, overrides=overrides)
     for key in sorted(results):
-        if not key.endswith("time_s") and "/iou/" not in key and "/ap50/" not in key:
+        if key.endswith(("/numerics", "/platform")):
+            print(f"{key}: {results[key]}")
+        elif not key.endswith("time_s") and "/iou/" not in key and "/ap50/" not in key:
             print(f"{key}: {results[key]:.4f}")
-    print(f"[vjepa] merged {len(results)} probe metrics into {Path(opts['run_dir']) / 'metrics.json'}")
+    where = opts["out"] or Path(opts["run_dir"]) / "metrics.json"
+    print(f"[vjepa] {'wrote' if opts['out'] else 'merged'} {len(results)} probe metrics into {where}")
 
 
 if __name__ == "__main__":

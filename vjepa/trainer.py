@@ -136,6 +136,7 @@ class Trainer:
         self.step_done = 0
         self.checkpoint_step = 0  # the step a rerun resumes from (the last checkpoint's)
         self.resumed_from: int | None = None
+        self._status_at_start: dict | None = None  # status.json as this process found it (run)
         self.threads = set_threads(cfg.threads)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
@@ -373,7 +374,7 @@ class Trainer:
         key or a missing data path is a ``ConfigError`` that leaves nothing behind (a rerun with it mended
         is a new run).
         """
-        status = read_status(self.run_dir)
+        status = self._status_at_start = read_status(self.run_dir)
         if status and status["state"] == "completed" and (self.run_dir / "metrics.json").exists():
             self._check_run_dir()
             print(f"[vjepa] {self.run_dir} is already completed; nothing to do", file=sys.stderr)
@@ -424,15 +425,45 @@ class Trainer:
             )
 
     def _status(self, state: str, **fields) -> None:
-        """status.json; every write names the code this process trains with (a resumed run may differ) and
-        the arithmetic it trains in."""
+        """status.json; every write names the code this process trains with (a resumed run may differ), the
+        numerics and platform the run trained in (``numerics``, ``platform``) and its arithmetic."""
         if self.is_main:
-            fields = {"code_version": self.code_version, "precision": self.precision, **fields}
+            fields = {
+                "code_version": self.code_version,
+                "numerics": self.numerics,
+                "platform": self.platform,
+                "precision": self.precision,
+                **fields,
+            }
             write_status(self.run_dir, state, **fields)
 
     @functools.cached_property
     def code_version(self) -> str:
         return code_version()
+
+    def _since_start(self, key: str, now: str | None) -> str | None:
+        """``now``, or for a run resumed from a part recorded with another value of ``key``, the values of
+        its parts in order joined by ">" ("?" for a part that did not record it), so a run resumed by other
+        numerics or on another platform never counts as a run of either."""
+        status = self._status_at_start if self.resumed_from else None
+        if not status:
+            return now
+        before = status.get(key) or "?"
+        return before if before.rsplit(">", 1)[-1] == now else f"{before}>{now}"
+
+    @functools.cached_property
+    def numerics(self) -> str | None:
+        """The numerics id (``vjepa.golden.numerics_id``) of the code this run trains with."""
+        from vjepa.golden import numerics_id
+
+        return self._since_start("numerics", numerics_id())
+
+    @functools.cached_property
+    def platform(self) -> str:
+        """Where this run trains, as far as it changes rounding (``vjepa.golden.platform``)."""
+        from vjepa.golden import platform
+
+        return self._since_start("platform", platform(self.device))
 
     def _diagnostics(self) -> dict[str, float]:
         """RankMe, feature std and token cosine of the online and target encoders on the held batch."""
@@ -534,6 +565,7 @@ class Trainer:
             if probes_cfg is not None and probes_cfg.get("tasks"):
                 final.update(self._probe(probes_cfg))
                 final["probe/step"] = cfg.steps
+                final.update(probe_numerics(final, self.device))
                 write_json(self.run_dir / "metrics.json", final)
         self._status("completed", step=cfg.steps, steps=cfg.steps)
         return final
@@ -599,6 +631,8 @@ class Trainer:
             "threads": self.threads,
             "world_size": self.dist.world,
             "code_version": self.code_version,
+            "numerics": self.numerics,
+            "platform": self.platform,
             "device": str(self.device),
             "precision": self.precision,
         }
@@ -612,6 +646,17 @@ class Trainer:
                 values = [r[key] for r in tail if key in r]
                 final[f"{key}_final" if key.startswith("loss_") else key] = sum(values) / len(values)
         return final
+
+
+def probe_numerics(results: dict, device) -> dict[str, str | None]:
+    """``<prefix>/numerics`` and ``<prefix>/platform`` for each probe prefix of ``results`` (``probe``,
+    ``probe_random``, ...): the numerics id of the code that probed now and where (the probes may be run
+    again later, by other code, elsewhere)."""
+    from vjepa.golden import numerics_id, platform
+
+    prefixes = {k.split("/", 1)[0] for k in results if "/" in k and k.startswith("probe")}
+    ids = {"numerics": numerics_id(), "platform": platform(device)}
+    return {f"{p}/{k}": v for p in sorted(prefixes) for k, v in ids.items()}
 
 
 def train(cfg: DictConfig, stop_after: int | None = None) -> dict | None:
