@@ -7,12 +7,23 @@ direction whose two rows both have a variant in the sweep, and each (paper metri
 
 * ``paper_change``: the paper's to-row minus from-row, and ``change``: ours, the mean over the seeds that
   both variants completed of (to-variant minus from-variant), **paired by seed** (same seed = same
-  initialisation and data order), with ``se`` the standard error of that mean (NaN for one seed);
-* ``verdict``: ``holds`` (same sign, outside the 95 % t interval with n - 1 degrees of freedom,
-  ``analysis.stats``), ``reversed`` (opposite sign, outside it), ``same sign, within noise`` /
-  ``opposite sign, within noise``, ``same sign, one seed`` / ``opposite sign, one seed`` (no spread),
-  ``ours: no change`` (exactly equal, e.g. a tied accuracy), or, where the paper's two rows are equal,
-  ``paper: no change``.
+  initialisation and data order), with ``se`` the standard error of that mean (NaN for one seed) and ``p``
+  its two-sided paired t p-value (n - 1 degrees of freedom, ``analysis.stats``);
+* ``crossing_seeds``: the seeds (space-separated, empty for none) whose pair crosses numerics: its two runs
+  have different numerics keys (``analysis.numerics``: the recorded numerics id, or for runs made before it
+  was recorded the code version), so the pair measures a change of code as well as the ingredient's. Such a
+  pair stays in ``change`` and the report flags it;
+* ``verdict``: ``holds`` (same sign, beyond seed noise), ``reversed`` (opposite sign, beyond it),
+  ``same sign, within noise`` / ``opposite sign, within noise``, ``same sign, one seed`` /
+  ``opposite sign, one seed`` (no spread), ``ours: no change`` (exactly equal, e.g. a tied accuracy), or,
+  where the paper's two rows are equal, ``paper: no change``. Alone, beyond seed noise is ``p`` below 5 %.
+
+``correct`` then decides over a family, all the rows of one paper source (``paper_source``) across the
+report, the set the report tallies: ``p_holm`` is Holm's adjusted p over the family's tests and beyond seed
+noise becomes ``p_holm`` below 5 % (a row beyond noise alone but not after it reads ``... sign, within noise
+after Holm``), so the chance of any false holds / reversed among a source's tally is at most 5 %. Rows on a
+metric without range (``analysis.ranges``) are left out of the family and read ``same sign, no range`` /
+``opposite sign, no range``.
 
 Signs are as printed (a lower NYU RMSE is a negative change); ``better`` says whether our change goes the
 better way for the toolkit metric, so a verdict never mixes the two directions of "better".
@@ -26,12 +37,20 @@ import numpy as np
 import pandas as pd
 
 from analysis.ablations import COMPARE, lower_is_better
+from analysis.numerics import crossing_pairs
 from analysis.paper import METRICS, Table
-from analysis.stats import beyond_noise, mean_and_se, resolution
+from analysis.stats import ALPHA, holm, mean_and_se, p_value, resolution
 
 DIRECTION_COLUMNS = (
-    "direction from_variant to_variant paper_metric metric paper_change change se n better verdict"
+    "direction from_variant to_variant paper_metric metric paper_change change se n p p_holm better verdict "
+    "crossing_seeds"
 ).split()
+
+
+def paper_source(table: Table) -> str:
+    """The publication a table is from (its tables together): the family ``correct`` and the report's
+    tallies take together."""
+    return table.source.split(", Table")[0]
 
 
 def _variant_of(stats: pd.DataFrame) -> dict[str, str]:
@@ -52,6 +71,19 @@ def paired_differences(runs: pd.DataFrame, metric: str, a: str, b: str) -> np.nd
     return (by_seed[1][seeds] - by_seed[0][seeds]).to_numpy(float)
 
 
+def crossing_seeds(runs: pd.DataFrame, metric: str, a: str, b: str) -> list[int]:
+    """The seeds of ``paired_differences``'s pairs (both variants completed, with a value of ``metric``)
+    whose runs do not share a numerics key (``analysis.numerics.crossing_pairs``). Sorted."""
+    if metric not in runs.columns:
+        return []
+    return crossing_pairs(runs[runs[metric].notna()], a, b, metric)
+
+
+def seeds_text(seeds) -> str:
+    """Seeds as a table cell: "0 2", "" for none (like the statistics' ``seeds``)."""
+    return " ".join(str(int(s)) for s in seeds)
+
+
 def _verdict(
     paper_change: float,
     change: float,
@@ -59,19 +91,26 @@ def _verdict(
     n: int,
     toolkit_lower_better: bool,
     paper_higher_better: bool,
+    p: float | None = None,
+    has_range: bool | None = None,
 ) -> str:
+    """A row's verdict (see the module). ``p``: the p-value that decides beyond seed noise, the row's
+    Holm-adjusted one (NaN: not in a family); None: its own, uncorrected. ``has_range`` False: no range."""
     if paper_change == 0:
         return "paper: no change"
     if change == 0:
         return "ours: no change"
     paper_better = (paper_change > 0) == paper_higher_better
     ours_better = (change > 0) != toolkit_lower_better
-    same = paper_better == ours_better
+    sign = "same" if paper_better == ours_better else "opposite"
     if not math.isfinite(se):
-        return f"{'same' if same else 'opposite'} sign, one seed"
-    if beyond_noise(change, se, n - 1):
-        return "holds" if same else "reversed"
-    return f"{'same' if same else 'opposite'} sign, within noise"
+        return f"{sign} sign, one seed"
+    if has_range is False:
+        return f"{sign} sign, no range"
+    alone = p_value(change, se, n - 1)
+    if (alone if p is None else p) < ALPHA:
+        return "holds" if sign == "same" else "reversed"
+    return f"{sign} sign, within noise" + (" after Holm" if p is not None and alone < ALPHA else "")
 
 
 def directions(runs: pd.DataFrame, stats: pd.DataFrame, table: Table | None) -> pd.DataFrame:
@@ -106,13 +145,51 @@ def directions(runs: pd.DataFrame, stats: pd.DataFrame, table: Table | None) -> 
                         "change": change,
                         "se": se,
                         "n": len(d),
+                        "p": p_value(change, se, len(d) - 1),
+                        "p_holm": math.nan,
                         "better": (change > 0) != low if change != 0 else False,
                         "verdict": _verdict(
                             round(pb - pa, 6), change, se, len(d), low, METRICS[pm].higher_is_better
                         ),
+                        "crossing_seeds": seeds_text(crossing_seeds(runs, metric, a, b)),
                     }
                 )
     return pd.DataFrame(rows, columns=DIRECTION_COLUMNS)
+
+
+def correct(family: list[pd.DataFrame], ranges: list[dict[str, dict]]) -> list[pd.DataFrame]:
+    """``family``: the ``directions`` of the sweeps of one paper source, ``ranges``: each sweep's
+    ``analysis.ranges.probe_range`` per metric. Returns them with ``p_holm`` (Holm over the rows that can
+    hold or reverse: a paper change, a p-value, a metric not without range) and the verdicts it decides."""
+
+    def tested(d: pd.DataFrame, r: dict[str, dict]) -> pd.Series:
+        has = d["metric"].map(lambda m: r.get(m, {}).get("has_range") is not False)
+        return has.astype(bool) & (d["paper_change"] != 0) & d["p"].notna()
+
+    masks = [tested(d, r) for d, r in zip(family, ranges, strict=True)]
+    p = [d.loc[m, "p"].to_numpy(float) for d, m in zip(family, masks, strict=True)]
+    adjusted = holm(np.concatenate(p)) if p else np.array([])
+    out, start = [], 0
+    for d, r, m in zip(family, ranges, masks, strict=True):
+        d = d.copy()
+        d["p_holm"] = math.nan
+        d.loc[m, "p_holm"] = adjusted[start : start + int(m.sum())]
+        start += int(m.sum())
+        d["verdict"] = [
+            _verdict(
+                row["paper_change"],
+                row["change"],
+                row["se"],
+                row["n"],
+                lower_is_better(row["metric"]),
+                METRICS[row["paper_metric"]].higher_is_better,
+                row["p_holm"],
+                r.get(row["metric"], {}).get("has_range"),
+            )
+            for row in d.to_dict("records")
+        ]
+        out.append(d)
+    return out
 
 
 def _completed_variants(stats: pd.DataFrame) -> set[str]:

@@ -22,6 +22,8 @@ import pandas as pd
 
 from analysis import pictures, plots
 from analysis.collect import curves_beside, load_curves, load_results
+from analysis.numerics import mixed_seeds
+from analysis.stats import t95
 from analysis.summary import Summary, summarize
 from analysis.tables import directions_overview, markdown, statement, to_markdown, write_tables
 
@@ -58,6 +60,26 @@ def _runs_section(results: pd.DataFrame) -> list[str]:
             "configurations besides the seed (see `group_hash` in results.csv).\n"
         )
     return lines
+
+
+def _numerics_here(summaries: list[Summary]) -> str:
+    """Which groups' runs of one seed cross numerics keys, and how the keys are known, in a sentence or
+    two."""
+    if not summaries:
+        return ""
+    recorded = any(not k.startswith("code ") for s in summaries for k in s.numerics_keys)
+    crossing = [s.title for s in summaries if mixed_seeds(s.runs)]
+    pooled = [s.title for s in summaries if len(s.numerics_keys) > 1 and not mixed_seeds(s.runs)]
+    kind = "numerics" if recorded else "code versions"
+    out = "" if recorded else " No run here recorded its numerics id, so the code versions stand for them."
+    if crossing:
+        out += f" Runs of one seed cross {kind} in {', '.join(crossing)}"
+        out += f"; in {', '.join(pooled)} they differ only between seeds." if pooled else "."
+    elif pooled:
+        out += f" No runs of one seed cross {kind}; in {', '.join(pooled)} they differ between seeds."
+    else:
+        out += f" No group mixes {kind}."
+    return out
 
 
 def _figure(path: Path, out: Path, alt: str) -> str:
@@ -134,7 +156,7 @@ def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | 
         "reversed where ours goes the paper's way / the other way beyond seed noise. Beyond seed noise, "
         "for an ingredient and for our best variant's lead over the runner-up alike: the difference is taken "
         "per seed (runs of one seed share the initialisation and data order), and its mean lies outside its "
-        "95 % Student t interval with n - 1 degrees of freedom (with 3 seeds, 4.3 standard errors; "
+        f"95 % Student t interval with n - 1 degrees of freedom (with 3 seeds, {t95(2):.1f} standard errors; "
         "`analysis/stats.py`); Welch's unpaired test only where fewer than two seeds pair, and said so. "
         "A standard error is never taken below what rounding alone gives (an accuracy over 300 clips moves "
         "in steps of 1/300, so seeds that differ by the same step show no spread), step / sqrt(6 n). "
@@ -142,6 +164,32 @@ def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | 
         "pretraining started from) was probed, each compared metric also gives its number and how the "
         "variants stand against it, paired by seed: pretraining that does not beat it has learnt nothing "
         "that metric can see.\n",
+        "Many tests at 5 % each call about 1 in 20 noise-only differences real, so the verdicts are "
+        "corrected for multiple comparisons with Holm's step-down method (statsmodels): the ingredients' over "
+        "all the pairs of one paper source in this report (the set each tally below counts), our best "
+        "variants' leads over the pairs of one table. Beyond seed noise then means a Holm-adjusted p below "
+        "0.05, which keeps the chance of any false holds / reversed (or lead) in the family at 5 % with no "
+        "assumption on how the tests depend on each other; they do depend, being several metrics of the same "
+        "runs (Benjamini-Hochberg would bound the expected share of false calls instead, assuming positive "
+        "dependence). Each tally says how many calls chance alone would give uncorrected; a pair beyond "
+        "noise alone but not after the correction reads 'within noise after Holm'. A probe metric has no "
+        "range (marked '(no range)', † in the tables) where the random-init encoder scores as well, paired "
+        "by seed (the gap within seed noise or the wrong way), or sits at the ceiling (0.95 or more for an "
+        "accuracy, mIoU or AP; `analysis/ranges.py`): pretraining cannot show on it, so it stays in the "
+        "tables but is left out of the tallies, the counts of leads and the corrected families; where the "
+        "random-init encoder was not probed, the range is said to be unknown.\n",
+        "A pair by seed is clean only where its two runs computed with the same numerics: the same "
+        "configuration under other code (a probe or data change, another torch build or CPU) may give other "
+        "numbers. How we know: runs record the numerics id of the code that trained and probed them (a hash "
+        "of the golden run's numbers, `vjepa/golden.py`) and the platform; for runs made before that, the "
+        "code version (git describe) stands for it, and two code versions are taken to possibly differ "
+        "(`analysis/numerics.py`). Each group below says which its runs have. A pair whose two runs differ "
+        "(an ingredient's or a lead's two variants, or a run and the random-init number another run of its "
+        "seed measured) is kept in the paired difference, not dropped, since dropping it would leave many "
+        "comparisons here with one seed or none, but flagged: its seeds are named beside the verdict (e.g. "
+        "'pairs of seeds 0 and 2 cross code versions'), and each paper source's tally says how many of its "
+        "verdicts rest on such pairs. A flagged verdict is as good as the assumption that the code change "
+        "moved neither variant's numbers more than seed noise does." + _numerics_here(summaries) + "\n",
     ]
     overview = directions_overview(summaries)
     lines += [overview + "\n"] if overview else []

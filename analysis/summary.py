@@ -10,14 +10,26 @@
   have both numbers: the paper's best row and the toolkit's best variant (by the metric's direction),
   whether they match (where variants tie at the top, ``tied_with`` names the others and the paper's best
   among them is ours), Kendall's tau-b between the two orderings, both margins (best minus runner-up), whether
-  the best leads the runner-up beyond seed noise (``resolved``, see ``lead_beyond_noise``: paired by seed
-  like the directions and the random-init comparisons, Welch's unpaired test only where fewer than two
-  seeds pair, ``noise_test`` says which; never where the best or the runner-up has a single seed, named in
-  ``single_seed``), and a verdict: ``agrees`` (same best and tau > 0), ``disagrees`` (other best and
-  tau <= 0), else ``partly agrees``.
+  the best leads the runner-up beyond seed noise (``p``, see ``lead_p_value``: paired by seed like the
+  directions and the random-init comparisons, Welch's unpaired test only where fewer than two seeds pair,
+  ``noise_test`` says which; never where the best or the runner-up has a single seed, named in
+  ``single_seed``; ``p_holm`` and ``resolved``: Holm-corrected over the table's pairs, metrics without
+  range left out), ``crossing_seeds`` (the paired seeds whose two runs cross numerics, see below), and a
+  verdict: ``agrees`` (same best and tau > 0), ``disagrees`` (other best and tau <= 0), else
+  ``partly agrees``.
 * ``directions``: each ingredient the paper reports a change for, our change beside it, paired by seed
-  (``analysis.directions``).
-* ``versus_random``: per variant, how it stands against the random-init encoder, paired by seed.
+  (``analysis.directions``), its verdict corrected over the paper source's rows across the groups.
+* ``ranges``: per probe metric, whether it has range (``analysis.ranges.probe_range``).
+* ``versus_random``: per variant, how it stands against the random-init encoder, paired by seed
+  (``versus_random_crossings``: the seeds where that number came from a run of other numerics).
+* ``numerics_note`` and ``numerics_keys``: the group's numerics (``analysis.numerics``): its completed
+  runs' distinct keys (recorded numerics ids, or code versions for runs made before they were recorded) and,
+  where there are several, the sentence that flags it.
+
+Pairs by seed assume both runs computed with the same numerics. A pair whose runs differ in numerics key
+(the same configuration may give other numbers under other code) is kept in the paired difference, as the
+committed reproduction has many, and flagged: ``crossing_seeds`` in ``directions`` and ``agreement``,
+``crossing_seeds`` of ``ranges``, ``versus_random_crossings``.
 
 ``analysis.tables`` writes a summary as Markdown, CSV and LaTeX and turns it into sentences.
 """
@@ -26,10 +38,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.stats import kendalltau
 
 from analysis.ablations import (
     COMPARE,
@@ -41,9 +54,18 @@ from analysis.ablations import (
     sort_variants,
     untrained_modality,
 )
-from analysis.directions import directions, paired_differences
+from analysis.directions import (
+    correct,
+    crossing_seeds,
+    directions,
+    paired_differences,
+    paper_source,
+    seeds_text,
+)
+from analysis.numerics import numerics_key, numerics_note
 from analysis.paper import METRICS, TABLES, Table
-from analysis.stats import beyond_noise, mean_and_se, resolution, settle, welch_df
+from analysis.ranges import crossing_random, probe_range, random_source
+from analysis.stats import ALPHA, beyond_noise, holm, mean_and_se, p_value, resolution, settle, welch_df
 
 RANDOM = "random init"
 HEADLINE = re.compile(r"probe/[^/]+/[^/]+")
@@ -67,6 +89,13 @@ class Summary:
     variants: list[str]
     left_out: dict[str, int]  # modality -> runs whose probes of it were left out (untrained tokenizer)
     directions: pd.DataFrame  # each ingredient's change, ours vs. the paper's (analysis.directions)
+    ranges: dict[str, dict]  # probe metric -> analysis.ranges.probe_range
+    numerics_note: str | None = None  # analysis.numerics.numerics_note: None for one numerics
+    numerics_keys: list[str] = field(default_factory=list)  # the completed runs' numerics keys, sorted
+
+    def has_range(self, metric: str) -> bool | None:
+        """``probe_range``'s verdict for ``metric``: False where it has no range, None where unknown."""
+        return self.ranges.get(metric, {}).get("has_range")
 
     @property
     def stem(self) -> str:
@@ -161,25 +190,6 @@ def _incomplete(bad: pd.Series) -> str:
     return ", ".join(f"{k} {s}" for s, k in bad.items())
 
 
-def encoder_keys_that_differ(runs: pd.DataFrame) -> list[str]:
-    """The ``model.*`` config keys whose values differ between the completed runs: where there are any, the
-    variants' encoders are not the same network at initialisation."""
-    done = runs[runs["status"] == "completed"]
-    cols = [c for c in done.columns if c.startswith("config/model.")]
-    return [c.removeprefix("config/") for c in cols if done[c].astype(str).nunique() > 1]
-
-
-def random_source(runs: pd.DataFrame, ablation: Ablation, column: str) -> pd.DataFrame:
-    """The runs whose ``probe_random/...`` number stands for the random-init encoder, one per seed: any run
-    of the seed where the variants share the encoder's config, else only the runs of the first variant (in
-    display order) that has the number, so every seed's number is the same network's."""
-    have = runs[(runs["status"] == "completed") & runs[column].notna()]
-    if encoder_keys_that_differ(runs):
-        first = next(v for v in sort_variants(runs["variant"], ablation) if (have["variant"] == v).any())
-        have = have[have["variant"] == first]
-    return have.drop_duplicates("seed")
-
-
 def _paper_row(group: pd.DataFrame, ablation: Ablation) -> str | None:
     """The paper row most of a variant's runs stand for."""
     paper_rows = [ablation.paper_row(r) for r in group.to_dict("records")]
@@ -225,39 +235,38 @@ def variant_stats(runs: pd.DataFrame, ablation: Ablation, metrics: list[str]) ->
 
 
 def kendall_tau(a, b) -> float:
-    """Kendall's tau-b of two equally long sequences (ties allowed); NaN when either is all ties."""
+    """Kendall's tau-b of two equally long sequences (ties allowed: a pair tied in either counts neither way,
+    and the denominator is sqrt of the untied pairs of each, ``scipy.stats.kendalltau``'s default); NaN
+    when either is all ties or shorter than 2."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    i, j = np.triu_indices(len(a), k=1)
-    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
-    n_a, n_b = np.count_nonzero(da), np.count_nonzero(db)
-    if n_a == 0 or n_b == 0:
-        return math.nan
-    return float((da * db).sum() / math.sqrt(n_a * n_b))
+    # settled: scipy's float noise (0.39999999999999997 for 0.4) would reach the CSV tables
+    return settle(float(kendalltau(a, b).statistic), [1.0]) if len(a) >= 2 else math.nan
 
 
-def lead_beyond_noise(
+def lead_p_value(
     runs: pd.DataFrame, metric: str, best: pd.Series, second: pd.Series, sign: int
-) -> tuple[bool, str]:
-    """Whether ``best`` leads ``second`` (their stats rows) on ``metric`` beyond seed noise, and the test
-    that decided it: ``"paired"``, ``"Welch"`` or ``""`` (none possible: not resolved).
+) -> tuple[float, str]:
+    """The two-sided p-value of ``best``'s lead over ``second`` (their stats rows) on ``metric``, and the
+    test that gave it: ``"paired"``, ``"Welch"`` or ``""`` (none possible: p NaN). p is 1 where the test's
+    mean does not favour ``best`` (no lead to call beyond noise).
 
     Paired by seed where at least two completed seeds have both (the same test as ``analysis.directions``
-    and ``versus_random``): the mean of ``sign * (best - second)`` per seed outside its 95 % t interval with
-    n - 1 degrees of freedom. Where fewer than two seeds pair (the variants ran different seeds), Welch's
-    unpaired test on each variant's values, which needs two values of each. ``sign``: -1 for a
-    lower-is-better metric."""
+    and ``versus_random``): the mean of ``sign * (best - second)`` per seed, Student t with n - 1 degrees of
+    freedom. Where fewer than two seeds pair (the variants ran different seeds), Welch's unpaired test on
+    each variant's values, which needs two values of each. ``sign``: -1 for a lower-is-better metric.
+    ``agreement`` corrects the p-values of one table together (Holm)."""
     d = sign * paired_differences(runs, metric, second["variant"], best["variant"])
     step = resolution(runs[metric])
     if len(d) >= 2:
         mean, se = mean_and_se(d, step)
-        return bool(mean > 0 and beyond_noise(mean, se, len(d) - 1)), "paired"
+        return (p_value(mean, se, len(d) - 1) if mean > 0 else 1.0), "paired"
     if best["n"] < 2 or second["n"] < 2:
-        return False, ""
+        return math.nan, ""
     # each mean's standard error at least its values' rounding (analysis.stats): step / sqrt(12 n)
     se = [max(r["std"] / math.sqrt(r["n"]), step / math.sqrt(12 * r["n"])) for r in (best, second)]
     margin = sign * (best["mean"] - second["mean"])
     df = welch_df(se[0], best["n"], se[1], second["n"])
-    return bool(margin > 0 and beyond_noise(margin, math.hypot(*se), df)), "Welch"
+    return (p_value(margin, math.hypot(*se), df) if margin > 0 else 1.0), "Welch"
 
 
 def _compare(runs: pd.DataFrame, stats: pd.DataFrame, table: Table, paper_metric: str, metric: str) -> dict:
@@ -279,7 +288,7 @@ def _compare(runs: pd.DataFrame, stats: pd.DataFrame, table: Table, paper_metric
     best, second = rows.iloc[order[0]], rows.iloc[order[1]]
     paper_sorted = np.sort(np.unique(paper))[::-1]
     margin = (best["mean"] - second["mean"]) * t_sign
-    resolved, noise_test = lead_beyond_noise(runs, metric, best, second, t_sign)
+    p, noise_test = lead_p_value(runs, metric, best, second, t_sign)
     tau = kendall_tau(paper, ours)
     agrees = best["paper_row"] in paper_best
     if not math.isfinite(tau):
@@ -298,8 +307,12 @@ def _compare(runs: pd.DataFrame, stats: pd.DataFrame, table: Table, paper_metric
         "tau": tau,
         "paper_margin": float(paper_sorted[0] - paper_sorted[1]) if len(paper_sorted) > 1 else 0.0,
         "margin": float(margin),
-        "resolved": resolved,
+        "p": p,
+        "resolved": False,  # set by ``agreement`` after Holm's correction
         "noise_test": noise_test,
+        "crossing_seeds": seeds_text(
+            crossing_seeds(runs, metric, second["variant"], best["variant"]) if noise_test == "paired" else []
+        ),
         "min_n": int(rows["n"].min()),
         "single_seed": " and ".join(r["variant"] for r in (best, second) if r["n"] < 2),
         "verdict": verdict,
@@ -307,14 +320,18 @@ def _compare(runs: pd.DataFrame, stats: pd.DataFrame, table: Table, paper_metric
 
 
 AGREEMENT_COLUMNS = (
-    "paper_metric metric variants paper_best best best_row tied_with best_agrees tau paper_margin margin resolved "
-    "noise_test min_n single_seed verdict"
+    "paper_metric metric variants paper_best best best_row tied_with best_agrees tau paper_margin margin p p_holm resolved "
+    "noise_test crossing_seeds min_n single_seed verdict"
 ).split()
 
 
-def agreement(runs: pd.DataFrame, stats: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
+def agreement(
+    runs: pd.DataFrame, stats: pd.DataFrame, ablation: Ablation, ranges: dict[str, dict] | None = None
+) -> pd.DataFrame:
     """One row per (paper metric, toolkit metric) pair (see the module); ``runs``: the group's runs, for
-    the per-seed values ``lead_beyond_noise`` pairs."""
+    the per-seed values ``lead_p_value`` pairs. The leads' p-values are corrected together (Holm over the
+    rows with a test whose metric is not without range, ``ranges``: ``probe_range`` per metric):
+    ``resolved`` where ``p_holm`` is below 5 %."""
     table = TABLES.get(ablation.table) if ablation.table else None
     pairs = [
         (m, t)
@@ -322,11 +339,16 @@ def agreement(runs: pd.DataFrame, stats: pd.DataFrame, ablation: Ablation) -> pd
         for t in COMPARE.get(m, ())
         if t in set(stats["metric"])
     ]
-    return pd.DataFrame([_compare(runs, stats, table, m, t) for m, t in pairs], columns=AGREEMENT_COLUMNS)
+    out = pd.DataFrame([_compare(runs, stats, table, m, t) for m, t in pairs], columns=AGREEMENT_COLUMNS)
+    ranged = out["metric"].map(lambda m: (ranges or {}).get(m, {}).get("has_range") is not False)
+    out["p_holm"] = holm(out["p"].where(ranged.astype(bool)).to_numpy(float))
+    out["resolved"] = (out["p_holm"] < ALPHA).astype(bool)
+    return out
 
 
 def summarize(results: pd.DataFrame) -> list[Summary]:
-    """One summary per (sweep, preset) group with an axis, sorted by sweep and preset."""
+    """One summary per (sweep, preset) group with an axis, sorted by sweep and preset. The ingredients'
+    verdicts are corrected over each paper source's rows across the groups (``directions.correct``)."""
     out = []
     for (sweep, preset), runs in results.groupby(["sweep", "preset"], sort=True):
         axis = str(runs["axis"].iloc[0])
@@ -337,6 +359,8 @@ def summarize(results: pd.DataFrame) -> list[Summary]:
         metrics = headline_metrics(runs, ablation)
         stats = variant_stats(runs, ablation, metrics)
         table = TABLES.get(ablation.table) if ablation.table else None
+        ranges = {m: probe_range(runs, m, ablation) for m in metrics if m.startswith("probe/")}
+        done = runs[runs["status"] == "completed"]
         out.append(
             Summary(
                 sweep,
@@ -345,13 +369,24 @@ def summarize(results: pd.DataFrame) -> list[Summary]:
                 ablation,
                 runs,
                 stats,
-                agreement(runs, stats, ablation),
+                agreement(runs, stats, ablation, ranges),
                 metrics,
                 sort_variants(runs["variant"], ablation),
                 left_out,
                 directions(runs, stats, table),
+                ranges,
+                numerics_note(runs),
+                sorted(set(numerics_key(done))),
             )
         )
+    families: dict[str, list[Summary]] = {}
+    for s in out:
+        if s.table is not None:
+            families.setdefault(paper_source(s.table), []).append(s)
+    for family in families.values():
+        corrected = correct([s.directions for s in family], [s.ranges for s in family])
+        for s, d in zip(family, corrected, strict=True):
+            s.directions = d
     return out
 
 
@@ -383,6 +418,22 @@ def versus_random(s: Summary, metric: str) -> dict[str, str]:
             if beyond_noise(mean, se, len(d) - 1)
             else ("above" if up else "below")
         )
+    return out
+
+
+def versus_random_crossings(s: Summary, metric: str) -> dict[str, list[int]]:
+    """Per variant that ``versus_random`` compares, the seeds at which its run is paired with a random-init
+    number measured by a run of other numerics (``analysis.ranges.crossing_random``); variants with none are
+    left out."""
+    rand_col = "probe_random/" + metric.removeprefix("probe/")
+    if rand_col not in s.runs.columns or not s.runs[rand_col].notna().any():
+        return {}
+    source = random_source(s.runs, s.ablation, rand_col)
+    out = {}
+    for variant in s.variants:
+        seeds = crossing_random(s.runs[s.runs["variant"] == variant], source, metric)
+        if seeds:
+            out[variant] = seeds
     return out
 
 

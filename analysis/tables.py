@@ -13,12 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.ablations import COMPARE, sort_variants
-from analysis.directions import unanswered
+from analysis.directions import paper_source, unanswered
 from analysis.paper import METRICS
-from analysis.summary import RANDOM, Summary, encoder_keys_that_differ, random_source, text, versus_random
+from analysis.ranges import encoder_keys_that_differ, random_source
+from analysis.stats import ALPHA
+from analysis.summary import RANDOM, Summary, text, versus_random, versus_random_crossings
 
 LATEX = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
-         "–": "--", **{ch: "\\" + ch for ch in "&%$#_{}"}}  # fmt: skip
+         "–": "--", "†": r"\textdagger{}", **{ch: "\\" + ch for ch in "&%$#_{}"}}  # fmt: skip
+NO_RANGE = "†"  # marks a metric without range (analysis.ranges) wherever a table names it
 
 
 def paper_num(v: float, unit: str = "") -> str:
@@ -43,6 +46,65 @@ def short(metric: str) -> str:
     return metric.removeprefix("probe/")
 
 
+def marked(s: Summary, metric: str) -> str:
+    """``short(metric)``, with ``NO_RANGE`` where the metric has no range in this group."""
+    return short(metric) + (f" {NO_RANGE}" if s.has_range(metric) is False else "")
+
+
+def p_text(p: float) -> str:
+    return "–" if not math.isfinite(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def seed_list(seeds) -> list[int]:
+    """Seeds from a ``crossing_seeds`` cell ("0 2", "" or NaN for none) or a list."""
+    if isinstance(seeds, str):
+        return [int(x) for x in seeds.split()]
+    return [] if seeds is None or (isinstance(seeds, float) and math.isnan(seeds)) else list(seeds)
+
+
+def and_list(items) -> str:
+    """ "0", "0 and 2", "0, 1 and 2"."""
+    words = [str(x) for x in items]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def numerics_kind(keys) -> str:
+    """How the keys of ``analysis.numerics`` are known, in words: "code versions" where every key is one
+    (runs made before the numerics were recorded), else "numerics"."""
+    keys = list(keys)
+    return "code versions" if keys and all(k.startswith("code ") for k in keys) else "numerics"
+
+
+def crossing_words(s: Summary, seeds) -> str:
+    """ "pair of seed 0 crosses code versions", "pairs of seeds 0 and 2 cross numerics"; "" for none."""
+    seeds = seed_list(seeds)
+    if not seeds:
+        return ""
+    kind = numerics_kind(s.numerics_keys)
+    if len(seeds) == 1:
+        return f"pair of seed {seeds[0]} crosses {kind}"
+    return f"pairs of seeds {and_list(seeds)} cross {kind}"
+
+
+def numerics_text(s: Summary) -> str:
+    """The group's numerics (``analysis.numerics``): which keys its completed runs have and, where several,
+    ``numerics_note``'s flag."""
+    keys = s.numerics_keys
+    if not keys:
+        return "Numerics: no completed run yet."
+    if s.numerics_note:
+        return f"Numerics: {s.numerics_note}."
+    key = keys[0]
+    if key.startswith("code "):
+        known = (
+            f"one code version, {key.removeprefix('code ')}, with unrecorded numerics (the code version "
+            "stands for them)"
+        )
+    else:
+        known = f"one recorded numerics, {key} (`vjepa/golden.py`)"
+    return f"Numerics: every completed run has {known}, so no pair by seed crosses numerics."
+
+
 def _cell(stats: pd.DataFrame, variant: str, metric: str, n_runs: int) -> str:
     r = stats[(stats["variant"] == variant) & (stats["metric"] == metric)]
     if r.empty or r["n"].iloc[0] == 0:
@@ -61,7 +123,7 @@ def variant_table(s: Summary) -> tuple[list[str], list[list[str]]]:
         columns.append(("paper", m))
     columns += [("ours", t) for t in s.metrics if ("ours", t) not in columns]
     header = ["variant", "paper row", "n", "not completed"] + [
-        short(k) if kind == "ours" else f"paper: {METRICS[k].label}" for kind, k in columns
+        marked(s, k) if kind == "ours" else f"paper: {METRICS[k].label}" for kind, k in columns
     ]
     rows, every = [], s.stats_with_pending
     unrun = {v: row for v, row in s.ablation.grid_variants.items() if v not in s.variants}
@@ -110,13 +172,13 @@ def margin_text(x) -> str:
 def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:
     header = (
         "paper metric|toolkit metric|variants|paper best|toolkit best|same best|Kendall tau|paper margin|"
-        "toolkit margin|beyond seed noise|verdict"
+        "toolkit margin|beyond seed noise (Holm)|verdict"
     ).split("|")
     rows = []
     for r in s.agreement.to_dict("records"):
         if r["variants"] < 2:
             rows.append(
-                [METRICS[r["paper_metric"]].label, short(r["metric"]), str(r["variants"])]
+                [METRICS[r["paper_metric"]].label, marked(s, r["metric"]), str(r["variants"])]
                 + ["–"] * 7
                 + [r["verdict"]]
             )
@@ -124,7 +186,7 @@ def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 METRICS[r["paper_metric"]].label,
-                short(r["metric"]),
+                marked(s, r["metric"]),
                 str(r["variants"]),
                 r["paper_best"],
                 shown_best(r),
@@ -132,11 +194,23 @@ def agreement_table(s: Summary) -> tuple[list[str], list[list[str]]]:
                 num(r["tau"], 2),
                 paper_margin(r["paper_margin"], r["paper_metric"]),
                 margin_text(r["margin"]),
-                "yes" if r["resolved"] else "no",
+                "– (no range)"
+                if s.has_range(r["metric"]) is False
+                else ("yes" if r["resolved"] else "no") + _crossing_cell(r.get("crossing_seeds")),
                 r["verdict"],
             ]
         )
     return header, rows
+
+
+def _crossing_cell(seeds) -> str:
+    """ " (seeds 0, 2 cross)" after a table cell whose pairs cross numerics, else ""."""
+    seeds = seed_list(seeds)
+    if not seeds:
+        return ""
+    return (
+        f" (seed {seeds[0]} crosses)" if len(seeds) == 1 else f" (seeds {', '.join(map(str, seeds))} cross)"
+    )
 
 
 def signed(x: float, unit: str = "") -> str:
@@ -145,18 +219,21 @@ def signed(x: float, unit: str = "") -> str:
 
 
 def direction_table(s: Summary) -> tuple[list[str], list[list[str]]]:
-    header = "ingredient|from -> to|paper metric|paper change|toolkit metric|change ± se|seeds|verdict".split(
-        "|"
+    header = (
+        "ingredient|from -> to|paper metric|paper change|toolkit metric|change ± se|seeds|p|p (Holm)|verdict"
     )
+    header = header.split("|")
     rows = [
         [
             r["direction"],
             f"{r['from_variant']} -> {r['to_variant']}",
             METRICS[r["paper_metric"]].label,
             signed(r["paper_change"], METRICS[r["paper_metric"]].unit),
-            short(r["metric"]),
+            marked(s, r["metric"]),
             signed(r["change"]) + (f" ± {num(r['se'])}" if math.isfinite(r["se"]) else ""),
-            str(r["n"]),
+            str(r["n"]) + _crossing_cell(r.get("crossing_seeds")),
+            p_text(r["p"]),
+            p_text(r["p_holm"]),
             r["verdict"],
         ]
         for r in s.directions.to_dict("records")
@@ -207,6 +284,15 @@ def legend(s: Summary) -> str:
         out += (
             " 'no run yet': a variant of the sweep's grid with no run here, shown with the paper's numbers."
         )
+    if any(s.has_range(m) is False for m in s.metrics):
+        out += (
+            f" {NO_RANGE} no range: the random-init encoder scores as well as the pretrained runs (their gap, "
+            "paired by seed, within seed noise or the wrong way) or at the ceiling (`analysis/ranges.py`), so "
+            "the metric cannot show what pretraining learnt: shown, left out of the tallies."
+        )
+    unknown = [short(m) for m in s.ranges if s.has_range(m) is None]
+    if unknown:
+        out += f" Range unknown (no random-init probe to pair by seed): {', '.join(unknown)}."
     rand = s.stats[(s.stats["variant"] == RANDOM) & s.stats["mean"].notna()]
     differ = encoder_keys_that_differ(s.runs)
     if not rand.empty and differ:
@@ -221,21 +307,24 @@ def legend(s: Summary) -> str:
 
 
 def to_markdown(s: Summary) -> str:
-    parts = [f"### {s.title}\n", legend(s) + "\n", markdown(*variant_table(s))]
+    parts = [f"### {s.title}\n", numerics_text(s) + "\n", legend(s) + "\n", markdown(*variant_table(s))]
     if not s.agreement.empty:
         parts += ["\nOrdering of the variants, ours vs. the paper's:\n", markdown(*agreement_table(s))]
     if not s.directions.empty:
         parts += [
             "\nEach ingredient, ours vs. the paper's (change = to minus from; ours: mean over the seeds both "
-            "variants completed, paired by seed, ± its standard error; holds / reversed: outside the 95 % t "
-            "interval, the paper's way / the other way):\n",
+            "variants completed, paired by seed, ± its standard error; p: two-sided paired t; holds / "
+            "reversed: the paper's way / the other way beyond seed noise, p (Holm) below 0.05, Holm's "
+            "correction over all the ingredients of this paper source in the report; 'within noise after "
+            f"Holm': p below 0.05 alone only; {NO_RANGE} 'no range': not tested; seeds: the pairs, '(seed 0 "
+            "crosses)' where a pair's two runs differ in numerics, kept in and flagged):\n",
             markdown(*direction_table(s)),
         ]
     return "\n".join(parts)
 
 
 def to_latex(s: Summary) -> str:
-    out = latex(*variant_table(s), f"{s.title}: per-variant results. {legend(s)}")
+    out = latex(*variant_table(s), f"{s.title}: per-variant results. {numerics_text(s)} {legend(s)}")
     if not s.agreement.empty:
         out += "\n" + latex(*agreement_table(s), f"{s.title}: ordering of the variants vs. the paper")
     if not s.directions.empty:
@@ -277,6 +366,17 @@ def _beside_random(s: Summary, metric: str) -> str:
         "one seed": "on one seed",
     }
     said = ", ".join(f"{int((vs == k).sum())} {w}" for k, w in words.items() if (vs == k).any())
+    crossing = {v: seeds for v, seeds in versus_random_crossings(s, metric).items() if v in vs.index}
+    if crossing:
+        seeds = sorted({x for seeds in crossing.values() for x in seeds})
+        other = (
+            "another code version" if numerics_kind(s.numerics_keys) == "code versions" else "other numerics"
+        )
+        at = and_list(seeds).replace(" and ", " or ")
+        said += (
+            f"; {len(crossing)} of {len(vs)} variants pair, at seed {at}, with a random-init number measured "
+            f"by a run of {other}"
+        )
     return (
         f"; variants {num(variants['mean'].min())} to {num(variants['mean'].max())}, random init "
         f"{num(r['mean'])}{spread} (n={r['n']}); vs. random init, paired by seed: {said or 'no pairs'}"
@@ -290,6 +390,9 @@ def _direction_lines(s: Summary) -> list[str]:
     if d.empty and not pending and not skipped:
         return []
     tally = "; ".join(f"{n} {v}" for v, n in d["verdict"].value_counts().sort_index().items())
+    crossing = int(sum(bool(seed_list(x)) for x in d["crossing_seeds"])) if not d.empty else 0
+    if crossing:
+        tally += f"; {crossing} of them on pairs of seeds that cross {numerics_kind(s.numerics_keys)}"
     head = f"- The paper's ingredients, ours paired by seed ({len(d)} metric pair(s): {tally or 'none'})"
     if pending:
         head += f"; no completed run yet: {', '.join(pending)}"
@@ -298,60 +401,116 @@ def _direction_lines(s: Summary) -> list[str]:
     lines = [head + "."]
     for (name, a, b), g in d.groupby(["direction", "from_variant", "to_variant"], sort=False):
         parts = []
+        # the seeds whose pairs cross numerics: once for the ingredient where all its metrics share them
+        crossings = {tuple(seed_list(x)) for x in g["crossing_seeds"]}
+        shared = crossing_words(s, next(iter(crossings))) if len(crossings) == 1 else ""
         for pm, gm in g.groupby("paper_metric", sort=False):
             ours = ", ".join(
                 f"`{short(r['metric'])}` {signed(r['change'])}"
                 + (f" ± {num(r['se'])}" if math.isfinite(r["se"]) else "")
-                + f" ({r['verdict']})"
+                + f" ({r['verdict']}"
+                + ("" if len(crossings) == 1 or not seed_list(r["crossing_seeds"]) else "; ")
+                + ("" if len(crossings) == 1 else crossing_words(s, r["crossing_seeds"]))
+                + ")"
                 for r in gm.to_dict("records")
             )
             parts.append(
                 f"{METRICS[pm].label} paper {signed(gm['paper_change'].iloc[0], METRICS[pm].unit)}, ours {ours}"
             )
-        lines.append(f"  - *{name}* ({a} -> {b}): " + "; ".join(parts) + ".")
+        lines.append(f"  - *{name}* ({a} -> {b}{'; ' + shared if shared else ''}): " + "; ".join(parts) + ".")
     return lines
+
+
+def _chance(tests: int) -> str:
+    """How many of ``tests`` noise-only differences a 5 % test calls real, on average: "about 2 of 39"."""
+    x = ALPHA * tests
+    return f"about {x:.0f}" if x >= 1 else f"about {x:.1f}"
 
 
 def directions_overview(summaries: list[Summary]) -> str | None:
     """One sentence per paper source: how many (ingredient, metric) pairs go the paper's way, and how many
-    of them beyond seed noise. None where no sweep answers a direction."""
+    of them beyond seed noise after Holm's correction over the source's tests (``directions.correct``),
+    beside how many chance alone would give; pairs on a metric without range are left out and counted.
+    None where no sweep answers a direction."""
     by_source: dict[str, list[pd.DataFrame]] = {}
+    keys: dict[str, list[str]] = {}
     for s in summaries:
         if s.table is not None and not s.directions.empty:
-            paper = s.table.source.split(", Table")[0]  # the published paper's tables together
-            by_source.setdefault(paper, []).append(s.directions.assign(sweep=s.title))
+            ranged = [s.has_range(m) is not False for m in s.directions["metric"]]
+            d = s.directions.assign(sweep=s.title, ranged=ranged)
+            by_source.setdefault(paper_source(s.table), []).append(d)
+            keys.setdefault(paper_source(s.table), []).extend(s.numerics_keys)
     lines = []
     for source, frames in by_source.items():
-        d = pd.concat(frames)
-        v = d["verdict"]
+        everything = pd.concat(frames, ignore_index=True)
+        everything["crossing"] = everything["crossing_seeds"].map(lambda x: bool(seed_list(x))).astype(bool)
+        kind = numerics_kind(keys[source])
+        d, left = everything[everything["ranged"]], int((~everything["ranged"]).sum())
+        sweeps = ", ".join(dict.fromkeys(everything["sweep"]))
+        head = f"**{source}, its ingredients in all** ({sweeps}): "
+        if d.empty:
+            lines.append(head + f"all {left} (ingredient, metric) pairs are on metrics without range.")
+            continue
+        v, cross = d["verdict"], d["crossing"]
+        n_cross = int(cross.sum())
+        beyond = int((cross & v.isin(["holds", "reversed"])).sum())
+        rest = (
+            f" {n_cross} of these {len(d)} verdicts rest{'s' * (n_cross == 1)} on pairs of seeds whose two runs "
+            f"cross {kind}, {beyond} of them beyond seed noise: kept in the paired differences, flagged below."
+            if n_cross
+            else f" None of these {len(d)} verdicts rests on a pair of seeds that crosses {kind}."
+        )
         same, other = (
             v.str.startswith("same") | (v == "holds"),
             v.str.startswith("opposite") | (v == "reversed"),
         )
         ties, one = len(d) - int(same.sum()) - int(other.sum()), int(v.str.endswith("one seed").sum())
-        sweeps = ", ".join(dict.fromkeys(d["sweep"]))
+        tests = d["p_holm"].notna()
+        alone = int((d.loc[tests, "p"] < ALPHA).sum())
         lines.append(
-            f"**{source}, its ingredients in all** ({sweeps}): of {len(d)} (ingredient, metric) pairs, "
-            f"{int(same.sum())} go the paper's way ({int((v == 'holds').sum())} beyond seed noise) and "
+            head
+            + f"of {len(d)} (ingredient, metric) pairs"
+            + (f" ({left} more on metrics without range left out)" if left else "")
+            + f", {int(same.sum())} go{'es' * (int(same.sum()) == 1)} the paper's way "
+            f"({int((v == 'holds').sum())} beyond seed noise) and "
             f"{int(other.sum())} the other way ({int((v == 'reversed').sum())} beyond seed noise)"
             + (f"; {ties} show{'s' * (ties == 1)} no change on one side" if ties else "")
             + (f"; {one} rest{'s' * (one == 1)} on a single seed" if one else "")
-            + "."
+            + f". Beyond seed noise is after Holm's correction over these {int(tests.sum())} tests: at 5 % "
+            f"each, chance alone would give {_chance(int(tests.sum()))} of {int(tests.sum())} uncorrected "
+            f"(here: {alone}); after Holm's correction, at most a 5 % chance of any." + rest
         )
     return "\n\n".join(lines) or None
 
 
-def _noise_words(r: dict) -> str:
+def _noise_words(r: dict, no_range: bool = False, crossing: str = "") -> str:
     """How our best variant's lead over the runner-up stands against seed noise (an agreement row), naming
-    the unpaired test where the seeds did not pair."""
+    the unpaired test where the seeds did not pair, and ``crossing`` (``crossing_words``) where pairs cross
+    numerics."""
     one = text(r.get("single_seed"))
+    if no_range:
+        return "lead not tested (no range)"
     if r["resolved"]:
         words = "beyond seed noise"
+    elif one:
+        words = f"no spread: one seed of {one}"
     else:
-        words = f"no spread: one seed of {one}" if one else "within seed noise"
+        alone = r.get("p", math.nan) < ALPHA
+        words = "within seed noise" + (" after Holm (beyond it alone)" if alone else "")
     if r.get("noise_test") == "Welch":
         words += " (Welch, unpaired: fewer than 2 seeds in common)"
-    return words
+    return words + (f" ({crossing})" if crossing else "")
+
+
+def _range_words(s: Summary, metric: str) -> tuple[str, str]:
+    """(" (no range: why)" after the metric's name, "; range unknown (why)" at the end of its bullet)."""
+    r = s.ranges.get(metric)
+    if r is None:
+        return "", ""
+    if r["has_range"] is False:
+        crossing = crossing_words(s, r.get("crossing_seeds"))
+        return f" (no range: {r['reason']}{'; random-init ' + crossing if crossing else ''})", ""
+    return ("", f"; range unknown ({r['reason']})") if r["has_range"] is None else ("", "")
 
 
 def statement(s: Summary) -> str:
@@ -371,20 +530,30 @@ def statement(s: Summary) -> str:
             "or more variants with a paper counterpart."
         ]
     else:
-        counts = ", ".join(f"{v} {n}" for v, n in rows["verdict"].value_counts().sort_index().items())
-        lines = [
-            head
-            + f"{len(rows)} metric pair(s) compared ({counts}); in {int(rows['resolved'].sum())} of them "
-            "our best variant leads the runner-up beyond seed noise (outside the 95 % t interval, paired by "
-            "seed where two or more seeds pair)."
-        ]
+        ranged = rows[[s.has_range(m) is not False for m in rows["metric"]]]
+        counts = ", ".join(f"{v} {n}" for v, n in ranged["verdict"].value_counts().sort_index().items())
+        left = len(rows) - len(ranged)
+        tests = int(ranged["p_holm"].notna().sum())
+        if ranged.empty:
+            lines = [head + f"no metric pair with range to compare ({left} on metrics without range)."]
+        else:
+            lines = [
+                head
+                + f"{len(ranged)} metric pair(s) compared ({counts})"
+                + (f", {left} more on metrics without range not counted" if left else "")
+                + f"; in {int(ranged['resolved'].sum())} of them our best variant leads the runner-up "
+                f"beyond seed noise (outside the 95 % t interval after Holm's correction over the {tests} "
+                "lead(s) tested here, paired by seed where two or more seeds pair)."
+            ]
     for r in rows.to_dict("records"):
+        after_name, at_end = _range_words(s, r["metric"])
         lines.append(
-            f"- {METRICS[r['paper_metric']].label} vs. `{short(r['metric'])}`: {r['verdict']} "
+            f"- {METRICS[r['paper_metric']].label} vs. `{short(r['metric'])}`{after_name}: {r['verdict']} "
             f"(paper best: {r['paper_best']}, by {paper_margin(r['paper_margin'], r['paper_metric'])}; "
             f"ours: {shown_best(r)}{'' if text(r.get('tied_with')) else ', by ' + margin_text(r['margin'])}, "
-            f"{_noise_words(r)}; Kendall tau "
-            f"{num(r['tau'], 2)} over {r['variants']} variants{_beside_random(s, r['metric'])})."
+            f"{_noise_words(r, s.has_range(r['metric']) is False, crossing_words(s, r.get('crossing_seeds')))}; "
+            "Kendall tau "
+            f"{num(r['tau'], 2)} over {r['variants']} variants{_beside_random(s, r['metric'])}{at_end})."
         )
     lines += _direction_lines(s)
     missing = s.agreement[s.agreement["variants"] < 2]

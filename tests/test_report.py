@@ -77,6 +77,10 @@ def test_report_regenerates_identically(collected):
     # the prose states the test the code runs: paired by seed, n - 1 degrees of freedom (t95(2) for 3 seeds)
     assert f"with n - 1 degrees of freedom (with 3 seeds, {t95(2):.1f} standard errors;" in section
     assert "our best variant's lead over the runner-up alike: the difference is taken per seed" in section
+    # the correction for many tests, why Holm, and what chance alone would give, in the tally itself
+    assert "corrected for multiple comparisons with Holm's step-down method" in section
+    assert "Benjamini-Hochberg would bound the expected share of false calls instead" in section
+    assert "at 5 % each, chance alone would give about 0.2 of 3 uncorrected" in section
     assert "K400 top-1 vs. `mnist_video/digit_top1`: disagrees" in section
     assert "COCO APbox vs. `shapes_det/ap`: partly agrees" in section  # mask ratio
     assert "  - *dense token-level loss* (block -> token): COCO APbox paper +3.1" in section
@@ -84,6 +88,42 @@ def test_report_regenerates_identically(collected):
     assert (out / "tables" / "loss_granularity-tiny.md").read_text().split("\n", 1)[1] in readme
     stats = load_results(out / "results.csv")  # the report did not touch its input
     assert len(stats) == 22
+
+
+def test_report_flags_a_group_whose_runs_cross_code_versions(collected, tmp_path):
+    """loss_granularity's token run of seed 0 trained by other code: its section of README.md and its
+    table say which code versions the group mixes and that the pairs across them are flagged, its ingredient
+    bullet names the seed, the tally counts it; predictor_width, one code version, says so and flags
+    nothing."""
+    results = load_results(collected / "results.csv")
+    token0 = (
+        (results["sweep"] == "loss_granularity")
+        & (results["variant"] == "token")
+        & (results["seed"] == 0)
+        & (results["status"] == "completed")
+    )
+    assert token0.sum() == 1 and results["code_version"].nunique() == 1
+    version = results["code_version"].iloc[0]
+    results.loc[token0, "code_version"] = "fff0000"
+    write_csv(results, tmp_path / "results.csv")
+    report.build(tmp_path / "results.csv", tmp_path, curves_path=collected / "curves.csv")
+    readme = (tmp_path / "README.md").read_text()
+    sections = {part.split("\n", 1)[0]: part for part in readme.split("\n## ")[1:]}
+    note = (
+        f"Numerics: runs of 2 code versions with unrecorded numerics ({version}, fff0000): pairs across them "
+        "may differ in numerics and are flagged (seed 0 mixes them)."
+    )
+    lg, pw = sections["loss_granularity (preset=tiny)"], sections["predictor_width (preset=tiny)"]
+    assert lg.count(note) == 1 and note in (tmp_path / "tables" / "loss_granularity-tiny.md").read_text()
+    assert "pairs across them" not in pw and " crosses)" not in pw and "crosses code" not in pw
+    assert (
+        f"Numerics: every completed run has one code version, {version}, with unrecorded numerics (the code "
+        "version stands for them), so no pair by seed crosses numerics." in pw
+    )
+    agree = sections["Does the small scale agree with the paper?"]
+    assert "  - *dense token-level loss* (block -> token; pair of seed 0 crosses code versions):" in agree
+    assert "3 of these 3 verdicts rest on pairs of seeds whose two runs cross code versions" in agree
+    assert "is kept in the paired difference, not dropped" in agree  # the method says how they are treated
 
 
 @pytest.mark.skipif(not (ROOT / "reports" / "results.csv").exists(), reason="no committed reproduction")
