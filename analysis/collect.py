@@ -64,7 +64,7 @@ RUN_MARKERS = ("config.yaml", "status.json")
 # preset (a directory level of its own), the sweeps' own options (sweeps.common.SWEEP_KEYS; analysis does not
 # import sweeps) and the keys that do not change what a run computes (the engine's RESUME_FREE_KEYS, read in
 # not_axis).
-NOT_AXES = ("seed", "preset", "sweep", "cluster", "dry_run", "hpo", "power")  # sweeps.common.SWEEP_KEYS + seed, preset
+NOT_AXES = ("seed", "preset", "sweep", "cluster", "dry_run", "hpo", "power")  # SWEEP_KEYS of sweeps.common
 NOT_IN_COMMAND = {"seed", "threads"}  # the sweeper sets threads per run itself
 LEADING = (
     "run_id sweep preset axis variant seed status steps_done steps wall_time_s error config_hash group_hash run_hash "

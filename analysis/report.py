@@ -22,9 +22,11 @@ import pandas as pd
 
 from analysis import pictures, plots
 from analysis.collect import curves_beside, load_curves, load_results
+from analysis.ledger import ledger
+from analysis.ledger import markdown as ledger_markdown
 from analysis.numerics import mixed_seeds
 from analysis.stats import t95
-from analysis.summary import Summary, summarize
+from analysis.summary import Summary, summarize, without_untrained_probes
 from analysis.tables import directions_overview, markdown, statement, to_markdown, write_tables
 
 
@@ -86,6 +88,15 @@ def _figure(path: Path, out: Path, alt: str) -> str:
     return f"![{alt}]({path.relative_to(out).as_posix()})\n"
 
 
+LEDGER_INTRO = (
+    "Noise ledger (`analysis/ledger.py`): per probe metric, the random-init gap paired by seed beside each "
+    "source of noise: the spread over pretraining seeds (within a variant), the evaluation-sampling error "
+    "(bootstrap over the evaluation samples, and of the gap on the same samples), the spread of the probe's "
+    "own refits where it was measured ('fixed': a deterministic fit), and the gap in units of its pooled "
+    "standard error. Runs probed before these errors were recorded leave their columns empty.\n"
+)
+
+
 def _group(s: Summary, out: Path, curves: pd.DataFrame | None, data: Path) -> tuple[list[str], list[Path]]:
     tables, figures = out / "tables", out / "figures"
     written = write_tables(s, tables)
@@ -95,6 +106,12 @@ def _group(s: Summary, out: Path, curves: pd.DataFrame | None, data: Path) -> tu
         f"```bash\n{s.command}\n```\n",
         to_markdown(s).split("\n", 1)[1].lstrip("\n"),
     ]
+    led = ledger(without_untrained_probes(s.runs)[0], [m for m in s.metrics if m.startswith("probe/")])
+    if led["random"].notna().any():
+        path = tables / f"{s.stem}_ledger.csv"
+        led.to_csv(path, index=False, float_format="%.6g")
+        written.append(path)
+        lines += [LEDGER_INTRO, ledger_markdown(led) + "\n"]
     links = " · ".join(f"[{p.name}]({p.relative_to(out).as_posix()})" for p in written)
     lines.append(f"Tables: {links}\n")
     path = figures / f"{s.stem}_metrics.png"

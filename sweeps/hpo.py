@@ -1,6 +1,6 @@
 """Hyper-parameter search: optuna's ask/tell loop, one pretraining run per trial submitted through submitit.
 
-    python sweeps/hpo.py preset=tiny hpo.n_trials=20              # objective: probe/shapes_seg/miou (max)
+    python sweeps/hpo.py preset=tiny hpo.n_trials=20              # objective: probe/cifar10_knn/top1 (max)
     python sweeps/hpo.py preset=tiny probes=none hpo.n_trials=8   # no probes: loss_final (min)
     python sweeps/hpo.py preset=tiny dry_run=true                 # study state and compute, nothing run
 
@@ -53,9 +53,13 @@ def distributions(space) -> dict:
 
 
 def objective_of(train_cfg: DictConfig, hpo: DictConfig) -> tuple[str, str]:
-    """(metrics.json key, direction): the probe objective when the runs probe, else the fallback."""
+    """(metrics.json key, direction): the probe objective when the runs probe with its task, else the
+    fallback."""
     probes = train_cfg.get("probes")
-    chosen = hpo.objective if probes is not None and probes.get("tasks") else hpo.fallback
+    tasks = (probes.get("tasks") if probes is not None else None) or {}
+    metric = str(hpo.objective.metric)
+    task = metric.split("/")[1] if metric.startswith("probe") and metric.count("/") >= 2 else None
+    chosen = hpo.objective if tasks and (task is None or task in tasks) else hpo.fallback
     return chosen.metric, chosen.direction
 
 

@@ -58,7 +58,22 @@ from vjepa.config_check import ConfigError, check_config
         ),
         (
             "probes.tasks.mnist_video.head=attn",
-            "probes.tasks.mnist_video.head='attn' is not one of: linear, attentive",
+            "probes.tasks.mnist_video.head='attn' is not one of: linear, attentive, knn",
+        ),
+        ("probes.bootstrap=-1", "probes.bootstrap=-1 must be an integer >= 0"),
+        (
+            "probes.tasks.shapes_det.bootstrap=2.5",
+            "probes.tasks.shapes_det.bootstrap=2.5 must be an integer >= 0",
+        ),
+        ("probes.tasks.mnist_video.refits=0", "probes.tasks.mnist_video.refits=0 must be an integer >= 1"),
+        ("probes.tasks.cifar10_knn.k=0", "probes.tasks.cifar10_knn.k=0 must be an integer >= 1"),
+        (
+            "probes.tasks.cifar10_knn.temperature=0",
+            "probes.tasks.cifar10_knn.temperature=0 must be a number > 0",
+        ),
+        (
+            "probes.tasks.shapes_seg.pixels=even",
+            "probes.tasks.shapes_seg.pixels='even' is not one of: uniform, balanced",
         ),
     ],
 )

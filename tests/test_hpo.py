@@ -76,3 +76,19 @@ def test_second_invocation_continues_the_study_and_takes_over_a_trial_left_runni
         command.startswith("python sweeps/hpo.py hpo.study=default preset=tiny") and "base_lr" not in command
     )
     assert curves_file_stem(rows["run_id"].iloc[0]) == "hpo-default-tiny"
+
+
+def test_the_default_objective_is_a_probe_with_range_and_falls_back_without_its_task():
+    from omegaconf import OmegaConf
+
+    from sweeps.hpo import objective_of
+
+    hpo = OmegaConf.load(ROOT / "sweeps" / "conf" / "hpo.yaml").hpo
+    assert hpo.objective.metric == "probe/cifar10_knn/top1"
+    default = OmegaConf.load(ROOT / "vjepa" / "conf" / "probes" / "default.yaml")
+    assert objective_of(OmegaConf.create({"probes": default}), hpo) == ("probe/cifar10_knn/top1", "maximize")
+    fast = OmegaConf.load(
+        ROOT / "vjepa" / "conf" / "probes" / "fast.yaml"
+    )  # generated data only: no CIFAR-10
+    assert objective_of(OmegaConf.create({"probes": fast}), hpo) == ("loss_final", "minimize")
+    assert objective_of(OmegaConf.create({"probes": {"tasks": {}}}), hpo) == ("loss_final", "minimize")

@@ -112,7 +112,7 @@ def test_attentive_probe_finds_the_one_informative_token():
 
     (xt, yt), (xv, yv) = split(512), split(256)
     cfg = {"heads": 2, "epochs": 20, "batch_size": 64, "lr": 1e-2, "wd": 0.0}
-    acc = classify_probe("attentive", {"train": xt, "val": xv}, yt, yv, 4, cfg, 0, "cpu")
+    acc = classify_probe("attentive", {"train": xt, "val": xv}, yt, yv, 4, cfg, 0, "cpu").value
     assert acc > 0.8
 
 
@@ -136,7 +136,7 @@ def test_probes_beat_chance_on_a_trivially_separable_case():
     (xt, st, _), (xv, sv, _) = _colour_images(64, g, True), _colour_images(32, g, True)
     ft, grid = extract(enc, xt, [-1], (32, 32), 32, "cpu")
     fv, _ = extract(enc, xv, [-1], (32, 32), 32, "cpu")
-    miou, _ = seg_probe(
+    miou, _, _ = seg_probe(
         {"train": ft, "val": fv}, grid, st, sv, 4, {"pixels_per_image": 64, "iters": 50, "wd": 1e-4}, 0, "cpu"
     )
     assert miou > 0.6  # chance (uniform guess) is about 0.15
@@ -147,7 +147,7 @@ def test_probes_beat_chance_on_a_trivially_separable_case():
         "val": extract(enc, xv, [-1], (32, 32), 32, "cpu")[0],
     }
     assert (
-        classify_probe("linear", feats, yt, yv, 4, {"iters": 50, "wd": 1e-4}, 0, "cpu") > 0.9
+        classify_probe("linear", feats, yt, yv, 4, {"iters": 50, "wd": 1e-4}, 0, "cpu").value > 0.9
     )  # chance 0.25
 
 
@@ -233,6 +233,7 @@ def test_shared_data_probes_on_small_subsets():
     t = cfg.tasks
     t.camvid_linear.update(pixels_per_image=16, iters=10, layers=[-2, -1])
     t.cifar10_linear.data.update(n_train=40, n_val=20)
+    t.cifar10_knn.data.update(n_train=40, n_val=20)
     t.cifar10_attentive.data.update(n_train=40, n_val=20)
     t.cifar10_attentive.epochs = 1
     for name in ("mnist_video", "mnist_video_linear"):
@@ -245,6 +246,7 @@ def test_shared_data_probes_on_small_subsets():
     for key in (
         "camvid_linear/miou",
         "cifar10_linear/top1",
+        "cifar10_knn/top1",
         "cifar10_attentive/top1",
         "mnist_video/digit_top1",
         "mnist_video/direction_top1",

@@ -110,8 +110,16 @@ def _check_diagnostics(e: list[str], diagnostics) -> None:
         e.append(f"diagnostics.batch_size={size!r} must be an integer >= 0 (0 = no diagnostics)")
 
 
+def _count(e: list[str], key: str, value, least: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        e.append(f"{key}={value!r} must be an integer >= {least}")
+
+
 def _check_probes(e: list[str], probes, depth) -> None:
-    """Kinds, classification heads and encoder layers of the probe tasks, as ``vjepa.probes`` reads them."""
+    """Kinds, classification heads, encoder layers and the error settings (``bootstrap`` replicates,
+    ``refits``) of the probe tasks, as ``vjepa.probes`` reads them."""
+    if (probes or {}).get("bootstrap") is not None:
+        _count(e, "probes.bootstrap", probes.get("bootstrap"), 0)
     for name, task in ((probes or {}).get("tasks") or {}).items():
         key = f"probes.tasks.{name}"
         if not hasattr(task, "get"):
@@ -120,6 +128,15 @@ def _check_probes(e: list[str], probes, depth) -> None:
         _choice(e, f"{key}.kind", task.get("kind"), PROBE_KINDS)
         if task.get("kind") == "classify":
             _choice(e, f"{key}.head", task.get("head"), CLASSIFY_HEADS)
+        if task.get("kind") == "seg" and task.get("pixels") is not None:
+            _choice(e, f"{key}.pixels", task.get("pixels"), ("uniform", "balanced"))
+        for setting, least in (("bootstrap", 0), ("refits", 1), ("k", 1)):
+            if task.get(setting) is not None:
+                _count(e, f"{key}.{setting}", task.get(setting), least)
+        if task.get("temperature") is not None and not (
+            _num(task.get("temperature")) and task.get("temperature") > 0
+        ):
+            e.append(f"{key}.temperature={task.get('temperature')!r} must be a number > 0")
         if isinstance(depth, int) and depth >= 1:
             problem = layer_problem(task.get("layers", [-1]), depth)
             if problem:

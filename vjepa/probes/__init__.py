@@ -23,6 +23,14 @@ encoder, ``probe_online`` for the online encoder, ``probe_random`` for the rando
     probe/<cls task>/top1              top-1 accuracy (CIFAR-10, whose label is called ``label``)
     probe/<cls task>/<label>_top1      top-1 accuracy per label of video tasks: digit_top1, direction_top1
                                        (moving MNIST), shape_top1, direction_top1 (moving shapes)
+    probe/<task>/<metric>/se           evaluation-sampling error of a headline metric (miou, ap50, ap, top1,
+                                       <label>_top1): the bootstrap over the val samples (``bootstrap``
+                                       replicates, per task or for the config; 0 = none), vjepa.probes.bootstrap
+    probe/<task>/<metric>/gap_se       with the random-init baseline probed in the same call: the paired
+                                       bootstrap error of (pretrained - random init) on the same samples
+    probe/<task>/<metric>/refit_sd     with ``refits: R`` > 1 on a head whose fit is random (attentive,
+                                       detection, segmentation's pixel draw): the spread over R fits, the
+                                       metric then being their mean; linear and k-NN fits are deterministic
     probe/<task>/frames                frames of the task's inputs: 0 for images, T for clips (analysis reads
                                        which modality a task probes from it, whatever the task's name)
     probe/<task>/time_s                wall time of the task (data and feature extraction included when
@@ -30,8 +38,9 @@ encoder, ``probe_online`` for the online encoder, ``probe_random`` for the rando
     probe/time_s                       wall time of all tasks
     probe/step                         checkpoint step (written by ``vjepa.evaluate``)
 
-Tasks of ``default.yaml``: camvid_linear, shapes_seg (seg); shapes_det (det); cifar10_linear,
-cifar10_attentive, mnist_video (attentive), mnist_video_linear (classify). ``fast.yaml`` (tests):
+Tasks of ``default.yaml``: camvid_linear, shapes_seg (seg); shapes_det (det); cifar10_knn, cifar10_linear,
+cifar10_attentive, mnist_video (attentive), mnist_video_linear (classify); ``v1.yaml`` is the smaller set
+used before (no k-NN). ``fast.yaml`` (tests):
 shapes_seg, shapes_det, shapes_video, shapes_video_linear. ``none.yaml``: no task.
 """
 

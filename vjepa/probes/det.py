@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vjepa.probes.bootstrap import box_ap_per_sample
 from vjepa.probes.features import Standardizer
 from vjepa.probes.heads import fit_adamw, seeded
 from vjepa.probes.metrics import box_ap
@@ -131,7 +132,8 @@ def decode(heat_logits: torch.Tensor, box: torch.Tensor, stride: float, max_det:
 def det_probe(
     feats: dict, grid, y_train: dict, y_val: dict, num_classes: int, image_hw, cfg: dict, seed: int, device
 ) -> dict:
-    """Train the pyramid + head on frozen train features; AP50 / AP (0.5:0.95) and per-class AP50 on val."""
+    """Train the pyramid + head on frozen train features; AP50 / AP (0.5:0.95) and per-class AP50 on val,
+    and under ``scored`` the two AP metrics recomputable per val image (``vjepa.probes.bootstrap``)."""
     std = Standardizer(feats["train"].flatten(0, 1))
     gt_train = instance_boxes(y_train["instances"], y_train["instance_classes"])
     gt_val = instance_boxes(y_val["instances"], y_val["instance_classes"])
@@ -166,4 +168,6 @@ def det_probe(
         for i in range(0, len(gt_val), 256):
             heat, box = model(token_map(std(feats["val"][i : i + 256].to(device)), grid))
             dets += decode(heat, box, stride, int(cfg["max_det"]), image_hw)
-    return box_ap(dets, gt_val, num_classes)
+    out = box_ap(dets, gt_val, num_classes)
+    out["scored"] = box_ap_per_sample(dets, gt_val, num_classes)
+    return out

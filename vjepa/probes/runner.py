@@ -8,6 +8,7 @@ derive from (seed, task name), data from the data spec, so a run is reproducible
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import time
@@ -17,6 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from vjepa.data.common import DataNotFoundError
+from vjepa.probes.bootstrap import Scored, bootstrap_weights, paired_standard_error, standard_error
 from vjepa.probes.classify import classify_probe
 from vjepa.probes.datasets import build, resolve_spec
 from vjepa.probes.det import det_probe
@@ -48,26 +50,33 @@ def random_encoder(model_cfg, seed: int, device):
         return build_encoder(model_cfg).to(device).eval()
 
 
-def _run_task(name: str, task: dict, data, feats: dict, grid, seed: int, device) -> dict[str, float]:
+RANDOM_FITS = {"seg", "det", "attentive"}  # fits that depend on a seed (init, data order, pixel draw)
+
+
+def _fit_task(name: str, task: dict, data, feats: dict, grid, seed: int, device) -> tuple[dict, dict]:
+    """One fit of a task's head(s): (metrics, {metric: Scored})."""
     kind = task["kind"]
     if kind == "seg":
         classes = data.classes["seg"]
-        miou, per_class = seg_probe(
+        miou, per_class, scored = seg_probe(
             feats, grid, data.y_train["seg"], data.y_val["seg"], len(classes), task, seed, device
         )
-        return {"miou": miou, **{f"iou/{slug(classes[c])}": v for c, v in per_class.items()}}
+        return {"miou": miou, **{f"iou/{slug(classes[c])}": v for c, v in per_class.items()}}, {
+            "miou": scored
+        }
     if kind == "det":
         classes = data.classes["instance_classes"]
         r = det_probe(feats, grid, data.y_train, data.y_val, len(classes), data.size, task, seed, device)
-        return {
+        metrics = {
             "ap50": r["ap50"],
             "ap": r["ap"],
             **{f"ap50/{slug(classes[c])}": v for c, v in r["ap50_per_class"].items()},
         }
+        return metrics, r["scored"]
     if kind == "classify":
-        out = {}
+        scored = {}
         for label in task["labels"]:
-            acc = classify_probe(
+            scored["top1" if label == "label" else f"{label}_top1"] = classify_probe(
                 task["head"],
                 feats,
                 data.y_train[label],
@@ -77,14 +86,63 @@ def _run_task(name: str, task: dict, data, feats: dict, grid, seed: int, device)
                 task_seed(seed, label),
                 device,
             )
-            out["top1" if label == "label" else f"{label}_top1"] = acc
-        return out
+        return {k: v.value for k, v in scored.items()}, scored
     raise ValueError(f"probe {name}: kind must be one of {KINDS}, got {kind!r}")
 
 
+def _refits(task: dict) -> int:
+    random_fit = task["kind"] in RANDOM_FITS or task.get("head") in RANDOM_FITS
+    return max(1, int(task.get("refits", 1))) if random_fit else 1
+
+
+def _run_task(name: str, task: dict, data, feats: dict, grid, seed: int, device) -> tuple[dict, dict]:
+    """Metrics of a task and its headline metrics as ``Scored``. With ``refits: R`` (R > 1) a head whose fit
+    is random is fitted R times (seeds: the task's, then derived ones): each metric is the mean over the
+    fits, ``<metric>/refit_sd`` their sample spread, and the ``Scored`` averages the fits per resample."""
+    fits = [
+        _fit_task(name, task, data, feats, grid, seed if r == 0 else task_seed(seed, f"refit{r}"), device)
+        for r in range(_refits(task))
+    ]
+    if len(fits) == 1:
+        return fits[0]
+    metrics = {k: sum(f[0][k] for f in fits) / len(fits) for k in fits[0][0] if all(k in f[0] for f in fits)}
+    scored = {}
+    for k in fits[0][1]:
+        parts = [f[1][k] for f in fits]
+        values = torch.tensor([p.value for p in parts], dtype=torch.float64)
+        metrics[f"{k}/refit_sd"] = float(values.std(unbiased=True))
+        scored[k] = Scored(
+            metrics[k],
+            lambda w, parts=parts: torch.stack([p.statistic(w) for p in parts]).mean(0),
+            parts[0].samples,
+        )
+    return metrics, scored
+
+
+def resample(name: str, m: int, replicates: int) -> torch.Tensor:
+    """Bootstrap weights of a task's m val samples: the same for every encoder and run (a paired bootstrap)."""
+    return _resample(name, m, replicates)
+
+
+@functools.lru_cache(maxsize=8)
+def _resample(name: str, m: int, replicates: int) -> torch.Tensor:
+    return bootstrap_weights(m, replicates, task_seed(0, f"bootstrap/{name}"))
+
+
 def _probe_encoder(
-    encoder, cfg: dict, patch_size: int, seed: int, data_root, device, prefix: str, cache, datasets: dict
+    encoder,
+    cfg: dict,
+    patch_size: int,
+    seed: int,
+    data_root,
+    device,
+    prefix: str,
+    cache,
+    datasets: dict,
+    scored: dict,
 ) -> dict[str, float]:
+    """Metrics of every task under ``prefix``; each headline metric's ``Scored`` goes into ``scored``
+    by (task, metric)."""
     defaults = {
         "image_size": cfg["image_size"],
         "video_size": cfg["video_size"],
@@ -118,7 +176,12 @@ def _probe_encoder(
         feats = cache.get(feature_spec(spec, layers, device), compute)
         grid = tuple(feats["grid"].tolist())
         t_feat = time.perf_counter() - t0
-        metrics = _run_task(name, task, data, feats, grid, task_seed(seed, name), device)
+        metrics, task_scored = _run_task(name, task, data, feats, grid, task_seed(seed, name), device)
+        replicates = int(task.get("bootstrap", cfg.get("bootstrap", 0)))
+        for k, sc in task_scored.items():
+            if replicates > 1:
+                metrics[f"{k}/se"] = standard_error(sc, resample(name, sc.samples, replicates))
+            scored[(name, k)] = sc
         dt = time.perf_counter() - t0
         out.update({f"{prefix}/{name}/{k}": float(v) for k, v in metrics.items()})
         out[f"{prefix}/{name}/frames"] = float(data.x_train.shape[2]) if data.x_train.ndim == 5 else 0.0
@@ -165,11 +228,20 @@ def run_probes(
     patch = int(model_cfg["patch_size"])
     datasets = {}  # built once, shared with the baseline
     cache = FeatureCache(cache_dir, cache_tag or prefix)
-    out = _probe_encoder(encoder, cfg, patch, seed, data_root, device, prefix, cache, datasets)
+    scored, rscored = {}, {}
+    out = _probe_encoder(encoder, cfg, patch, seed, data_root, device, prefix, cache, datasets, scored)
     if cfg.get("baseline", False) if baseline is None else baseline:
         rand = random_encoder(model_cfg, seed, device)
         rcache = FeatureCache(cache_dir, f"random-seed{seed}")
         out.update(
-            _probe_encoder(rand, cfg, patch, seed, data_root, device, "probe_random", rcache, datasets)
+            _probe_encoder(
+                rand, cfg, patch, seed, data_root, device, "probe_random", rcache, datasets, rscored
+            )
         )
+        for (name, k), sc in scored.items():
+            task = cfg["tasks"][name]
+            replicates = int(task.get("bootstrap", cfg.get("bootstrap", 0)))
+            if (name, k) in rscored and replicates > 1:
+                w = resample(name, sc.samples, replicates)
+                out[f"{prefix}/{name}/{k}/gap_se"] = paired_standard_error(sc, rscored[(name, k)], w)
     return out

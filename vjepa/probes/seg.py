@@ -5,7 +5,8 @@ Logits are linear in the features and bilinear upsampling is linear with weights
 upsampled logits at a pixel equal the classifier applied to the upsampled features there. Training
 therefore fits logistic regression (full-batch L-BFGS) on the features bilinearly interpolated at
 ``pixels_per_image`` labelled pixels drawn per training image (fixed by the seed): the exact pixel loss
-on upsampled logits, subsampled. Evaluation upsamples the logits of every val image to full resolution.
+on upsampled logits, subsampled (``pixels: balanced`` draws pixels inversely to their class's frequency,
+a class-balanced loss; ``uniform``, the default, draws them uniformly). Evaluation upsamples the logits of every val image to full resolution.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vjepa.probes.bootstrap import miou_per_sample
 from vjepa.probes.datasets import IGNORE
 from vjepa.probes.features import Standardizer
 from vjepa.probes.heads import fit_logistic
@@ -29,19 +31,26 @@ def token_map(tokens: torch.Tensor, grid) -> torch.Tensor:
     return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
 
 
-def sample_pixels(y: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
-    """[N, H, W] labels -> [N, k] flat indices of labelled pixels, uniformly, distinct where possible."""
+def sample_pixels(y: torch.Tensor, k: int, g: torch.Generator, balanced: bool = False) -> torch.Tensor:
+    """[N, H, W] labels -> [N, k] flat indices of labelled pixels, distinct where possible: uniformly, or
+    (``balanced``) with probability inversely proportional to the frequency of the pixel's class over all
+    of ``y``, so that small classes are not drowned by the background in the fitted loss."""
     flat = y.flatten(1)
     out = torch.empty(len(y), k, dtype=torch.long)
+    labelled = flat[flat != IGNORE]
+    freq = torch.bincount(labelled, minlength=int(labelled.max()) + 1 if len(labelled) else 1).double()
+    inverse = torch.where(freq > 0, 1.0 / freq.clamp(min=1), 0.0)
     for i, row in enumerate(flat):
         ok = (row != IGNORE).nonzero().squeeze(1)
         if len(ok) == 0:
             ok = torch.arange(len(row))  # all void: these pixels are skipped by the loss
-        pick = (
-            torch.randperm(len(ok), generator=g)[:k]
-            if len(ok) >= k
-            else torch.randint(len(ok), (k,), generator=g)
-        )
+        if balanced and (row != IGNORE).any():
+            p = inverse[row[ok]]
+            pick = torch.multinomial(p, k, replacement=len(ok) < k, generator=g)
+        elif len(ok) >= k:
+            pick = torch.randperm(len(ok), generator=g)[:k]
+        else:
+            pick = torch.randint(len(ok), (k,), generator=g)
         out[i] = ok[pick]
     return out
 
@@ -75,10 +84,11 @@ def seg_probe(
     feats: dict, grid, y_train, y_val, num_classes: int, cfg: dict, seed: int, device
 ) -> tuple[float, dict]:
     """``feats``: {"train": [N, L, D], "val": [M, L, D]}; labels [N, H, W] with IGNORE for void.
-    Returns (mIoU, {class index: IoU})."""
+    Returns (mIoU, {class index: IoU}, the mIoU recomputable per val image: ``vjepa.probes.bootstrap``)."""
     std = Standardizer(feats["train"].flatten(0, 1))
     size = tuple(y_train.shape[-2:])
-    idx = sample_pixels(y_train, int(cfg["pixels_per_image"]), torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    idx = sample_pixels(y_train, int(cfg["pixels_per_image"]), g, cfg.get("pixels", "uniform") == "balanced")
     xs = []
     for i in range(0, len(y_train), CHUNK):
         fmap = token_map(std(feats["train"][i : i + CHUNK]), grid)
@@ -87,10 +97,16 @@ def seg_probe(
     y = torch.gather(y_train.flatten(1), 1, idx).flatten().to(device)
     lin = fit_logistic(x, y, num_classes, float(cfg["wd"]), int(cfg["iters"]))
 
-    conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    per_image = []
     size = tuple(y_val.shape[-2:])
     for i in range(0, len(y_val), CHUNK):
         logits = lin(std(feats["val"][i : i + CHUNK].to(device)))  # [b, L, C]
         logits = F.interpolate(token_map(logits, grid), size=size, mode="bilinear", align_corners=False)
-        conf += confusion(logits.argmax(1).cpu(), y_val[i : i + CHUNK], num_classes, ignore=IGNORE)
-    return iou_from_confusion(conf)
+        pred = logits.argmax(1).cpu()
+        per_image += [
+            confusion(p, t, num_classes, ignore=IGNORE)
+            for p, t in zip(pred, y_val[i : i + CHUNK], strict=True)
+        ]
+    per_image = torch.stack(per_image)
+    miou, per_class = iou_from_confusion(per_image.sum(0))
+    return miou, per_class, miou_per_sample(per_image)
