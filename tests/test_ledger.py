@@ -51,3 +51,33 @@ def test_ledger_rows_state_each_noise_source_and_the_range():
     assert math.isnan(t.loc["probe/cifar10_attentive/top1", "refit_sd"])
     text = markdown(ledger(_runs()))
     assert "| `probe/shapes_seg/miou` |" in text and "no: random-init gap" in text
+
+
+def test_sensitivity_readme_from_its_files_is_reproducible(tmp_path):
+    import json
+
+    from analysis.sensitivity import candidates_table, readme, timing_table
+
+    for seed, (pre, rnd) in enumerate([(0.30, 0.25), (0.32, 0.26), (0.31, 0.27)]):
+        (tmp_path / f"seed{seed}.json").write_text(
+            json.dumps(
+                {
+                    "probe/cam/miou": pre,
+                    "probe_random/cam/miou": rnd,
+                    "probe/cam/miou/gap_se": 0.001,
+                    "probe/cam/time_s": 10.0,
+                    "probe_random/cam/time_s": 8.0,
+                    "probe/cam/iou/sky": 0.9,  # per-class: not a headline
+                }
+            )
+        )
+    c = candidates_table(sorted(tmp_path.glob("seed*.json")))
+    assert list(c["seed"]) == [0, 1, 2] and set(c["metric"]) == {"miou"}
+    c.to_csv(tmp_path / "dense_candidates.csv", index=False)
+    timing_table({"default": tmp_path / "seed0.json"}).to_csv(tmp_path / "timing.csv", index=False)
+    _runs().assign(code_version="abc1234").to_csv(tmp_path / "default.csv", index=False)
+    text = readme(tmp_path)
+    assert "+0.0500 ±" in text  # the candidate's mean gap over the 3 seeds
+    assert "2 of 3 probe metrics have range (`cifar10_attentive/top1`, `cifar10_knn/top1`)" in text
+    assert "new probes (`probes=default`) | cam | 10 | 8 |" in text
+    assert readme(tmp_path) == text
