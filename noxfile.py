@@ -1,4 +1,6 @@
-"""Sessions: `nox -s demo` (the main job), `nox -s tests`, `nox -s lint`."""
+"""Sessions: `nox -s demo` (the main job), `nox -s tests`, `nox -s lint`, `nox -s report`, `nox -s notebook`."""
+
+from pathlib import Path
 
 import nox
 
@@ -41,6 +43,44 @@ def report(session: nox.Session) -> None:
         )
     session.run(
         "python", "-m", "analysis.report", "--results", "reports/results.csv", "--out", "reports", env=THREADS
+    )
+    if Path("reports/sensitivity/default.csv").exists():
+        session.run("python", "-m", "analysis.sensitivity", "--dir", "reports/sensitivity", env=THREADS)
+
+
+NOTEBOOK = "analysis/notebooks/ablations.ipynb"
+# run in the session's environment: python -c EXECUTE <notebook> <executed copy>
+EXECUTE = """
+import sys
+from pathlib import Path
+
+import nbclient
+import nbformat
+
+source, target = sys.argv[1:]
+nb = nbformat.read(source, as_version=4)
+nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
+Path(target).parent.mkdir(parents=True, exist_ok=True)
+nbformat.write(nb, target)
+print(f"executed {source} -> {target}")
+"""
+
+
+@nox.session
+def notebook(session: nox.Session) -> None:
+    """Execute analysis/notebooks/ablations.ipynb headless (nbclient, no browser) against reports/results.csv
+    (or the results file given: `nox -s notebook -- demo_out/results.csv`) and write the executed copy, tables
+    and figures included, to notebook_out/ablations.ipynb (git-ignored). To work in it instead:
+    `pip install -e '.[notebook]'`, then `jupyter lab analysis/notebooks/ablations.ipynb`."""
+    session.install("-e", ".[notebook]")
+    results = session.posargs[0] if session.posargs else "reports/results.csv"
+    session.run(
+        "python",
+        "-c",
+        EXECUTE,
+        NOTEBOOK,
+        "notebook_out/ablations.ipynb",
+        env={**THREADS, "VJEPA_RESULTS": results},
     )
 
 

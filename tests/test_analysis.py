@@ -592,24 +592,20 @@ def test_plots_are_written_and_deterministic(results, sweeps, tmp_path):
     fig = plots.plot_ablation(s, tmp_path / "a.png")
     plots.plot_ablation(s, tmp_path / "b.png")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
-    ax = fig.axes[0]
-    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == [
-        "24",
-        "48",
-        "96",
-        "192",
-    ]
-    assert ax.get_ylabel() == "shapes_det/ap (fraction)" and "paper: COCO APbox" in fig.axes[-1].get_ylabel()
+    ax = fig.axes[0]  # shapes_det/ap: each width minus the first, 24 (the zero line)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["48", "96", "192"]
+    assert ax.get_title() == "shapes_det/ap\n24: 0.21; random init: 0.055"
+    assert ax.get_ylabel() == "difference from 24\n(fraction; higher is better)"
+    assert "paper: COCO APbox" in fig.axes[-1].get_ylabel()
     assert fig.legends and {t.get_text() for t in fig.legends[0].get_texts()} >= {
-        "mean ± std",
-        "seeds",
-        "paper (right axis)",
+        "beyond seed noise (interval excludes 0)",
+        "seeds (paired differences)",
+        "paper's difference (right axis, from 0)",
     }
     assert b"Software" not in (tmp_path / "a.png").read_bytes()[:200]
     lg = _summary(results, "loss_granularity")
-    bars = plots.plot_ablation(lg)
-    heights = [p.get_height() for p in bars.axes[0].patches]
-    assert heights == pytest.approx([0.12, 0.25])  # bars are the completed runs' means
+    marks = plots.plot_ablation(lg).axes[0].containers[0].lines[0]
+    assert marks.get_ydata() == pytest.approx([0.13])  # token minus block, paired by seed: the mean
     curves = collect_curves([sweeps])
     fig = plots.plot_curves(lg, curves, tmp_path / "c.png")
     plots.plot_curves(lg, curves, tmp_path / "d.png")
@@ -932,8 +928,8 @@ def test_pairs_that_share_a_numerics_id_are_not_flagged(results):
 
 
 def test_directions_forest_plot(results, tmp_path):
-    """One row per (ingredient, metric): our paired change with its 95 % t interval, coloured by the way it
-    goes; deterministic bytes; no figure for a sweep the paper names no direction for."""
+    """One row per (ingredient, metric): our paired change with its 95 % t interval, coloured by its verdict
+    (holds, reversed); deterministic bytes; no figure for a sweep the paper names no direction for."""
     s = _summary(results, "loss_granularity")
     fig = plots.plot_directions(s, tmp_path / "a.png")
     plots.plot_directions(s, tmp_path / "b.png")
@@ -949,7 +945,7 @@ def test_directions_forest_plot(results, tmp_path):
     assert segment[:, 0] == pytest.approx([0.13 - half, 0.13 + half])
     colors = [b.lines[0].get_color() for b in bars]
     assert colors[0] == colors[1] != colors[2]  # the K400 stand-in went the other way
-    assert "paper +3.1 (COCO APbox); n=3" in [t.get_text() for t in ax.texts]
+    assert "paper +3.1 (COCO APbox); n=3; holds" in [t.get_text() for t in ax.texts]
     assert plots.plot_directions(_summary(results, "mask_ratio")) is None
 
 
