@@ -9,8 +9,10 @@
   state | new. Completed and active runs are never launched again.
 * ``scheduler_params(cluster, kind)``: submitit parameters of one run from the ``cluster`` group;
   ``relay_gpus_to_local_jobs`` / ``restore_local_gpus``: local jobs see the GPUs the sweep's process sees.
-* ``launch_device_type``, ``local_slots``, ``measured_rate``: where and how fast the runs of a local or
-  SLURM launch train. Runs already on disk or recorded elsewhere: ``sweeps.existing_runs``.
+* ``launch_device_type``, ``local_slots``, ``measured_rate``, ``timed_rate``: where and how fast the runs of a
+  local or SLURM launch train. Runs already on disk or recorded elsewhere: ``sweeps.existing_runs``.
+* ``detach_local_jobs``, ``live_controllers``, ``run_progress``, ``job_logs``: the local jobs a sweep started,
+  where each run stands, where its logs are (the sweeper's ``LocalMonitor``).
 
 Jobs unpickle references into this package and into the plugin shim ``sweeps/plugins/hydra_plugins`` (Hydra
 only instantiates sweepers from ``hydra_plugins``): ``export_paths()`` puts both on the PYTHONPATH that
@@ -339,8 +341,17 @@ def run_state(run_dir, ask_scheduler: bool = True) -> tuple[str, str]:
     if status["state"] == "completed":
         return "no_metrics", "status.json says completed but metrics.json is missing"
     if status["state"] == "running":
-        detail = f"stopped at step {status.get('step', '?')} without a final status (killed?)"
+        step, ckpt = status.get("step", "?"), status.get("checkpoint_step")
+        resumes = f", last checkpoint at step {ckpt}" if ckpt is not None and ckpt != step else ""
+        detail = f"stopped at step {step}{resumes} without a final status (killed?)"
     return status["state"], detail
+
+
+def resume_step(status: dict | None) -> int:
+    """The step a rerun of the run whose status.json is ``status`` resumes from: its last checkpoint's
+    (status.json's ``step`` is the last logged step while it runs; older runs wrote it at checkpoints only)."""
+    status = status or {}
+    return int(status.get("checkpoint_step", status.get("step")) or 0)
 
 
 # ---- launching -----------------------------------------------------------------------------------------
@@ -354,6 +365,135 @@ def launch_device_type(device, kind: str, gpus_per_node=None) -> str:
     if kind == "slurm":
         return "cuda" if gpus_per_node else "cpu"
     return "cuda" if local_gpus() else "cpu"
+
+
+# ---- local jobs: their processes, progress and logs ---------------------------------------------------
+# Every submitit local job is a controller process (`python -m submitit.local._local`, its pid the job id)
+# that starts the training process and waits for it. submitit starts controllers in the sweep's process
+# group, so a Ctrl-C in the terminal reached them all at once: the controller's KeyboardInterrupt killed its
+# task within a second (SIGINT, then SIGKILL), with no checkpoint. A sweep that stops its runs itself
+# (``detach_local_jobs``) starts each controller in a session of its own and keeps them in LOCAL_CONTROLLERS.
+LOCAL_CONTROLLERS: list = []  # subprocess.Popen of each controller this process started
+
+
+class _NewSessionSubprocess:
+    """``subprocess`` as submitit's ``start_controller`` sees it once detached: Popen in a new session."""
+
+    def __getattr__(self, name):
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args, **kwargs):  # noqa: N802 (the name submitit calls)
+        return subprocess.Popen(*args, start_new_session=True, **kwargs)
+
+
+def detach_local_jobs() -> None:
+    """From now on, submitit local jobs started by this process run in their own session and process group
+    (a terminal's Ctrl-C reaches this process only, which stops them with a checkpoint) and are recorded in
+    ``LOCAL_CONTROLLERS``. Idempotent."""
+    import submitit.local.local as local
+
+    if getattr(local.start_controller, "_vjepa_detached", False):
+        return
+    original = local.start_controller
+
+    def start_controller(*args, **kwargs):
+        process = original(*args, **kwargs)
+        LOCAL_CONTROLLERS.append(process)
+        return process
+
+    start_controller._vjepa_detached = True
+    local.subprocess = _NewSessionSubprocess()
+    local.start_controller = start_controller
+
+
+def live_controllers() -> list:
+    """The local job controllers started here that have not exited."""
+    return [p for p in list(LOCAL_CONTROLLERS) if p.poll() is None]
+
+
+def job_logs(run_dir, submitit_folder) -> tuple[Path, Path] | None:
+    """(stderr, stdout) log files of the scheduler job that job.json names for ``run_dir`` (its first task),
+    in ``submitit_folder`` (the launcher's, with ``%j``); None before a job has written job.json."""
+    from submitit.core.utils import JobPaths
+
+    from vjepa.runfiles import read_json
+
+    path = Path(run_dir) / "job.json"
+    if not submitit_folder or not path.exists():
+        return None
+    try:
+        job_id = str(read_json(path)["job_id"])
+    except (ValueError, KeyError, OSError):
+        return None
+    paths = JobPaths(str(submitit_folder), job_id=job_id, task_id=0)
+    return paths.stderr, paths.stdout
+
+
+def run_progress(run_dir) -> dict:
+    """Where a run stands, for a progress line: state (status.json's, "starting" before it has one), step,
+    steps, loss and samples/s of the last logged step (metrics.jsonl's tail), and the training seconds per
+    step over the last logged window (None before two logged steps of this call's process)."""
+    from vjepa.runfiles import MetricsLog, read_status
+
+    try:
+        status = read_status(run_dir) or {}
+    except (ValueError, OSError):  # being replaced: next time
+        status = {}
+    tail = MetricsLog(Path(run_dir) / "metrics.jsonl").tail(2)
+    out = {"state": status.get("state", "starting"), "step": int(status.get("step") or 0)}
+    out["steps"] = status.get("steps")
+    if tail:
+        last = tail[-1]
+        out.update(step=max(out["step"], int(last["step"])), loss=last.get("loss"))
+        out["samples_per_s"] = last.get("samples_per_s")
+        if len(tail) == 2 and last["step"] > tail[0]["step"]:
+            dt = last.get("wall_time_s", 0) - tail[0].get("wall_time_s", 0)
+            out["s_per_step"] = dt / (last["step"] - tail[0]["step"]) if dt > 0 else None
+        elif last.get("wall_time_s") and last["step"]:
+            out["s_per_step"] = last["wall_time_s"] / last["step"]
+    return out
+
+
+def timed_rate(
+    train_cfg: DictConfig, threads: int | None, warmup: int = 1, steps: int = 3
+) -> tuple[float, int, float]:
+    """(training FLOP/s of one run of ``train_cfg`` here, steps timed, seconds the timing took): the run
+    trained in this process in a temporary directory for ``warmup`` + ``steps`` steps (fewer if the run is
+    shorter), without probes, diagnostics or checkpoints, at ``threads`` torch threads; its rate is the
+    step FLOPs (``vjepa.flops``) over the training time of the steps after the warm-up, as the trainer logs
+    it (data loading included). Raises what the trainer raises (a ``ConfigError`` for missing data)."""
+    import tempfile
+    import time
+
+    import torch
+
+    from vjepa.flops import step_cost
+    from vjepa.runfiles import MetricsLog
+    from vjepa.trainer import Trainer
+
+    t0 = time.perf_counter()
+    total = min(int(train_cfg.steps), warmup + steps)
+    warmup = min(warmup, total - 1)
+    saved_threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="vjepa-timing-") as tmp:
+        cfg = OmegaConf.create(OmegaConf.to_container(train_cfg, resolve=True))
+        with open_dict(cfg):
+            cfg.run_dir = tmp
+            cfg.threads = threads if threads is not None else cfg.get("threads")
+            cfg.progress = False
+            cfg.log_every = 1
+            cfg.ckpt_every = int(cfg.steps) + 1  # a run shorter than the timing completes: one checkpoint
+            cfg.probes = None
+            if cfg.get("diagnostics") is not None:
+                cfg.diagnostics.batch_size = 0
+        try:
+            Trainer(cfg).run(stop_after=total)
+        finally:
+            torch.set_num_threads(saved_threads)
+        log = {r["step"]: r["wall_time_s"] for r in MetricsLog(Path(tmp) / "metrics.jsonl").read()}
+    per_step = (log[total] - log.get(warmup, 0.0)) / (total - warmup)
+    return step_cost(train_cfg).flops / per_step, total - warmup, time.perf_counter() - t0
 
 
 # ---- schedulers ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Sweeps without a scheduler: launcher choice, grids, run-directory names, dry run, summary.
+"""Sweeps without a scheduler: launcher choice, grids, run-directory names, dry run, summary, console, stop.
 
 The SLURM runs of sweeps are in test_sweeps_slurm.py; preemption in test_preemption.py.
 """
@@ -7,9 +7,11 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -706,3 +708,305 @@ def test_dry_run_power_without_a_recorded_spread_says_so_and_reads_own_runs(tmp_
     assert int(line[3]) == k
     assert float(line[7]) == pytest.approx(k * 2 * 1e12 / rate / 3600, rel=1e-2)  # CPU-h
     assert "median of 1 run(s) of this sweep completed here on CPU" in lines[-1]
+
+
+# ---- the console of a local sweep, and its stop ----------------------------------------------------------
+def _alive(pid) -> bool:
+    """Whether process ``pid`` runs (a zombie, already dead, does not)."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Live processes whose command line names ``text`` (a sweep's job folder is in its jobs' command lines)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes() and _alive(proc.name):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _tiny_width_command(*args):
+    """predictor_width's two points 16 and 32 at seed 0 on the test-sized tiny model, local jobs of 1 thread."""
+    from tests.conftest import TINY_TEST
+
+    small = [o for o in TINY_TEST if not o.startswith("predictor.width")]
+    common = ["seed=0", "probes=none", "threads=1", "hydra/launcher=submitit_local", "predictor.width=16,32"]
+    return [
+        sys.executable,
+        str(ROOT / "sweeps" / "predictor_width.py"),
+        "preset=tiny",
+        *small,
+        *common,
+        *args,
+    ]
+
+
+def test_sigterm_to_a_local_sweep_checkpoints_every_run_leaves_no_process_and_the_same_command_resumes(
+    tmp_path,
+):
+    """SIGTERM to the sweep's process once both runs have logged a step, mid-training: every run writes a
+    checkpoint and exits as interrupted, the sweep exits 75 once they have, and no process of the sweep is
+    left (its jobs' controllers and trainers, by the pids job.json and status.json record, and any process
+    naming its job folder). The same command resumes both from their checkpoints to completed, its console
+    showing each run's progress (step and loss)."""
+    from sweeps.common import job_logs
+
+    cmd = _tiny_width_command("steps=200", "log_every=5", "ckpt_every=5")
+    env = {**os.environ, "VJEPA_SWEEPS_OUT": str(tmp_path), "VJEPA_SWEEP_PROGRESS_S": "0"}
+    runs = tmp_path / "predictor_width" / "preset=tiny"
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            steps = [json.loads(path.read_text()).get("step", 0) for path in runs.glob("*/status.json")]
+            if len(steps) == 2 and min(steps) > 0:
+                break
+            assert driver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(timeout=120) == 75, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    first = log.read_text()
+    assert "SIGTERM: stopping" in first and "2 interrupted" in first, first[-3000:]
+    dirs = sorted(r.parent for r in runs.glob("*/status.json"))
+    assert len(dirs) == 2
+    stopped_at = {}
+    for run in dirs:
+        status = json.loads((run / "status.json").read_text())
+        job = json.loads((run / "job.json").read_text())
+        assert status["state"] == "interrupted", status
+        assert 0 < status["step"] < 200 and status["checkpoint_step"] == status["step"]
+        assert _checkpoint_step(run) == status["step"]  # the checkpoint of the step it stopped at
+        # the training process (status.json, job.json) and its job's controller (the local job id)
+        for pid in (status["pid"], job["pid"], job["job_id"]):
+            assert not _alive(pid), f"{run.name}: process {pid} survived the stop"
+        stopped_at[run] = status["step"]
+    assert _processes_naming(str(runs / ".submitit")) == []
+
+    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "2 completed, 0 skipped, 0 adopted, 0 failed" in again.stdout
+    for run, step in stopped_at.items():
+        assert json.loads((run / "status.json").read_text())["state"] == "completed"
+        err, _ = job_logs(run, runs / ".submitit" / "%j")  # the log of the job that resumed it
+        assert f"resuming {run} from step {step}" in err.read_text()
+        assert f"{run.name}: {err.relative_to(tmp_path)}" in again.stdout  # the summary names it
+    # the console: per-run progress lines with step and loss, while they trained
+    progress = re.findall(
+        r"^\[sweep\] #(\d) \S+: step (\d+)/200 \(\d+%\), loss (\d\.\d{4})", again.stdout, re.M
+    )
+    assert {idx for idx, _, _ in progress} == {"0", "1"}, again.stdout[-3000:]
+    assert any(0 < int(step) < 200 for _, step, _ in progress)
+
+
+def _checkpoint_step(run_dir) -> int:
+    from vjepa.runfiles import load_checkpoint
+
+    return int(load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")["step"])
+
+
+def test_status_json_carries_the_last_logged_step_and_the_checkpoint_a_rerun_resumes_from(compose_cfg):
+    """status.json follows metrics.jsonl at every log step, not only at checkpoints (the console and collect
+    read it), and names the checkpoint a rerun resumes from."""
+    from tests.conftest import TINY_TEST
+    from vjepa.runfiles import MetricsLog, read_status
+    from vjepa.trainer import Trainer
+
+    cfg = compose_cfg(*TINY_TEST, "steps=9", "log_every=2", "ckpt_every=4")
+    trainer = Trainer(cfg)
+    seen = []
+    original = trainer.train_step
+
+    def train_step(step, batch, **kw):  # before each step: what a reader of the run directory sees now
+        status = read_status(cfg.run_dir)
+        logged = [r["step"] for r in MetricsLog(Path(cfg.run_dir) / "metrics.jsonl").read()]
+        seen.append((step, status["step"], status["checkpoint_step"], logged[-1] if logged else 0))
+        return original(step, batch, **kw)
+
+    trainer.train_step = train_step
+    trainer.run()
+    # (step about to run, status step, status checkpoint_step, last logged step)
+    assert seen == [
+        (0, 0, 0, 0),
+        (1, 0, 0, 0),
+        (2, 2, 0, 2),
+        (3, 2, 0, 2),
+        (4, 4, 4, 4),
+        (5, 4, 4, 4),
+        (6, 6, 4, 6),
+        (7, 6, 4, 6),
+        (8, 8, 8, 8),
+    ]
+    status = read_status(cfg.run_dir)
+    assert status["state"] == "completed" and status["step"] == status["checkpoint_step"] == 9
+
+
+def test_sigterm_checkpoints_and_stops_a_run_without_handing_over_to_the_previous_handler(compose_cfg):
+    """Under submitit SIGTERM was "bypassed" (logged, ignored): a stopped local sweep left its trainers
+    running. Now SIGTERM stops a run as the preemption signal does (checkpoint at the step boundary,
+    status interrupted) but is not handed over (submitit's preemption handler would requeue the job); the
+    previous handlers are back afterwards, and the run resumes from that checkpoint."""
+    import signal as sig
+
+    from tests.conftest import TINY_TEST
+    from vjepa.preemption import stop_on_signal
+    from vjepa.runfiles import read_status
+    from vjepa.trainer import Interrupted, Trainer, train
+
+    cfg = compose_cfg(*TINY_TEST, "steps=6", "log_every=1", "ckpt_every=100")
+    calls = []
+    handlers = {s: (lambda signum, frame, s=s: calls.append(s)) for s in (sig.SIGTERM, sig.SIGUSR2)}
+    old = {s: sig.signal(s, h) for s, h in handlers.items()}  # stand in for submitit's bypass and requeue
+    try:
+        trainer = Trainer(cfg)
+        original = trainer.train_step
+
+        def train_step(step, batch, **kw):
+            if step == 1:
+                os.kill(os.getpid(), sig.SIGTERM)
+            return original(step, batch, **kw)
+
+        trainer.train_step = train_step
+        with pytest.raises(Interrupted), stop_on_signal(trainer.request_stop):
+            trainer.run()
+        assert calls == []  # neither bypassed nor handed over to a requeue
+        assert {s: sig.getsignal(s) for s in handlers} == handlers
+        status = read_status(cfg.run_dir)
+        assert status["state"] == "interrupted" and status["step"] == status["checkpoint_step"] == 2
+        assert _checkpoint_step(cfg.run_dir) == 2
+    finally:
+        for s, h in old.items():
+            sig.signal(s, h)
+    assert train(cfg)["steps"] == 6  # resumes from that checkpoint
+
+
+def test_dry_run_without_a_completed_run_times_a_few_steps_for_its_estimate(tmp_path):
+    """No run of the sweep completed here: the dry run trains the first launch for a few steps in a
+    temporary directory, says so and how long it took, and estimates the wall time from them; it writes
+    nothing in the sweep's folder."""
+    cmd = _tiny_width_command("steps=50", "dry_run=true")
+    env = {**os.environ, "VJEPA_SWEEPS_OUT": str(tmp_path)}
+    res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = re.search(
+        r"estimated wall time here: ([\d.e-]+) h, 2 at a time .* (\S+)FLOP/s per run: timed from 3 step\(s\), after "
+        r"1 warm-up, of (\S+) in this process at 1 thread\(s\) on (cpu|cuda), alone: the timing took ([\d.]+) s",
+        res.stdout,
+    )
+    assert m, res.stdout[-3000:]
+    assert "predictor.width=16," in m[3] and float(m[5]) < 60
+    # both runs at the timed rate, side by side: the longer one's FLOPs over that rate
+    rows = [ln.split() for ln in res.stdout.splitlines() if ln.startswith("  launch")]
+    scale = {"G": 1e9, "T": 1e12, "M": 1e6, "P": 1e15}
+
+    def number(text):
+        return float(text[:-1]) * scale[text[-1]] if text[-1] in scale else float(text)
+
+    longest = max(number(r[4]) for r in rows)
+    assert float(m[1]) * 3600 == pytest.approx(longest / number(m[2]), rel=0.02)
+    assert list(tmp_path.rglob("*")) == []  # nothing written in the sweep's output folder
+
+
+def test_a_run_records_the_probes_it_skipped_and_the_sweep_summary_names_them(
+    compose_cfg, monkeypatch, capsys
+):
+    """A probe task without data is skipped (probes.missing_data=skip), which only a job's log said: the run
+    records it in metrics.json (probe/skipped) and the sweep's summary names the task and the runs."""
+    import vjepa.probes
+    from tests.conftest import TINY_TEST
+    from vjepa.runfiles import read_json
+    from vjepa.trainer import train
+
+    def run_probes(encoder, probes_cfg, *args, **kwargs):  # shapes_det's data missing: nothing for it
+        tasks = [t for t in probes_cfg.tasks if t != "shapes_det"]
+        return {f"probe/{t}/{k}": 0.5 for t in tasks for k in ("top1", "time_s")}
+
+    monkeypatch.setattr(vjepa.probes, "run_probes", run_probes)
+    cfg = compose_cfg(*[o for o in TINY_TEST if o != "probes=none"], "steps=1", "probes=fast")
+    final = train(cfg)
+    assert final["probe/skipped"] == ["shapes_det"]
+    assert read_json(Path(cfg.run_dir) / "metrics.json")["probe/skipped"] == ["shapes_det"]
+
+    done = Point([], Path(cfg.run_dir), "completed")
+    clean = Point([], Path(cfg.run_dir).parent / "clean", "new")
+    write_status(clean.run_dir, "completed")
+    write_json(clean.run_dir / "metrics.json", {"probe/shapes_seg/miou": 0.5})
+    assert _sweeper(Path(cfg.run_dir).parent)._summarise([done, clean], {}) == 0
+    out = capsys.readouterr().out
+    assert "probes skipped for want of data" in out and "shapes_det, in 1 run(s):" in out
+    assert f"\n  {cfg.run_dir}\n" in out and str(clean.run_dir) not in out
+
+
+def test_progress_lines_follow_each_runs_log_throttled_off_a_terminal_and_live_on_one(tmp_path):
+    """The monitor's view of two runs from their run directories: off a terminal a line per run when its
+    logged step has changed (and ``every_s`` has passed), with step, loss, samples/s and ETA, and one when it
+    ends; on a terminal one live line per run, redrawn in place."""
+    import io
+
+    from sweeps.sweeper import LocalMonitor
+    from vjepa.runfiles import MetricsLog
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    runs = [Point([], tmp_path / name, "new") for name in ("a", "b")]
+    for run in runs:
+        write_status(run.run_dir, "running", step=0, steps=100, checkpoint_step=0)
+
+    def log(run, step, loss, state="running"):
+        MetricsLog(run.run_dir / "metrics.jsonl").append(
+            {"step": step, "loss": loss, "samples_per_s": 80.0, "wall_time_s": step * 0.5}
+        )
+        write_status(run.run_dir, state, step=step, steps=100, checkpoint_step=0)
+
+    plain = io.StringIO()
+    monitor = LocalMonitor(every_s=0, stream=plain)
+    for i, run in enumerate(runs):
+        monitor.started(i, run)
+    monitor.refresh()
+    assert plain.getvalue() == ""  # nothing logged yet
+    log(runs[0], 10, 0.5)
+    log(runs[0], 20, 0.4)
+    monitor.refresh()
+    monitor.refresh()  # unchanged: no second line
+    assert plain.getvalue().splitlines() == [
+        "[sweep] #0 a: step 20/100 (20%), loss 0.4000, 80 samples/s, ETA 40s"
+    ]
+    log(runs[1], 100, 0.3, state="completed")
+    monitor.refresh()
+    assert (
+        plain.getvalue().splitlines()[-1]
+        == "[sweep] #1 b: completed, step 100/100 (100%), loss 0.3000, 80 samples/s"
+    )
+    assert list(monitor.runs) == [runs[0].run_dir]  # an ended run leaves the display
+
+    slow = LocalMonitor(every_s=3600, stream=io.StringIO())
+    slow.started(0, runs[0])
+    slow.refresh()
+    log(runs[0], 30, 0.35)
+    slow.refresh()
+    assert len(slow.stream.getvalue().splitlines()) == 1  # throttled: at most a line per run per hour
+
+    terminal = Terminal()
+    live = LocalMonitor(stream=terminal)
+    assert live.tty
+    live.started(0, runs[0])
+    live.refresh()
+    log(runs[0], 40, 0.3)
+    live.refresh()
+    text = terminal.getvalue()
+    assert text.count("\x1b[1F\x1b[J") == 1  # the second drawing replaced the first
+    assert text.endswith("[sweep] #0 step 40/100 (40%), loss 0.3000, 80 samples/s, ETA 30s  a\n")

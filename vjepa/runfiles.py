@@ -4,7 +4,9 @@ Layout of a run directory::
 
     config.yaml        resolved configuration (written once; a restart must match it)
     overrides.yaml     the command-line overrides that named the run
-    status.json        {"state": running|interrupted|completed|failed, "step", "updated", "traceback"?, ...}
+    status.json        {"state": running|interrupted|completed|failed, "step", "checkpoint_step", "updated",
+                       "traceback"?, ...}: while running, "step" is the last logged step (rewritten at every
+                       log step) and "checkpoint_step" the step a rerun resumes from
     metrics.jsonl      one JSON object per logged step
     metrics.json       final metrics (written when the run completes)
     checkpoints/last.pt  latest checkpoint (tensors and plain types only: loads with weights_only=True)
@@ -151,6 +153,30 @@ class MetricsLog:
 
     def read(self) -> list[dict]:
         return [record for _, record in self._lines()]
+
+    def tail(self, n: int = 2, max_bytes: int = 1 << 16) -> list[dict]:
+        """The last ``n`` complete records (fewer if the file holds fewer), reading at most the last
+        ``max_bytes`` of the file: what a progress display polls while the run appends. A torn or unreadable
+        line is left out (the file is being written; ``read`` is the check)."""
+        try:
+            with open(self.path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                start = max(0, size - max_bytes)
+                f.seek(start)
+                chunk = f.read(size - start)
+        except OSError:
+            return []
+        lines = chunk.decode(errors="replace").split("\n")
+        lines = lines[1 if start else 0 : -1]  # a line cut by the window's start; the unfinished last one
+        out = []
+        for line in reversed(lines):
+            if len(out) == n:
+                break
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out[::-1]
 
     def _lines(self) -> list[tuple[str, dict]]:
         """(line, record) of every complete line; a torn final line is left out."""

@@ -388,7 +388,7 @@ class Trainer:
         try:
             self._build()
             start, wall, window = self._resume()
-            self._status("running", step=start, steps=self.cfg.steps)
+            self._status("running", step=start, steps=self.cfg.steps, checkpoint_step=start)
             final = self._loop(start, wall, stop_after, window)
         except (Interrupted, KeyboardInterrupt) as exc:
             # step: where a rerun resumes (a Ctrl-C mid-window leaves steps after the last checkpoint)
@@ -397,6 +397,7 @@ class Trainer:
                 error=f"{type(exc).__name__}: {exc}",
                 step=self.checkpoint_step,
                 steps=self.cfg.steps,
+                checkpoint_step=self.checkpoint_step,
             )
             raise
         except BaseException as exc:
@@ -539,6 +540,8 @@ class Trainer:
                     if self.held is not None:
                         rec.update(self._diagnostics())
                     self.metrics.append(rec)
+                if not saves:  # status.json follows the log (a checkpoint step writes it below)
+                    self._status("running", step=done, steps=cfg.steps, checkpoint_step=self.checkpoint_step)
                 window, timed_samples = [], 0
                 t_last = t_window = time.perf_counter()  # diagnostics time not counted
             if saves:
@@ -547,7 +550,7 @@ class Trainer:
                 t_last = now
                 self._save(done, wall, window)
                 self.checkpoint_step = done
-                self._status("running", step=done, steps=cfg.steps)
+                self._status("running", step=done, steps=cfg.steps, checkpoint_step=done)
             if stop:
                 if bar:
                     bar.close()
@@ -563,11 +566,15 @@ class Trainer:
             write_json(self.run_dir / "metrics.json", final)  # pretraining numbers survive a probe failure
             probes_cfg = cfg.get("probes")
             if probes_cfg is not None and probes_cfg.get("tasks"):
-                final.update(self._probe(probes_cfg))
+                results = self._probe(probes_cfg)
+                final.update(results)
                 final["probe/step"] = cfg.steps
+                skipped = skipped_probes(probes_cfg, results)
+                if skipped:  # tasks without data (probes.missing_data=skip): the sweep's summary names them
+                    final["probe/skipped"] = skipped
                 final.update(probe_numerics(final, self.device))
                 write_json(self.run_dir / "metrics.json", final)
-        self._status("completed", step=cfg.steps, steps=cfg.steps)
+        self._status("completed", step=cfg.steps, steps=cfg.steps, checkpoint_step=cfg.steps)
         return final
 
     def _probe(self, probes_cfg) -> dict[str, float]:
@@ -646,6 +653,12 @@ class Trainer:
                 values = [r[key] for r in tail if key in r]
                 final[f"{key}_final" if key.startswith("loss_") else key] = sum(values) / len(values)
         return final
+
+
+def skipped_probes(probes_cfg, results: dict) -> list[str]:
+    """The probe tasks of ``probes_cfg`` that ``results`` (``run_probes``) has no numbers for: those skipped
+    for want of data (every task that ran records ``probe/<task>/time_s``)."""
+    return [name for name in probes_cfg.get("tasks") or {} if f"probe/{name}/time_s" not in results]
 
 
 def probe_numerics(results: dict, device) -> dict[str, str | None]:
