@@ -18,7 +18,11 @@ For a set of completed runs (one sweep group, or one variant's seeds) and each p
 * ``pooled_se``: the error of the gap counting both the seeds and the shared evaluation set,
   sqrt(gap_se^2 + eval_gap_se^2) (the bootstrap error is not divided by the seeds: every seed is scored on
   the same samples, so that error does not average out), and ``z`` = gap / pooled_se;
-* ``range``: ``probe_range``'s verdict (yes / no / unknown) and its reason.
+* ``range``: ``probe_range``'s verdict (yes / no / unknown) and its reason;
+* ``mde``: the minimum detectable effect of a comparison of two variants at the runs' number of seeds,
+  paired, two-sided at 5 %, 80 % power (``vjepa.power``), from the sd of a paired difference these runs
+  give (``vjepa.power.difference_spread``: same-seed differences between variants where there are
+  several, else sqrt(2) x the seed spread).
 
 ``python -m analysis.ledger RESULTS.csv [--sweep S] [--variant V] [--label L] ...`` prints the ledger as
 markdown (several results files: one ledger each, e.g. the same runs under two probe sets).
@@ -36,11 +40,12 @@ import pandas as pd
 
 from analysis.ablations import PROBE_METADATA
 from analysis.ranges import probe_range
+from vjepa.power import difference_spread, minimum_detectable_effect
 
 SCORE = re.compile(r"probe/[^/]+/[^/]+")
 DETERMINISTIC = ("linear", "knn")  # heads whose fit has no seed
 COLUMNS = (
-    "metric pretrained random gap gap_se seed_sd eval_se eval_gap_se refit_sd pooled_se z n range reason"
+    "metric pretrained random gap gap_se seed_sd eval_se eval_gap_se refit_sd pooled_se z n range reason mde"
 ).split()
 
 
@@ -82,9 +87,12 @@ def _refit(runs: pd.DataFrame, metric: str) -> float | str:
 def ledger(runs: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """One row per probe metric of the completed ``runs`` (see the module)."""
     done = runs[runs["status"] == "completed"]
+    seeds = done["seed"].nunique()
     rows = []
     for metric in metrics or score_metrics(done):
         r = probe_range(done, metric)
+        spread = difference_spread(done, metric)
+        mde = minimum_detectable_effect(spread.sd, seeds) if spread is not None else math.nan
         eval_gap_se = _mean(done, f"{metric}/gap_se")
         pooled = math.hypot(r["se"], eval_gap_se) if math.isfinite(eval_gap_se) else r["se"]
         rows.append(
@@ -103,6 +111,7 @@ def ledger(runs: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame
                 "n": r["n"],
                 "range": {True: "yes", False: "no", None: "unknown"}[r["has_range"]],
                 "reason": r["reason"],
+                "mde": mde,
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -121,16 +130,17 @@ def _cell(x, digits: int = 3) -> str:
 def markdown(table: pd.DataFrame) -> str:
     head = (
         "| probe metric | pretrained | random init | gap (paired by seed) | seed spread (sd) | "
-        "eval sampling (se) | eval sampling of the gap (se) | refit spread (sd) | gap / pooled se | range |"
+        "eval sampling (se) | eval sampling of the gap (se) | refit spread (sd) | gap / pooled se | "
+        "minimum detectable effect | range |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in table.itertuples(index=False):
         gap = f"{_cell(r.gap)} ± {_cell(r.gap_se)} (n={r.n})" if math.isfinite(r.gap) else ""
         z = f"{r.z:.1f}" if math.isfinite(r.z) else ""
         rng = r.range if r.range == "yes" else f"{r.range}: {r.reason}"
         lines.append(
             f"| `{r.metric}` | {_cell(r.pretrained)} | {_cell(r.random)} | {gap} | {_cell(r.seed_sd)} | "
-            f"{_cell(r.eval_se)} | {_cell(r.eval_gap_se)} | {_cell(r.refit_sd)} | {z} | {rng} |"
+            f"{_cell(r.eval_se)} | {_cell(r.eval_gap_se)} | {_cell(r.refit_sd)} | {z} | {_cell(r.mde)} | {rng} |"
         )
     return "\n".join(lines)
 

@@ -92,8 +92,10 @@ LEDGER_INTRO = (
     "Noise ledger (`analysis/ledger.py`): per probe metric, the random-init gap paired by seed beside each "
     "source of noise: the spread over pretraining seeds (within a variant), the evaluation-sampling error "
     "(bootstrap over the evaluation samples, and of the gap on the same samples), the spread of the probe's "
-    "own refits where it was measured ('fixed': a deterministic fit), and the gap in units of its pooled "
-    "standard error. Runs probed before these errors were recorded leave their columns empty.\n"
+    "own refits where it was measured ('fixed': a deterministic fit), the gap in units of its pooled "
+    "standard error, and the minimum detectable effect: the smallest difference between two variants that "
+    "this group's seeds detect, paired by seed, two-sided at 5 %, with 80 % power (`vjepa.power`). Runs "
+    "probed before these errors were recorded leave their columns empty.\n"
 )
 
 
