@@ -215,7 +215,9 @@ def readme(folder: Path) -> str:
             "## Time of the probe set per run",
             "",
             "One run (seed 0) probed with each set as shipped (no refits), the random-init encoder beside it, "
-            f"one process with two threads on the 2-core machine, one set after the other. In all: {said}.",
+            "one process with two threads on the 2-core machine, one set after the other; a task's time "
+            "includes building its data and extracting its features where it is the first to need them "
+            f"(CIFAR-10's 60,000 images: k-NN's row). In all: {said}.",
             "",
             _times(t),
             "",
