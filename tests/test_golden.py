@@ -168,15 +168,16 @@ def _runs(*rows) -> pd.DataFrame:
     return pd.DataFrame([{**base, "run_id": f"s/{i}", **r} for i, r in enumerate(rows)])
 
 
+def _two_seeds(key: str, common: str, odd: str) -> pd.DataFrame:
+    """Variants a and b at seeds 0 and 1, all with ``key`` = ``common`` but b at seed 0 (``odd``)."""
+    cells = [("a", 0, common), ("b", 0, odd), ("a", 1, common), ("b", 1, common)]
+    return _runs(*({"variant": v, "seed": s, key: value} for v, s, value in cells))
+
+
 def test_different_numerics_ids_cross_the_same_do_not():
     from analysis.numerics import crossing_pairs, numerics_note
 
-    crossing = _runs(
-        {"variant": "a", "seed": 0, "numerics": "111111111111"},
-        {"variant": "b", "seed": 0, "numerics": "222222222222"},
-        {"variant": "a", "seed": 1, "numerics": "111111111111"},
-        {"variant": "b", "seed": 1, "numerics": "111111111111"},
-    )
+    crossing = _two_seeds("numerics", "111111111111", "222222222222")
     assert crossing_pairs(crossing, "a", "b") == [0]
     note = numerics_note(crossing)
     assert note and "111111111111" in note and "222222222222" in note and "seed 0 mixes" in note
@@ -190,12 +191,7 @@ def test_different_numerics_ids_cross_the_same_do_not():
 def test_unrecorded_numerics_go_by_code_version():
     from analysis.numerics import crossing_pairs, numerics_by_group, numerics_note
 
-    runs = _runs(
-        {"variant": "a", "seed": 0, "code_version": "4d8dd59"},
-        {"variant": "b", "seed": 0, "code_version": "ea27e23"},
-        {"variant": "a", "seed": 1, "code_version": "4d8dd59"},
-        {"variant": "b", "seed": 1, "code_version": "4d8dd59"},
-    )
+    runs = _two_seeds("code_version", "4d8dd59", "ea27e23")
     assert crossing_pairs(runs, "a", "b") == [0]
     assert numerics_note(runs) == (
         "runs of 2 code versions with unrecorded numerics (4d8dd59, ea27e23): pairs across them may differ "

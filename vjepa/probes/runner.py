@@ -119,13 +119,10 @@ def _run_task(name: str, task: dict, data, feats: dict, grid, seed: int, device)
     return metrics, scored
 
 
+@functools.lru_cache(maxsize=4)
 def resample(name: str, m: int, replicates: int) -> torch.Tensor:
-    """Bootstrap weights of a task's m val samples: the same for every encoder and run (a paired bootstrap)."""
-    return _resample(name, m, replicates)
-
-
-@functools.lru_cache(maxsize=8)
-def _resample(name: str, m: int, replicates: int) -> torch.Tensor:
+    """Bootstrap weights of a task's m val samples: the same for every encoder and run (a paired bootstrap).
+    Cached: the pretrained encoder, the random-init one and their paired gap read the same weights."""
     return bootstrap_weights(m, replicates, task_seed(0, f"bootstrap/{name}"))
 
 
