@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import TINY_TEST
 from vjepa import golden
-from vjepa.golden import GOLDEN_FILE, compare, numerics_id, platform
+from vjepa.golden import GOLDEN_FILE, compare, golden_file, numerics_id, platform
 
 
 @pytest.fixture(scope="module")
@@ -38,27 +38,41 @@ def _perturbed() -> tuple[dict, str, float, float]:
 
 
 def test_golden_run_matches_committed_file(golden_runs):
+    """The golden file of this platform (the reference or the platform's own), bit for bit."""
     record, _ = golden_runs
-    committed = _committed()
-    diffs = compare(committed, record)
+    path = golden_file()
+    committed = json.loads(path.read_text())
+    assert golden.stale_reference(committed) is None
+    recorded = {**record, "runs": {k: v for k, v in record["runs"].items() if k in committed["runs"]}}
+    diffs = compare(committed, recorded)
     if (
         diffs
         and committed.get("platform") != platform("cpu")
         and os.environ.get("VJEPA_REQUIRE_GOLDEN") != "1"
     ):
-        pytest.skip(golden.describe(diffs, GOLDEN_FILE, committed.get("platform")))
-    assert not diffs, golden.describe(diffs, GOLDEN_FILE, committed.get("platform"))
-    # bit for bit: the file --write would write now is the committed one, so is its id
-    assert golden.canonical_json(record) == GOLDEN_FILE.read_text()
+        pytest.skip(golden.describe(diffs, path, committed.get("platform")))
+    assert not diffs, golden.describe(diffs, path, committed.get("platform"))
+    # bit for bit: the file --write would write now is the committed one (a platform's names the reference)
+    if path != GOLDEN_FILE:
+        recorded["reference"] = numerics_id()
+    assert golden.canonical_json(recorded) == path.read_text()
 
 
 def test_golden_file_is_package_data_and_names_the_numerics():
     assert numerics_id() == __import__("hashlib").sha256(GOLDEN_FILE.read_bytes()).hexdigest()[:12]
     assert GOLDEN_FILE.read_text() == golden.canonical_json(_committed())  # canonical as written
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    assert '"golden/*.json"' in pyproject
+    assert '"golden/*.json"' in pyproject and '"golden/platforms/*.json"' in pyproject
     record = _committed()
-    assert set(record["runs"]) == set(golden.RUNS)
+    assert set(record["runs"]) <= set(golden.RUNS) and {"tiny", "recipe_vjepa21"} <= set(record["runs"])
+    # every platform's own file: all the runs, written beside the reference's numerics, canonical
+    own = sorted(golden.PLATFORM_DIR.glob("*.json"))
+    assert own, "no platform file: the check bites on the reference's platform only"
+    for path in own:
+        other = json.loads(path.read_text())
+        assert set(other["runs"]) == set(golden.RUNS) and other["reference"] == numerics_id()
+        assert golden.platform_file(other["platform"]) == path and path.read_text() == golden.canonical_json(other)
+        assert other["runs"]["block"]["overrides"][-2:] == ["loss=block", "probes=none"]
     tiny = record["runs"]["tiny"]
     assert tiny["probes_config"] == "fast" and any(k.startswith("probe features") for k in tiny["sha256"])
     assert [s["step"] for s in tiny["steps"]] == [1, 2, 3, 4, 5, 6]
@@ -90,14 +104,38 @@ def test_a_float_changed_in_its_last_digit_is_reported(tmp_path):
     assert compare(extra, json.loads(json.dumps(extra))) == []
 
 
+def test_golden_file_is_the_platforms_own_and_check_trains_the_runs_it_records(monkeypatch, tmp_path, capsys):
+    here = json.loads(next(golden.PLATFORM_DIR.glob("*.json")).read_text())["platform"]
+    assert golden_file(here) == golden.platform_file(here)
+    assert golden_file(_committed()["platform"]) == GOLDEN_FILE
+    assert golden_file("cpu riscv64 RVV, torch 9.9") == GOLDEN_FILE  # no file of its own
+    # a file written before a run was added: only its runs are trained and compared, the rest named
+    trained = []
+    monkeypatch.setattr(
+        golden, "golden_record", lambda workdir=None, names=None: trained.append(names) or _committed()
+    )
+    golden.main(["--check", "--file", str(GOLDEN_FILE)])
+    out = capsys.readouterr().out
+    assert trained == [list(_committed()["runs"])] and "bit for bit" in out
+    if "block" not in _committed()["runs"]:
+        assert "records no block run" in out
+    # a platform file written beside another reference is refused, naming both ids
+    stale = tmp_path / "stale.json"
+    stale.write_text(golden.canonical_json({**_committed(), "reference": "0123456789ab"}))
+    with pytest.raises(SystemExit) as exc:
+        golden.main(["--check", "--file", str(stale)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and "0123456789ab" in err and numerics_id() in err
+
+
 def test_check_command_exits_1_naming_the_first_difference(monkeypatch, capsys):
-    monkeypatch.setattr(golden, "golden_record", lambda workdir=None: _committed())
-    golden.main(["--check"])  # no exit: a match
+    monkeypatch.setattr(golden, "golden_record", lambda workdir=None, names=None: _committed())
+    golden.main(["--check", "--file", str(GOLDEN_FILE)])  # no exit: a match
     assert "bit for bit" in capsys.readouterr().out
     record, key, before, after = _perturbed()
-    monkeypatch.setattr(golden, "golden_record", lambda workdir=None: record)
+    monkeypatch.setattr(golden, "golden_record", lambda workdir=None, names=None: record)
     with pytest.raises(SystemExit) as exc:
-        golden.main(["--check"])
+        golden.main(["--check", "--file", str(GOLDEN_FILE)])
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert key in err and repr(before) in err and repr(after) in err

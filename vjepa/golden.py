@@ -3,11 +3,11 @@
     python -m vjepa.golden [--check]   # train it again and compare with vjepa/golden/tiny.json, bit for bit
     python -m vjepa.golden --write     # regenerate the file (only when a change of numerics is intended)
 
-Two short runs of the tiny preset on the embedded generated data (``data=synthetic``, joint image + video
+Short runs of the tiny preset on the embedded generated data (``data=synthetic``, joint image + video
 batches, so both paths are covered), on CPU in fp32 with one thread, logging every step: the preset as
-shipped, then probed with ``probes=fast`` (generated data only), and the published V-JEPA 2.1 recipe
-(``recipe=vjepa21``: RoPE, deep supervision, modality embeddings, the V-JEPA 2.1 masks, the warmed-up
-context loss), not probed. The file records, as canonical JSON with every float written exactly (``repr``):
+shipped (dense token loss), then probed with ``probes=fast`` (generated data only); the published V-JEPA 2.1
+recipe (``recipe=vjepa21``: RoPE, deep supervision, modality embeddings, the V-JEPA 2.1 masks, the warmed-up
+context loss), not probed; and the block-level loss (``loss=block``), not probed. The file records, as canonical JSON with every float written exactly (``repr``):
 
 * each logged step's numbers (losses per modality, lr, EMA momentum, context weight, mask ratios, feature
   statistics and the collapse diagnostics), without wall times, rates and token counts;
@@ -15,18 +15,23 @@ context loss), not probed. The file records, as canonical JSON with every float 
 * sha256 digests of the final weights of each network and of the features each probe task read (its data
   and the extraction), which the probe scores of sets this small reflect only coarsely.
 
-``numerics_id()`` is the first 12 hex digits of the sha256 of the committed file's bytes: any change of the
-numbers forces a new golden file (the test suite runs the check), hence a new id. The trainer records it in
+``numerics_id()`` is the first 12 hex digits of the sha256 of the reference file's bytes
+(``golden/tiny.json``): any change of the numbers forces a new golden file (the test suite runs the check),
+hence a new id. The trainer records it in
 ``status.json`` and ``metrics.json`` as ``numerics`` and the probes as ``<prefix>/numerics`` (the probes may
 be run again later, by other code), so analysis can tell runs of the same numerics from runs whose numbers may
 differ (``analysis.numerics``). The golden run covers the code paths it runs: the real data sets' loaders and
 the probe tasks on real data are not in it.
 
 Bit-for-bit equality holds on one platform: another torch build or a CPU with other vector instructions
-rounds differently (AVX2 and AVX512 differ from the first step). The file records the platform it was
-written on (``platform``; not compared: equal numbers elsewhere are the same numerics), ``--check`` says
-whether a difference came on that platform, and runs record theirs (``platform`` in status.json and metrics.json,
-``<prefix>/platform`` beside the probes' numerics), so analysis can key runs by both.
+rounds differently (AVX2 and AVX512 differ from the first step). Each file records the platform it was
+written on (``platform``; not compared: equal numbers elsewhere are the same numerics). The reference file
+is one platform's; other platforms have their own file, ``golden/platforms/<platform>.json``, written by the
+same code as the reference and naming its id (``reference``), so the check bites wherever a file for the
+platform exists (``golden_file()`` picks it). A file may record fewer runs than ``RUNS`` (written before a run
+was added): the check trains and compares the runs it records and says which it leaves out. ``--check``
+says whether a difference came on the file's platform, and runs record theirs (``platform`` in status.json
+and metrics.json, ``<prefix>/platform`` beside the probes' numerics), so analysis can key runs by both.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-GOLDEN_FILE = Path(__file__).resolve().parent / "golden" / "tiny.json"
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+GOLDEN_FILE = GOLDEN_DIR / "tiny.json"  # the reference: its hash is the numerics id
+PLATFORM_DIR = GOLDEN_DIR / "platforms"  # the same code's numbers on other platforms
 FORMAT = 1
 
 # Settings every golden run shares: CPU, fp32, one thread, every step logged, no checkpoint before the end.
@@ -65,6 +73,7 @@ COMMON = (
 RUNS = {
     "tiny": ((), "fast"),
     "recipe_vjepa21": (("recipe=vjepa21",), None),
+    "block": (("loss=block",), None),
 }
 # logged keys that are not numerics: times, rates, counts set by the configuration
 NOT_NUMERICS = ("wall_time_s", "samples_per_s", "tokens_per_s", "numerics", "platform")
@@ -79,6 +88,22 @@ def numerics_id(path: Path | str | None = None) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     except FileNotFoundError:
         return None
+
+
+def platform_file(where: str) -> Path:
+    """The golden file of platform ``where`` (as ``platform()`` writes it) other than the reference's."""
+    return PLATFORM_DIR / (re.sub(r"[^A-Za-z0-9.]+", "-", where).strip("-") + ".json")
+
+
+def golden_file(where: str | None = None) -> Path:
+    """The golden file to check on platform ``where`` (default: this CPU): the reference file where it was
+    written there, else that platform's file where one exists, else the reference file (whose comparison
+    then cannot tell code from platform)."""
+    where = where or platform("cpu")
+    if GOLDEN_FILE.exists() and json.loads(GOLDEN_FILE.read_text()).get("platform") == where:
+        return GOLDEN_FILE
+    own = platform_file(where)
+    return own if own.exists() else GOLDEN_FILE
 
 
 def canonical_json(obj) -> str:
@@ -170,13 +195,28 @@ def train_golden(name: str, run_dir: Path) -> dict:
     return record
 
 
-def golden_record(workdir: Path | str | None = None) -> dict:
-    """Every golden run, trained into ``workdir`` (default: a temporary directory, removed after)."""
+def golden_record(workdir: Path | str | None = None, names=None) -> dict:
+    """The golden runs ``names`` (default: all of ``RUNS``), trained into ``workdir`` (default: a temporary
+    directory, removed after)."""
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="vjepa-golden-") as tmp:
-            return golden_record(tmp)
-    runs = {name: train_golden(name, Path(workdir) / name) for name in RUNS}
+            return golden_record(tmp, names)
+    names = list(RUNS) if names is None else [n for n in RUNS if n in names]
+    runs = {name: train_golden(name, Path(workdir) / name) for name in names}
     return {"format": FORMAT, "platform": platform("cpu"), "runs": runs}
+
+
+def stale_reference(golden: dict) -> str | None:
+    """Why a platform file cannot be compared, or None: it must name the reference file's numerics id as
+    its ``reference`` (it was written by the code that wrote the reference)."""
+    ref = golden.get("reference")
+    if ref is None or ref == numerics_id():
+        return None
+    return (
+        f"this platform's golden file was written beside the reference numerics {ref}, the reference now is "
+        f"{numerics_id()}: write it again (`python -m vjepa.golden --write`) on this platform, from the code "
+        "that wrote the reference"
+    )
 
 
 def _leaves(record: dict):
@@ -256,20 +296,34 @@ def describe(diffs: list[tuple[str, object, object]], path: Path, written_on: st
 
 
 def check(
-    path: Path | str = GOLDEN_FILE, workdir=None
+    path: Path | str | None = None, workdir=None
 ) -> tuple[list[tuple[str, object, object]], str | None]:
-    """Train the golden runs again: (their differences from the golden file at ``path``, the platform that
-    file was written on)."""
-    golden = json.loads(Path(path).read_text())
-    return compare(golden, golden_record(workdir)), golden.get("platform")
+    """Train the golden runs the file at ``path`` (default: ``golden_file()``) records again: (their
+    differences from it, the platform that file was written on)."""
+    golden = json.loads(Path(path or golden_file()).read_text())
+    return compare(golden, golden_record(workdir, list(golden.get("runs") or {}))), golden.get("platform")
 
 
-def write(path: Path | str = GOLDEN_FILE, workdir=None) -> str:
-    """Train the golden runs and write the golden file; its numerics id."""
+def write_target() -> Path:
+    """Where ``--write`` writes on this platform: the reference file where it is this platform's (or absent),
+    else this platform's own file."""
+    here = platform("cpu")
+    if not GOLDEN_FILE.exists() or json.loads(GOLDEN_FILE.read_text()).get("platform") == here:
+        return GOLDEN_FILE
+    return platform_file(here)
+
+
+def write(path: Path | str | None = None, workdir=None) -> str:
+    """Train every golden run and write the golden file at ``path`` (default: ``write_target()``; a platform's
+    own file names the reference's id); the numerics id it stands for (a platform file's: the reference's)."""
     from vjepa.runfiles import atomic_write_text
 
-    atomic_write_text(Path(path), canonical_json(golden_record(workdir)))
-    return numerics_id(path)
+    path = Path(path or write_target())
+    record = golden_record(workdir)
+    if path != GOLDEN_FILE and write_target() != GOLDEN_FILE:
+        record["reference"] = numerics_id()
+    atomic_write_text(path, canonical_json(record))
+    return record.get("reference") or numerics_id(path)
 
 
 def main(argv=None) -> None:
@@ -277,24 +331,40 @@ def main(argv=None) -> None:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="compare with the golden file (the default)")
     mode.add_argument("--write", action="store_true", help="regenerate the golden file")
-    ap.add_argument("--file", type=Path, default=GOLDEN_FILE, help=f"the golden file (default {GOLDEN_FILE})")
+    ap.add_argument(
+        "--file", type=Path, help=f"the golden file (default: {GOLDEN_FILE.name} or this platform's own file)"
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     if args.write:
+        args.file = args.file or write_target()
         before = numerics_id(args.file)
         new = write(args.file)
+        took = f"{time.perf_counter() - t0:.1f} s"
+        if new != numerics_id(args.file):  # a platform's own file: the numbers of the reference's code here
+            print(f"[golden] wrote {args.file} on {platform('cpu')} beside the reference numerics {new}, {took}")
+            return
         change = "unchanged" if new == before else f"was {before}"
-        print(f"[golden] wrote {args.file}: numerics {new} ({change}), {time.perf_counter() - t0:.1f} s")
+        print(f"[golden] wrote {args.file}: numerics {new} ({change}), {took}")
         return
+    args.file = args.file or golden_file()
     if not args.file.exists():
         print(f"[golden] {args.file} does not exist: run `python -m vjepa.golden --write`", file=sys.stderr)
         sys.exit(1)
+    golden = json.loads(args.file.read_text())
+    stale = stale_reference(golden)
+    if stale:
+        print(f"[golden] {args.file}: {stale}", file=sys.stderr)
+        sys.exit(1)
     diffs, written_on = check(args.file)
+    left_out = [n for n in RUNS if n not in (golden.get("runs") or {})]
+    if left_out:
+        print(f"[golden] {args.file} records no {', '.join(left_out)} run: not checked here (--write adds it)")
     if diffs:
         print(describe(diffs, args.file, written_on), file=sys.stderr)
         sys.exit(1)
     print(
-        f"[golden] matches {args.file} bit for bit: numerics {numerics_id(args.file)} "
+        f"[golden] matches {args.file} bit for bit: numerics {golden.get('reference') or numerics_id(args.file)} "
         f"({time.perf_counter() - t0:.1f} s)"
     )
 
