@@ -81,3 +81,39 @@ def test_sensitivity_readme_from_its_files_is_reproducible(tmp_path):
     assert "2 of 3 probe metrics have range (`cifar10_attentive/top1`, `cifar10_knn/top1`)" in text
     assert "new probes (`probes=default`) | cam | 10 | 8 |" in text
     assert readme(tmp_path) == text
+
+
+def test_motion_label_section_pairs_each_run_with_its_random_init(tmp_path):
+    import pandas as pd
+    from scipy import stats as st
+
+    from analysis.sensitivity import motion_table, readme
+
+    att_pre, att_rnd = [0.95, 0.94, 0.96], [0.96, 0.95, 0.95]  # random init already reads direction
+    lin_pre, lin_rnd = [0.55, 0.60, 0.50], [0.40, 0.38, 0.37]
+    rows = [
+        {
+            "sweep": "data_mix",
+            "variant": "joint",
+            "seed": s,
+            "code_version": "abc1234",
+            "probe/mnist_video/direction_top1": att_pre[s],
+            "probe_random/mnist_video/direction_top1": att_rnd[s],
+            "probe/mnist_video_linear/direction_top1": lin_pre[s],
+            "probe_random/mnist_video_linear/direction_top1": lin_rnd[s],
+        }
+        for s in range(3)
+    ]
+    rows.append({**rows[0], "variant": "video"})  # no baseline of its own in practice: not this section's
+    results = pd.DataFrame(rows)
+    m = motion_table(results).set_index("head")
+    lin = m.loc["linear (average-pooled tokens)"]
+    assert lin["gap"] == pytest.approx(0.5 / 3) and lin["seeds"] == 3
+    assert lin["p"] == pytest.approx(st.ttest_rel(lin_pre, lin_rnd).pvalue)
+    assert m.loc["attentive", "random"] == pytest.approx(0.9533, abs=1e-4)
+    results.to_csv(tmp_path / "results.csv", index=False)
+    text = readme(tmp_path, tmp_path / "results.csv")
+    assert "## A motion label" in text and "`mnist_video_linear/direction_top1`" in text
+    said = "pretraining lifts it beyond noise" if lin["p"] < 0.05 else "cannot be told"
+    assert said in text
+    assert "## A motion label" not in readme(tmp_path)  # no results file: no section
