@@ -329,3 +329,15 @@ def test_workers_report_the_bad_file(tmp_path, encoder):
     _, path = _break("unreadable_image", root)
     with pytest.raises(Exception, match="img7.JPEG"):
         run_probes(encoder, cfg("in_linear", workers=1), TINY_MODEL, 0, root, "cpu")
+
+
+def test_config_check_reads_the_paper_config(compose_cfg):
+    from vjepa.config_check import ConfigError, check_config
+
+    check_config(compose_cfg("probes=paper"))
+    with pytest.raises(
+        ConfigError, match=r"probes.tasks.ade20k_linear.kind='det': ade20k data is probed by kind seg"
+    ):
+        check_config(compose_cfg("probes=paper", "probes.tasks.ade20k_linear.kind=det"))
+    with pytest.raises(ConfigError, match=r"probes.tasks.nyu_linear.data.on_error"):
+        check_config(compose_cfg("probes=paper", "probes.tasks.nyu_linear.data.on_error=ignore"))
