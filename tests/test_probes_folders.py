@@ -8,6 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from tests.conftest import TINY_TEST
 from vjepa.data.common import DataFileError
 from vjepa.probes import random_encoder, run_probes
 
@@ -341,3 +342,30 @@ def test_config_check_reads_the_paper_config(compose_cfg):
         check_config(compose_cfg("probes=paper", "probes.tasks.ade20k_linear.kind=det"))
     with pytest.raises(ConfigError, match=r"probes.tasks.nyu_linear.data.on_error"):
         check_config(compose_cfg("probes=paper", "probes.tasks.nyu_linear.data.on_error=ignore"))
+
+
+@pytest.fixture
+def tiny_run(compose_cfg, tmp_path):
+    """A finished 2-step run without end-of-run probes (as tests/test_probes.py's)."""
+    from omegaconf import open_dict
+
+    from vjepa.trainer import train
+
+    cfg = compose_cfg(*TINY_TEST, "steps=2", run_dir=tmp_path / "run")
+    with open_dict(cfg):
+        cfg.probes = {"tasks": {}}
+    train(cfg)
+    return Path(cfg.run_dir)
+
+
+def test_evaluate_probes_a_saved_run_on_folder_data(tiny_run, tmp_path):
+    import json
+
+    from vjepa.evaluate import evaluate
+
+    root = write_imagefolder(tmp_path / "data")
+    opts = ["probes.workers=0", "probes.bootstrap=0", "probes.tasks.imagenet_attentive.epochs=2"]
+    r = evaluate(tiny_run, probes="paper", data_root=root, cache=True, threads=1, overrides=opts)
+    merged = json.loads((tiny_run / "metrics.json").read_text())
+    assert merged["probe/imagenet_linear/top1"] == r["probe/imagenet_linear/top1"]
+    assert len(list((tiny_run / "probe_cache").glob("probe-step2-*.pt"))) == 2  # token_grid 1 and 4
