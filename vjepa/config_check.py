@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 
 from vjepa.data import IMAGE_SOURCES, MIXES, VIDEO_SOURCES, split_batch
+from vjepa.data.common import ON_ERROR
 from vjepa.losses import DISTANCES, GRANULARITIES
 from vjepa.masks import BUCKETING, CUTS, TRIMS, mask_settings
 from vjepa.models.vit import POSITIONS, TOKENIZERS
 from vjepa.probes.classify import HEADS as CLASSIFY_HEADS
 from vjepa.probes.features import layer_problem
+from vjepa.probes.folders import FORMATS as FOLDER_FORMATS
 from vjepa.probes.runner import KINDS as PROBE_KINDS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -117,7 +119,8 @@ def _count(e: list[str], key: str, value, least: int) -> None:
 
 def _check_probes(e: list[str], probes, depth) -> None:
     """Kinds, classification heads, encoder layers and the error settings (``bootstrap`` replicates,
-    ``refits``) of the probe tasks, as ``vjepa.probes`` reads them."""
+    ``refits``) of the probe tasks, and for folder data (``vjepa.probes.folders``) the kind it serves and
+    ``on_error``, as ``vjepa.probes`` reads them."""
     if (probes or {}).get("bootstrap") is not None:
         _count(e, "probes.bootstrap", probes.get("bootstrap"), 0)
     for name, task in ((probes or {}).get("tasks") or {}).items():
@@ -130,6 +133,23 @@ def _check_probes(e: list[str], probes, depth) -> None:
             _choice(e, f"{key}.head", task.get("head"), CLASSIFY_HEADS)
         if task.get("kind") == "seg" and task.get("pixels") is not None:
             _choice(e, f"{key}.pixels", task.get("pixels"), ("uniform", "balanced"))
+        data = task.get("data") or {}
+        if hasattr(data, "get") and data.get("name") in FOLDER_FORMATS:
+            _choice(e, f"{key}.data.on_error", data.get("on_error", "raise"), ON_ERROR)
+            if task.get("pixels", "uniform") != "uniform":
+                e.append(f"{key}.pixels={task.get('pixels')!r}: folder data draws train pixels uniformly")
+            kinds = {"imagefolder": "classify", "ade20k": "seg", "nyu_depth": "depth"}
+            if task.get("kind") != kinds[data.get("name")]:
+                e.append(
+                    f"{key}.kind={task.get('kind')!r}: {data.get('name')} data is probed by kind {kinds[data.get('name')]}"
+                )
+        elif task.get("kind") == "depth":
+            e.append(
+                f"{key}: depth probes read data.name=nyu_depth, got {data.get('name') if hasattr(data, 'get') else data!r}"
+            )
+        for setting, least in (("pixels_per_image", 1), ("token_grid", 1)):
+            if task.get(setting) is not None:
+                _count(e, f"{key}.{setting}", task.get(setting), least)
         for setting, least in (("bootstrap", 0), ("refits", 1), ("k", 1)):
             if task.get(setting) is not None:
                 _count(e, f"{key}.{setting}", task.get(setting), least)

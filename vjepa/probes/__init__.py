@@ -3,8 +3,9 @@
 Contract: ``run_probes(encoder, probes_cfg, model_cfg, seed, data_root, device) -> dict[str, float]``
 probes a frozen encoder with every task of a ``probes`` config (``vjepa/conf/probes/``), seeded and
 deterministic on CPU; ``python -m vjepa.evaluate run_dir=...`` does the same for a saved run and merges the
-numbers into its ``metrics.json``. Each task names a ``kind`` (seg | det | classify), a ``data`` spec
-(``vjepa.probes.datasets``), the encoder ``layers`` to concatenate and its head's optimisation settings.
+numbers into its ``metrics.json``. Each task names a ``kind`` (seg | det | classify | depth), a ``data`` spec
+(``vjepa.probes.datasets``: built-in sets in memory; ``vjepa.probes.folders``: the user's ImageFolder,
+ADE20K and NYU depth folders, streamed), the encoder ``layers`` to concatenate and its head's optimisation settings.
 ``layers`` is a list of block indices (default ``[-1]``; negatives count from the end; concatenated in the
 order given) or ``levels`` (the 4 levels of deep self-supervision, or 4 equally spaced blocks without it);
 a block the encoder does not have is refused before any data is built.
@@ -20,11 +21,16 @@ encoder, ``probe_online`` for the online encoder, ``probe_random`` for the rando
     probe/<det task>/ap50              COCO AP at IoU 0.5 (101-point, per class then mean)
     probe/<det task>/ap                COCO AP averaged over IoU 0.5:0.05:0.95
     probe/<det task>/ap50/<class>      per-class AP at IoU 0.5
-    probe/<cls task>/top1              top-1 accuracy (CIFAR-10, whose label is called ``label``)
+    probe/<cls task>/top1              top-1 accuracy (CIFAR-10 and ImageFolder data, whose label is called
+                                       ``label``; ImageNet-1k val with ``probes=paper``)
+    probe/<seg task>/iou/class<c>      per-class IoU of ADE20K data (class c = annotation value c + 1)
+    probe/<depth task>/rmse            depth RMSE in metres over the val pixels with a measurement, pooled
+                                       over all val images (NYU depth data; lower is better)
+    probe/<task>/skipped               samples of folder data left out as unreadable (``on_error: skip``)
     probe/<cls task>/<label>_top1      top-1 accuracy per label of video tasks: digit_top1, direction_top1
                                        (moving MNIST), shape_top1, direction_top1 (moving shapes)
     probe/<task>/<metric>/se           evaluation-sampling error of a headline metric (miou, ap50, ap, top1,
-                                       <label>_top1): the bootstrap over the val samples (``bootstrap``
+                                       <label>_top1, rmse): the bootstrap over the val samples (``bootstrap``
                                        replicates, per task or for the config; 0 = none), vjepa.probes.bootstrap
     probe/<task>/<metric>/gap_se       with the random-init baseline probed in the same call: the paired
                                        bootstrap error of (pretrained - random init) on the same samples
@@ -41,7 +47,9 @@ encoder, ``probe_online`` for the online encoder, ``probe_random`` for the rando
 Tasks of ``default.yaml``: camvid_linear, shapes_seg (seg); shapes_det (det); cifar10_knn, cifar10_linear,
 cifar10_attentive, mnist_video (attentive), mnist_video_linear (classify); ``v1.yaml`` is the smaller set
 used before (no k-NN). ``fast.yaml`` (tests):
-shapes_seg, shapes_det, shapes_video, shapes_video_linear. ``none.yaml``: no task.
+shapes_seg, shapes_det, shapes_video, shapes_video_linear. ``none.yaml``: no task. ``paper.yaml``: the
+paper's image benchmarks from folders under the data root: imagenet_linear, imagenet_attentive (classify),
+ade20k_linear (seg), nyu_linear (depth); see docs/paper_scale_evaluation.md.
 """
 
 from vjepa.probes.runner import random_encoder, run_probes

@@ -2,7 +2,9 @@
 baseline of the same shape), returning flat metrics (see ``vjepa.probes`` for the names).
 
 Each task's data set is built once and its features extracted once per encoder (shared by tasks with the
-same data spec and layers, e.g. linear and attentive CIFAR-10), then only the heads train. Head seeds
+same data spec and layers, e.g. linear and attentive CIFAR-10), then only the heads train. Data from the
+user's folders (``vjepa.probes.folders``: imagefolder, ade20k, nyu_depth) is indexed instead of loaded and
+its features extracted in one streamed pass (``vjepa.probes.stream``), keeping what the task's head needs. Head seeds
 derive from (seed, task name), data from the data spec, so a run is reproducible task by task.
 """
 
@@ -18,15 +20,18 @@ import torch
 from omegaconf import OmegaConf
 
 from vjepa.data.common import DataNotFoundError
+from vjepa.probes import folders
 from vjepa.probes.bootstrap import Scored, bootstrap_weights, paired_standard_error, standard_error
 from vjepa.probes.classify import classify_probe
 from vjepa.probes.datasets import build, resolve_spec
+from vjepa.probes.dense import depth_probe, seg_from_pixels
 from vjepa.probes.det import det_probe
 from vjepa.probes.features import FeatureCache, extract, feature_spec, layer_problem
 from vjepa.probes.heads import seeded
 from vjepa.probes.seg import seg_probe
+from vjepa.probes.stream import extract_folder, storage
 
-KINDS = ("seg", "det", "classify")
+KINDS = ("seg", "det", "classify", "depth")
 
 
 def _log(msg: str) -> None:
@@ -56,6 +61,26 @@ RANDOM_FITS = {"seg", "det", "attentive"}  # fits that depend on a seed (init, d
 def _fit_task(name: str, task: dict, data, feats: dict, grid, seed: int, device) -> tuple[dict, dict]:
     """One fit of a task's head(s): (metrics, {metric: Scored})."""
     kind = task["kind"]
+    streamed = isinstance(data, folders.FolderSet)
+    if streamed and kind not in ("classify", "seg", "depth"):
+        raise ValueError(
+            f"probe {name}: {data.spec['name']} data serves classify, seg and depth probes, not {kind}"
+        )
+    if kind == "depth":
+        if not streamed or data.spec["name"] != "nyu_depth":
+            raise ValueError(f"probe {name}: depth probes read nyu_depth data")
+        scored = depth_probe(feats, grid, task, device)
+        return {"rmse": scored.value}, {"rmse": scored}
+    if streamed and kind == "seg":
+        classes = data.classes["seg"]
+        miou, per_class, scored = seg_from_pixels(feats, grid, len(classes), task, device)
+        return {"miou": miou, **{f"iou/{slug(classes[c])}": v for c, v in per_class.items()}}, {
+            "miou": scored
+        }
+    if streamed:  # classify: the labels of the samples read, from the features
+        y_train, y_val = {"label": feats["y_train"]}, {"label": feats["y_val"]}
+    else:
+        y_train, y_val = data.y_train, data.y_val
     if kind == "seg":
         classes = data.classes["seg"]
         miou, per_class, scored = seg_probe(
@@ -79,8 +104,8 @@ def _fit_task(name: str, task: dict, data, feats: dict, grid, seed: int, device)
             scored["top1" if label == "label" else f"{label}_top1"] = classify_probe(
                 task["head"],
                 feats,
-                data.y_train[label],
-                data.y_val[label],
+                y_train[label],
+                y_val[label],
                 len(data.classes[label]),
                 task,
                 task_seed(seed, label),
@@ -147,6 +172,7 @@ def _probe_encoder(
         "patch_size": patch_size,
     }
     out: dict[str, float] = {}
+    bs = int(cfg["extract_batch"])
     t_all = time.perf_counter()
     for name, task in (cfg.get("tasks") or {}).items():
         t0 = time.perf_counter()
@@ -154,7 +180,8 @@ def _probe_encoder(
         key = repr(sorted(spec.items()))
         try:
             if key not in datasets:
-                datasets[key] = build(spec, data_root)
+                streamed = spec["name"] in folders.FORMATS
+                datasets[key] = folders.index(spec, data_root) if streamed else build(spec, data_root)
         except DataNotFoundError as exc:
             if cfg.get("missing_data", "skip") != "skip":
                 raise
@@ -164,13 +191,22 @@ def _probe_encoder(
         layers = task.get("layers", [-1])
         layers = layers if isinstance(layers, str) else list(layers)  # "levels" or block indices
 
-        def compute(data=data, layers=layers):
-            bs = int(cfg["extract_batch"])
-            ft, grid = extract(encoder, data.x_train, layers, data.size, bs, device)
-            fv, _ = extract(encoder, data.x_val, layers, data.size, bs, device)
-            return {"train": ft, "val": fv, "grid": torch.tensor(grid)}
+        fspec = feature_spec(spec, layers, device)
+        if isinstance(data, folders.FolderSet):
+            store = storage(task, spec)
+            fspec = {**fspec, "storage": store, "files": data.fingerprint()}
+            workers = int(cfg.get("workers", 0))
 
-        feats = cache.get(feature_spec(spec, layers, device), compute)
+            def compute(data=data, layers=layers, store=store, workers=workers):
+                return extract_folder(encoder, data, layers, store, bs, workers, device)
+        else:
+
+            def compute(data=data, layers=layers):
+                ft, grid = extract(encoder, data.x_train, layers, data.size, bs, device)
+                fv, _ = extract(encoder, data.x_val, layers, data.size, bs, device)
+                return {"train": ft, "val": fv, "grid": torch.tensor(grid)}
+
+        feats = cache.get(fspec, compute)
         grid = tuple(feats["grid"].tolist())
         t_feat = time.perf_counter() - t0
         metrics, task_scored = _run_task(name, task, data, feats, grid, task_seed(seed, name), device)
@@ -181,7 +217,10 @@ def _probe_encoder(
             scored[(name, k)] = sc
         dt = time.perf_counter() - t0
         out.update({f"{prefix}/{name}/{k}": float(v) for k, v in metrics.items()})
-        out[f"{prefix}/{name}/frames"] = float(data.x_train.shape[2]) if data.x_train.ndim == 5 else 0.0
+        video = hasattr(data, "x_train") and data.x_train.ndim == 5
+        out[f"{prefix}/{name}/frames"] = float(data.x_train.shape[2]) if video else 0.0
+        if "skipped_train" in feats:
+            out[f"{prefix}/{name}/skipped"] = float(feats["skipped_train"] + feats["skipped_val"])
         out[f"{prefix}/{name}/time_s"] = dt
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k)
         _log(f"{prefix}/{name}: {shown} ({dt:.1f} s, of which data + features {t_feat:.1f} s)")

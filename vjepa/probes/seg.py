@@ -96,11 +96,16 @@ def seg_probe(
     x = torch.cat(xs).to(device)
     y = torch.gather(y_train.flatten(1), 1, idx).flatten().to(device)
     lin = fit_logistic(x, y, num_classes, float(cfg["wd"]), int(cfg["iters"]))
+    return seg_scores(lin, std, feats["val"], grid, y_val, num_classes, device)
 
+
+def seg_scores(lin, std, val: torch.Tensor, grid, y_val, num_classes: int, device) -> tuple[float, dict]:
+    """Score a fitted per-token head on val tokens [M, L, D] against label maps [M, H, W]: logits
+    upsampled (bilinear) to the label map. Returns (mIoU, {class: IoU}, the per-image ``Scored``)."""
     per_image = []
     size = tuple(y_val.shape[-2:])
     for i in range(0, len(y_val), CHUNK):
-        logits = lin(std(feats["val"][i : i + CHUNK].to(device)))  # [b, L, C]
+        logits = lin(std(val[i : i + CHUNK].to(device)))  # [b, L, C]
         logits = F.interpolate(token_map(logits, grid), size=size, mode="bilinear", align_corners=False)
         pred = logits.argmax(1).cpu()
         per_image += [
