@@ -90,6 +90,8 @@ def param_groups(modules, weight_decay: float):
 
 
 class Trainer:
+    """One run of ``cfg``: ``run()`` trains it into ``cfg.run_dir`` (see the module docstring)."""
+
     def __init__(self, cfg: DictConfig):
         check_config(cfg)
         self.cfg = cfg

@@ -46,6 +46,9 @@ class Window:
 
 
 class Loop:
+    """The step loop of one ``Trainer.run`` from step ``start``, with the training time and the unlogged
+    records of the checkpoint it resumed from."""
+
     def __init__(self, trainer, start: int, wall: float, window: list[dict]):
         self.trainer, self.cfg, self.start = trainer, trainer.cfg, start
         self.held = self._held_batch()

@@ -45,6 +45,8 @@ def on_every_rank(check: Callable[[], None], dist) -> None:
 
 
 class RunDir:
+    """The run directory ``cfg.run_dir`` as this process trains into it (refusals, config.yaml, status.json)."""
+
     def __init__(self, cfg, dist, device, precision: str):
         self.cfg, self.dist, self.device, self.precision = cfg, dist, device, precision
         self.path = Path(cfg.run_dir)

@@ -84,6 +84,8 @@ class Schedule:
 
 
 class TrainStep:
+    """The optimisation step of a run (see the module docstring); called with the model and optimiser."""
+
     def __init__(self, schedule: Schedule, seed: int, grad_clip, dist, device: torch.device, autocast_dtype):
         self.schedule, self.seed, self.grad_clip = schedule, seed, grad_clip
         self.dist, self.device, self.autocast_dtype = dist, device, autocast_dtype
