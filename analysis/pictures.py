@@ -8,8 +8,8 @@ Two steps, so that reports regenerate without checkpoints (they are not committe
   give identical files.
 * ``render_pca`` / ``render_masks`` draw those arrays (``analysis.report``).
 
-Masks: regenerated exactly as the trainer drew them at ``step`` (its batch from ``vjepa.data`` and its
-generators ``step_generator(seed, step, MASK_STREAM[modality] + 1000 * setting)``), shown as darkened tokens
+Masks: regenerated exactly as the trainer drew them at ``step`` (its batch from ``vjepa.data``, its masks
+from ``vjepa.masks.RunMasks``, the trainer's own per-step generators), shown as darkened tokens
 over the first images and the first clip of the batch. PCA maps: tokens of the frozen target (EMA) encoder,
 of the random-init encoder (the same init the run started from) and of each variant, on a fixed held set of
 generated images and clips (``HELD_SEED``); per encoder and modality the first three principal components,
@@ -180,24 +180,19 @@ def run_masks(cfg, step: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{modality: (inputs [n, (T,) H, W, 3] uint8, masks [settings, n, t, h, w] bool)} of training step
     ``step``, exactly as the trainer drew them; n = MASK_IMAGES images or 1 clip."""
     import torch
-    from omegaconf import OmegaConf
 
     from vjepa.data import MEAN, STD, JointBatches, build_sources, split_skipped
-    from vjepa.masks import MaskSpec, mask_bucketing, mask_settings, sample_mask_buckets, target_mask
+    from vjepa.masks import RunMasks, target_mask
     from vjepa.models import build_encoder
-    from vjepa.trainer import mask_generator
 
     batch, _ = split_skipped(JointBatches(build_sources(cfg.data, cfg.batch_size, cfg.seed))[step])
     grid_of = build_encoder(cfg.model, device="meta").grid
+    run = RunMasks(cfg.mask, cfg.seed)  # the masks the trainer draws
     out = {}
     for modality, x in batch.items():
         grid = grid_of(x)
-        masks = []
-        specs = [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(cfg.mask, modality)]
-        for k, spec in enumerate(specs):
-            g = mask_generator(cfg.seed, step, modality, k)  # the trainer's own streams
-            buckets = sample_mask_buckets(spec, x.shape[0], grid, g, *mask_bucketing(cfg.mask))
-            masks.append(target_mask(buckets, x.shape[0]).view(x.shape[0], *grid))
+        drawn = run.draw(step, modality, x.shape[0], grid)
+        masks = [target_mask(buckets, x.shape[0]).view(x.shape[0], *grid) for buckets in drawn]
         keep = MASK_IMAGES if modality == "image" else 1
         shape = (1, 3) + (1,) * (x.ndim - 2)
         pixels = x[:keep] * torch.tensor(STD).view(shape) + torch.tensor(MEAN).view(shape)

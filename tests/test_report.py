@@ -235,6 +235,7 @@ def test_mask_pictures_are_the_masks_the_trainer_drew_for_every_setting(compose_
     """Three image mask settings: the third draws from a hashed stream in the trainer (mask_generator); the
     pictures used the plain stream for every setting, so theirs differed from setting 2 on."""
     from tests.conftest import TINY_TEST
+    from vjepa import masks as masks_module
     from vjepa import trainer as trainer_module
     from vjepa.masks import target_mask
 
@@ -242,16 +243,17 @@ def test_mask_pictures_are_the_masks_the_trainer_drew_for_every_setting(compose_
     cfg = compose_cfg(
         *TINY_TEST, "data.mix=image", "steps=2", f"mask.image_settings={three}", f"run_dir={tmp_path}"
     )
-    drawn, sample = [], trainer_module.sample_mask_buckets
+    drawn, sample = [], masks_module.sample_mask_buckets
 
     def record(spec, n, grid, g, *bucketing):
         buckets = sample(spec, n, grid, g, *bucketing)
         drawn.append(target_mask(buckets, n).view(n, *grid)[: pictures.MASK_IMAGES].numpy())
         return buckets
 
-    monkeypatch.setattr(trainer_module, "sample_mask_buckets", record)
+    monkeypatch.setattr(masks_module, "sample_mask_buckets", record)
     trainer_module.train(cfg)
     assert len(drawn) == 6  # 2 steps x 3 settings
+    monkeypatch.undo()
     for step in (0, 1):
         pictured = pictures.run_masks(cfg, step=step)["image"][1]
         assert pictured.shape[0] == 3

@@ -374,3 +374,53 @@ def expected_block_tokens(spec: MaskSpec, grid) -> float:
     """Mean tokens in one block (before overlap), used for dry-run cost estimates."""
     t, h, w = grid
     return math.prod([sum(spec.spatial_scale) / 2 * h * w, sum(spec.temporal_scale) / 2 * t])
+
+
+# ---- the masks of a run ----------------------------------------------------------------------------------
+MASK_STREAM = {"image": 11, "video": 12}
+
+
+def mask_generator(seed: int, step: int, modality: str, k: int) -> torch.Generator:
+    """The generator of mask setting ``k`` of ``modality`` at ``step``. Settings 0 and 1 (V-JEPA 2's two)
+    keep their ``step_generator`` streams; from setting 2 on the stream would alias a data stream (4011 is
+    stream 72 at step + 39, 6012 stream 53), so those are hashed."""
+    from vjepa.data import hashed_generator, step_generator
+
+    if k < 2:
+        return step_generator(seed, step, MASK_STREAM[modality] + 1000 * k)
+    return hashed_generator(seed, step, MASK_STREAM[modality], k)
+
+
+class RunMasks:
+    """The masks a run draws: at training step ``step``, for the global batch of one modality, one list of
+    buckets (``sample_mask_buckets``) per mask setting of its ``mask`` config, setting ``k`` drawn from
+    ``mask_generator(seed, step, modality, k)`` alone. The same (config, seed, step, batch size, grid) always
+    gives the same masks; each process of a distributed run draws the global batch's and keeps its rows."""
+
+    def __init__(self, mask_cfg, seed: int):
+        from omegaconf import OmegaConf
+
+        self.seed = int(seed)
+        self.specs = {
+            modality: [MaskSpec.from_cfg(OmegaConf.create(s)) for s in mask_settings(mask_cfg, modality)]
+            for modality in MASK_STREAM
+        }
+        self.bucketing = mask_bucketing(mask_cfg)
+
+    def draw(
+        self, step: int, modality: str, batch_size: int, grid: tuple[int, int, int]
+    ) -> list[list[Masks]]:
+        return [
+            sample_mask_buckets(
+                spec, batch_size, grid, mask_generator(self.seed, step, modality, k), *self.bucketing
+            )
+            for k, spec in enumerate(self.specs[modality])
+        ]
+
+
+def run_masks(
+    cfg, step: int, modality: str, batch_size: int, grid: tuple[int, int, int]
+) -> list[list[Masks]]:
+    """The masks a run with config ``cfg`` (its ``mask`` and ``seed``) draws at ``step`` for a global batch of
+    ``batch_size`` samples of ``modality`` on token grid ``grid`` (see ``RunMasks``)."""
+    return RunMasks(cfg.mask, cfg.seed).draw(step, modality, batch_size, grid)
