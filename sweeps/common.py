@@ -329,25 +329,25 @@ def run_state(run_dir, ask_scheduler: bool = True) -> tuple[str, str]:
     is not done: a launch resumes it from its final checkpoint and writes them, as ``analysis.collect``
     never averages such a run in.
 
-    ``ask_scheduler=False``: the job is known to be over (its result came back), so never "active"."""
-    from vjepa.runfiles import read_status
+    The states of the files are ``vjepa.runfiles.recorded_state``'s; ``active`` (a live scheduler job works
+    on the directory) takes precedence over all but ``completed``. ``ask_scheduler=False``: the job is known to
+    be over (its result came back), so never "active"."""
+    from vjepa.runfiles import recorded_state
 
-    status = read_status(run_dir)
-    if status and status["state"] == "completed" and (Path(run_dir) / "metrics.json").exists():
+    state, status = recorded_state(run_dir)
+    if state == "completed":
         return "completed", ""
     job = job_active(run_dir) if ask_scheduler else None
     if job:
         return "active", f"job {job}"
-    if not status:
-        return "new", ""
-    detail = status.get("error", "")
-    if status["state"] == "completed":
+    if state == "no_metrics":
         return "no_metrics", "status.json says completed but metrics.json is missing"
-    if status["state"] == "running":
+    detail = status.get("error", "")
+    if state == "running":
         step, ckpt = status.get("step", "?"), status.get("checkpoint_step")
         resumes = f", last checkpoint at step {ckpt}" if ckpt is not None and ckpt != step else ""
         detail = f"stopped at step {step}{resumes} without a final status (killed?)"
-    return status["state"], detail
+    return state, detail
 
 
 def resume_step(status: dict | None) -> int:
