@@ -12,8 +12,8 @@ gives the sweep name and preset (a search's trials ``<out>/hpo/<study>/preset=<p
 * ``axis`` / ``variant``: the override keys that vary within the run's (sweep, preset) group, besides the
   seed and keys that do not change a run (threads, ...), and this run's values of them;
 * ``status``: running | interrupted | completed | failed from status.json, ``new`` without one, and
-  ``no_metrics`` for a completed status without metrics.json. Only ``completed`` rows carry final metrics;
-  every other row has NaN metrics, so it can never be averaged in;
+  ``no_metrics`` for a completed status without metrics.json (``vjepa.runfiles.recorded_state``). Only
+  ``completed`` rows carry final metrics; every other row has NaN metrics, so it can never be averaged in;
 * ``steps_done``, ``steps``, ``wall_time_s`` (training time; for unfinished runs up to the last log line),
   ``error`` (first line of a failure);
 * ``config_hash``: sha256 of the resolved config without run-specific keys (run_dir, device, threads, ...)
@@ -183,23 +183,17 @@ def read_run(run_dir: Path) -> dict:
     """One row (without the group columns axis, variant and command)."""
     from omegaconf import OmegaConf
 
-    from vjepa.runfiles import read_json, read_status
+    from vjepa.runfiles import read_json, recorded_state
 
     run_dir = Path(run_dir)
     sweep, preset, run_id = locate(run_dir)
-    status = read_status(run_dir) or {}
-    state = status.get("state", "new")
+    state, status = recorded_state(run_dir)  # the engine's rule, as sweeps decide what to launch
     cfg_path = run_dir / "config.yaml"
     cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False) if cfg_path.exists() else {}
     overrides = read_overrides(run_dir)
     parsed = dict(p for p in map(parse_override, overrides) if p)
     log = read_log(run_dir)
-    final = {}
-    if state == "completed":
-        if (run_dir / "metrics.json").exists():
-            final = flatten(read_json(run_dir / "metrics.json"))
-        else:
-            state = "no_metrics"
+    final = flatten(read_json(run_dir / "metrics.json")) if state == "completed" else {}
     error = (status.get("error") or "").strip() or (status.get("traceback") or "").strip().split("\n")[-1]
     seed = cfg.get("seed", parsed.get("seed"))
     from vjepa.run_identity import run_hash as engine_run_hash

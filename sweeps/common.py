@@ -14,9 +14,11 @@
 * ``detach_local_jobs``, ``live_controllers``, ``run_progress``, ``job_logs``: the local jobs a sweep started,
   where each run stands, where its logs are (the sweeper's ``LocalMonitor``).
 
-Jobs unpickle references into this package and into the plugin shim ``sweeps/plugins/hydra_plugins`` (Hydra
-only instantiates sweepers from ``hydra_plugins``): ``export_paths()`` puts both on the PYTHONPATH that
-submitted jobs inherit.
+``sweeps`` is installed with the engine (``pip install -e .``), and so is the plugin shim
+``sweeps/plugins/hydra_plugins/vjepa_sweeps`` as ``hydra_plugins.vjepa_sweeps`` (Hydra only instantiates
+sweepers from ``hydra_plugins``): jobs unpickle references into both wherever they start.
+``register_sweeper()`` registers the ablation sweeper with Hydra, which does not find it by scanning
+``hydra_plugins`` in an editable install.
 """
 
 from __future__ import annotations
@@ -71,14 +73,14 @@ for _name, _fn in (("sweeps.div", _div), ("sweeps.run_name", _run_name)):
         OmegaConf.register_new_resolver(_name, _fn)
 
 
-def export_paths() -> None:
-    """Make ``sweeps`` and the ablation sweeper plugin importable here and in every job launched from here."""
-    paths = [str(ROOT), str(ROOT / "sweeps" / "plugins")]
-    for p in reversed(paths):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + current))
+def register_sweeper() -> None:
+    """Register the ablation sweeper (``hydra_plugins.vjepa_sweeps.AblationSweeper``) with Hydra in this
+    process. Hydra registers the plugins it finds by walking the ``hydra_plugins`` namespace, which misses a
+    plugin that an editable install maps in by an import hook; registering twice is harmless."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.vjepa_sweeps import AblationSweeper
+
+    Plugins.instance().register(AblationSweeper)
 
 
 def slurm_reachable(timeout_s: float = 10.0) -> bool:
@@ -114,8 +116,9 @@ def sweep_argv(args: list[str], launcher: str) -> list[str]:
 
 def ablation_main(config_name: str) -> None:
     """Run the sweep of ``sweeps/conf/<config_name>.yaml`` with this process's command line."""
-    export_paths()
     import hydra
+
+    register_sweeper()
 
     sys.argv[1:] = sweep_argv(sys.argv[1:], default_launcher())
     hydra.main(version_base=None, config_path="conf", config_name=config_name)(run_point)()
@@ -326,25 +329,25 @@ def run_state(run_dir, ask_scheduler: bool = True) -> tuple[str, str]:
     is not done: a launch resumes it from its final checkpoint and writes them, as ``analysis.collect``
     never averages such a run in.
 
-    ``ask_scheduler=False``: the job is known to be over (its result came back), so never "active"."""
-    from vjepa.runfiles import read_status
+    The states of the files are ``vjepa.runfiles.recorded_state``'s; ``active`` (a live scheduler job works
+    on the directory) takes precedence over all but ``completed``. ``ask_scheduler=False``: the job is known to
+    be over (its result came back), so never "active"."""
+    from vjepa.runfiles import recorded_state
 
-    status = read_status(run_dir)
-    if status and status["state"] == "completed" and (Path(run_dir) / "metrics.json").exists():
+    state, status = recorded_state(run_dir)
+    if state == "completed":
         return "completed", ""
     job = job_active(run_dir) if ask_scheduler else None
     if job:
         return "active", f"job {job}"
-    if not status:
-        return "new", ""
-    detail = status.get("error", "")
-    if status["state"] == "completed":
+    if state == "no_metrics":
         return "no_metrics", "status.json says completed but metrics.json is missing"
-    if status["state"] == "running":
+    detail = status.get("error", "")
+    if state == "running":
         step, ckpt = status.get("step", "?"), status.get("checkpoint_step")
         resumes = f", last checkpoint at step {ckpt}" if ckpt is not None and ckpt != step else ""
         detail = f"stopped at step {step}{resumes} without a final status (killed?)"
-    return status["state"], detail
+    return state, detail
 
 
 def resume_step(status: dict | None) -> int:

@@ -20,15 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import hydra  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
-from sweeps.common import (  # noqa: E402
+from sweeps.common import (
     compute_line,
     default_launcher,
     engine_config,
-    export_paths,
     local_gpus,
     local_slots,
     make_executor,
@@ -232,5 +230,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    export_paths()
     main()

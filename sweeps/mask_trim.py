@@ -7,11 +7,7 @@ preset's own masks (the tiny preset: ratio 0.6, met exactly by trimming):
 Options shared by every sweep: see sweeps/README.md.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sweeps.common import ablation_main  # noqa: E402
+from sweeps.common import ablation_main
 
 if __name__ == "__main__":
     ablation_main("mask_trim")

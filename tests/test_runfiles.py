@@ -56,3 +56,32 @@ def test_truncate_after_replaces_the_file_atomically(tmp_path, monkeypatch):
         log.truncate_after(1)
     assert log.path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "status, metrics, state",
+    [
+        (None, False, "new"),
+        ("running", False, "running"),
+        ("interrupted", False, "interrupted"),
+        ("failed", False, "failed"),
+        ("completed", True, "completed"),
+        ("completed", False, "no_metrics"),
+    ],
+)
+def test_recorded_state_is_the_one_rule_sweeps_and_analysis_read(tmp_path, status, metrics, state):
+    from analysis.collect import read_run
+    from sweeps.common import run_state
+
+    run_dir = tmp_path / "sweep" / "run"
+    run_dir.mkdir(parents=True)
+    if status:
+        vjepa.runfiles.write_status(run_dir, status, step=3, error="boom" if status == "failed" else "")
+    if metrics:
+        vjepa.runfiles.write_json(run_dir / "metrics.json", {"loss_final": 0.5})
+    got, recorded = vjepa.runfiles.recorded_state(run_dir)
+    assert got == state and recorded == (vjepa.runfiles.read_status(run_dir) or {})
+    assert run_state(run_dir, ask_scheduler=False)[0] == state  # no job.json: never "active"
+    row = read_run(run_dir)
+    assert row["status"] == state
+    assert (row.get("loss_final") == 0.5) == (state == "completed")  # only completed rows carry metrics

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vjepa.masks import grid_coords
+
 GRANULARITIES = ("token", "block")
 DISTANCES = ("smooth_l1", "l2", "l1")
 
@@ -80,8 +82,6 @@ def context_distance_weights(
     """1 / sqrt(d_min) per context token, d_min = Euclidean distance on the (t, h, w) grid to the nearest
     masked token of the same sample (>= 1 for a context token). [B, N_c]; vectorised, chunked over the batch
     so the [b, N_c, N_t] distance block stays below ``chunk`` elements."""
-    from vjepa.models.vit import grid_coords
-
     coords = grid_coords(grid, ctx_idx.device).float()
     b, n_c, n_t = ctx_idx.shape[0], ctx_idx.shape[1], tgt_idx.shape[1]
     step = max(1, chunk // max(n_c * n_t, 1))

@@ -363,11 +363,12 @@ def _edge_order(noise: torch.Tensor, grid) -> torch.Tensor:
     return torch.where(transpose.bool(), (ww * h + hh) * t + tt, (hh * w + ww) * t + tt)
 
 
-def grid_coords(grid: tuple[int, int, int]) -> torch.Tensor:
-    """[N, 3] (t, h, w) coordinates of a grid in raster order."""
+def grid_coords(grid: tuple[int, int, int], device=None) -> torch.Tensor:
+    """[N, 3] (t, h, w) integer coordinates of the tokens of a (t, h, w) grid, in raster order (the token
+    order of the encoder, the masks' indices and the models' positions)."""
     t, h, w = grid
-    tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
-    return torch.stack([tt.flatten(), hh.flatten(), ww.flatten()], dim=1)
+    axes = [torch.arange(n, device=device) for n in (t, h, w)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
 def expected_block_tokens(spec: MaskSpec, grid) -> float:

@@ -10,6 +10,8 @@ Layout of a run directory::
     metrics.jsonl      one JSON object per logged step
     metrics.json       final metrics (written when the run completes)
     checkpoints/last.pt  latest checkpoint (tensors and plain types only: loads with weights_only=True)
+
+``recorded_state(run_dir)`` says what state these files record (completed, no_metrics, running, ...).
 """
 
 from __future__ import annotations
@@ -100,6 +102,27 @@ def write_status(run_dir: Path, state: str, **fields) -> None:
 def read_status(run_dir: Path) -> dict | None:
     p = Path(run_dir) / "status.json"
     return read_json(p) if p.exists() else None
+
+
+def recorded_state(run_dir: Path) -> tuple[str, dict]:
+    """(state, status) of a run directory as its files record it; ``status`` is status.json's content, {}
+    without one. The state is one of:
+
+    * ``completed``: status.json says completed and metrics.json exists (the only state with final metrics);
+    * ``no_metrics``: status.json says completed but metrics.json is missing (lost or deleted): not done, a
+      resume from the final checkpoint writes it;
+    * ``running`` | ``interrupted`` | ``failed``: status.json's state. ``running`` is what the last process
+      wrote before it ended or while it still runs: whether a job still works on the directory is the
+      scheduler's to say, not the files';
+    * ``new``: no status.json (nothing trained yet, or only a job's residue).
+
+    Sweeps (which runs to launch) and analysis (which rows carry metrics) both decide by this."""
+    status = read_status(run_dir) or {}
+    if not status:
+        return "new", status
+    if status["state"] == "completed" and not (Path(run_dir) / "metrics.json").exists():
+        return "no_metrics", status
+    return status["state"], status
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vjepa.masks import grid_coords
 from vjepa.models.pos_embed import SinCosPosEmbed
 from vjepa.models.rope import rope_3d
-from vjepa.models.vit import gather_tokens, grid_coords, init_transformer_weights, make_blocks, run_block
+from vjepa.models.vit import gather_tokens, init_transformer_weights, make_blocks, run_block
 
 
 class Predictor(nn.Module):

@@ -23,6 +23,7 @@ import torch.utils.checkpoint
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from vjepa.masks import grid_coords
 from vjepa.models.patch_embed import PatchEmbed2D, TubeletEmbed3D
 from vjepa.models.pos_embed import SinCosPosEmbed
 from vjepa.models.rope import RopeBlock, rope_3d
@@ -93,13 +94,6 @@ def level_indices(depth: int, levels: int) -> list[int]:
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x [B, N, D], idx [B, M] -> [B, M, D]."""
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
-def grid_coords(grid: tuple[int, int, int], device=None) -> torch.Tensor:
-    """[N, 3] (t, h, w) coordinates of a grid in raster order."""
-    t, h, w = grid
-    axes = [torch.arange(n, device=device) for n in (t, h, w)]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
 class VisionTransformer(nn.Module):
