@@ -20,7 +20,8 @@ encoder, ``probe_online`` for the online encoder, ``probe_random`` for the rando
                                        background, disk, square, triangle, ring, cross)
     probe/<det task>/ap50              COCO AP at IoU 0.5 (101-point, per class then mean)
     probe/<det task>/ap                COCO AP averaged over IoU 0.5:0.05:0.95
-    probe/<det task>/ap50/<class>      per-class AP at IoU 0.5
+    probe/<det task>/ap50/<class>      per-class AP at IoU 0.5 (COCO data: the category names, lower-cased;
+                                       crowd boxes left out; with ``probes=paper``: coco_det)
     probe/<cls task>/top1              top-1 accuracy (CIFAR-10, ImageFolder and clip-list data, whose label
                                        is called ``label``; ImageNet-1k val, SSv2, K400 and Diving-48 with
                                        ``probes=paper``; a test video's clips x views averaged first)
@@ -51,7 +52,8 @@ used before (no k-NN). ``fast.yaml`` (tests):
 shapes_seg, shapes_det, shapes_video, shapes_video_linear. ``none.yaml``: no task. ``paper.yaml``: the
 paper's image benchmarks from folders under the data root: imagenet_linear, imagenet_attentive (classify),
 ade20k_linear (seg), nyu_linear (depth), and its video benchmarks from clip lists: ssv2_attentive,
-k400_attentive, diving48_attentive (classify); see docs/paper_scale_evaluation.md.
+k400_attentive, diving48_attentive (classify), and COCO detection: coco_det (det); see
+docs/paper_scale_evaluation.md.
 """
 
 from vjepa.probes.runner import random_encoder, run_probes
