@@ -196,3 +196,23 @@ def test_workers_report_the_bad_video(tmp_path, encoder):
     with pytest.raises(Exception, match="train 5.mp4"):
         run_probes(encoder, cfg("ssv2_linear", workers=1), TINY_MODEL, 0, root, "cpu")
     assert path
+
+
+def test_config_check_reads_the_video_tasks(compose_cfg):
+    from vjepa.config_check import ConfigError, check_config
+
+    check_config(compose_cfg("probes=paper"))
+    with pytest.raises(
+        ConfigError, match=r"probes.tasks.ssv2_attentive.data.test_views=0 must be an integer"
+    ):
+        check_config(compose_cfg("probes=paper", "probes.tasks.ssv2_attentive.data.test_views=0"))
+    with pytest.raises(
+        ConfigError, match=r"k400_attentive.kind='seg': video_list data is probed by kind classify"
+    ):
+        check_config(compose_cfg("probes=paper", "probes.tasks.k400_attentive.kind=seg"))
+    with pytest.raises(ConfigError, match=r"coco_det.kind='classify': coco data is probed by kind det"):
+        check_config(
+            compose_cfg(
+                "probes=paper", "probes.tasks.coco_det.kind=classify", "+probes.tasks.coco_det.head=linear"
+            )
+        )

@@ -148,9 +148,12 @@ def _check_probes(e: list[str], probes, depth) -> None:
             e.append(
                 f"{key}: depth probes read data.name=nyu_depth, got {data.get('name') if hasattr(data, 'get') else data!r}"
             )
-        for setting, least in (("pixels_per_image", 1), ("token_grid", 1)):
+        for setting, least in (("pixels_per_image", 1), ("token_grid", 1), ("time_grid", 1)):
             if task.get(setting) is not None:
                 _count(e, f"{key}.{setting}", task.get(setting), least)
+        for setting in ("test_clips", "test_views", "n_train", "n_val"):
+            if hasattr(data, "get") and data.get("name") in FOLDER_FORMATS and data.get(setting) is not None:
+                _count(e, f"{key}.data.{setting}", data.get(setting), 1)
         for setting, least in (("bootstrap", 0), ("refits", 1), ("k", 1)):
             if task.get(setting) is not None:
                 _count(e, f"{key}.{setting}", task.get(setting), least)
