@@ -102,7 +102,7 @@ def test_every_probes_config_validates_and_its_kinds_are_those_the_runner_dispat
     from vjepa.probes.runner import KINDS
 
     kinds, heads = set(), set()
-    for probes in ("default", "fast", "levels", "synthetic", "none"):
+    for probes in ("default", "fast", "levels", "synthetic", "none", "paper"):
         cfg = compose_cfg(f"probes={probes}")
         check_config(cfg)
         tasks = cfg.probes.tasks.values()

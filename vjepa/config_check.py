@@ -16,6 +16,7 @@ from vjepa.models.vit import POSITIONS, TOKENIZERS
 from vjepa.probes.classify import HEADS as CLASSIFY_HEADS
 from vjepa.probes.features import layer_problem
 from vjepa.probes.folders import FORMATS as FOLDER_FORMATS
+from vjepa.probes.folders import KIND as FOLDER_KIND
 from vjepa.probes.runner import KINDS as PROBE_KINDS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -138,7 +139,7 @@ def _check_probes(e: list[str], probes, depth) -> None:
             _choice(e, f"{key}.data.on_error", data.get("on_error", "raise"), ON_ERROR)
             if task.get("pixels", "uniform") != "uniform":
                 e.append(f"{key}.pixels={task.get('pixels')!r}: folder data draws train pixels uniformly")
-            kinds = {"imagefolder": "classify", "ade20k": "seg", "nyu_depth": "depth"}
+            kinds = FOLDER_KIND
             if task.get("kind") != kinds[data.get("name")]:
                 e.append(
                     f"{key}.kind={task.get('kind')!r}: {data.get('name')} data is probed by kind {kinds[data.get('name')]}"
@@ -147,9 +148,12 @@ def _check_probes(e: list[str], probes, depth) -> None:
             e.append(
                 f"{key}: depth probes read data.name=nyu_depth, got {data.get('name') if hasattr(data, 'get') else data!r}"
             )
-        for setting, least in (("pixels_per_image", 1), ("token_grid", 1)):
+        for setting, least in (("pixels_per_image", 1), ("token_grid", 1), ("time_grid", 1)):
             if task.get(setting) is not None:
                 _count(e, f"{key}.{setting}", task.get(setting), least)
+        for setting in ("test_clips", "test_views", "n_train", "n_val"):
+            if hasattr(data, "get") and data.get("name") in FOLDER_FORMATS and data.get(setting) is not None:
+                _count(e, f"{key}.data.{setting}", data.get(setting), 1)
         for setting, least in (("bootstrap", 0), ("refits", 1), ("k", 1)):
             if task.get(setting) is not None:
                 _count(e, f"{key}.{setting}", task.get(setting), least)

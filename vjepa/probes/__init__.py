@@ -5,7 +5,7 @@ probes a frozen encoder with every task of a ``probes`` config (``vjepa/conf/pro
 deterministic on CPU; ``python -m vjepa.evaluate run_dir=...`` does the same for a saved run and merges the
 numbers into its ``metrics.json``. Each task names a ``kind`` (seg | det | classify | depth), a ``data`` spec
 (``vjepa.probes.datasets``: built-in sets in memory; ``vjepa.probes.folders``: the user's ImageFolder,
-ADE20K and NYU depth folders, streamed), the encoder ``layers`` to concatenate and its head's optimisation settings.
+ADE20K, NYU depth, clip-list and COCO folders, streamed), the encoder ``layers`` to concatenate and its head's optimisation settings.
 ``layers`` is a list of block indices (default ``[-1]``; negatives count from the end; concatenated in the
 order given) or ``levels`` (the 4 levels of deep self-supervision, or 4 equally spaced blocks without it);
 a block the encoder does not have is refused before any data is built.
@@ -20,9 +20,11 @@ encoder, ``probe_online`` for the online encoder, ``probe_random`` for the rando
                                        background, disk, square, triangle, ring, cross)
     probe/<det task>/ap50              COCO AP at IoU 0.5 (101-point, per class then mean)
     probe/<det task>/ap                COCO AP averaged over IoU 0.5:0.05:0.95
-    probe/<det task>/ap50/<class>      per-class AP at IoU 0.5
-    probe/<cls task>/top1              top-1 accuracy (CIFAR-10 and ImageFolder data, whose label is called
-                                       ``label``; ImageNet-1k val with ``probes=paper``)
+    probe/<det task>/ap50/<class>      per-class AP at IoU 0.5 (COCO data: the category names, lower-cased;
+                                       crowd boxes left out; with ``probes=paper``: coco_det)
+    probe/<cls task>/top1              top-1 accuracy (CIFAR-10, ImageFolder and clip-list data, whose label
+                                       is called ``label``; ImageNet-1k val, SSv2, K400 and Diving-48 with
+                                       ``probes=paper``; a test video's clips x views averaged first)
     probe/<seg task>/iou/class<c>      per-class IoU of ADE20K data (class c = annotation value c + 1)
     probe/<depth task>/rmse            depth RMSE in metres over the val pixels with a measurement, pooled
                                        over all val images (NYU depth data; lower is better)
@@ -49,7 +51,9 @@ cifar10_attentive, mnist_video (attentive), mnist_video_linear (classify); ``v1.
 used before (no k-NN). ``fast.yaml`` (tests):
 shapes_seg, shapes_det, shapes_video, shapes_video_linear. ``none.yaml``: no task. ``paper.yaml``: the
 paper's image benchmarks from folders under the data root: imagenet_linear, imagenet_attentive (classify),
-ade20k_linear (seg), nyu_linear (depth); see docs/paper_scale_evaluation.md.
+ade20k_linear (seg), nyu_linear (depth), and its video benchmarks from clip lists: ssv2_attentive,
+k400_attentive, diving48_attentive (classify), and COCO detection: coco_det (det); see
+docs/paper_scale_evaluation.md.
 """
 
 from vjepa.probes.runner import random_encoder, run_probes

@@ -5,7 +5,8 @@
 standardised tokens, trained with AdamW. ``knn``: the weighted k-nearest-neighbour vote of DINO's evaluation
 (Caron et al. 2021) on average-pooled tokens, L2-normalised: the ``k`` train samples of highest cosine
 similarity s vote for their class with weight exp(s / ``temperature``); nothing is fitted, so it has no
-training noise. Each returns top-1 accuracy on the val split as a ``Scored`` (per-sample correct flags, for
+training noise. Val samples with several feature rows (a test video's clips x spatial views,
+``feats["views"]``) are scored on their rows' averaged class probabilities. Each returns top-1 accuracy on the val split as a ``Scored`` (per-sample correct flags, for
 the bootstrap of ``vjepa.probes.bootstrap``).
 """
 
@@ -26,7 +27,14 @@ def _pooled(tokens: torch.Tensor) -> torch.Tensor:
     return torch.cat([tokens[i : i + EVAL_BATCH].float().mean(1) for i in range(0, len(tokens), EVAL_BATCH)])
 
 
-def _correct(logits: torch.Tensor, y: torch.Tensor) -> Scored:
+def _correct(logits: torch.Tensor, y: torch.Tensor, feats: dict, votes: bool = False) -> Scored:
+    """Top-1 of val scores [M * views, C]: with ``feats["views"]`` > 1 (a video's clips and spatial views,
+    ``vjepa.probes.stream``) the views' class probabilities (softmax, or the k-NN votes normalised) are
+    averaged per sample first."""
+    views = int(feats.get("views", 1))
+    if views > 1:
+        p = logits / logits.sum(-1, keepdim=True).clamp(min=1e-30) if votes else logits.softmax(-1)
+        logits = p.view(len(y), views, -1).mean(1)
     return accuracy(logits.argmax(-1) == y)
 
 
@@ -36,7 +44,7 @@ def linear_probe(feats: dict, y_train, y_val, num_classes: int, cfg: dict, devic
     lin = fit_logistic(
         std(xt).to(device), y_train.to(device), num_classes, float(cfg["wd"]), int(cfg["iters"])
     )
-    return _correct(lin(std(xv).to(device)).cpu(), y_val)
+    return _correct(lin(std(xv).to(device)).cpu(), y_val, feats)
 
 
 def attentive_probe(feats: dict, y_train, y_val, num_classes: int, cfg: dict, seed: int, device) -> Scored:
@@ -64,10 +72,10 @@ def attentive_probe(feats: dict, y_train, y_val, num_classes: int, cfg: dict, se
         logits = torch.cat(
             [
                 model(std(feats["val"][i : i + EVAL_BATCH].to(device))).cpu()
-                for i in range(0, len(y_val), EVAL_BATCH)
+                for i in range(0, len(feats["val"]), EVAL_BATCH)
             ]
         )
-    return _correct(logits, y_val)
+    return _correct(logits, y_val, feats)
 
 
 def knn_probe(feats: dict, y_train, y_val, num_classes: int, cfg: dict, device) -> Scored:
@@ -76,12 +84,12 @@ def knn_probe(feats: dict, y_train, y_val, num_classes: int, cfg: dict, device) 
     yt = y_train.to(device)
     k = min(k, len(yt))
     votes = []
-    for i in range(0, len(y_val), EVAL_BATCH * 4):
+    for i in range(0, len(feats["val"]), EVAL_BATCH * 4):
         xv = F.normalize(_pooled(feats["val"][i : i + EVAL_BATCH * 4]), dim=1).to(device)
         sim, idx = (xv @ xt.T).topk(k, dim=1)
         v = torch.zeros(len(xv), num_classes, device=device)
         votes.append(v.scatter_add_(1, yt[idx], (sim / temperature).exp()).cpu())
-    return _correct(torch.cat(votes), y_val)
+    return _correct(torch.cat(votes), y_val, feats, votes=True)
 
 
 def classify_probe(

@@ -51,7 +51,7 @@ def resolve_spec(cfg: dict, defaults: dict) -> dict:
     W = 4/3 H rounded to the patch)."""
     spec = dict(cfg)
     name = spec["name"]
-    video = name in ("moving_mnist", "moving_shapes")
+    video = name in ("moving_mnist", "moving_shapes", "video_list")
     side = int(defaults["video_size"] if video else defaults["image_size"])
     size = spec.get("size")
     if size is None:

@@ -132,11 +132,19 @@ def decode(heat_logits: torch.Tensor, box: torch.Tensor, stride: float, max_det:
 def det_probe(
     feats: dict, grid, y_train: dict, y_val: dict, num_classes: int, image_hw, cfg: dict, seed: int, device
 ) -> dict:
-    """Train the pyramid + head on frozen train features; AP50 / AP (0.5:0.95) and per-class AP50 on val,
-    and under ``scored`` the two AP metrics recomputable per val image (``vjepa.probes.bootstrap``)."""
-    std = Standardizer(feats["train"].flatten(0, 1))
+    """``box_probe`` on the boxes of instance masks."""
     gt_train = instance_boxes(y_train["instances"], y_train["instance_classes"])
     gt_val = instance_boxes(y_val["instances"], y_val["instance_classes"])
+    return box_probe(feats, grid, gt_train, gt_val, num_classes, image_hw, cfg, seed, device)
+
+
+def box_probe(
+    feats: dict, grid, gt_train: list, gt_val: list, num_classes: int, image_hw, cfg: dict, seed: int, device
+) -> dict:
+    """Train the pyramid + head on frozen train features and per-image boxes ({"boxes" [k, 4] x0 y0 x1 y1
+    px, "labels" [k]}); AP50 / AP (0.5:0.95) and per-class AP50 on val, and under ``scored`` the two AP
+    metrics recomputable per val image (``vjepa.probes.bootstrap``)."""
+    std = Standardizer(feats["train"].flatten(0, 1))
     h, w = grid[1:]
     stride = image_hw[0] / (2 * h)
     tgt = centernet_targets(gt_train, num_classes, (2 * h, 2 * w), stride)

@@ -22,6 +22,16 @@ for the caller to count and leave out. Formats (``name``; ``folder`` under the d
                   ``sync_depth_<id>.png`` beside it (16-bit, millimetres; 0 = no measurement); target: float
                   [H, W] depth in metres (0 = invalid), resized nearest. Defaults: folder nyu_depth_v2, train
                   sync, val official_splits/test
+    video_list    clip lists, ``<folder>/<split>`` a text file of ``<video path> <label>`` lines
+                  (``vjepa.probes.clips``): target: the class index; image: uint8 [clips * views, 3, T, H, W].
+                  Defaults: folder kinetics400, train train.csv, val val.csv, frame_stride 2, test_clips 1,
+                  test_views 1, num_classes null (the largest train label + 1); frames: the run's
+    coco          COCO detection (``vjepa.probes.coco``): ``<folder>/annotations/instances_<split>.json`` and
+                  ``<folder>/<split>/<file_name>``; target: {"boxes" [k, 4] px, "labels" [k]}. Defaults:
+                  folder coco, train train2017, val val2017
+
+A file a clip list or COCO JSON names but that does not exist is an error while indexing with ``on_error:
+raise``, and a skipped sample with ``on_error: skip``.
 
 ``n_train`` / ``n_val`` (null = all) keep a seeded random subset (``seed``) of a split, in file order.
 """
@@ -37,7 +47,21 @@ import torch
 
 from vjepa.data.common import DataFileError, check_on_error, require_path
 
-FORMATS = ("imagefolder", "ade20k", "nyu_depth")
+FORMATS = ("imagefolder", "ade20k", "nyu_depth", "video_list", "coco")
+KIND = {
+    "imagefolder": "classify",
+    "ade20k": "seg",
+    "nyu_depth": "depth",
+    "video_list": "classify",
+    "coco": "det",
+}
+LABEL = {
+    "imagefolder": "label",
+    "ade20k": "seg",
+    "nyu_depth": "depth",
+    "video_list": "label",
+    "coco": "instance_classes",
+}
 IMAGE_EXTS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".ppm")
 IGNORE = -1
 DEFAULTS = {
@@ -53,6 +77,21 @@ DEFAULTS = {
         "train": "sync",
         "val": "official_splits/test",
         "max_depth": 10.0,
+    },
+    "video_list": {
+        "folder": "kinetics400",
+        "train": "train.csv",
+        "val": "val.csv",
+        "num_classes": None,
+        "frame_stride": 2,
+        "test_clips": 1,
+        "test_views": 1,
+    },
+    "coco": {
+        "folder": "coco",
+        "train": "train2017",
+        "val": "val2017",
+        "annotations": "annotations/instances_{split}.json",
     },
 }
 
@@ -151,22 +190,35 @@ class FolderSet:
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
     def split(self, name: str) -> FolderSplit:
-        return FolderSplit(self.spec, self.samples[name], self.size)
+        return FolderSplit(self.spec, self.samples[name], self.size, name)
+
+
+def _reader(name: str):
+    if name == "video_list":
+        from vjepa.probes.clips import read_lists
+
+        return read_lists
+    if name == "coco":
+        from vjepa.probes.coco import read_annotations
+
+        return read_annotations
+    return {"imagefolder": _imagefolder, "ade20k": _ade20k, "nyu_depth": _nyu_depth}[name]
 
 
 def index(spec: dict, root) -> FolderSet:
     spec = with_defaults(spec)
     name = spec["name"]
     base = require_path(root, spec["folder"], f"probe data {name}")
-    samples, classes = {"imagefolder": _imagefolder, "ade20k": _ade20k, "nyu_depth": _nyu_depth}[name](
-        base, spec
-    )
+    samples, classes = _reader(name)(base, spec)
     for split, stream in (("train", 1), ("val", 2)):
         if not samples[split]:
             raise DataFileError(f"{name}: split {base / spec[split]} holds no samples")
         samples[split] = _subset(samples[split], spec[f"n_{split}"], spec["seed"], stream)
-    label = {"imagefolder": "label", "ade20k": "seg", "nyu_depth": "depth"}[name]
-    return FolderSet(spec, samples, {label: classes}, tuple(int(s) for s in spec["size"]))
+        if name in ("video_list", "coco") and spec["on_error"] == "raise":  # listed files: find them now
+            missing = next((p for p, _ in samples[split] if not Path(p).is_file()), None)
+            if missing is not None:
+                raise DataFileError(f"{name}: {missing}, listed in the {split} split, does not exist")
+    return FolderSet(spec, samples, {LABEL[name]: classes}, tuple(int(s) for s in spec["size"]))
 
 
 def _open(path: str):
@@ -199,8 +251,8 @@ def _chw(img) -> torch.Tensor:
 class FolderSplit(torch.utils.data.Dataset):
     """One split, decoded one sample per item (picklable: DataLoader workers decode in parallel)."""
 
-    def __init__(self, spec: dict, items: list, size: tuple[int, int]):
-        self.spec, self.items, self.size = spec, items, tuple(size)
+    def __init__(self, spec: dict, items: list, size: tuple[int, int], split: str = "train"):
+        self.spec, self.items, self.size, self.name = spec, items, tuple(size), split
 
     def __len__(self) -> int:
         return len(self.items)
@@ -217,6 +269,14 @@ class FolderSplit(torch.utils.data.Dataset):
         from PIL import Image
 
         name, (h, w) = self.spec["name"], self.size
+        if name == "video_list":
+            from vjepa.probes.clips import load
+
+            return load(self.spec, path, label, self.size, self.name)
+        if name == "coco":
+            from vjepa.probes.coco import load
+
+            return load(path, label, self.size)
         img = _open(path)
         if name == "imagefolder":
             return {"image": _chw(_resize_crop(img, self.size)), "target": torch.tensor(int(label))}

@@ -3,7 +3,7 @@ baseline of the same shape), returning flat metrics (see ``vjepa.probes`` for th
 
 Each task's data set is built once and its features extracted once per encoder (shared by tasks with the
 same data spec and layers, e.g. linear and attentive CIFAR-10), then only the heads train. Data from the
-user's folders (``vjepa.probes.folders``: imagefolder, ade20k, nyu_depth) is indexed instead of loaded and
+user's folders (``vjepa.probes.folders``: imagefolder, ade20k, nyu_depth, video_list, coco) is indexed instead of loaded and
 its features extracted in one streamed pass (``vjepa.probes.stream``), keeping what the task's head needs. Head seeds
 derive from (seed, task name), data from the data spec, so a run is reproducible task by task.
 """
@@ -25,7 +25,7 @@ from vjepa.probes.bootstrap import Scored, bootstrap_weights, paired_standard_er
 from vjepa.probes.classify import classify_probe
 from vjepa.probes.datasets import build, resolve_spec
 from vjepa.probes.dense import depth_probe, seg_from_pixels
-from vjepa.probes.det import det_probe
+from vjepa.probes.det import box_probe, det_probe
 from vjepa.probes.features import FeatureCache, extract, feature_spec, layer_problem
 from vjepa.probes.heads import seeded
 from vjepa.probes.seg import seg_probe
@@ -58,61 +58,65 @@ def random_encoder(model_cfg, seed: int, device):
 RANDOM_FITS = {"seg", "det", "attentive"}  # fits that depend on a seed (init, data order, pixel draw)
 
 
+def _det_metrics(r: dict, classes) -> tuple[dict, dict]:
+    per_class = {f"ap50/{slug(classes[c])}": v for c, v in r["ap50_per_class"].items()}
+    return {"ap50": r["ap50"], "ap": r["ap"], **per_class}, r["scored"]
+
+
+def _seg_metrics(result: tuple, classes) -> tuple[dict, dict]:
+    miou, per_class, scored = result
+    return {"miou": miou, **{f"iou/{slug(classes[c])}": v for c, v in per_class.items()}}, {"miou": scored}
+
+
+def _classify(task: dict, feats: dict, y_train: dict, y_val: dict, classes: dict, seed: int, device):
+    scored = {}
+    for label in task["labels"]:
+        scored["top1" if label == "label" else f"{label}_top1"] = classify_probe(
+            task["head"], feats, y_train[label], y_val[label], len(classes[label]), task,
+            task_seed(seed, label), device,
+        )  # fmt: skip
+    return {k: v.value for k, v in scored.items()}, scored
+
+
+def _fit_streamed(name: str, task: dict, data, feats: dict, grid, seed: int, device) -> tuple[dict, dict]:
+    """A head on features of folder data (``vjepa.probes.stream``), of the kind its format serves."""
+    kind, fmt = task["kind"], data.spec["name"]
+    if kind != folders.KIND[fmt]:
+        raise ValueError(f"probe {name}: {fmt} data serves {folders.KIND[fmt]} probes, not {kind}")
+    if kind == "depth":
+        scored = depth_probe(feats, grid, task, device)
+        return {"rmse": scored.value}, {"rmse": scored}
+    if kind == "seg":
+        classes = data.classes["seg"]
+        return _seg_metrics(seg_from_pixels(feats, grid, len(classes), task, device), classes)
+    if kind == "det":
+        classes = data.classes["instance_classes"]
+        args = (feats["y_train"], feats["y_val"], len(classes), data.size, task, seed, device)
+        return _det_metrics(box_probe(feats, grid, *args), classes)
+    y_train, y_val = {"label": feats["y_train"]}, {"label": feats["y_val"]}
+    return _classify(task, feats, y_train, y_val, data.classes, seed, device)
+
+
 def _fit_task(name: str, task: dict, data, feats: dict, grid, seed: int, device) -> tuple[dict, dict]:
     """One fit of a task's head(s): (metrics, {metric: Scored})."""
     kind = task["kind"]
-    streamed = isinstance(data, folders.FolderSet)
-    if streamed and kind not in ("classify", "seg", "depth"):
-        raise ValueError(
-            f"probe {name}: {data.spec['name']} data serves classify, seg and depth probes, not {kind}"
-        )
+    if kind not in KINDS:
+        raise ValueError(f"probe {name}: kind must be one of {KINDS}, got {kind!r}")
+    if isinstance(data, folders.FolderSet):
+        return _fit_streamed(name, task, data, feats, grid, seed, device)
     if kind == "depth":
-        if not streamed or data.spec["name"] != "nyu_depth":
-            raise ValueError(f"probe {name}: depth probes read nyu_depth data")
-        scored = depth_probe(feats, grid, task, device)
-        return {"rmse": scored.value}, {"rmse": scored}
-    if streamed and kind == "seg":
-        classes = data.classes["seg"]
-        miou, per_class, scored = seg_from_pixels(feats, grid, len(classes), task, device)
-        return {"miou": miou, **{f"iou/{slug(classes[c])}": v for c, v in per_class.items()}}, {
-            "miou": scored
-        }
-    if streamed:  # classify: the labels of the samples read, from the features
-        y_train, y_val = {"label": feats["y_train"]}, {"label": feats["y_val"]}
-    else:
-        y_train, y_val = data.y_train, data.y_val
+        raise ValueError(f"probe {name}: depth probes read nyu_depth data")
     if kind == "seg":
         classes = data.classes["seg"]
-        miou, per_class, scored = seg_probe(
+        result = seg_probe(
             feats, grid, data.y_train["seg"], data.y_val["seg"], len(classes), task, seed, device
         )
-        return {"miou": miou, **{f"iou/{slug(classes[c])}": v for c, v in per_class.items()}}, {
-            "miou": scored
-        }
+        return _seg_metrics(result, classes)
     if kind == "det":
         classes = data.classes["instance_classes"]
         r = det_probe(feats, grid, data.y_train, data.y_val, len(classes), data.size, task, seed, device)
-        metrics = {
-            "ap50": r["ap50"],
-            "ap": r["ap"],
-            **{f"ap50/{slug(classes[c])}": v for c, v in r["ap50_per_class"].items()},
-        }
-        return metrics, r["scored"]
-    if kind == "classify":
-        scored = {}
-        for label in task["labels"]:
-            scored["top1" if label == "label" else f"{label}_top1"] = classify_probe(
-                task["head"],
-                feats,
-                y_train[label],
-                y_val[label],
-                len(data.classes[label]),
-                task,
-                task_seed(seed, label),
-                device,
-            )
-        return {k: v.value for k, v in scored.items()}, scored
-    raise ValueError(f"probe {name}: kind must be one of {KINDS}, got {kind!r}")
+        return _det_metrics(r, classes)
+    return _classify(task, feats, data.y_train, data.y_val, data.classes, seed, device)
 
 
 def _refits(task: dict) -> int:
@@ -151,76 +155,85 @@ def resample(name: str, m: int, replicates: int) -> torch.Tensor:
     return bootstrap_weights(m, replicates, task_seed(0, f"bootstrap/{name}"))
 
 
+def _dataset(name: str, spec: dict, cfg: dict, data_root, datasets: dict, prefix: str):
+    """The task's data set, built or indexed once per data spec; None where it is absent and skipped."""
+    key = repr(sorted(spec.items()))
+    try:
+        if key not in datasets:
+            streamed = spec["name"] in folders.FORMATS
+            datasets[key] = folders.index(spec, data_root) if streamed else build(spec, data_root)
+    except DataNotFoundError as exc:
+        if cfg.get("missing_data", "skip") != "skip":
+            raise
+        _log(f"{prefix}/{name}: skipped, no data ({exc})")
+        return None
+    return datasets[key]
+
+
+def _features(encoder, task: dict, spec: dict, data, cfg: dict, cache, device) -> dict:
+    """The task's features, from the cache or extracted (streamed for folder data)."""
+    layers = task.get("layers", [-1])
+    layers = layers if isinstance(layers, str) else list(layers)  # "levels" or block indices
+    bs = int(task.get("extract_batch", cfg["extract_batch"]))
+    fspec = feature_spec(spec, layers, device)
+    if isinstance(data, folders.FolderSet):
+        store = storage(task, spec)
+        fspec = {**fspec, "storage": store, "files": data.fingerprint()}
+        workers = int(cfg.get("workers", 0))
+
+        def compute():
+            return extract_folder(encoder, data, layers, store, bs, workers, device)
+    else:
+
+        def compute():
+            ft, grid = extract(encoder, data.x_train, layers, data.size, bs, device)
+            fv, _ = extract(encoder, data.x_val, layers, data.size, bs, device)
+            return {"train": ft, "val": fv, "grid": torch.tensor(grid)}
+
+    return cache.get(fspec, compute)
+
+
+def _frames(data) -> float:
+    """Frames of the task's inputs: 0 for images (analysis reads the modality from it)."""
+    if isinstance(data, folders.FolderSet):
+        return float(data.spec.get("frames", 0)) if data.spec["name"] == "video_list" else 0.0
+    return float(data.x_train.shape[2]) if data.x_train.ndim == 5 else 0.0
+
+
+def _probe_task(name, task, data, feats, cfg, seed, device, scored) -> dict[str, float]:
+    """A task's metrics (with ``<metric>/se`` where ``bootstrap`` > 1); its Scored go into ``scored``."""
+    grid = tuple(feats["grid"].tolist())
+    metrics, task_scored = _run_task(name, task, data, feats, grid, task_seed(seed, name), device)
+    replicates = int(task.get("bootstrap", cfg.get("bootstrap", 0)))
+    for k, sc in task_scored.items():
+        if replicates > 1:
+            metrics[f"{k}/se"] = standard_error(sc, resample(name, sc.samples, replicates))
+        scored[(name, k)] = sc
+    metrics["frames"] = _frames(data)
+    if "skipped_train" in feats:
+        metrics["skipped"] = float(feats["skipped_train"] + feats["skipped_val"])
+    return metrics
+
+
 def _probe_encoder(
-    encoder,
-    cfg: dict,
-    patch_size: int,
-    seed: int,
-    data_root,
-    device,
-    prefix: str,
-    cache,
-    datasets: dict,
-    scored: dict,
+    encoder, cfg: dict, patch_size: int, seed: int, data_root, device, prefix: str, cache, datasets, scored
 ) -> dict[str, float]:
     """Metrics of every task under ``prefix``; each headline metric's ``Scored`` goes into ``scored``
     by (task, metric)."""
-    defaults = {
-        "image_size": cfg["image_size"],
-        "video_size": cfg["video_size"],
-        "frames": cfg["frames"],
-        "patch_size": patch_size,
-    }
+    defaults = {k: cfg[k] for k in ("image_size", "video_size", "frames")} | {"patch_size": patch_size}
     out: dict[str, float] = {}
-    bs = int(cfg["extract_batch"])
     t_all = time.perf_counter()
     for name, task in (cfg.get("tasks") or {}).items():
         t0 = time.perf_counter()
         spec = resolve_spec(task["data"], defaults)
-        key = repr(sorted(spec.items()))
-        try:
-            if key not in datasets:
-                streamed = spec["name"] in folders.FORMATS
-                datasets[key] = folders.index(spec, data_root) if streamed else build(spec, data_root)
-        except DataNotFoundError as exc:
-            if cfg.get("missing_data", "skip") != "skip":
-                raise
-            _log(f"{prefix}/{name}: skipped, no data ({exc})")
+        data = _dataset(name, spec, cfg, data_root, datasets, prefix)
+        if data is None:
             continue
-        data = datasets[key]
-        layers = task.get("layers", [-1])
-        layers = layers if isinstance(layers, str) else list(layers)  # "levels" or block indices
-
-        fspec = feature_spec(spec, layers, device)
-        if isinstance(data, folders.FolderSet):
-            store = storage(task, spec)
-            fspec = {**fspec, "storage": store, "files": data.fingerprint()}
-            workers = int(cfg.get("workers", 0))
-
-            def compute(data=data, layers=layers, store=store, workers=workers):
-                return extract_folder(encoder, data, layers, store, bs, workers, device)
-        else:
-
-            def compute(data=data, layers=layers):
-                ft, grid = extract(encoder, data.x_train, layers, data.size, bs, device)
-                fv, _ = extract(encoder, data.x_val, layers, data.size, bs, device)
-                return {"train": ft, "val": fv, "grid": torch.tensor(grid)}
-
-        feats = cache.get(fspec, compute)
-        grid = tuple(feats["grid"].tolist())
+        feats = _features(encoder, task, spec, data, cfg, cache, device)
         t_feat = time.perf_counter() - t0
-        metrics, task_scored = _run_task(name, task, data, feats, grid, task_seed(seed, name), device)
-        replicates = int(task.get("bootstrap", cfg.get("bootstrap", 0)))
-        for k, sc in task_scored.items():
-            if replicates > 1:
-                metrics[f"{k}/se"] = standard_error(sc, resample(name, sc.samples, replicates))
-            scored[(name, k)] = sc
+        metrics = _probe_task(name, task, data, feats, cfg, seed, device, scored)
         dt = time.perf_counter() - t0
         out.update({f"{prefix}/{name}/{k}": float(v) for k, v in metrics.items()})
-        video = hasattr(data, "x_train") and data.x_train.ndim == 5
-        out[f"{prefix}/{name}/frames"] = float(data.x_train.shape[2]) if video else 0.0
-        if "skipped_train" in feats:
-            out[f"{prefix}/{name}/skipped"] = float(feats["skipped_train"] + feats["skipped_val"])
         out[f"{prefix}/{name}/time_s"] = dt
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k)
         _log(f"{prefix}/{name}: {shown} ({dt:.1f} s, of which data + features {t_feat:.1f} s)")

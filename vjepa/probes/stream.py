@@ -8,13 +8,19 @@ so memory is bounded by the stored features, never by the images:
     storage {"token_grid": g}            classification: tokens average-pooled to a g x g grid, float16
                                          [N, g*g, D] (g = 1: the average-pooled token the linear and k-NN
                                          heads read; g > 1: tokens for the attentive head); ``y``: [N]
+    storage {"token_grid": g,            video classification (clips): tokens average-pooled to t x g x g
+             "time_grid": t}             (t capped at the clips' token frames), float16 [N, t*g*g, D];
+                                         val videos give clips * views rows each, in order
+    storage {"tokens": "all"}            detection: every token of each image, float16 [N, L, D], both
+                                         splits; ``y``: a list of {"boxes", "labels"} per image
     storage {"pixels_per_image": P,      dense tasks (seg, depth): per train image, the features
              "seed": s}                  bilinearly interpolated (``seg.bilinear_at``) at P labelled pixels
                                          drawn uniformly (seeded by s, in file order), float16 [N, P, D]
                                          with their labels [N, P]; per val image every token, float16
                                          [M, L, D], with its label map at the input size [M, H, W]
 
-Returns ``{"train", "val", "y_train", "y_val", "grid", "skipped_train", "skipped_val"}``. A sample that
+Returns ``{"train", "val", "y_train", "y_val", "grid", "views", "skipped_train", "skipped_val"}`` (``views``:
+feature rows per val sample, clips x views for video lists, else 1; ``batch_size`` counts clips then). A sample that
 cannot be read raises ``DataFileError`` naming the file (nothing is returned, so nothing is cached), or
 with the data spec's ``on_error: skip`` is left out and counted in ``skipped_<split>``.
 """
@@ -32,18 +38,45 @@ from vjepa.probes.seg import bilinear_at, sample_pixels, token_map
 
 def storage(task: dict, spec: dict) -> dict:
     """What a task keeps of each sample's tokens (part of the feature cache key)."""
+    if task["kind"] == "det":
+        return {"tokens": "all"}
     if task["kind"] == "classify":
-        return {"token_grid": int(task.get("token_grid", 4 if task.get("head") == "attentive" else 1))}
+        attentive = task.get("head") == "attentive"
+        store = {"token_grid": int(task.get("token_grid", 4 if attentive else 1))}
+        if spec["name"] == "video_list":
+            store["time_grid"] = int(task.get("time_grid", 2 if attentive else 1))
+        return store
     return {"pixels_per_image": int(task["pixels_per_image"]), "seed": int(spec.get("seed", 0))}
 
 
 def _collate(items: list[dict]) -> dict:
     good = [it for it in items if "error" not in it]
+    targets = [it["target"] for it in good]
     return {
         "image": torch.stack([it["image"] for it in good]) if good else None,
-        "target": torch.stack([it["target"] for it in good]) if good else None,
+        "target": torch.stack(targets) if good and torch.is_tensor(targets[0]) else targets,
         "errors": [it["error"] for it in items if "error" in it],
     }
+
+
+def _pooled(tokens: torch.Tensor, grid, store: dict) -> torch.Tensor:
+    """Tokens [B, L, D] on ``grid`` -> average-pooled to (time_grid,) token_grid x token_grid: [B, K, D]."""
+    k = store["token_grid"]
+    if "time_grid" not in store:
+        return F.adaptive_avg_pool2d(token_map(tokens, grid), k).flatten(2).transpose(1, 2)
+    x = tokens.transpose(1, 2).unflatten(2, tuple(grid))  # [B, D, T', H', W']
+    return F.adaptive_avg_pool3d(x, (min(store["time_grid"], grid[0]), k, k)).flatten(2).transpose(1, 2)
+
+
+def _kept(tokens, grid, y, store: dict, split: str, size, g: torch.Generator):
+    """What the task keeps of a batch's tokens (float16, CPU), and the labels that go with it."""
+    if "token_grid" in store:
+        return _pooled(tokens, grid, store).to("cpu", torch.float16), y
+    if split == "train" and "pixels_per_image" in store:
+        pix = sample_pixels(_labelled(y), store["pixels_per_image"], g)
+        feats = bilinear_at(token_map(tokens, grid), pix.to(tokens.device), size)
+        return feats.to("cpu", torch.float16), torch.gather(y.flatten(1), 1, pix)
+    return tokens.to("cpu", torch.float16), y
 
 
 def _labelled(target: torch.Tensor) -> torch.Tensor:
@@ -55,43 +88,41 @@ def _labelled(target: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _split(encoder, data, split: str, layers, store: dict, batch_size: int, workers: int, device):
+    per = 1
+    if split == "val" and "test_clips" in data.spec:
+        per = int(data.spec["test_clips"]) * int(data.spec["test_views"])
     loader = torch.utils.data.DataLoader(
         data.split(split),
-        batch_size=batch_size,
+        batch_size=max(1, batch_size // per),  # clips: ``batch_size`` clips per encoder forward
         num_workers=workers,
         collate_fn=_collate,
         persistent_workers=False,
     )
     bf16 = feature_arithmetic(device) == "bf16"
     g = torch.Generator().manual_seed(int(store.get("seed", 0)) * 7919 + (split == "val"))
-    feats, ys, skipped, grid = [], [], 0, None
+    feats, ys, skipped, grid, views = [], [], 0, None, 1
     for batch in loader:
         for msg in batch["errors"]:
             print(f"[probes] skipped: {msg}", file=sys.stderr, flush=True)
         skipped += len(batch["errors"])
         if batch["image"] is None:
             continue
-        x = prepare(batch["image"], data.size).to(device)
+        x = batch["image"]
+        if x.ndim == 6:  # clips: [B, clips * views, 3, T, H, W]
+            views, x = x.shape[1], x.flatten(0, 1)
+        x = prepare(x, data.size).to(device)
         with torch.autocast("cuda", torch.bfloat16, enabled=bf16):
             tokens = torch.cat(encoder_layers(encoder, x, layers), dim=-1).float()
         grid = tuple(encoder.grid(x[:1]))
-        y = batch["target"]
-        if "token_grid" in store:
-            k = store["token_grid"]
-            pooled = F.adaptive_avg_pool2d(token_map(tokens, grid), k).flatten(2).transpose(1, 2)
-            feats.append(pooled.to("cpu", torch.float16))
-        elif split == "train":
-            pix = sample_pixels(_labelled(y), store["pixels_per_image"], g)
-            feats.append(
-                bilinear_at(token_map(tokens, grid), pix.to(device), data.size).to("cpu", torch.float16)
-            )
-            y = torch.gather(y.flatten(1), 1, pix)
-        else:
-            feats.append(tokens.to("cpu", torch.float16))
-        ys.append(y)
+        f, y = _kept(tokens, grid, batch["target"], store, split, data.size, g)
+        feats.append(f)
+        if torch.is_tensor(y):
+            ys.append(y)
+        else:  # boxes: one dict per image
+            ys.extend(y)
     if not feats:
         raise ValueError(f"probe data {data.spec['name']}: no readable sample in the {split} split")
-    return torch.cat(feats), torch.cat(ys), skipped, grid
+    return torch.cat(feats), torch.cat(ys) if torch.is_tensor(ys[0]) else ys, skipped, grid, views
 
 
 def extract_folder(encoder, data, layers, store: dict, batch_size: int, workers: int, device) -> dict:
@@ -100,8 +131,11 @@ def extract_folder(encoder, data, layers, store: dict, batch_size: int, workers:
     try:
         out = {}
         for split in ("train", "val"):
-            f, y, skipped, grid = _split(encoder, data, split, layers, store, batch_size, workers, device)
+            f, y, skipped, grid, views = _split(
+                encoder, data, split, layers, store, batch_size, workers, device
+            )
             out.update({split: f, f"y_{split}": y, f"skipped_{split}": torch.tensor(skipped)})
+        out["views"] = torch.tensor(views)  # val clips x views per video, their predictions averaged
         out["grid"] = torch.tensor(grid)
     finally:
         encoder.train(was_training)
