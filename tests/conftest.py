@@ -2,6 +2,7 @@ import os
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -67,3 +68,36 @@ def slurm_cluster(tmp_path_factory):
         os.environ.clear()
         os.environ.update(saved)
         cluster.stop()
+
+
+# The encoder shape of the probe tests: 2 blocks of D=64, 8 px patches (16 tokens per 32 px image).
+PROBE_MODEL = OmegaConf.create(
+    {
+        "embed_dim": 64,
+        "depth": 2,
+        "num_heads": 2,
+        "mlp_ratio": 2.0,
+        "patch_size": 8,
+        "tubelet_size": 2,
+        "tokenizer": "separate",
+        "modality_embed": False,
+    }
+)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (probe heads are many small ops: on a busy 2-core machine, 2 threads
+    mostly wait on each other); the count is restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def probe_encoder():
+    """A random-init encoder of ``PROBE_MODEL`` (seed 0), shared by a module's tests."""
+    from vjepa.probes import random_encoder
+
+    return random_encoder(PROBE_MODEL, 0, "cpu")

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf, open_dict
 
+from tests.conftest import PROBE_MODEL as TINY_MODEL
 from tests.conftest import TINY_TEST
 from vjepa.data import resolve_root
 from vjepa.data.common import DataNotFoundError
@@ -20,28 +21,10 @@ from vjepa.probes.metrics import box_ap
 from vjepa.probes.seg import bilinear_at, seg_probe
 
 CONF = Path(__file__).resolve().parents[1] / "vjepa" / "conf" / "probes"
-TINY_MODEL = OmegaConf.create(
-    {
-        "embed_dim": 64,
-        "depth": 2,
-        "num_heads": 2,
-        "mlp_ratio": 2.0,
-        "patch_size": 8,
-        "tubelet_size": 2,
-        "tokenizer": "separate",
-        "modality_embed": False,
-    }
-)
 SIZES = {"data": {"image": {"size": 32}, "video": {"size": 32, "frames": 4}}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # these heads are many small ops: on a busy 2-core machine, 2 threads mostly wait on each other
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def probes_cfg(name="fast"):

@@ -10,21 +10,15 @@ from omegaconf import OmegaConf
 
 from tests.test_probes_folders import COLOURS, CONF, TINY_MODEL
 from vjepa.data.common import DataFileError
-from vjepa.probes import folders, random_encoder, run_probes
+from vjepa.probes import folders, run_probes
 from vjepa.probes.clips import load
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return random_encoder(TINY_MODEL, 0, "cpu")
+def encoder(probe_encoder):
+    return probe_encoder
 
 
 def write_video(path: Path, colour, rng, n=10, w=48, h=40) -> Path:

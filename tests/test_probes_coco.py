@@ -11,22 +11,17 @@ from PIL import Image
 
 from tests.test_probes_folders import COLOURS, CONF, TINY_MODEL
 from vjepa.data.common import DataFileError
-from vjepa.probes import random_encoder, run_probes
+from vjepa.probes import run_probes
 
 CATEGORY_IDS = (1, 3, 7)  # not contiguous, as COCO's 80 of ids 1..90
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return random_encoder(TINY_MODEL, 0, "cpu")
+def encoder(probe_encoder):
+    return probe_encoder
 
 
 def _image(rng, boxes, w, h) -> Image.Image:

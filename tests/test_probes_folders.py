@@ -4,41 +4,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from tests.conftest import PROBE_MODEL as TINY_MODEL
 from tests.conftest import TINY_TEST
 from vjepa.data.common import DataFileError
-from vjepa.probes import random_encoder, run_probes
+from vjepa.probes import run_probes
 
-TINY_MODEL = OmegaConf.create(
-    {
-        "embed_dim": 64,
-        "depth": 2,
-        "num_heads": 2,
-        "mlp_ratio": 2.0,
-        "patch_size": 8,
-        "tubelet_size": 2,
-        "tokenizer": "separate",
-        "modality_embed": False,
-    }
-)
 COLOURS = np.array([[220, 30, 30], [30, 200, 40], [40, 60, 220], [230, 220, 40]], dtype=np.float64)
 CONF = Path(__file__).resolve().parents[1] / "vjepa" / "conf" / "probes"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return random_encoder(TINY_MODEL, 0, "cpu")
+def encoder(probe_encoder):
+    return probe_encoder
 
 
 def _noisy(rgb: np.ndarray, rng) -> Image.Image:
