@@ -83,9 +83,7 @@ def evaluate(
     import torch
 
     from vjepa.data import resolve_root
-    from vjepa.models import build_encoder
     from vjepa.probes import run_probes
-    from vjepa.probes.runner import random_encoder
     from vjepa.probes.shard import ONE
     from vjepa.runfiles import load_checkpoint, read_json, write_json
     from vjepa.trainer import probe_numerics, resolve_device, set_threads
@@ -110,14 +108,7 @@ def evaluate(
         dev = torch.device("cuda", shards.local_rank)
     set_threads(_threads(threads, shards))
     seed = int(run_cfg.seed)
-    if only:  # the encoder pretraining started from, probed as run_probes probes its baseline
-        enc, prefix, tag = random_encoder(run_cfg.model, seed, dev), "probe_random", f"random-seed{seed}"
-    else:
-        enc = build_encoder(run_cfg.model)
-        enc.load_state_dict(state["target_encoder" if encoder == "target" else "encoder"])
-        enc.to(dev)
-        prefix = PREFIX[encoder]
-        tag = f"{prefix}-step{state['step']}"
+    enc, prefix, tag = _encoder(run_cfg, state, encoder, seed, dev)
     root = resolve_root(data_root or run_cfg.data.get("root"))
     results = run_probes(
         enc,
@@ -142,6 +133,20 @@ def evaluate(
     merged.update(results)
     write_json(path, merged)
     return results
+
+
+def _encoder(run_cfg, state, encoder: str, seed: int, dev):
+    """(encoder, metric prefix, cache tag): the checkpoint's ``encoder`` weights, or with no checkpoint
+    state (``baseline=only``) the encoder pretraining started from, probed as run_probes probes its baseline."""
+    from vjepa.models import build_encoder
+    from vjepa.probes.runner import random_encoder
+
+    if state is None:
+        return random_encoder(run_cfg.model, seed, dev), "probe_random", f"random-seed{seed}"
+    enc = build_encoder(run_cfg.model)
+    enc.load_state_dict(state["target_encoder" if encoder == "target" else "encoder"])
+    prefix = PREFIX[encoder]
+    return enc.to(dev), prefix, f"{prefix}-step{state['step']}"
 
 
 def _threads(threads, shards):
