@@ -13,11 +13,18 @@ without touching its results), and ``probes.<key>=value`` to
 override the probe config, e.g. ``probes.tasks.shapes_det.epochs=5``. Input sizes in the probe config
 resolve against the run's ``data``. Each prefix written gets ``<prefix>/numerics`` and ``<prefix>/platform``:
 the numerics id of the code that probed and where it ran (``vjepa.golden``).
+
+Launched as several processes (``torchrun --nproc_per_node N -m vjepa.evaluate ...``, or N SLURM tasks
+under ``srun``), the ranks share the feature extraction of folder data (``vjepa.probes.shard``): each reads
+its part of every split with its own loader workers (on GPU ``cuda:<local rank>``), and rank 0 gets the
+features in sample order, extracts the rest alone, fits the heads and writes ``metrics.json`` and the
+feature cache; it alone prints the metrics.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -68,11 +75,16 @@ def evaluate(
     cache=False,
     out=None,
     overrides=(),
+    shards=None,
 ) -> dict[str, float]:
+    """Probe the saved run (module docstring) and return the metrics written. ``shards``: this process's
+    place among the ranks of a multi-process evaluation (``vjepa.probes.shard``); ranks other than 0 return
+    {} and write nothing."""
+    import torch
+
     from vjepa.data import resolve_root
-    from vjepa.models import build_encoder
     from vjepa.probes import run_probes
-    from vjepa.probes.runner import random_encoder
+    from vjepa.probes.shard import ONE
     from vjepa.runfiles import load_checkpoint, read_json, write_json
     from vjepa.trainer import probe_numerics, resolve_device, set_threads
 
@@ -90,17 +102,13 @@ def evaluate(
     state = None if only else load_checkpoint(ckpt)
     run_cfg = OmegaConf.load(cfg_path) if cfg_path.exists() else OmegaConf.create(state["config"])
     probes_cfg = probes_config(run_cfg, probes, overrides)
+    shards = shards or ONE
     dev = resolve_device(device)
-    set_threads(threads)
+    if dev.type == "cuda" and shards.world > 1:
+        dev = torch.device("cuda", shards.local_rank)
+    set_threads(_threads(threads, shards))
     seed = int(run_cfg.seed)
-    if only:  # the encoder pretraining started from, probed as run_probes probes its baseline
-        enc, prefix, tag = random_encoder(run_cfg.model, seed, dev), "probe_random", f"random-seed{seed}"
-    else:
-        enc = build_encoder(run_cfg.model)
-        enc.load_state_dict(state["target_encoder" if encoder == "target" else "encoder"])
-        enc.to(dev)
-        prefix = PREFIX[encoder]
-        tag = f"{prefix}-step{state['step']}"
+    enc, prefix, tag = _encoder(run_cfg, state, encoder, seed, dev)
     root = resolve_root(data_root or run_cfg.data.get("root"))
     results = run_probes(
         enc,
@@ -113,7 +121,10 @@ def evaluate(
         baseline=None if baseline is None else baseline is True,  # None: the probe config's own
         cache_dir=run_dir / "probe_cache" if cache else None,
         cache_tag=tag,
+        shards=shards,
     )
+    if not shards.is_main:
+        return {}
     if not only:
         results[f"{prefix}/step"] = int(state["step"])
     results.update(probe_numerics(results, dev))  # <prefix>/numerics, /platform: how these probes ran
@@ -122,6 +133,31 @@ def evaluate(
     merged.update(results)
     write_json(path, merged)
     return results
+
+
+def _encoder(run_cfg, state, encoder: str, seed: int, dev):
+    """(encoder, metric prefix, cache tag): the checkpoint's ``encoder`` weights, or with no checkpoint
+    state (``baseline=only``) the encoder pretraining started from, probed as run_probes probes its baseline."""
+    from vjepa.models import build_encoder
+    from vjepa.probes.runner import random_encoder
+
+    if state is None:
+        return random_encoder(run_cfg.model, seed, dev), "probe_random", f"random-seed{seed}"
+    enc = build_encoder(run_cfg.model)
+    enc.load_state_dict(state["target_encoder" if encoder == "target" else "encoder"])
+    prefix = PREFIX[encoder]
+    return enc.to(dev), prefix, f"{prefix}-step{state['step']}"
+
+
+def _threads(threads, shards):
+    """Torch threads of this process: ``threads``, or with ``auto`` and several ranks on one node (torchrun's
+    LOCAL_WORLD_SIZE) the node's CPUs shared among them."""
+    from vjepa.trainer import available_cpus
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if threads in (None, "auto") and shards.world > 1 and local > 1:
+        return max(1, available_cpus() // local)
+    return threads
 
 
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
@@ -152,8 +188,18 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from vjepa.distributed import init_distributed, shutdown_distributed
+    from vjepa.probes.shard import Shards
+    from vjepa.trainer import resolve_device
+
     opts, overrides = parse(sys.argv[1:] if argv is None else argv)
-    results = evaluate(**opts, overrides=overrides)
+    try:
+        shards = Shards.over(init_distributed(resolve_device(opts["device"]).type))
+        results = evaluate(**opts, overrides=overrides, shards=shards)
+    finally:
+        shutdown_distributed()
+    if not shards.is_main:
+        return
     for key in sorted(results):
         if key.endswith(("/numerics", "/platform")):
             print(f"{key}: {results[key]}")

@@ -121,6 +121,13 @@ class FeatureCache:
         self.folder, self.tag = (Path(folder) if folder else None), tag
         self.memory: dict[str, dict] = {}
 
+    def has(self, spec: dict) -> bool:
+        """Whether ``get`` would read ``spec``'s features (from memory or the cache folder) without computing."""
+        key = spec_hash(spec)
+        return key in self.memory or (
+            self.folder is not None and (self.folder / f"{self.tag}-{key}.pt").exists()
+        )
+
     def get(self, spec: dict, compute: Callable[[], dict]) -> dict:
         key = spec_hash(spec)
         if key not in self.memory:

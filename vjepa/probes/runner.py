@@ -29,6 +29,7 @@ from vjepa.probes.det import box_probe, det_probe
 from vjepa.probes.features import FeatureCache, extract, feature_spec, layer_problem
 from vjepa.probes.heads import seeded
 from vjepa.probes.seg import seg_probe
+from vjepa.probes.shard import ONE
 from vjepa.probes.stream import extract_folder, storage
 
 KINDS = ("seg", "det", "classify", "depth")
@@ -170,8 +171,21 @@ def _dataset(name: str, spec: dict, cfg: dict, data_root, datasets: dict, prefix
     return datasets[key]
 
 
-def _features(encoder, task: dict, spec: dict, data, cfg: dict, cache, device) -> dict:
-    """The task's features, from the cache or extracted (streamed for folder data)."""
+def _task_data(name: str, spec: dict, cfg: dict, data_root, datasets: dict, prefix: str, shards):
+    """``_dataset``, on ranks other than 0 only for folder data (the only data they extract); with several
+    ranks, an error on every rank unless all of them found the folder data or none did."""
+    streamed = spec["name"] in folders.FORMATS
+    if not shards.is_main and not streamed:
+        return None
+    data = _dataset(name, spec, cfg, data_root, datasets, prefix)
+    if streamed:
+        shards.same(data is not None, f"whether the data of {prefix}/{name} is there")
+    return data
+
+
+def _features(encoder, task: dict, spec: dict, data, cfg: dict, cache, device, shards=ONE) -> dict | None:
+    """The task's features, from the cache or extracted (streamed for folder data, over the ranks of
+    ``shards``: rank 0 decides whether its cache holds them, and only it gets them; None on other ranks)."""
     layers = task.get("layers", [-1])
     layers = layers if isinstance(layers, str) else list(layers)  # "levels" or block indices
     bs = int(task.get("extract_batch", cfg["extract_batch"]))
@@ -182,7 +196,11 @@ def _features(encoder, task: dict, spec: dict, data, cfg: dict, cache, device) -
         workers = int(cfg.get("workers", 0))
 
         def compute():
-            return extract_folder(encoder, data, layers, store, bs, workers, device)
+            return extract_folder(encoder, data, layers, store, bs, workers, device, shards)
+
+        hit = shards.agree(cache.has(fspec) if shards.is_main else None)
+        if not shards.is_main:
+            return None if hit else compute()
     else:
 
         def compute():
@@ -216,20 +234,32 @@ def _probe_task(name, task, data, feats, cfg, seed, device, scored) -> dict[str,
 
 
 def _probe_encoder(
-    encoder, cfg: dict, patch_size: int, seed: int, data_root, device, prefix: str, cache, datasets, scored
+    encoder,
+    cfg: dict,
+    patch_size: int,
+    seed: int,
+    data_root,
+    device,
+    prefix: str,
+    cache,
+    datasets,
+    scored,
+    shards=ONE,
 ) -> dict[str, float]:
     """Metrics of every task under ``prefix``; each headline metric's ``Scored`` goes into ``scored``
-    by (task, metric)."""
+    by (task, metric). Ranks other than 0 of ``shards`` only extract their parts of the folder data."""
     defaults = {k: cfg[k] for k in ("image_size", "video_size", "frames")} | {"patch_size": patch_size}
     out: dict[str, float] = {}
     t_all = time.perf_counter()
     for name, task in (cfg.get("tasks") or {}).items():
         t0 = time.perf_counter()
         spec = resolve_spec(task["data"], defaults)
-        data = _dataset(name, spec, cfg, data_root, datasets, prefix)
+        data = _task_data(name, spec, cfg, data_root, datasets, prefix, shards)
         if data is None:
             continue
-        feats = _features(encoder, task, spec, data, cfg, cache, device)
+        feats = _features(encoder, task, spec, data, cfg, cache, device, shards)
+        if not shards.is_main:
+            continue
         t_feat = time.perf_counter() - t0
         metrics = _probe_task(name, task, data, feats, cfg, seed, device, scored)
         dt = time.perf_counter() - t0
@@ -253,12 +283,16 @@ def run_probes(
     baseline: bool | None = None,
     cache_dir=None,
     cache_tag: str | None = None,
+    shards=ONE,
 ) -> dict[str, float]:
     """Probe ``encoder`` (frozen; its train/eval mode is restored) with every task of ``probes_cfg``.
 
     ``baseline`` (default: ``probes_cfg.baseline``) also probes a random-init encoder built from
     ``model_cfg`` with ``seed``, under ``probe_random/``. ``cache_dir`` keeps features on disk as
     ``<cache_dir>/<cache_tag>-<hash>.pt``; ``cache_tag`` must identify the weights (e.g. "probe-step300").
+    ``shards`` (``vjepa.probes.shard``; every rank calls this with the same arguments): the ranks share the
+    extraction of folder data; rank 0 alone extracts the rest, fits the heads and returns the metrics, the
+    other ranks return {}.
     """
     cfg = (
         OmegaConf.to_container(probes_cfg, resolve=True)
@@ -278,13 +312,15 @@ def run_probes(
     datasets = {}  # built once, shared with the baseline
     cache = FeatureCache(cache_dir, cache_tag or prefix)
     scored, rscored = {}, {}
-    out = _probe_encoder(encoder, cfg, patch, seed, data_root, device, prefix, cache, datasets, scored)
+    out = _probe_encoder(
+        encoder, cfg, patch, seed, data_root, device, prefix, cache, datasets, scored, shards
+    )
     if cfg.get("baseline", False) if baseline is None else baseline:
         rand = random_encoder(model_cfg, seed, device)
         rcache = FeatureCache(cache_dir, f"random-seed{seed}")
         out.update(
             _probe_encoder(
-                rand, cfg, patch, seed, data_root, device, "probe_random", rcache, datasets, rscored
+                rand, cfg, patch, seed, data_root, device, "probe_random", rcache, datasets, rscored, shards
             )
         )
         for (name, k), sc in scored.items():
@@ -293,4 +329,4 @@ def run_probes(
             if (name, k) in rscored and replicates > 1:
                 w = resample(name, sc.samples, replicates)
                 out[f"{prefix}/{name}/{k}/gap_se"] = paired_standard_error(sc, rscored[(name, k)], w)
-    return out
+    return out if shards.is_main else {}

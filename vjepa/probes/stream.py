@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from vjepa.probes.features import encoder_layers, feature_arithmetic, prepare
 from vjepa.probes.seg import bilinear_at, sample_pixels, token_map
+from vjepa.probes.shard import ONE
 
 
 def storage(task: dict, spec: dict) -> dict:
@@ -87,16 +88,11 @@ def _labelled(target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _split(encoder, data, split: str, layers, store: dict, batch_size: int, workers: int, device):
-    per = 1
-    if split == "val" and "test_clips" in data.spec:
-        per = int(data.spec["test_clips"]) * int(data.spec["test_views"])
+def _pass(encoder, dataset, data, split: str, layers, store: dict, batch_size: int, workers: int, device):
+    """One streamed pass over ``dataset`` (a split or a rank's part of it): (features, labels, skipped,
+    grid, views), features and labels as lists of per-batch pieces; grid None where no batch was read."""
     loader = torch.utils.data.DataLoader(
-        data.split(split),
-        batch_size=max(1, batch_size // per),  # clips: ``batch_size`` clips per encoder forward
-        num_workers=workers,
-        collate_fn=_collate,
-        persistent_workers=False,
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate, persistent_workers=False
     )
     bf16 = feature_arithmetic(device) == "bf16"
     g = torch.Generator().manual_seed(int(store.get("seed", 0)) * 7919 + (split == "val"))
@@ -120,21 +116,57 @@ def _split(encoder, data, split: str, layers, store: dict, batch_size: int, work
             ys.append(y)
         else:  # boxes: one dict per image
             ys.extend(y)
+    return feats, ys, skipped, grid, views
+
+
+def _split(encoder, data, split: str, layers, store: dict, batch_size: int, workers: int, device, shards):
+    """A split's features on rank 0 (None on the other ranks). With several ranks each extracts its part
+    (``Shards.part``) and rank 0 joins the parts in sample order; a dense train split, whose pixel draws
+    follow one generator through the whole split, is extracted by rank 0 alone."""
+    per = 1
+    if split == "val" and "test_clips" in data.spec:
+        per = int(data.spec["test_clips"]) * int(data.spec["test_views"])
+    bs = max(1, batch_size // per)  # clips: ``batch_size`` clips per encoder forward
+    dataset = data.split(split)
+    sequential = split == "train" and "pixels_per_image" in store
+    if shards.world > 1 and not sequential:
+        dataset = torch.utils.data.Subset(dataset, shards.part(len(dataset), bs))
+    piece, error = None, None
+    if shards.is_main or not sequential:
+        try:
+            piece = _pass(encoder, dataset, data, split, layers, store, bs, workers, device)
+        except Exception as exc:  # noqa: BLE001 - raised on every rank by ``check``
+            error = exc
+    shards.check(error)
+    pieces = [piece] if sequential else shards.gather(piece)
+    if not shards.is_main:
+        return None
+    feats = [f for p in pieces for f in p[0]]
+    ys = [y for p in pieces for y in p[1]]
+    grid = next((p[3] for p in pieces if p[3] is not None), None)
+    views = next((p[4] for p in pieces if p[3] is not None), 1)
     if not feats:
         raise ValueError(f"probe data {data.spec['name']}: no readable sample in the {split} split")
+    skipped = sum(p[2] for p in pieces)
     return torch.cat(feats), torch.cat(ys) if torch.is_tensor(ys[0]) else ys, skipped, grid, views
 
 
-def extract_folder(encoder, data, layers, store: dict, batch_size: int, workers: int, device) -> dict:
+def extract_folder(
+    encoder, data, layers, store: dict, batch_size: int, workers: int, device, shards=ONE
+) -> dict | None:
+    """Both splits' features (module docstring); with several ranks (``shards``) on rank 0, None elsewhere."""
     was_training = encoder.training
     encoder.eval()
     try:
         out = {}
         for split in ("train", "val"):
-            f, y, skipped, grid, views = _split(
-                encoder, data, split, layers, store, batch_size, workers, device
-            )
+            got = _split(encoder, data, split, layers, store, batch_size, workers, device, shards)
+            if got is None:
+                continue
+            f, y, skipped, grid, views = got
             out.update({split: f, f"y_{split}": y, f"skipped_{split}": torch.tensor(skipped)})
+        if not shards.is_main:
+            return None
         out["views"] = torch.tensor(views)  # val clips x views per video, their predictions averaged
         out["grid"] = torch.tensor(grid)
     finally:
