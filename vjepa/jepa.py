@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vjepa import schema
 from vjepa.losses import context_distance_weights, context_loss, context_weights, prediction_loss
 from vjepa.masks import Masks
 from vjepa.models import build_encoder, build_predictor, gather_tokens
@@ -37,9 +38,8 @@ def feature_std(x: torch.Tensor) -> torch.Tensor:
 class JEPA(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        ctx_cfg = cfg.loss.get("context") or {}
         self.use_context_loss = max(context_weights(cfg.loss).values()) > 0
-        self.distance_weighting = bool(ctx_cfg.get("distance_weighting", True))
+        self.distance_weighting = bool(schema.value(cfg, "loss.context.distance_weighting"))
         self.encoder = build_encoder(cfg.model)
         self.predictor = build_predictor(
             cfg.predictor, self.encoder.embed_dim, cfg.model, context_head=self.use_context_loss
@@ -49,7 +49,7 @@ class JEPA(nn.Module):
         self.target_encoder.eval()
         self.granularity = cfg.loss.granularity
         self.distance = cfg.loss.distance
-        self.beta = float(cfg.loss.get("beta", 2.0))
+        self.beta = float(schema.value(cfg, "loss.beta"))
         self.timer = NO_TIMER
 
     def train(self, mode: bool = True) -> JEPA:

@@ -210,6 +210,10 @@ KEYS: tuple[Key, ...] = (
     Key("data.video.decode_short_side", None, integer(0, "(0 = native)", null=True),
         "decode frames to this short side (null: twice the size, 0: native)", when=_uses("video")),
     Key("data.video.on_error", "raise", choice("raise", "skip"), "unreadable files: raise | skip"),
+    Key("data.image.split", "train", None, "split of a named image data set"),
+    Key("data.video.split", "train", None, "split of a named video data set"),
+    Key("data.image.max_skips", 16, None, "on_error=skip: unreadable files in a row before giving up"),
+    Key("data.video.max_skips", 16, None, "on_error=skip: unreadable files in a row before giving up"),
     Key("data.image.on_error", "raise", choice("raise", "skip"), "unreadable files: raise | skip"),
     # ---- optimizer ------------------------------------------------------------------------------------
     Key("optim.base_lr", _R, number("> 0", lo=0), "peak lr at batch 256 (scaled linearly)"),
