@@ -134,7 +134,9 @@ def _lazy(module: str, name: str) -> Callable:
 
 
 IMAGE_SOURCES: dict[str, Callable] = {
-    "shapes": lambda cfg, b, seed, root: ShapesBatches(cfg.size, b, seed, cfg.get("max_objects", 4)),
+    "shapes": lambda cfg, b, seed, root: ShapesBatches(
+        cfg.size, b, seed, schema.leaf(cfg, "data.image.max_objects")
+    ),
     "cifar10": _lazy("vjepa.data.images", "cifar10"),
     "camvid": _lazy("vjepa.data.images", "camvid"),
     "mnist": _lazy("vjepa.data.images", "mnist"),
