@@ -36,10 +36,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import vjepa.train
+from vjepa.schema import SWEEP_KEYS  # configuration of the sweep, not of the runs
 from vjepa.trainer import available_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEP_KEYS = ("sweep", "cluster", "dry_run", "hpo", "power")  # configuration of the sweep, not of the runs
 # squeue states of a job that may still train in its run dir (not COMPLETING: its processes are done)
 LIVE_JOB_STATES = {
     "PENDING",

@@ -38,11 +38,11 @@ from vjepa.config_check import ConfigError, check_config
         ("optim.ema=[0.99,1.1]", "optim.ema=[0.99, 1.1] must be a pair"),
         ("device=tpu", "device='tpu' is not one of: auto, cpu, cuda"),
         ("mask.cut=first", "mask.cut='first' is not one of: random, raster"),
-        ("mask.cut=raster", "mask.cut=raster (Meta's cut of ratio-free settings to the batch minimum) needs"),
+        ("mask.cut=raster", "mask.cut='raster' (Meta's cut of ratio-free settings to the batch minimum) needs"),
         ("mask.trim=last", "mask.trim='last' is not one of: raster, random_edge"),
         (
             "mask.trim=random_edge mask.cut=raster mask.ratio=null",
-            "mask.trim='random_edge' chooses what a block trimmed in part keeps; mask.cut=raster keeps",
+            "mask.trim='random_edge' chooses what a block trimmed in part keeps; mask.cut='raster' keeps",
         ),
         ("optim.final_lr_frac=-0.5", "optim.final_lr_frac=-0.5 must be a number in [0, 1]"),
         ("optim.warmup=1.9", "optim.warmup=1.9 must be a whole number of steps when >= 1"),

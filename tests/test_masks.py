@@ -97,7 +97,7 @@ def test_raster_cut_keeps_each_sets_first_tokens_as_metas_collator(grid):
 
 
 def test_raster_cut_needs_a_ratio_free_setting():
-    with pytest.raises(ValueError, match="this setting has ratio=0.6"):
+    with pytest.raises(ValueError, match="needs ratio null in every mask setting; ratio=0.6 is set"):
         MaskSpec(ratio=0.6, cut="raster")
     with pytest.raises(ValueError, match="cut='first' is not one of: random, raster"):
         MaskSpec(ratio=None, cut="first")

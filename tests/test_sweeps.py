@@ -99,7 +99,7 @@ def _grid(cfg, preset):
 @pytest.mark.parametrize(
     "name",
     [s for s in SWEEPS if s != "predictor_width"]
-    + ["context_loss", "recipe", "deep_supervision", "mask_cut", "mask_trim"],
+    + ["context_loss", "recipe", "deep_supervision", "mask_cut", "mask_trim", "target_norm"],
 )  # predictor_width: next test
 def test_every_grid_point_is_a_valid_run_without_the_sweep_keys(name):
     for preset in ("tiny",):  # these grids do not depend on the preset

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vjepa import schema
 from vjepa.data import split_batch
 from vjepa.losses import context_weights
 from vjepa.masks import mask_bucketing, mask_settings, masked_count
+from vjepa.models import levels as feature_levels
 
 
 def block_flops(n: int, d: int, mlp_ratio: float) -> float:
@@ -42,7 +44,11 @@ def predictor_flops(n_ctx: int, n_tgt: int, embed_dim: int, pred, levels: int, c
     width, out_dim = pred.width, embed_dim * max(levels, 1)
     embed = 2 * n_ctx * (levels * embed_dim * embed_dim + embed_dim * width if levels else embed_dim * width)
     proj = 2 * (n_tgt + (n_ctx if context_head else 0)) * width * out_dim
-    return embed + proj + pred.depth * block_flops(n_ctx + n_tgt, width, pred.get("mlp_ratio", 4.0))
+    return (
+        embed
+        + proj
+        + pred.depth * block_flops(n_ctx + n_tgt, width, schema.leaf(pred, "predictor.mlp_ratio"))
+    )
 
 
 @dataclass(frozen=True)
@@ -86,10 +92,10 @@ def step_cost(cfg) -> StepCost:
     Each mask setting (``mask.settings``) runs its own online-encoder and predictor pass; the target
     encoder runs once per sample."""
     m, data = cfg.model, cfg.data
-    levels = 4 if m.get("deep_supervision", False) else 0
+    levels = feature_levels(m)
     ctx_head = max(context_weights(cfg.loss).values()) > 0  # context-loss head
     n_img, n_vid = split_batch(cfg.batch_size, data.mix, data.image_fraction)
-    p, tp, chans = m.patch_size, m.tubelet_size, m.get("in_chans", 3)
+    p, tp, chans = m.patch_size, m.tubelet_size, schema.leaf(m, "model.in_chans")
     shared = m.tokenizer == "shared3d"  # images go through the tubelet conv, repeated tp times
     batches = []
     if n_img:

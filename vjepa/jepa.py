@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vjepa import schema
 from vjepa.losses import context_distance_weights, context_loss, context_weights, prediction_loss
 from vjepa.masks import Masks
 from vjepa.models import build_encoder, build_predictor, gather_tokens
@@ -37,9 +38,8 @@ def feature_std(x: torch.Tensor) -> torch.Tensor:
 class JEPA(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        ctx_cfg = cfg.loss.get("context") or {}
         self.use_context_loss = max(context_weights(cfg.loss).values()) > 0
-        self.distance_weighting = bool(ctx_cfg.get("distance_weighting", True))
+        self.distance_weighting = bool(schema.value(cfg, "loss.context.distance_weighting"))
         self.encoder = build_encoder(cfg.model)
         self.predictor = build_predictor(
             cfg.predictor, self.encoder.embed_dim, cfg.model, context_head=self.use_context_loss
@@ -49,7 +49,8 @@ class JEPA(nn.Module):
         self.target_encoder.eval()
         self.granularity = cfg.loss.granularity
         self.distance = cfg.loss.distance
-        self.beta = float(cfg.loss.get("beta", 2.0))
+        self.beta = float(schema.value(cfg, "loss.beta"))
+        self.target_norm = schema.value(cfg, "loss.target_norm")
         self.timer = NO_TIMER
 
     def train(self, mode: bool = True) -> JEPA:
@@ -61,16 +62,17 @@ class JEPA(nn.Module):
     def online_parameters(self):
         return list(self.encoder.parameters()) + list(self.predictor.parameters())
 
+    def _norm(self, h: torch.Tensor) -> torch.Tensor:
+        """A target: layer-normed over channels (``loss.target_norm=layer``) or as the encoder gives it."""
+        return F.layer_norm(h, h.shape[-1:]) if self.target_norm == "layer" else h
+
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, N, levels * D] (or [B, N, D]) layer-normed target features of all tokens."""
+        """[B, N, levels * D] (or [B, N, D]) target features of all tokens (``loss.target_norm``)."""
         enc = self.target_encoder
         if enc.levels:
-            return torch.cat(
-                [F.layer_norm(h, h.shape[-1:]) for h in enc.raw_levels(x, enc.level_ids)], dim=-1
-            )
-        h = enc(x)
-        return F.layer_norm(h, h.shape[-1:])
+            return torch.cat([self._norm(h) for h in enc.raw_levels(x, enc.level_ids)], dim=-1)
+        return self._norm(enc(x))
 
     def encode_context(self, x: torch.Tensor, ctx_idx: torch.Tensor) -> torch.Tensor:
         if self.encoder.levels:

@@ -17,19 +17,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vjepa import schema
 from vjepa.masks import grid_coords
 
-GRANULARITIES = ("token", "block")
-DISTANCES = ("smooth_l1", "l2", "l1")
+GRANULARITIES = schema.choices("loss.granularity")
+DISTANCES = schema.choices("loss.distance")
 
 
 def context_weights(loss_cfg) -> dict[str, float]:
     """Peak context-loss weight (lambda after the warm-up) per modality: ``loss.context.weight``, for images
     ``loss.context.image_weight`` where set (the published paper: 0.5 video, 0.7 images; the released
     configs: one weight). The context head exists, and its loss is computed, where either is above 0."""
-    c = loss_cfg.get("context") or {}
-    weight = float(c.get("weight", 0.0))
-    image = c.get("image_weight")
+    c = loss_cfg.get("context")
+    weight = float(schema.leaf(c, "loss.context.weight"))
+    image = schema.leaf(c, "loss.context.image_weight")
     return {"image": weight if image is None else float(image), "video": weight}
 
 

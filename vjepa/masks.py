@@ -53,6 +53,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vjepa import schema
+
 
 @dataclass(frozen=True)
 class MaskSpec:
@@ -66,20 +68,9 @@ class MaskSpec:
     trim: str = "raster"  # which tokens of the last block kept in part survive (TRIMS)
 
     def __post_init__(self):
-        if self.cut not in CUTS:
-            raise ValueError(f"cut={self.cut!r} is not one of: {', '.join(CUTS)}")
-        if self.trim not in TRIMS:
-            raise ValueError(f"trim={self.trim!r} is not one of: {', '.join(TRIMS)}")
-        if self.trim != "raster" and self.cut == "raster":
-            raise ValueError(
-                f"trim={self.trim!r} chooses what a block trimmed in part keeps; cut='raster' keeps every "
-                "sample's first tokens in raster order instead and trims no block: set trim to raster"
-            )
-        if self.cut != "random" and self.ratio is not None:
-            raise ValueError(
-                f"cut={self.cut!r} chooses what a ratio-free setting keeps when cut to the batch minimum; "
-                f"this setting has ratio={self.ratio} (exact per sample, nothing is cut): set ratio to null"
-            )
+        problems = cut_problems(self.cut, self.trim, [self.ratio])
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @classmethod
     def from_cfg(cls, cfg) -> MaskSpec:
@@ -89,17 +80,39 @@ class MaskSpec:
             spatial_scale=tuple(cfg.spatial_scale),
             aspect_ratio=tuple(cfg.aspect_ratio),
             temporal_scale=tuple(cfg.temporal_scale),
-            cut=cfg.get("cut", "random"),
-            trim=cfg.get("trim", "raster"),
+            cut=schema.leaf(cfg, "mask.cut"),
+            trim=schema.leaf(cfg, "mask.trim"),
         )
 
 
-SETTING_KEYS = ("ratio", "num_blocks", "spatial_scale", "aspect_ratio", "temporal_scale")
-CUTS = ("random", "raster")  # random subset | the first tokens in raster order (Meta's collator)
-TRIMS = (
-    "raster",
-    "random_edge",
-)  # a block trimmed in part keeps its first raster tokens | from a random edge
+SETTING_KEYS = schema.SETTING_KEYS  # ratio, num_blocks, spatial_scale, ...: a setting's own keys
+CUTS = schema.choices("mask.cut")  # random subset | the first tokens in raster order (Meta's collator)
+TRIMS = schema.choices("mask.trim")  # a block trimmed in part keeps its first raster tokens | a random edge's
+
+
+def cut_problems(cut, trim, ratios, prefix: str = "", ratio_hint: str = "") -> list[str]:
+    """What is wrong with a mask ``cut`` and ``trim`` for settings of the given ``ratios`` (``MaskSpec``'s
+    checks and ``check_config``'s alike; keys named with ``prefix``, e.g. "mask.")."""
+    out = [
+        p
+        for p in (
+            schema.problem("mask.cut", cut, f"{prefix}cut"),
+            schema.problem("mask.trim", trim, f"{prefix}trim"),
+        )
+        if p
+    ]
+    if trim != "raster" and cut == "raster":
+        out.append(
+            f"{prefix}trim={trim!r} chooses what a block trimmed in part keeps; {prefix}cut='raster' keeps every "
+            f"sample's first tokens in raster order instead and trims no block: drop one of the two"
+        )
+    given = sorted({str(r) for r in ratios if r is not None})
+    if cut == "raster" and given:
+        out.append(
+            f"{prefix}cut='raster' (Meta's cut of ratio-free settings to the batch minimum) needs ratio null in "
+            f"every mask setting; ratio={', '.join(given)} is set{ratio_hint}"
+        )
+    return out
 
 
 def mask_settings(mask_cfg, modality: str = "video") -> list:
@@ -110,8 +123,8 @@ def mask_settings(mask_cfg, modality: str = "video") -> list:
     random) and ``trim`` (default raster) apply to every setting."""
     base = {
         **{k: mask_cfg[k] for k in SETTING_KEYS},
-        "cut": mask_cfg.get("cut", "random"),
-        "trim": mask_cfg.get("trim", "raster"),
+        "cut": schema.leaf(mask_cfg, "mask.cut"),
+        "trim": schema.leaf(mask_cfg, "mask.trim"),
     }
     entries = mask_cfg.get("settings") or [{}]
     if modality == "image" and mask_cfg.get("image_settings"):
@@ -249,12 +262,12 @@ def sample_masks(
     return _cut(torch.cat(covers, dim=1), spec, grid, generator)
 
 
-BUCKETING = ("order", "size")
+BUCKETING = schema.choices("mask.bucket_by")
 
 
 def mask_bucketing(mask_cfg) -> tuple[int, str]:
     """(buckets, by) of a ``mask`` config (1, "order" where a config predates the keys)."""
-    return int(mask_cfg.get("buckets", 1)), mask_cfg.get("bucket_by", "order")
+    return int(schema.leaf(mask_cfg, "mask.buckets")), schema.leaf(mask_cfg, "mask.bucket_by")
 
 
 def sample_mask_buckets(
@@ -269,10 +282,9 @@ def sample_mask_buckets(
     ``index`` of its samples; ``[sample_masks(...)]`` (identical draws) when ``buckets`` is 1 or the setting
     has a ratio (every sample then has the same counts, whatever ``buckets``). Buckets hold
     ``batch_size // buckets`` or one more samples; more buckets than samples is an error."""
-    if not isinstance(buckets, int) or buckets < 1:
-        raise ValueError(f"buckets={buckets!r} must be an integer >= 1")
-    if by not in BUCKETING:
-        raise ValueError(f"by={by!r} is not one of: {', '.join(BUCKETING)}")
+    problem = schema.problem("mask.buckets", buckets, "buckets") or schema.problem("mask.bucket_by", by, "by")
+    if problem:
+        raise ValueError(problem)
     if buckets == 1 or spec.ratio is not None:
         return [sample_masks(spec, batch_size, grid, generator)]
     if buckets > batch_size:

@@ -20,33 +20,14 @@ import json
 
 from omegaconf import OmegaConf
 
-# Keys that may differ between the run that started a directory and the one resuming it.
-RESUME_FREE_KEYS = (
-    "run_dir",
-    "device",
-    "threads",
-    "progress",
-    "log_every",
-    "data.num_workers",
-    "data.root",
-    "compile",
-    "activation_checkpointing",
-    "diagnostics",
-    "probes",
-)
-# Keys that change neither what a run computes nor what it measures and logs: two runs that differ only in
-# them are the same run (sweeps skip and adopt by this; ``run_hash``). RESUME_FREE_KEYS also holds keys a
-# resumed run may change although they change what it measures (probes) or logs.
-RUN_FREE_KEYS = (
-    "run_dir",
-    "device",
-    "threads",
-    "progress",
-    "data.num_workers",
-    "data.root",
-    "compile",
-    "activation_checkpointing",
-)
+from vjepa import schema
+
+# The key lists, derived from the configuration schema (vjepa/schema.py: each key's ``free`` and ``added``):
+# RESUME_FREE_KEYS may differ between the run that started a directory and the one resuming it; RUN_FREE_KEYS
+# (a subset) change neither what a run computes nor what it measures and logs: two runs that differ only in
+# them are the same run (sweeps skip and adopt by this; ``run_hash``).
+RESUME_FREE_KEYS = schema.RESUME_FREE_KEYS
+RUN_FREE_KEYS = schema.RUN_FREE_KEYS
 
 
 def _parent(c: dict, key: str) -> tuple[dict | None, str]:
@@ -70,16 +51,9 @@ def without_keys(c: dict, keys) -> dict:
 
 
 # Keys added to the configs after runs were made without them, with the value that reproduces what the
-# code did before: a config that sets one to this value is the same experiment as one that lacks it (so old
-# run directories resume, are adopted by sweeps and hash as before).
-ADDED_KEYS = {
-    "mask.buckets": 1,
-    "mask.bucket_by": "order",
-    "mask.cut": "random",
-    "mask.trim": "raster",
-    "mask.image_settings": None,
-    "loss.context.image_weight": None,
-}
+# code did before (the schema's ``added``): a config that sets one to this value is the same experiment as one
+# that lacks it (so old run directories resume, are adopted by sweeps and hash as before).
+ADDED_KEYS = schema.ADDED_KEYS
 
 
 def _added_key_nodes(c: dict):

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from vjepa import schema
 from vjepa.config_check import ConfigError, check_config, resolved_precision
 from vjepa.data import build_sources, split_batch, split_skipped
 from vjepa.distributed import broadcast_module, init_distributed
@@ -144,9 +145,9 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         self.model = JEPA(self.cfg).to(self.device)
         broadcast_module(self.model, self.dist)
-        if self.cfg.get("activation_checkpointing", False):
+        if schema.value(self.cfg, "activation_checkpointing"):
             self.model.encoder.grad_checkpointing = self.model.predictor.grad_checkpointing = True
-        if self.cfg.get("compile", False):
+        if schema.value(self.cfg, "compile"):
             self.model.compile_blocks()
         opt = self.cfg.optim
         # One fused kernel per parameter on CPU and GPU: on 2 CPU cores 2-5x faster than torch's default

@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vjepa import schema
 from vjepa.data.synthetic import generate_moving_shapes, generate_shapes
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-MIXES = ("image", "video", "joint")
+MIXES = schema.choices("data.mix")
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -133,7 +134,9 @@ def _lazy(module: str, name: str) -> Callable:
 
 
 IMAGE_SOURCES: dict[str, Callable] = {
-    "shapes": lambda cfg, b, seed, root: ShapesBatches(cfg.size, b, seed, cfg.get("max_objects", 4)),
+    "shapes": lambda cfg, b, seed, root: ShapesBatches(
+        cfg.size, b, seed, schema.leaf(cfg, "data.image.max_objects")
+    ),
     "cifar10": _lazy("vjepa.data.images", "cifar10"),
     "camvid": _lazy("vjepa.data.images", "camvid"),
     "mnist": _lazy("vjepa.data.images", "mnist"),
@@ -220,7 +223,7 @@ def build_train_loader(
     ``sources`` where given (``build_sources`` of the same arguments), else from sources built here.
     ``pin_memory`` (for a CUDA run) hands them over in pinned memory, so their copy to the device does not
     wait for the work queued before it."""
-    workers = int(data_cfg.get("num_workers", 0))
+    workers = int(schema.leaf(data_cfg, "data.num_workers"))
     if sources is None:
         sources = build_sources(data_cfg, batch_size, seed)
     return DataLoader(
@@ -228,7 +231,7 @@ def build_train_loader(
         batch_size=None,
         sampler=range(start_step, steps),
         num_workers=workers,
-        prefetch_factor=int(data_cfg.get("prefetch", 2)) if workers else None,
+        prefetch_factor=int(schema.leaf(data_cfg, "data.prefetch")) if workers else None,
         persistent_workers=False,
         pin_memory=pin_memory,
     )

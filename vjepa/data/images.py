@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vjepa import schema
 from vjepa.data import BatchSource, normalize, step_generator
 from vjepa.data.common import BadFiles, DataNotFoundError, EpochOrder, check_on_error, load_batch, user_path
 from vjepa.data.labelled import cifar10_arrays, load_camvid, load_mnist, mnist_split
@@ -145,17 +146,17 @@ def _mnist(root, split):
 
 
 def cifar10(cfg, batch_size, seed, root):
-    load = partial(_cifar10, root, cfg.get("split", "train"), cfg.get("cache_dir"))
+    load = partial(_cifar10, root, schema.leaf(cfg, "data.image.split"), cfg.get("cache_dir"))
     return ArrayImageBatches(load, Augment.from_cfg(cfg, color_jitter=0.2), batch_size, seed)
 
 
 def camvid(cfg, batch_size, seed, root):
-    load = partial(_camvid, root, cfg.get("split", "train"))
+    load = partial(_camvid, root, schema.leaf(cfg, "data.image.split"))
     return ArrayImageBatches(load, Augment.from_cfg(cfg, color_jitter=0.2), batch_size, seed)
 
 
 def mnist(cfg, batch_size, seed, root):
-    load = partial(_mnist, root, cfg.get("split", "train"))
+    load = partial(_mnist, root, schema.leaf(cfg, "data.image.split"))
     aug = Augment.from_cfg(cfg, crop_scale=(0.6, 1.0), flip=False, color_jitter=0.2)
     return ArrayImageBatches(load, aug, batch_size, seed)
 
@@ -166,6 +167,8 @@ def image_folder(cfg, batch_size, seed, root):
     if not files:
         exts = ", ".join(IMAGE_EXTS)
         raise DataNotFoundError(f"data.image.path={path} holds no images ({exts}); set data.image.path=...")
-    on_error = check_on_error(cfg.get("on_error", "raise"), "data.image.on_error")
+    on_error = check_on_error(schema.leaf(cfg, "data.image.on_error"), "data.image.on_error")
     aug = Augment.from_cfg(cfg, color_jitter=0.2)
-    return ImageFolderBatches(files, aug, batch_size, seed, on_error, int(cfg.get("max_skips", 16)))
+    return ImageFolderBatches(
+        files, aug, batch_size, seed, on_error, int(schema.leaf(cfg, "data.image.max_skips"))
+    )

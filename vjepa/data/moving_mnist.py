@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vjepa import schema
 from vjepa.data import BatchSource, normalize, step_generator
 from vjepa.data.common import EpochOrder
 from vjepa.data.labelled import load_mnist, mnist_split
@@ -113,5 +114,10 @@ class MovingMNISTBatches(BatchSource):
 
 def moving_mnist(cfg, batch_size, seed, root):
     return MovingMNISTBatches(
-        root, cfg.get("split", "train"), int(cfg["size"]), int(cfg.get("frames", 8)), batch_size, seed
+        root,
+        schema.leaf(cfg, "data.video.split"),
+        int(cfg["size"]),
+        int(schema.leaf(cfg, "data.video.frames")),
+        batch_size,
+        seed,
     )

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vjepa import schema
 from vjepa.data import BatchSource, normalize, step_generator
 from vjepa.data.common import (
     BadFiles,
@@ -120,14 +121,14 @@ class VideoBatches(BatchSource):
     def __init__(self, files: list[str], cfg, batch_size: int, seed: int):
         self.files, self.batch_size, self.seed = files, batch_size, seed
         self.aug = Augment.from_cfg(cfg, color_jitter=0.0)
-        self.frames = int(cfg.get("frames", 8))
+        self.frames = int(schema.leaf(cfg, "data.video.frames"))
         self.stride = float(cfg.get("frame_stride", 2))
         self.fps = float(cfg["fps"]) if cfg.get("fps") else None
         short = cfg.get("decode_short_side")
         self.short_side = default_short_side(int(cfg["size"])) if short is None else int(short)
         self.cache_mb = float(cfg.get("cache_mb", 2048))
-        self.on_error = check_on_error(cfg.get("on_error", "raise"), "data.video.on_error")
-        self.max_skips = int(cfg.get("max_skips", 16))
+        self.on_error = check_on_error(schema.leaf(cfg, "data.video.on_error"), "data.video.on_error")
+        self.max_skips = int(schema.leaf(cfg, "data.video.max_skips"))
         if self.frames < 1 or self.stride <= 0 or (self.fps is not None and self.fps <= 0):
             raise ValueError(f"need data.video.frames >= 1 and frame_stride, fps > 0, got {dict(cfg)}")
         self.order = EpochOrder(len(files), seed, PERM_STREAM)

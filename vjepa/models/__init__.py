@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from vjepa import schema
 from vjepa.models.predictor import Predictor
 from vjepa.models.vit import VisionTransformer, gather_tokens
 
@@ -17,6 +18,11 @@ __all__ = [
 ]
 
 
+def levels(model_cfg) -> int:
+    """Feature levels of a ``model`` config: 4 with ``model.deep_supervision``, else 0 (the last block only)."""
+    return 4 if schema.leaf(model_cfg, "model.deep_supervision") else 0
+
+
 def build_encoder(model_cfg, device: torch.device | str | None = None) -> VisionTransformer:
     """Encoder from a ``model`` config group; ``device='meta'`` builds it without memory."""
     with torch.device(device or "cpu"):
@@ -26,13 +32,13 @@ def build_encoder(model_cfg, device: torch.device | str | None = None) -> Vision
             num_heads=model_cfg.num_heads,
             patch_size=model_cfg.patch_size,
             tubelet_size=model_cfg.tubelet_size,
-            in_chans=model_cfg.get("in_chans", 3),
+            in_chans=schema.leaf(model_cfg, "model.in_chans"),
             mlp_ratio=model_cfg.mlp_ratio,
             tokenizer=model_cfg.tokenizer,
             modality_embed=model_cfg.modality_embed,
-            pos=model_cfg.get("pos", "sincos"),
-            levels=4 if model_cfg.get("deep_supervision", False) else 0,
-            drop_path=model_cfg.get("drop_path", 0.0),
+            pos=schema.leaf(model_cfg, "model.pos"),
+            levels=levels(model_cfg),
+            drop_path=schema.leaf(model_cfg, "model.drop_path"),
         )
 
 
@@ -51,11 +57,11 @@ def build_predictor(
             width=pred_cfg.width,
             depth=pred_cfg.depth,
             num_heads=pred_cfg.num_heads,
-            mlp_ratio=pred_cfg.get("mlp_ratio", 4.0),
-            levels=4 if model_cfg.get("deep_supervision", False) else 0,
+            mlp_ratio=schema.leaf(pred_cfg, "predictor.mlp_ratio"),
+            levels=levels(model_cfg),
             context_head=context_head,
-            modality_embed=bool(model_cfg.get("modality_embed", False)),
-            pos=model_cfg.get("pos", "sincos"),
+            modality_embed=bool(schema.leaf(model_cfg, "model.modality_embed")),
+            pos=schema.leaf(model_cfg, "model.pos"),
         )
 
 

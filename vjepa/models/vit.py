@@ -23,13 +23,14 @@ import torch.utils.checkpoint
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from vjepa import schema
 from vjepa.masks import grid_coords
 from vjepa.models.patch_embed import PatchEmbed2D, TubeletEmbed3D
 from vjepa.models.pos_embed import SinCosPosEmbed
 from vjepa.models.rope import RopeBlock, rope_3d
 
-TOKENIZERS = ("separate", "shared3d")
-POSITIONS = ("sincos", "rope")
+TOKENIZERS = schema.choices("model.tokenizer")
+POSITIONS = schema.choices("model.pos")
 IMAGE, VIDEO = 0, 1
 
 

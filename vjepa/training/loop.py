@@ -17,6 +17,7 @@ import math
 import sys
 import time
 
+from vjepa import schema
 from vjepa.data import build_train_loader, split_skipped
 from vjepa.distributed import any_across_ranks
 from vjepa.training.records import window_line
@@ -56,12 +57,13 @@ class Loop:
         self.bar = self.window = None
 
     def _held_batch(self):
-        diag_cfg = self.cfg.get("diagnostics") or {}
-        if not (self.trainer.is_main and diag_cfg.get("batch_size", 0)):
+        if not (self.trainer.is_main and schema.value(self.cfg, "diagnostics.batch_size")):
             return None
         from vjepa.diagnostics import held_batch
 
-        return split_skipped(held_batch(self.cfg.data, int(diag_cfg.batch_size), self.cfg.seed))[0]
+        return split_skipped(
+            held_batch(self.cfg.data, int(schema.value(self.cfg, "diagnostics.batch_size")), self.cfg.seed)
+        )[0]
 
     def _progress_bar(self):
         cfg = self.cfg

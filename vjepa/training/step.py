@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vjepa import schema
 from vjepa.config_check import warmup_steps
 from vjepa.data import step_generator
 from vjepa.distributed import average_gradients, mean_across_ranks
@@ -43,9 +44,8 @@ class Schedule:
     def from_cfg(cls, cfg) -> Schedule:
         opt = cfg.optim
         peak_lr = opt.base_lr * cfg.batch_size / 256.0
-        c = cfg.loss.get("context") or {}
-        start, end = c.get("warmup", (0, 0))
-        if c.get("warmup_unit", "fraction") == "fraction":
+        start, end = schema.value(cfg, "loss.context.warmup")
+        if schema.value(cfg, "loss.context.warmup_unit") == "fraction":
             start, end = start * cfg.steps, end * cfg.steps
         return cls(
             steps=cfg.steps,
