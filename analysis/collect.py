@@ -58,13 +58,13 @@ import pandas as pd
 import yaml
 
 from analysis.ablations import ablation_for, sort_variants
+from vjepa import schema
 
 RUN_MARKERS = ("config.yaml", "status.json")
 # Override keys that are never an ablation axis (nor their sub-keys, e.g. cluster.partition): the seed, the
-# preset (a directory level of its own), the sweeps' own options (sweeps.common.SWEEP_KEYS; analysis does not
-# import sweeps) and the keys that do not change what a run computes (the engine's RESUME_FREE_KEYS, read in
-# not_axis).
-NOT_AXES = ("seed", "preset", "sweep", "cluster", "dry_run", "hpo", "power")  # SWEEP_KEYS of sweeps.common
+# preset (a directory level of its own) and the sweeps' own options, from the configuration schema; with the
+# keys that do not change what a run computes (the engine's RESUME_FREE_KEYS, read in not_axis).
+NOT_AXES = schema.NOT_AXES
 NOT_IN_COMMAND = {"seed", "threads"}  # the sweeper sets threads per run itself
 LEADING = (
     "run_id sweep preset axis variant seed status steps_done steps wall_time_s error config_hash group_hash run_hash "

@@ -1010,3 +1010,27 @@ def test_progress_lines_follow_each_runs_log_throttled_off_a_terminal_and_live_o
     text = terminal.getvalue()
     assert text.count("\x1b[1F\x1b[J") == 1  # the second drawing replaced the first
     assert text.endswith("[sweep] #0 step 40/100 (40%), loss 0.3000, 80 samples/s, ETA 30s  a\n")
+
+
+def test_python_m_sweeps_runs_a_sweep_declared_by_its_yaml_alone(tmp_path):
+    """`python -m sweeps` lists the sweeps (status 2); `python -m sweeps <name>` plans one that has no script."""
+    from sweeps.__main__ import sweep_names
+
+    names = sweep_names()
+    scripts = {p.stem for p in (ROOT / "sweeps").glob("*.py")}
+    assert {"loss_granularity", "mask_ratio", "target_norm"} <= set(names) and "base" not in names
+    assert "target_norm" not in scripts  # declared by sweeps/conf/target_norm.yaml alone
+    env = {**os.environ, "VJEPA_SWEEPS_OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    bad = subprocess.run([sys.executable, "-m", "sweeps", "nope"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown sweep 'nope'" in bad.stderr and "target_norm" in bad.stderr
+    plan = subprocess.run(
+        [sys.executable, "-m", "sweeps", "target_norm", "preset=tiny", "seed=0", "dry_run=true"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    out = plan.stdout + plan.stderr
+    assert "loss.target_norm=layer" in out and "loss.target_norm=none" in out
+    assert not any(tmp_path.glob("target_norm/*/*/config.yaml"))  # a dry run trains nothing
