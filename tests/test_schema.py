@@ -21,11 +21,12 @@ from vjepa.run_identity import (
 
 
 def test_derived_lists_are_those_written_by_hand_before_the_schema():
-    """Run identity may not change: the lists as they were written out before the schema (plus the axis
-    added since, loss.target_norm, free of identity at its default)."""
+    """Run identity may not change: the lists as they were written out before the schema (plus the keys
+    added since: the axis loss.target_norm, free of identity at its default, and tensorboard, a log output
+    that names no run)."""
     assert set(RESUME_FREE_KEYS) == {
         *("run_dir", "device", "threads", "progress", "log_every", "data.num_workers", "data.root"),
-        *("compile", "activation_checkpointing", "diagnostics", "probes"),
+        *("compile", "activation_checkpointing", "diagnostics", "probes", "tensorboard"),
     }
     assert set(RUN_FREE_KEYS) == set(RESUME_FREE_KEYS) - {"log_every", "diagnostics", "probes"}
     assert ADDED_KEYS == {
@@ -36,6 +37,7 @@ def test_derived_lists_are_those_written_by_hand_before_the_schema():
         "mask.image_settings": None,
         "loss.context.image_weight": None,
         "loss.target_norm": "layer",
+        "tensorboard": False,
     }
     from sweeps.common import SWEEP_KEYS
 

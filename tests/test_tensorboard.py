@@ -4,6 +4,8 @@ import builtins
 import sys
 import types
 
+import pytest
+
 from vjepa.tensorboard import ScalarWriter
 
 
@@ -59,3 +61,34 @@ def test_missing_tensorboard_is_a_message_not_a_crash(tmp_path, monkeypatch):
     assert not w.enabled and w.write({"step": 1, "loss": 0.5}) == 0
     assert len(messages) == 1 and "pip install tensorboard" in messages[0]
     assert "No module named 'tensorboard'" in messages[0]
+
+
+def test_a_run_with_tensorboard_true_writes_its_log_lines_and_probe_scores(compose_cfg):
+    """tensorboard=true: every metrics.jsonl line and the final metrics (the probe scores at the last step)
+    as scalars; the key names no run (it is free: the run directory and run hash are those without it)."""
+    import json
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.conftest import TINY_TEST
+    from vjepa.run_identity import run_hash
+    from vjepa.trainer import train
+
+    probe = ["probes=fast", *(f"~probes.tasks.{t}" for t in ("shapes_det", "shapes_video", "shapes_seg"))]
+    cfg = compose_cfg(*TINY_TEST, "steps=4", "log_every=2", "device=cpu", "tensorboard=true", *probe)
+    final = train(cfg)
+    run_dir = Path(cfg.run_dir)
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    loss = events.Scalars("loss")
+    assert [e.step for e in loss] == [r["step"] for r in lines] == [2, 4]  # each log line
+    assert [e.value for e in loss] == [pytest.approx(r["loss"]) for r in lines]
+    assert events.Scalars("loss_final")[-1].step == 4  # the final metrics, at the last step
+    probe_keys = [k for k in final if k.startswith("probe/shapes_video_linear/") and k.endswith("top1")]
+    assert probe_keys and all(events.Scalars(k)[-1].step == 4 for k in probe_keys)
+    plain = compose_cfg(*TINY_TEST, "steps=4", "log_every=2", "device=cpu", *probe)
+    assert run_hash(OmegaConf.to_container(cfg, resolve=True)) == run_hash(
+        OmegaConf.to_container(plain, resolve=True)
+    )

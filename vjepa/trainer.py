@@ -29,6 +29,7 @@ from vjepa.jepa import JEPA
 from vjepa.masks import MASK_STREAM, RunMasks, mask_generator
 from vjepa.models import count_params
 from vjepa.runfiles import MetricsLog, read_json, write_json
+from vjepa.tensorboard import ScalarWriter
 from vjepa.training import records
 from vjepa.training.loop import Interrupted, Loop
 from vjepa.training.rundir import RunDir, on_every_rank
@@ -120,6 +121,7 @@ class Trainer:
         self.directory = RunDir(cfg, self.dist, self.device, self.precision)
         self.ckpt_path = self.directory.ckpt_path
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.curves = ScalarWriter.open(self.run_dir, self.is_main and schema.value(cfg, "tensorboard"))
         self.masks = RunMasks(cfg.mask, cfg.seed)
         self.schedule = Schedule.from_cfg(cfg)
         self.peak_lr, self.warmup_steps = self.schedule.peak_lr, self.schedule.warmup_steps
@@ -273,6 +275,8 @@ class Trainer:
         except BaseException as exc:
             self._status("failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
             raise
+        finally:
+            self.curves.close()
 
     def _finish(self, wall: float) -> dict | None:
         """metrics.json (written before the probes, so pretraining numbers survive a probe failure), then the
@@ -292,6 +296,7 @@ class Trainer:
                     final["probe/skipped"] = skipped
                 final.update(probe_numerics(final, self.device))
                 write_json(self.run_dir / "metrics.json", final)
+            self.curves.write({**final, "step": cfg.steps})  # the probe scores, at the last step
         self._status("completed", step=cfg.steps, steps=cfg.steps, checkpoint_step=cfg.steps)
         return final
 

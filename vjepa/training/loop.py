@@ -138,6 +138,7 @@ class Loop:
             if self.held is not None:
                 rec.update(self._diagnostics())
             t.metrics.append(rec)
+            t.curves.write(rec)
         if not saves:  # status.json follows the log (a checkpoint step writes it below)
             t._status("running", step=done, steps=self.cfg.steps, checkpoint_step=t.checkpoint_step)
         w.restart()  # diagnostics time not counted
