@@ -247,7 +247,7 @@ def encoder_scaling(overrides: list[str], ratio: float = 0.8, repeats: int = 5, 
     }
 
 
-def main(argv=None) -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--setting", nargs="+", action="extend", help=f"named setting(s): {', '.join(SETTINGS)}")
     ap.add_argument(
@@ -266,7 +266,44 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--json", help="also write all results to this file")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides applied to every configuration")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _compare(args, common: list[str], emit) -> None:
+    """``--compare A B``: the two override lists on one base, their steps interleaved, then B/A ratios."""
+    base = SETTINGS[args.setting[0]] if args.setting else []
+    benches = [Bench([*base, *common, *spec.split()], time_parts=not args.no_parts) for spec in args.compare]
+    for _ in range(args.warmup):
+        for bench in benches:
+            bench.run_step(record=False)
+    for _ in range(args.steps):  # interleaved, so load changes hit both alike
+        for bench in benches:
+            bench.run_step()
+    a, b = (bench.summary(label) for bench, label in zip(benches, ("A", "B")))
+    if benches[0].trainer.device.type == "cuda":  # both were alive throughout: one peak for the two
+        a["peak_memory_scope"] = b["peak_memory_scope"] = "both configurations"
+    emit(a)
+    emit(b)
+    parts = None
+    if not args.no_parts:
+        parts = {p: (b["parts_ms"][p] / a["parts_ms"][p] if a["parts_ms"][p] else None) for p in PARTS}
+    emit({"setting": "ratio B/A", "step_time": b["step_ms"] / a["step_ms"], "parts": parts})
+
+
+def _settings(args, common: list[str], emit) -> None:
+    """Each named setting (default: the tiny preset per modality) timed on its own, one after the other."""
+    for name in args.setting or ["tiny_image", "tiny_video", "tiny_joint"]:
+        bench = Bench([*SETTINGS[name], *common], time_parts=not args.no_parts)
+        for _ in range(args.warmup):
+            bench.run_step(record=False)
+        for _ in range(args.steps):
+            bench.run_step()
+        emit(bench.summary(name))
+        del bench  # freed before the next is built, so its CUDA peak is its own
+
+
+def main(argv=None) -> None:
+    args = _parser().parse_args(argv)
     # --setting takes several names, so overrides written after it land there: give them back
     given = args.setting or []
     args.setting = [s for s in given if "=" not in s] or None
@@ -276,10 +313,9 @@ def main(argv=None) -> None:
         sys.exit(f"unknown --setting {', '.join(map(repr, unknown))}; choose from {', '.join(SETTINGS)}")
     if args.compare and len(args.setting or []) > 1:
         sys.exit("--compare times two override lists on one base: give at most one --setting")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     common = list(args.overrides)
     if args.threads:
+        torch.set_num_threads(args.threads)
         common.append(f"threads={args.threads}")
     results = []
 
@@ -288,45 +324,13 @@ def main(argv=None) -> None:
         print(json.dumps(res, sort_keys=True), flush=True)
 
     if args.compare:
-        base = SETTINGS[args.setting[0]] if args.setting else []
-        benches = [
-            Bench([*base, *common, *spec.split()], time_parts=not args.no_parts) for spec in args.compare
-        ]
-        for _ in range(args.warmup):
-            for bench in benches:
-                bench.run_step(record=False)
-        for _ in range(args.steps):  # interleaved, so load changes hit both alike
-            for bench in benches:
-                bench.run_step()
-        a, b = (bench.summary(label) for bench, label in zip(benches, ("A", "B")))
-        if benches[0].trainer.device.type == "cuda":  # both were alive throughout: one peak for the two
-            a["peak_memory_scope"] = b["peak_memory_scope"] = "both configurations"
-        emit(a)
-        emit(b)
-        emit(
-            {
-                "setting": "ratio B/A",
-                "step_time": b["step_ms"] / a["step_ms"],
-                "parts": {
-                    p: (b["parts_ms"][p] / a["parts_ms"][p] if a["parts_ms"][p] else None) for p in PARTS
-                }
-                if not args.no_parts
-                else None,
-            }
-        )
+        _compare(args, common, emit)
     elif args.encoder_scaling:
         for name in args.setting or ["tiny_image"]:
             res = encoder_scaling([*SETTINGS[name], *common], repeats=args.steps, warmup=args.warmup)
             emit({**res, "base_setting": name})
     else:
-        for name in args.setting or ["tiny_image", "tiny_video", "tiny_joint"]:
-            bench = Bench([*SETTINGS[name], *common], time_parts=not args.no_parts)
-            for _ in range(args.warmup):
-                bench.run_step(record=False)
-            for _ in range(args.steps):
-                bench.run_step()
-            emit(bench.summary(name))
-            del bench  # freed before the next is built, so its CUDA peak is its own
+        _settings(args, common, emit)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

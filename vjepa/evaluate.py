@@ -80,32 +80,22 @@ def evaluate(
     """Probe the saved run (module docstring) and return the metrics written. ``shards``: this process's
     place among the ranks of a multi-process evaluation (``vjepa.probes.shard``); ranks other than 0 return
     {} and write nothing."""
-    import torch
-
     from vjepa.data import resolve_root
     from vjepa.probes import run_probes
     from vjepa.probes.shard import ONE
-    from vjepa.runfiles import load_checkpoint, read_json, write_json
-    from vjepa.trainer import probe_numerics, resolve_device, set_threads
+    from vjepa.runfiles import read_json, write_json
+    from vjepa.trainer import probe_numerics, set_threads
 
     if encoder not in PREFIX:
         raise ValueError(f"encoder must be one of {tuple(PREFIX)}, got {encoder!r}")
     if baseline not in (None, True, False, "only"):
         raise ValueError(f"baseline must be true, false or only, got {baseline!r}")
     run_dir = Path(run_dir)
-    ckpt, cfg_path = run_dir / "checkpoints" / "last.pt", run_dir / "config.yaml"
     only = baseline == "only"
-    if only and not cfg_path.exists():
-        raise FileNotFoundError(f"{cfg_path} does not exist: is {run_dir} a run directory?")
-    if not only and not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt} does not exist: is {run_dir} a run directory with a checkpoint?")
-    state = None if only else load_checkpoint(ckpt)
-    run_cfg = OmegaConf.load(cfg_path) if cfg_path.exists() else OmegaConf.create(state["config"])
+    state, run_cfg = _saved_run(run_dir, only)
     probes_cfg = probes_config(run_cfg, probes, overrides)
     shards = shards or ONE
-    dev = resolve_device(device)
-    if dev.type == "cuda" and shards.world > 1:
-        dev = torch.device("cuda", shards.local_rank)
+    dev = _device(device, shards)
     set_threads(_threads(threads, shards))
     seed = int(run_cfg.seed)
     enc, prefix, tag = _encoder(run_cfg, state, encoder, seed, dev)
@@ -133,6 +123,33 @@ def evaluate(
     merged.update(results)
     write_json(path, merged)
     return results
+
+
+def _saved_run(run_dir: Path, only: bool):
+    """(checkpoint state, or None with ``baseline=only``; the run's config), or a FileNotFoundError naming
+    what is missing."""
+    from vjepa.runfiles import load_checkpoint
+
+    ckpt, cfg_path = run_dir / "checkpoints" / "last.pt", run_dir / "config.yaml"
+    if only and not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} does not exist: is {run_dir} a run directory?")
+    if not only and not ckpt.exists():
+        raise FileNotFoundError(f"{ckpt} does not exist: is {run_dir} a run directory with a checkpoint?")
+    state = None if only else load_checkpoint(ckpt)
+    run_cfg = OmegaConf.load(cfg_path) if cfg_path.exists() else OmegaConf.create(state["config"])
+    return state, run_cfg
+
+
+def _device(device: str, shards):
+    """The device to probe on: ``device`` resolved, on CUDA this rank's local GPU when there are several."""
+    import torch
+
+    from vjepa.trainer import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda" and shards.world > 1:
+        dev = torch.device("cuda", shards.local_rank)
+    return dev
 
 
 def _encoder(run_cfg, state, encoder: str, seed: int, dev):

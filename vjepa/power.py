@@ -173,19 +173,30 @@ def difference_spread(results, metric: str, preset: str | None = None) -> Spread
       count once.
 
     None where neither can be estimated (no variant with two seeds)."""
-    if metric not in results.columns or "status" not in results.columns:
+    rows = _completed_rows(results, metric, preset)
+    if not rows:
         return None
+    return _paired_spread(rows, metric) or _pooled_spread(rows, metric)
+
+
+def _completed_rows(results, metric: str, preset: str | None) -> list[dict]:
+    """The completed runs with a finite ``metric`` and seed (of ``preset``), as dicts with ``_variant``,
+    ``_value`` and ``_seed``."""
+    if metric not in results.columns or "status" not in results.columns:
+        return []
     done = results[(results["status"] == "completed") & results[metric].notna()]
     if preset is not None and "preset" in done.columns:
         done = done[done["preset"].astype(str) == str(preset)]
-    if done.empty:
-        return None
     rows = [{**r, "_variant": _variant_key(r), "_value": float(r[metric])} for r in done.to_dict("records")]
     rows = [r for r in rows if math.isfinite(r["_value"]) and _finite(r.get("seed"))]
     for r in rows:
         r["_seed"] = int(float(r["seed"]))
+    return rows
 
-    # paired: differences between the variants of one (sweep, preset) group, by seed
+
+def _paired_spread(rows: list[dict], metric: str) -> Spread | None:
+    """The ``paired`` estimate of ``difference_spread``: differences between the variants of one (sweep,
+    preset) group, by seed; None where no two variants of a group share two seeds."""
     groups: dict[tuple, dict[str, dict[int, float]]] = {}
     for r in rows:
         table = groups.setdefault((r.get("sweep"), r.get("preset")), {})
@@ -217,19 +228,16 @@ def difference_spread(results, metric: str, preset: str | None = None) -> Spread
             weighted += weight * ss / dof
             weights += weight
             n_groups += 1
-    if weights > 0:
-        return Spread(
-            metric,
-            math.sqrt(weighted / weights),
-            "paired",
-            runs=len(paired_runs),
-            pairs=n_pairs,
-            differences=n_differences,
-            groups=n_groups,
-        )
+    if weights <= 0:
+        return None
+    counts = dict(runs=len(paired_runs), pairs=n_pairs, differences=n_differences, groups=n_groups)
+    return Spread(metric, math.sqrt(weighted / weights), "paired", **counts)
 
-    # pooled within-variant sd, each configuration once (adopted copies and repeats left out)
-    rows.sort(key=lambda r: bool(isinstance(r.get("reused_from"), str) and r.get("reused_from")))
+
+def _pooled_spread(rows: list[dict], metric: str) -> Spread | None:
+    """The ``pooled`` estimate of ``difference_spread``: sqrt(2) x the pooled within-variant sd, each
+    configuration once (adopted copies and repeats left out); None without a variant of two seeds."""
+    rows = sorted(rows, key=lambda r: bool(isinstance(r.get("reused_from"), str) and r.get("reused_from")))
     seen, per_variant = set(), {}
     for r in rows:
         reused = r.get("reused_from")
