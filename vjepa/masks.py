@@ -21,27 +21,22 @@ run with either sees the same blocks. Tokens cut from either set are neither see
 particular the context never sees a token inside a target block.
 
 ``trim``: which tokens the last block kept in part keeps (step 2, and a ratio-free ``cut="random"`` trims
-targets the same way). ``"raster"`` (every run before the key existed) keeps its first tokens in raster
-order: the block stays contiguous, but trimmed tokens are always its bottom rows and last frames, so targets
-lean to the top of the frame and the first frames. Measured on 40 batches of 128: at ratio 0.6 on an 8x8
-image grid the masked fraction by row runs 0.41 (top) to 0.23 (bottom), and by frame on a 4x8x8 clip
-0.57 / 0.70 / 0.68 / 0.46; the V-JEPA 2 short-range setting on 4x16x16 with 8 size buckets loses little
-(frames 0.61 -> 0.58), and with one bucket more (0.46 -> 0.39), blocks meant to span the clip cut short in
-time. ``"random_edge"`` trims that block from one spatial side, chosen per sample (top, bottom, left or
-right), across all its frames (``_edge_order``): it stays contiguous and keeps its temporal extent, and the
-profile is mirror-symmetric in rows and columns and, for V-JEPA 2 blocks, flat over frames. (A random
-subset would leave holes, which with a ratio become context inside the target block and make it easier to
-predict.) Both trims take the same draws from the generator, so both draw the same blocks.
+targets the same way). ``"raster"`` (every run before the key existed) keeps its first tokens in raster order:
+the block stays contiguous, but trimmed tokens are always its bottom rows and last frames, so targets lean to
+the top of the frame and the first frames (how much: docs/masks.md). ``"random_edge"`` trims that block from
+one spatial side, chosen per sample (top, bottom, left or right), across all its frames (``_edge_order``): it
+stays contiguous and keeps its temporal extent, and the profile is mirror-symmetric in rows and columns and,
+for V-JEPA 2 blocks, flat over frames. (A random subset would leave holes, which with a ratio become context
+inside the target block and make it easier to predict.) Both trims take the same draws from the generator, so
+both draw the same blocks.
 
 Length buckets (``sample_mask_buckets``, ratio-free settings only). The released code draws and cuts each
 GPU's batch on its own (24 clips per GPU in V-JEPA 2's ViT-L configs), and the cut weighs: the smallest
-complement among G samples shrinks as G grows, on any grid (short / long range, masked fraction: a sample's
-own blocks 62 / 81 %, cut over 24 samples 76 / 94 % at 16x16 tokens and 78 / 90 % at 8x8, over 128 samples
-81-83 / 90-95 %). With ``buckets`` = k the batch is split into k parts, each its own encoder/predictor pass:
-``by="order"`` splits it into consecutive groups, each drawn and cut as a batch of its own (a GPU's share:
-k = 5 emulates 24-26 samples per GPU for a batch of 128 on one process); ``by="size"`` draws the batch at
-once, sorts it by union size and cuts each bucket on its own, so every sample keeps nearly its own masks
-(k = 8 at batch 128: 67 / 83 %).
+complement among G samples shrinks as G grows, on any grid (the masked fractions: docs/masks.md). With
+``buckets`` = k the batch is split into k parts, each its own encoder/predictor pass: ``by="order"`` splits it
+into consecutive groups, each drawn and cut as a batch of its own (a GPU's share: k = 5 emulates 24-26 samples
+per GPU for a batch of 128 on one process); ``by="size"`` draws the batch at once, sorts it by union size and
+cuts each bucket on its own, so every sample keeps nearly its own masks.
 
 All sampling is vectorised over the batch and blocks; randomness comes only from the given generator.
 """

@@ -152,8 +152,8 @@ class Trainer:
         if schema.value(self.cfg, "compile"):
             self.model.compile_blocks()
         opt = self.cfg.optim
-        # One fused kernel per parameter on CPU and GPU: on 2 CPU cores 2-5x faster than torch's default
-        # per-parameter loop (which is what CPU tensors get otherwise), same update within float rounding.
+        # One fused kernel per parameter on CPU and GPU, faster than torch's default per-parameter loop (what
+        # CPU tensors get otherwise; reports/benchmarks), same update within float rounding.
         self.optimizer = torch.optim.AdamW(
             param_groups([self.model.encoder, self.model.predictor], opt.weight_decay),
             lr=self.peak_lr,

@@ -2,8 +2,8 @@
 
 Each clip shows one MNIST digit, in a random colour and scaled so its 28x28 box is 40-60 % of the frame
 side, moving in a straight line over a black background and staying inside the frame where box and travel
-fit (a box of 60 % moving 50 % does not: the box then starts at the edge and crosses the far one; measured,
-1.8 % of clips lose over 10 % of the digit's ink in some frame, none over 15 %). Labels: ``digit``
+fit (a box of 60 % moving 50 % does not: the box then starts at the edge and crosses the far one, and a
+few clips lose part of the digit's ink in some frames). Labels: ``digit``
 (appearance, 0..9) and ``direction`` (dynamics, 8 classes) with the convention of ``synthetic.py``:
 k * 45 degrees counter-clockwise from +x (x to the right, y up), so 0 = right, 2 = up, 4 = left, 6 = down.
 The digit travels 25-50 % of the frame side over the clip. Everything comes from a ``torch.Generator``.
