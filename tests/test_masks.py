@@ -406,3 +406,55 @@ def test_buckets_in_order_are_batches_of_their_own_as_on_separate_gpus():
             ms = sample_mask_buckets(SHORT, 128, (1, 8, 8), torch.Generator().manual_seed(seed), k)
             out.append(sum(m.ratio * m.size for m in ms) / 128)
     assert sum(one) / 10 > 0.8 and 0.74 < sum(five) / 10 < 0.81
+
+
+def test_the_loader_draws_the_masks_the_trainer_would_and_training_is_unchanged(compose_cfg, tmp_path):
+    """Masks drawn in the loader's worker processes (LoaderMasks) are the step's own: equal, row for row, to
+    those RunMasks draws for the global batch; a run whose loader has 2 workers logs the same numbers, bit for
+    bit, as one loading in the training process, and as the trainer drawing the masks itself."""
+    import json
+
+    from tests.conftest import TINY_TEST
+    from vjepa.data import build_sources, build_train_loader, split_masks
+    from vjepa.masks import LoaderMasks, RunMasks, token_grid
+    from vjepa.models import build_encoder
+    from vjepa.trainer import Trainer, train
+
+    base = [*TINY_TEST, "data=synthetic", "data.mix=joint", "steps=4", "log_every=1", "device=cpu"]
+    cfg = compose_cfg(*base, "data.num_workers=2", run_dir=tmp_path / "w2")
+    enc = build_encoder(cfg.model)
+    run = RunMasks(cfg.mask, cfg.seed)
+    loader_masks = LoaderMasks(run, cfg.model.patch_size, cfg.model.tubelet_size)
+    sources = build_sources(cfg.data, cfg.batch_size, cfg.seed)
+    loader = build_train_loader(cfg.data, cfg.batch_size, cfg.seed, 2, 4, 1, 2, sources, masks=loader_masks)
+    batch, drawn = split_masks(next(iter(loader)))  # step 2, rank 1 of 2, from a worker process
+    assert set(drawn) == set(batch) - {k for k in batch if k.startswith("skipped_")} == {"image", "video"}
+    for modality, local in drawn.items():
+        x = batch[modality]
+        assert token_grid(x.shape, cfg.model.patch_size, cfg.model.tubelet_size) == enc.grid(x)
+        n = x.shape[0]
+        expected = run.draw(2, modality, 2 * n, enc.grid(x))
+        for got, want in zip(local, expected, strict=True):
+            for g, w in zip(got, [b.rows(n, 2 * n) for b in want], strict=True):
+                assert torch.equal(g.ctx_idx, w.ctx_idx) and torch.equal(g.tgt_idx, w.tgt_idx)
+                assert torch.equal(g.blocks, w.blocks) and g.grid == w.grid
+
+    def numbers(run_dir):
+        lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if not k.endswith(("_per_s", "wall_time_s"))} for r in lines]
+
+    train(cfg)
+    train(compose_cfg(*base, "data.num_workers=0", run_dir=tmp_path / "w0"))
+    assert numbers(tmp_path / "w2") == numbers(tmp_path / "w0")
+    # the trainer's own draw (a batch without masks, as tests and benchmarks feed it) gives the same step
+    step_cfg = compose_cfg(*base, run_dir=tmp_path / "own")
+    losses = []
+    for with_masks in (True, False):
+        t = Trainer(step_cfg)
+        t._build()
+        masks = LoaderMasks(t.masks, step_cfg.model.patch_size, step_cfg.model.tubelet_size)
+        item = next(
+            iter(build_train_loader(step_cfg.data, step_cfg.batch_size, step_cfg.seed, 0, 1, masks=masks))
+        )
+        losses.append(t.train_step(0, item if with_masks else split_masks(item)[0])["loss"])
+    assert losses[0] == losses[1]

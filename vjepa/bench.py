@@ -108,12 +108,16 @@ def peak_memory_mib(device: torch.device) -> tuple[float, str]:
 class Bench:
     """One configuration ready to time: model, optimizer and a fixed synthetic batch.
 
-    ``time_parts`` times each part of the step as well. On CUDA that synchronises the device around every part,
+    Masks are drawn as the training loop gets them: with ``data.num_workers`` > 0 the loader's workers draw
+    them with the batch, outside the step (``vjepa.masks.LoaderMasks``), so they are drawn here before the
+    timer starts; with 0 workers the loader draws them in the training process, between steps, so the
+    timed step includes them (part ``masks``). ``time_parts`` times each part of the step as well. On CUDA that synchronises the device around every part,
     which stops the host from queueing work ahead and so slows the step itself: time a GPU's step (MFU) with
     ``time_parts=False`` and its breakdown in a separate run."""
 
     def __init__(self, overrides: list[str], time_parts: bool = True):
         from vjepa.data import JointBatches, build_sources, split_skipped
+        from vjepa.masks import LoaderMasks
         from vjepa.timing import StepTimer
         from vjepa.trainer import Trainer
 
@@ -141,14 +145,29 @@ class Bench:
         self.times: list[float] = []
         self.parts: list[dict] = []
         self.step = 0
+        self.masks_ahead = int(self.cfg.data.get("num_workers") or 0) > 0
+        self.loader_masks = LoaderMasks(
+            self.trainer.masks, self.cfg.model.patch_size, self.cfg.model.tubelet_size
+        )
+
+    def batch_at(self, step: int) -> dict:
+        """The batch of ``step``, with its masks where the loader's workers would have drawn them ahead."""
+        if not self.masks_ahead:
+            return self.batch
+        masks = {
+            f"masks_{m}": self.loader_masks.rows(step, m, x.shape[0], x.shape, 0, x.shape[0])
+            for m, x in self.batch.items()
+        }
+        return {**self.batch, **masks}
 
     def run_step(self, record: bool = True) -> None:
         timer = self.trainer.model.timer
         timer.reset()
+        batch = self.batch_at(self.step)
         if self.trainer.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        self.trainer.train_step(self.step, self.batch)
+        self.trainer.train_step(self.step, batch)
         if self.trainer.device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
@@ -162,11 +181,12 @@ class Bench:
         back once the next step is queued, the device synchronised only at the end. On a GPU the host then
         queues ahead while the device works, which ``run_step``'s synchronised steps do not allow."""
         sync = torch.cuda.synchronize if self.trainer.device.type == "cuda" else (lambda: None)
+        batches = [self.batch_at(self.step + i) for i in range(steps)]
         sync()
         t0 = time.perf_counter()
         pending = None
-        for _ in range(steps):
-            launched = self.trainer.train_step(self.step, self.batch, read_back=False)
+        for batch in batches:
+            launched = self.trainer.train_step(self.step, batch, read_back=False)
             if pending is not None:
                 self.trainer.read_back_step(pending)
             pending, self.step = launched, self.step + 1

@@ -426,6 +426,30 @@ class RunMasks:
         ]
 
 
+def token_grid(shape, patch_size: int, tubelet_size: int) -> tuple[int, int, int]:
+    """The token grid (T', H', W') of an image batch [B, C, H, W] (T' = 1, with either tokenizer) or a clip
+    batch [B, C, T, H, W], as the encoder's tokenizers cut it."""
+    t = shape[-3] // tubelet_size if len(shape) == 5 else 1
+    return t, shape[-2] // patch_size, shape[-1] // patch_size
+
+
+@dataclass
+class LoaderMasks:
+    """The masks of one process's rows of a step's batch, drawn where the batch is loaded (in the data
+    loader's workers): ``rows(step, modality, batch_size, shape, start, stop)`` draws the global batch's
+    masks (``RunMasks.draw``: the step's own generators, so the masks are those the trainer would draw) on
+    the token grid of inputs of ``shape``, and keeps rows ``start:stop`` of every bucket."""
+
+    run: RunMasks
+    patch_size: int
+    tubelet_size: int
+
+    def rows(self, step: int, modality: str, batch_size: int, shape, start: int, stop: int) -> list[list]:
+        grid = token_grid(shape, self.patch_size, self.tubelet_size)
+        drawn = self.run.draw(step, modality, batch_size, grid)
+        return [[b.rows(start, stop) for b in buckets] for buckets in drawn]
+
+
 def run_masks(
     cfg, step: int, modality: str, batch_size: int, grid: tuple[int, int, int]
 ) -> list[list[Masks]]:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from vjepa import schema
 from vjepa.config_check import ConfigError, check_config, resolved_precision
-from vjepa.data import build_sources, split_batch, split_skipped
+from vjepa.data import build_sources, split_batch, split_masks, split_skipped
 from vjepa.distributed import broadcast_module, init_distributed
 from vjepa.jepa import JEPA
 from vjepa.masks import MASK_STREAM, RunMasks, mask_generator
@@ -192,20 +192,24 @@ class Trainer:
         ``read_back=False`` as it stands on the device, for ``read_back_step`` later: reading a number back
         waits for the device to finish the step, and the training loop reads each step's record only after
         it has queued the next step, so the device never waits for the host between steps."""
+        batch, drawn = split_masks(batch)  # masks the loader drew with the batch, if it did
         batch, skipped = split_skipped(batch)  # this rank's rows of the global batch
-        masks = {modality: self._draw_masks(step, modality, x) for modality, x in batch.items()}
+        masks = {
+            modality: self._local_masks(step, modality, x, drawn.get(modality))
+            for modality, x in batch.items()
+        }
         record, n_total = self.stepper(self.model, self.optimizer, step, batch, masks)
         launched = (record, skipped, n_total)
         return self.read_back_step(launched) if read_back else launched
 
-    def _draw_masks(self, step: int, modality: str, x: torch.Tensor) -> list[list]:
-        """This rank's rows of the masks of the global batch, on the device; empty buckets left out."""
-        n_local, world = x.shape[0], self.dist.world
-        start = self.dist.rank * n_local
-        grid = self.model.encoder.grid(x)
+    def _local_masks(self, step: int, modality: str, x: torch.Tensor, local=None) -> list[list]:
+        """This rank's rows of the masks of the global batch (``local``: as the loader drew them, else drawn
+        here), on the device; empty buckets left out."""
         with self.model.timer("masks"):
-            drawn = self.masks.draw(step, modality, n_local * world, grid)
-            local = [[b.rows(start, start + n_local) for b in buckets] for buckets in drawn]
+            if local is None:
+                n_local, start = x.shape[0], self.dist.rank * x.shape[0]
+                drawn = self.masks.draw(step, modality, n_local * self.dist.world, self.model.encoder.grid(x))
+                local = [[b.rows(start, start + n_local) for b in buckets] for buckets in drawn]
             return [[b.to(self.device) for b in buckets if b.size] for buckets in local]
 
     def read_back_step(self, launched) -> dict[str, float]:

@@ -163,16 +163,18 @@ class JointBatches(Dataset):
     process ``rank``'s contiguous 1/world slice of each modality's batch (its sample count must divide).
 
     A source whose item is ``{"x": batch, "skipped": n}`` (file-backed sources, which may skip unreadable
-    files) also adds ``"skipped_<modality>": n``, a plain int; ``split_skipped`` separates the two.
+    files) also adds ``"skipped_<modality>": n``, a plain int; ``split_skipped`` separates the two. With
+    ``masks`` (a ``vjepa.masks.LoaderMasks``) the item also holds ``"masks_<modality>"``: the masks of these
+    rows at step s, drawn here (in the loader's workers, off the training step); ``split_masks`` takes them.
     """
 
-    def __init__(self, sources: dict[str, BatchSource], rank: int = 0, world: int = 1):
+    def __init__(self, sources: dict[str, BatchSource], rank: int = 0, world: int = 1, masks=None):
         for name, src in sources.items():
             if src.batch_size % world:
                 raise ValueError(
                     f"{src.batch_size} {name} samples per step do not split over {world} processes"
                 )
-        self.sources, self.rank, self.world = sources, rank, world
+        self.sources, self.rank, self.world, self.masks = sources, rank, world, masks
 
     def __len__(self) -> int:
         return 2**62
@@ -186,7 +188,16 @@ class JointBatches(Dataset):
                 out[name], out[f"skipped_{name}"] = item["x"], int(item["skipped"])
             else:
                 out[name] = item
+            if self.masks is not None:
+                rows = (self.rank * n, (self.rank + 1) * n)
+                out[f"masks_{name}"] = self.masks.rows(step, name, src.batch_size, out[name].shape, *rows)
         return out
+
+
+def split_masks(batch: dict) -> tuple[dict, dict[str, list]]:
+    """A ``JointBatches`` item -> (the item without its masks, {modality: the masks drawn with it})."""
+    masks = {k[len("masks_") :]: v for k, v in batch.items() if k.startswith("masks_")}
+    return {k: v for k, v in batch.items() if not k.startswith("masks_")}, masks
 
 
 def split_skipped(batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
@@ -218,16 +229,18 @@ def build_train_loader(
     world: int = 1,
     sources: dict[str, BatchSource] | None = None,
     pin_memory: bool = False,
+    masks=None,
 ) -> DataLoader:
     """Batches for steps ``start_step .. steps - 1``, in order (process ``rank``'s slices of them), from
     ``sources`` where given (``build_sources`` of the same arguments), else from sources built here.
     ``pin_memory`` (for a CUDA run) hands them over in pinned memory, so their copy to the device does not
-    wait for the work queued before it."""
+    wait for the work queued before it. ``masks`` (a ``vjepa.masks.LoaderMasks``): each batch also carries
+    its masks, drawn in the loader's workers (``JointBatches``)."""
     workers = int(schema.leaf(data_cfg, "data.num_workers"))
     if sources is None:
         sources = build_sources(data_cfg, batch_size, seed)
     return DataLoader(
-        JointBatches(sources, rank, world),
+        JointBatches(sources, rank, world, masks),
         batch_size=None,
         sampler=range(start_step, steps),
         num_workers=workers,

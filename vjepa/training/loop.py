@@ -20,6 +20,7 @@ import time
 from vjepa import schema
 from vjepa.data import build_train_loader, split_skipped
 from vjepa.distributed import any_across_ranks
+from vjepa.masks import LoaderMasks
 from vjepa.training.records import window_line
 
 
@@ -88,6 +89,7 @@ class Loop:
             t.dist.world,
             t.sources,
             pin_memory=t.device.type == "cuda",
+            masks=LoaderMasks(t.masks, cfg.model.patch_size, cfg.model.tubelet_size),
         )
         self.bar = self._progress_bar()
         self.window = Window(self.wall, self.records)
