@@ -125,3 +125,50 @@ def test_target_norm_axis_trains_and_its_default_is_todays_behaviour(compose_cfg
     assert run_hash(container) == run_hash(OmegaConf.to_container(compose_cfg(*TINY_TEST), resolve=True))
     with pytest.raises(ConfigError, match="loss.target_norm='batch' is not one of: layer, none"):
         check_config(compose_cfg(*TINY_TEST, "+loss.target_norm=batch"))
+
+
+OLD_RUN = Path(__file__).parent / "data" / "old_run_17cd7fb"
+
+
+def test_a_run_directory_written_by_the_code_before_the_redesign_is_read_and_resumes(tmp_path):
+    """tests/data/old_run_17cd7fb: a run directory as the code before the redesign (17cd7fb) wrote it, killed
+    after its step-2 checkpoint of 4 (``old_code_hashes.json``: its overrides and the hashes that code gave
+    its config; ``uninterrupted_metrics.jsonl``: that code's run of the same config straight to the end).
+    Today's code hashes its config as the old code did, reads it, and resumes it with the same command to the
+    same numbers, bit for bit."""
+    import json
+    import shutil
+
+    from hydra import compose, initialize_config_module
+
+    import vjepa.train  # noqa: F401  (registers the run-name resolver)
+    from analysis.collect import read_run
+    from vjepa.trainer import train
+
+    old = json.loads((OLD_RUN / "old_code_hashes.json").read_text())
+    cfg_old = OmegaConf.to_container(OmegaConf.load(OLD_RUN / "config.yaml"))
+    assert "tensorboard" not in cfg_old and "target_norm" not in cfg_old["loss"]  # keys added since
+    assert list(config_hashes(cfg_old)) == old["config_hashes"] and run_hash(cfg_old) == old["run_hash"]
+    run_dir = tmp_path / "old_run"
+    shutil.copytree(OLD_RUN, run_dir)
+    assert read_run(run_dir)["status"] == "running"
+    overrides = [o for o in old["overrides"] if not o.startswith("run_dir=")] + [f"run_dir={run_dir}"]
+    with initialize_config_module("vjepa.conf", version_base=None):
+        cfg = compose("train", overrides=overrides)
+    final = train(cfg)  # the same command: resumed from step 2, not refused as another experiment
+    assert final["steps"] == 4 and read_run(run_dir)["status"] == "completed"
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["numerics"] == json.loads((OLD_RUN / "status.json").read_text())["numerics"]  # one numerics
+
+    def numbers(path):
+        keep = lambda k: not k.endswith(("_per_s", "wall_time_s"))  # noqa: E731
+        return [{k: v for k, v in json.loads(x).items() if keep(k)} for x in path.read_text().splitlines()]
+
+    now, then = numbers(run_dir / "metrics.jsonl"), numbers(OLD_RUN / "uninterrupted_metrics.jsonl")
+    from vjepa.golden import platform
+
+    if platform("cpu") == json.loads((OLD_RUN / "status.json").read_text())["platform"]:
+        assert now == then  # bit for bit where the fixture was written
+    else:  # another CPU's vector instructions round differently from the first step on
+        assert [r["step"] for r in now] == [r["step"] for r in then]
+        assert [r["loss"] for r in now] == pytest.approx([r["loss"] for r in then], rel=1e-3)
