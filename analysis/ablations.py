@@ -4,15 +4,17 @@
 to the paper row it corresponds to; it reads the run's resolved config (``config/...`` columns), not its
 directory name. A sweep without an entry still gets a table, without paper columns.
 
-``COMPARE[paper metric]`` lists the toolkit metrics that stand in for a paper metric at small scale. The
-pairing is a judgement, stated here once: box AP of the frozen-feature detector on synthetic shapes for COCO
+``COMPARE[paper metric]`` lists the toolkit metrics for a paper metric: first the paper's own benchmark read
+from the user's folders (``probes=paper``: ``PAPER_BENCHMARKS``, the same metric, no stand-in), then the
+metrics that stand in for it at small scale. The stand-in pairing is a judgement, stated here once: box AP of the frozen-feature detector on synthetic shapes for COCO
 APbox; linear segmentation (CamVid, synthetic shapes) for ADE20K linear mIoU; appearance top-1 of the
 attentive video probes (Moving-MNIST digit, moving-shapes shape) for K400; CIFAR-10 top-1 for IN1K; motion
 top-1 of the attentive video probes (direction) for SSv2. Diving-48 (Table 12 only, last layer beside 4
 layers) takes the linear Moving-MNIST direction probe in both columns, so the two differ only in the layers
 read: ``probes=levels`` (``vjepa/conf/probes/levels.yaml``, the deep-supervision sweep's) reads the 4 levels
-with linear heads only, and ``mnist_video_linear`` is its last-layer twin (same head, data and budget). The
-toolkit has no depth probe, so NYU RMSE is never compared. Metric names: ``vjepa/probes/__init__.py``.
+with linear heads only, and ``mnist_video_linear`` is its last-layer twin (same head, data and budget). NYU
+RMSE has no stand-in: only the NYU depth probe of ``probes=paper`` reads it. Metric names:
+``vjepa/probes/__init__.py``.
 """
 
 from __future__ import annotations
@@ -24,15 +26,28 @@ from dataclasses import dataclass, field
 
 from analysis.paper import TABLES
 
+# The paper's benchmarks as ``probes=paper`` reads them from the user's folders: the paper's own metric
+# (the toolkit's scores are fractions where the paper prints percentages; RMSE is in metres in both).
+PAPER_BENCHMARKS = {
+    "probe/coco_det/ap": "coco_apbox",
+    "probe/ade20k_linear/miou": "ade20k_miou",
+    "probe/k400_attentive/top1": "k400_top1",
+    "probe/imagenet_attentive/top1": "in1k_top1",
+    "probe/ssv2_attentive/top1": "ssv2_top1",
+    "probe/diving48_attentive/top1": "diving48_top1",
+    "probe/nyu_linear/rmse": "nyu_rmse",
+}
+_OWN = {paper: (ours,) for ours, paper in PAPER_BENCHMARKS.items()}
+
 COMPARE = {
-    "coco_apbox": ("probe/shapes_det/ap",),
-    "ade20k_miou": ("probe/camvid_linear/miou", "probe/shapes_seg/miou"),
-    "k400_top1": ("probe/mnist_video/digit_top1", "probe/shapes_video/shape_top1"),
-    "in1k_top1": ("probe/cifar10_attentive/top1", "probe/cifar10_linear/top1"),
-    "ssv2_top1": ("probe/mnist_video/direction_top1", "probe/shapes_video/direction_top1"),
+    "coco_apbox": (*_OWN["coco_apbox"], "probe/shapes_det/ap"),
+    "ade20k_miou": (*_OWN["ade20k_miou"], "probe/camvid_linear/miou", "probe/shapes_seg/miou"),
+    "k400_top1": (*_OWN["k400_top1"], "probe/mnist_video/digit_top1", "probe/shapes_video/shape_top1"),
+    "in1k_top1": (*_OWN["in1k_top1"], "probe/cifar10_attentive/top1", "probe/cifar10_linear/top1"),
+    "ssv2_top1": (*_OWN["ssv2_top1"], "probe/mnist_video/direction_top1", "probe/shapes_video/direction_top1"),
     # Table 12's last layer: linear like its "4 layers" column below (no attentive probe reads the levels)
-    "diving48_top1": ("probe/mnist_video_linear/direction_top1",),
-    "nyu_rmse": (),
+    "diving48_top1": (*_OWN["diving48_top1"], "probe/mnist_video_linear/direction_top1"),
+    "nyu_rmse": _OWN["nyu_rmse"],
     # Table 12's "4 layers" columns: the probes reading the 4 levels (probes=levels)
     "ade20k_miou_4layers": ("probe/camvid_linear_levels/miou", "probe/shapes_seg_levels/miou"),
     "diving48_top1_4layers": ("probe/mnist_video_linear_levels/direction_top1",),

@@ -17,7 +17,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from analysis import plots
-from analysis.ablations import ABLATIONS, COMPARE, probe_modality, sort_variants
+from analysis.ablations import (
+    ABLATIONS,
+    COMPARE,
+    PAPER_BENCHMARKS,
+    lower_is_better,
+    probe_modality,
+    sort_variants,
+)
 from analysis.collect import collect, collect_curves, load_results, write_csv
 from analysis.directions import _verdict, unanswered
 from analysis.paper import TABLES
@@ -655,7 +662,7 @@ def test_probes_through_an_untrained_tokenizer_are_left_out():
     assert "probe/camvid_linear/miou" in s.metrics
     assert not [m for m in s.metrics if "mnist_video" in m] and s.left_out == {"video": 4}
     text = statement(s)
-    assert "Diving-48 top-1 (`mnist_video_linear/direction_top1`)" in text
+    assert "Diving-48 top-1 (`diving48_attentive/top1`, `mnist_video_linear/direction_top1`)" in text
     assert "Left out: the video probes of 4 run(s) trained on images only" in text
     assert "ADE20K mIoU (linear) vs. `camvid_linear/miou`: agrees" in text
     assert "Diving-48 top-1 vs." not in text
@@ -688,12 +695,45 @@ def test_table12_last_layer_and_4_layer_columns_read_one_probe(last, four):
     assert {"override /probes": "levels"} in list(sweep.defaults)
     conf = Path(__file__).parents[1] / "vjepa" / "conf" / "probes"
     tasks = {**OmegaConf.load(conf / "default.yaml").tasks, **OmegaConf.load(conf / "levels.yaml").tasks}
-    assert len(COMPARE[last]) == len(COMPARE[four]) > 0
-    for a, b in zip(COMPARE[last], COMPARE[four], strict=True):
+    stand_ins = [m for m in COMPARE[last] if m not in PAPER_BENCHMARKS]  # the paper's own: probes=paper
+    assert len(stand_ins) == len(COMPARE[four]) > 0
+    for a, b in zip(stand_ins, COMPARE[four], strict=True):
         (_, task_a, score_a), (_, task_b, score_b) = a.split("/"), b.split("/")
         probe_a, probe_b = (OmegaConf.to_container(tasks[t]) for t in (task_a, task_b))
         assert probe_a.pop("layers") == [-1] and probe_b.pop("layers") == "levels"
         assert probe_a == probe_b and score_a == score_b, (a, b)
+
+
+def test_a_paper_scale_run_sets_the_papers_own_benchmark_beside_the_paper_with_no_stand_in():
+    """Runs probed with probes=paper (ADE20K read from the user's folders) put their ADE20K mIoU in the column
+    beside the paper's ADE20K mIoU, and the verdicts read it; no stand-in is named."""
+    rows = [
+        {
+            "run_id": f"deep_supervision/{deep},{seed}",
+            "sweep": "deep_supervision",
+            "preset": "vitl16",
+            "axis": "model.deep_supervision",
+            "variant": str(deep),
+            "seed": seed,
+            "status": "completed",
+            "command": "python sweeps/deep_supervision.py preset=vitl16 probes=paper",
+            "config/model.deep_supervision": deep,
+            "config/data.mix": "joint",
+            "probe/ade20k_linear/miou": 0.40 + 0.05 * deep + 0.002 * seed,
+            "probe/nyu_linear/rmse": 0.60 - 0.05 * deep + 0.003 * seed,
+            "loss_final": 0.5,
+        }
+        for deep in (False, True)
+        for seed in (0, 1, 2)
+    ]
+    s = _summary(pd.DataFrame(rows), "deep_supervision")
+    header, _ = variant_table(s)
+    i = header.index("paper: ADE20K mIoU (linear)")
+    assert "ade20k_linear/miou" in header[i - 1] and not any("camvid" in h or "shapes" in h for h in header)
+    text = statement(s)
+    assert "ADE20K mIoU (linear) vs. `ade20k_linear/miou`: agrees" in text
+    assert "NYU depth RMSE vs. `nyu_linear/rmse`: agrees" in text  # lower is better, as in the paper
+    assert PAPER_BENCHMARKS["probe/ade20k_linear/miou"] == "ade20k_miou" and lower_is_better("probe/nyu_linear/rmse")
 
 
 # ---- directions -----------------------------------------------------------------------------------------
