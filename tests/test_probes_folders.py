@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -352,3 +353,30 @@ def test_evaluate_probes_a_saved_run_on_folder_data(tiny_run, tmp_path):
     merged = json.loads((tiny_run / "metrics.json").read_text())
     assert merged["probe/imagenet_linear/top1"] == r["probe/imagenet_linear/top1"]
     assert len(list((tiny_run / "probe_cache").glob("probe-step2-*.pt"))) == 2  # token_grid 1 and 4
+
+
+# ---- bounded memory: one batch of decoded images at a time --------------------------------------------
+def test_extraction_holds_one_batch_of_images_and_keeps_pooled_float16(tmp_path, encoder):
+    import weakref
+
+    from vjepa.probes import folders
+    from vjepa.probes.stream import extract_folder
+
+    data = folders.index({"name": "imagefolder", "size": [32, 32]}, write_imagefolder(tmp_path, n=(10, 4)))
+    alive, most = set(), [0]
+
+    class Counting(folders.FolderSplit):
+        def __getitem__(self, i):
+            item = super().__getitem__(i)
+            key = object()
+            alive.add(key)
+            weakref.finalize(item["image"], alive.discard, key)
+            most[0] = max(most[0], len(alive))
+            return item
+
+    data.split = lambda name: Counting(data.spec, data.samples[name], data.size, name)
+    f = extract_folder(encoder, data, [-1], {"token_grid": 2}, 4, 0, "cpu")
+    assert most[0] <= 4  # never more decoded images than one batch
+    d = TINY_MODEL.embed_dim
+    assert f["train"].shape == (30, 4, d) and f["val"].shape == (12, 4, d)
+    assert f["train"].dtype == f["val"].dtype == torch.float16
