@@ -4,9 +4,9 @@
 
 For each size N, writes an ImageFolder of N JPEGs (``--px`` square, 4 classes of noisy colours, 80 % train
 / 20 % val) in a temporary folder, then in a fresh subprocess (so each peak is its own) indexes it, extracts
-features with ``vjepa.probes.stream.extract_folder`` (token_grid 1, as the linear head reads them) and fits
+features with ``vjepa.probes.stream.extract_folder`` (the linear task's storage: one pooled token) and fits
 the linear head, as ``run_probes`` does for an ``imagefolder`` task. Prints one JSON line per size: peak RSS
-(``ru_maxrss``) after imports and at the end, the bytes of the features kept (N x token_grid^2 x D float16)
+(``ru_maxrss``) after imports and at the end, the bytes of the features kept (N x 1 x D float32)
 and the bytes the decoded images would take if all were held at once (N x 3 x px x px uint8).
 """
 
@@ -50,7 +50,7 @@ def child(root: str, px: int, batch: int) -> dict:
     from tests.conftest import PROBE_MODEL
     from vjepa.probes import folders, random_encoder
     from vjepa.probes.classify import linear_probe
-    from vjepa.probes.stream import extract_folder
+    from vjepa.probes.stream import extract_folder, storage
 
     torch.set_num_threads(1)
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # noqa: E731 (Linux: KiB)
@@ -58,7 +58,8 @@ def child(root: str, px: int, batch: int) -> dict:
     base = rss()
     t0 = time.perf_counter()
     data = folders.index({"name": "imagefolder", "folder": ".", "size": [px, px]}, root)
-    f = extract_folder(encoder, data, [-1], {"token_grid": 1}, batch, 0, "cpu")
+    linear = storage({"kind": "classify", "head": "linear"}, {"name": "imagefolder"})
+    f = extract_folder(encoder, data, [-1], linear, batch, 0, "cpu")
     top1 = linear_probe(f, f["y_train"], f["y_val"], CLASSES, {"iters": 100, "wd": 1e-3}, "cpu").value
     n = len(f["train"]) + len(f["val"])
     return {

@@ -380,3 +380,29 @@ def test_extraction_holds_one_batch_of_images_and_keeps_pooled_float16(tmp_path,
     d = TINY_MODEL.embed_dim
     assert f["train"].shape == (30, 4, d) and f["val"].shape == (12, 4, d)
     assert f["train"].dtype == f["val"].dtype == torch.float16
+
+
+def test_the_linear_heads_pooled_token_is_kept_in_float32_and_freed_memory_is_handed_back(
+    tmp_path, encoder, monkeypatch
+):
+    """The linear and k-NN heads' pooled token: the float32 mean of the float16 tokens (as those heads pool
+    the in-memory sets'), one per image; freed heap memory is handed back every TRIM_EVERY batches."""
+    from vjepa.probes import folders, stream
+
+    trims = []
+    monkeypatch.setattr(stream, "TRIM_EVERY", 2)
+    monkeypatch.setattr(stream, "release_freed_memory", lambda: trims.append(1))
+    data = folders.index({"name": "imagefolder", "size": [32, 32]}, write_imagefolder(tmp_path, n=(10, 4)))
+    linear = stream.storage({"kind": "classify", "head": "linear"}, {"name": "imagefolder"})
+    f = stream.extract_folder(encoder, data, [-1], linear, 4, 0, "cpu")
+    d = TINY_MODEL.embed_dim
+    assert f["train"].shape == (30, 1, d) and f["train"].dtype == f["val"].dtype == torch.float32
+    assert len(trims) == 8 // 2 + 3 // 2  # 30 train images in 8 batches of 4, 12 val in 3
+
+
+def test_release_freed_memory_runs_where_glibc_is_and_is_a_no_op_elsewhere(monkeypatch):
+    from vjepa.probes import stream
+
+    stream.release_freed_memory()  # glibc here: malloc_trim(0); must not raise
+    monkeypatch.setattr(stream, "_TRIM", False)  # no glibc (macOS, musl): nothing to call
+    stream.release_freed_memory()

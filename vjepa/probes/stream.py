@@ -6,8 +6,11 @@ autocast on CUDA, fp32 on CPU: ``features.feature_arithmetic``) and keeps only w
 so memory is bounded by the stored features, never by the images:
 
     storage {"token_grid": g}            classification: tokens average-pooled to a g x g grid, float16
-                                         [N, g*g, D] (g = 1: the average-pooled token the linear and k-NN
-                                         heads read; g > 1: tokens for the attentive head); ``y``: [N]
+                                         [N, g*g, D] (g > 1: tokens for the attentive head); g = 1: the
+                                         average-pooled token the linear and k-NN heads read, float32
+                                         [N, 1, D], the float32 mean of the float16 tokens, as those heads
+                                         pool the in-memory sets' tokens (so the same images score the
+                                         same); ``y``: [N]
     storage {"token_grid": g,            video classification (clips): tokens average-pooled to t x g x g
              "time_grid": t}             (t capped at the clips' token frames), float16 [N, t*g*g, D];
                                          val videos give clips * views rows each, in order
@@ -27,6 +30,7 @@ with the data spec's ``on_error: skip`` is left out and counted in ``skipped_<sp
 
 from __future__ import annotations
 
+import ctypes
 import sys
 
 import torch
@@ -46,6 +50,8 @@ def storage(task: dict, spec: dict) -> dict:
         store = {"token_grid": int(task.get("token_grid", 4 if attentive else 1))}
         if spec["name"] == "video_list":
             store["time_grid"] = int(task.get("time_grid", 2 if attentive else 1))
+        elif store["token_grid"] == 1:
+            store["pooled"] = "float32 mean of float16 tokens"  # the cache key names the arithmetic
         return store
     return {"pixels_per_image": int(task["pixels_per_image"]), "seed": int(spec.get("seed", 0))}
 
@@ -72,12 +78,34 @@ def _pooled(tokens: torch.Tensor, grid, store: dict) -> torch.Tensor:
 def _kept(tokens, grid, y, store: dict, split: str, size, g: torch.Generator):
     """What the task keeps of a batch's tokens (float16, CPU), and the labels that go with it."""
     if "token_grid" in store:
+        if "pooled" in store:  # as classify._pooled pools the in-memory sets' stored tokens
+            return tokens.to("cpu", torch.float16).float().mean(1, keepdim=True), y
         return _pooled(tokens, grid, store).to("cpu", torch.float16), y
     if split == "train" and "pixels_per_image" in store:
         pix = sample_pixels(_labelled(y), store["pixels_per_image"], g)
         feats = bilinear_at(token_map(tokens, grid), pix.to(tokens.device), size)
         return feats.to("cpu", torch.float16), torch.gather(y.flatten(1), 1, pix)
     return tokens.to("cpu", torch.float16), y
+
+
+TRIM_EVERY = 16  # batches between returns of freed heap memory to the system
+
+
+def release_freed_memory() -> None:
+    """Hand the heap memory freed so far back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+    Decoded images are freed batch by batch, but glibc keeps small freed blocks in the process (below its
+    mmap threshold), so without this the process's peak memory grows with the number of images read."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 def _labelled(target: torch.Tensor) -> torch.Tensor:
@@ -97,7 +125,9 @@ def _pass(encoder, dataset, data, split: str, layers, store: dict, batch_size: i
     bf16 = feature_arithmetic(device) == "bf16"
     g = torch.Generator().manual_seed(int(store.get("seed", 0)) * 7919 + (split == "val"))
     feats, ys, skipped, grid, views = [], [], 0, None, 1
-    for batch in loader:
+    for i, batch in enumerate(loader):
+        if i % TRIM_EVERY == TRIM_EVERY - 1:
+            release_freed_memory()
         for msg in batch["errors"]:
             print(f"[probes] skipped: {msg}", file=sys.stderr, flush=True)
         skipped += len(batch["errors"])
