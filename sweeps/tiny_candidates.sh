@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Re-choosing the tiny preset (docs/tiny_preset.md): configurations at about the shipped preset's compute per
+# run, each trained for 3 seeds with the default probe set (image probes) beside its random-init encoder, with
+# bootstrap errors and 3 refits of every head whose fit is random, as sweeps/sensitivity.sh probes the shipped
+# preset. Results: reports/tiny_preset/<candidate>.csv (analysis.collect), compared by
+# `python -m analysis.tiny_preset`.
+#
+# Usage: sweeps/tiny_candidates.sh [candidate:seed ...]   (default: every candidate, seeds 0 1 2, seed-major)
+# Resumable: a finished run (metrics.json with its random-init probes) is not trained again; an interrupted one
+# resumes from its last checkpoint. Two runs at a time, one thread each. OUT defaults to tiny_candidates_out/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-tiny_candidates_out}
+PY=${PY:-python}
+export OMP_NUM_THREADS=1
+
+declare -A CANDIDATE=(
+  [long]="batch_size=64 steps=2000"                   # twice the updates, the same images seen
+  [camvid]="data.image.name=camvid"                   # driving photos: the dense probe's domain
+  [px64]="data.image.size=64 model.patch_size=8"      # 64 px inputs, the same 8 x 8 token grid
+)
+BASE="preset=tiny data=real data.mix=image loss=token probes=default probes.baseline=true ~probes.tasks.mnist_video
+  ~probes.tasks.mnist_video_linear probes.tasks.cifar10_attentive.refits=3 probes.tasks.shapes_seg.refits=3
+  probes.tasks.shapes_det.refits=3 probes.tasks.camvid_linear.refits=3 threads=1"
+
+run() {  # candidate:seed
+  local name=${1%:*} seed=${1#*:}
+  [ -n "${CANDIDATE[$name]+x}" ] || { echo "unknown candidate '$name' (${!CANDIDATE[*]})" >&2; return 2; }
+  local d="$OUT/$name/seed$seed"
+  grep -q '"probe_random/' "$d/metrics.json" 2>/dev/null && return 0
+  # shellcheck disable=SC2086
+  $PY -m vjepa.train $BASE ${CANDIDATE[$name]} seed="$seed" run_dir="$d" > "$OUT/$name-seed$seed.log" 2>&1
+}
+export -f run
+export OUT PY BASE
+export CANDIDATE_DEF
+CANDIDATE_DEF=$(declare -p CANDIDATE)
+
+jobs=("$@")
+if [ ${#jobs[@]} -eq 0 ]; then
+  for s in 0 1 2; do for c in long camvid px64; do jobs+=("$c:$s"); done; done
+fi
+mkdir -p "$OUT"
+printf '%s\n' "${jobs[@]}" | xargs -P 2 -I{} bash -c 'eval "$CANDIDATE_DEF"; run "$1"' _ {}
+for c in long camvid px64; do
+  if compgen -G "$OUT/$c/seed*/metrics.json" > /dev/null; then
+    $PY -m analysis.collect "$OUT/$c" --out "reports/tiny_preset/$c.csv"
+  fi
+done
