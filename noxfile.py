@@ -46,6 +46,8 @@ def report(session: nox.Session) -> None:
     )
     if Path("reports/sensitivity/default.csv").exists():
         session.run("python", "-m", "analysis.sensitivity", "--dir", "reports/sensitivity", env=THREADS)
+    if list(Path("reports/tiny_preset").glob("*.csv")):
+        session.run("python", "-m", "analysis.tiny_preset", "--dir", "reports/tiny_preset", env=THREADS)
 
 
 NOTEBOOK = "analysis/notebooks/ablations.ipynb"

@@ -1,0 +1,86 @@
+"""analysis.tiny_preset: which candidate configuration of the tiny preset is adopted, and why."""
+
+import numpy as np
+import pandas as pd
+
+from analysis import tiny_preset as tp
+
+METRICS = ("probe/cifar10_linear/top1", "probe/camvid_linear/miou")
+
+
+def _runs(gains: dict[str, list[float]], batch_size: int = 128, noise: float = 0.0) -> pd.DataFrame:
+    """3 seeds; each metric's random-init score depends on the seed only (the same random encoder for
+    every configuration of one shape), the pretrained score adds the given per-seed gains."""
+    rng = np.random.default_rng(batch_size)
+    rows = []
+    for seed in range(3):
+        row = {
+            "status": "completed",
+            "sweep": "tiny_preset",
+            "preset": "tiny",
+            "variant": "default",
+            "seed": seed,
+            "code_version": "abc1234",
+            "numerics": "5bafc6427b58",
+            "wall_time_s": 600.0,
+            "config/batch_size": batch_size,
+            "config/seed": seed,
+            "config/data.mix": "image",
+        }
+        for i, metric in enumerate(METRICS):
+            random = 0.3 + 0.01 * seed + 0.1 * i
+            row[metric.replace("probe/", "probe_random/")] = random
+            row[metric] = random + gains[metric][seed] + noise * rng.normal()
+            row[f"{metric}/gap_se"] = 0.002
+            row[f"{metric}/se"] = 0.005
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+SHIPPED = {METRICS[0]: [0.07, 0.071, 0.072], METRICS[1]: [0.007, 0.009, 0.005]}
+
+
+def test_changes_names_the_keys_a_candidate_sets_and_not_the_seed():
+    shipped, cand = _runs(SHIPPED), _runs(SHIPPED, batch_size=64)
+    assert tp.changes(shipped, cand) == "batch_size=64"
+    assert tp.changes(shipped, shipped) == "nothing"
+
+
+def test_a_candidate_better_beyond_noise_on_one_probe_and_worse_on_none_is_adopted():
+    better = {METRICS[0]: [0.10, 0.101, 0.103], METRICS[1]: [0.008, 0.007, 0.006]}
+    tables = {tp.SHIPPED: _runs(SHIPPED), "long": _runs(better, batch_size=64)}
+    versus = tp.against_shipped(tables, list(METRICS))
+    verdicts = dict(zip(versus["metric"], versus["verdict"], strict=True))
+    assert verdicts == {METRICS[0]: "better", METRICS[1]: "cannot tell"}
+    adopted, why = tp.choice(tp.gaps(tables), versus)
+    assert adopted == "long" and "cifar10_linear" in why
+
+
+def test_the_shipped_preset_stays_when_a_candidate_also_loses_beyond_noise():
+    mixed = {METRICS[0]: [0.10, 0.101, 0.103], METRICS[1]: [-0.02, -0.021, -0.022]}
+    tables = {tp.SHIPPED: _runs(SHIPPED), "camvid": _runs(mixed, batch_size=64)}
+    versus = tp.against_shipped(tables, list(METRICS))
+    assert set(versus["verdict"]) == {"better", "worse"}
+    assert tp.choice(tp.gaps(tables), versus)[0] == tp.SHIPPED
+
+
+def test_holm_turns_a_nominal_difference_into_cannot_tell_among_many_rows():
+    # one row with p just under 0.05 alone is not beyond noise once corrected over several rows
+    slight = {METRICS[0]: [0.074, 0.079, 0.079], METRICS[1]: [0.007, 0.009, 0.005]}
+    tables = {tp.SHIPPED: _runs(SHIPPED), "a": _runs(slight, batch_size=64), "b": _runs(slight, batch_size=32)}
+    versus = tp.against_shipped(tables, list(METRICS))
+    row = versus[(versus["config"] == "a") & (versus["metric"] == METRICS[0])].iloc[0]
+    assert row["p"] < 0.05 < row["p_holm"] and row["verdict"] == "cannot tell"
+    assert tp.choice(tp.gaps(tables), versus)[0] == tp.SHIPPED
+
+
+def test_readme_is_deterministic_and_marks_probes_at_the_target(tmp_path):
+    _runs(SHIPPED).to_csv(tmp_path / "shipped.csv", index=False)
+    (tmp_path / "cands").mkdir()
+    _runs(SHIPPED, batch_size=64).to_csv(tmp_path / "cands" / "long.csv", index=False)
+    tables = tp.load(tmp_path / "cands", tmp_path / "shipped.csv")
+    text = tp.readme(tables)
+    assert text == tp.readme(tp.load(tmp_path / "cands", tmp_path / "shipped.csv"))
+    assert "**Adopted: `shipped`**" in text
+    linear = next(line for line in text.splitlines() if line.startswith("| `probe/cifar10_linear/top1`"))
+    assert linear.count("✓") == 2  # z far above 5 for both configurations
