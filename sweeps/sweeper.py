@@ -445,8 +445,6 @@ class _Clearing:
 # Not a BasicSweeper subclass: Hydra's plugin scan re-executes its module, replacing the class a subclass
 # would have been made from.
 class AblationSweeper(Sweeper):
-    REQUEUE_SETTLE_S = 60.0  # see _wait_while_active
-
     def __init__(
         self,
         grid=None,
@@ -795,10 +793,11 @@ class AblationSweeper(Sweeper):
         try:
             results = self.launcher.launch([p.overrides for p in batch], initial_job_idx=first_idx)
         except Exception as exc:
-            # A job ended without a result (killed, node failure, ...), or submitit read a SLURM job being
-            # requeued as ended: the launcher stops waiting at the first such job, so wait for the others, and
-            # for requeued ones, through their run directories; a run that completed after all is no error.
-            self._wait_while_active(batch)
+            # A job ended without a result (killed, node failure, a requeued job in a state that submitit
+            # takes for an end, e.g. CONFIGURING): the launcher stops waiting at the first such job, so wait
+            # for the others through their run directories; a run that completed after all is no error.
+            while any(run_state(p.run_dir)[0] == "active" for p in batch):
+                time.sleep(10)
             return {
                 p.run_dir: f"{type(exc).__name__}: {exc}"
                 for p in batch
@@ -813,19 +812,6 @@ class AblationSweeper(Sweeper):
             for p, r in zip(batch, results, strict=True)
             if r.status == JobStatus.FAILED
         }
-
-    def _wait_while_active(self, batch: list[Point]) -> None:
-        """Until no job of ``batch`` works on its run directory. On SLURM a job that checkpointed and asked
-        for its requeue is gone from the queue for a moment (COMPLETING, then PENDING again), so it counts as
-        over only once none has been active for ``REQUEUE_SETTLE_S``."""
-        settle = self.REQUEUE_SETTLE_S if launcher_kind(self.config) == "slurm" else 0.0
-        quiet_since = time.monotonic()
-        while True:
-            if any(run_state(p.run_dir)[0] == "active" for p in batch):
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= settle:
-                return
-            time.sleep(5.0)
 
     def _job_folders(self) -> Path | None:
         """Where a SLURM launch's submitit job folders appear (``hydra.launcher.submitit_folder`` is

@@ -39,6 +39,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 SHIM_DIR = Path(__file__).resolve().parent / "bin"
+# Credential lifetime (s): a requeued job may start again only once its revoked credential expired (120 s by
+# default); long enough for a job step to launch on a loaded 2-core machine.
+CRED_EXPIRE_S = 20
 
 # Debian puts the daemons in /usr/sbin, which is not on a normal user's PATH.
 _SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
@@ -315,7 +318,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={self.munge_socket}
+AuthInfo=socket={self.munge_socket},cred_expire={CRED_EXPIRE_S}
 StateSaveLocation={w / "state"}
 SlurmdSpoolDir={w / "spool"}
 SlurmctldPidFile={w / "run" / "slurmctld.pid"}

@@ -67,7 +67,11 @@ def test_the_shipped_preset_stays_when_a_candidate_also_loses_beyond_noise():
 def test_holm_turns_a_nominal_difference_into_cannot_tell_among_many_rows():
     # one row with p just under 0.05 alone is not beyond noise once corrected over several rows
     slight = {METRICS[0]: [0.074, 0.079, 0.079], METRICS[1]: [0.007, 0.009, 0.005]}
-    tables = {tp.SHIPPED: _runs(SHIPPED), "a": _runs(slight, batch_size=64), "b": _runs(slight, batch_size=32)}
+    tables = {
+        tp.SHIPPED: _runs(SHIPPED),
+        "a": _runs(slight, batch_size=64),
+        "b": _runs(slight, batch_size=32),
+    }
     versus = tp.against_shipped(tables, list(METRICS))
     row = versus[(versus["config"] == "a") & (versus["metric"] == METRICS[0])].iloc[0]
     assert row["p"] < 0.05 < row["p_holm"] and row["verdict"] == "cannot tell"
