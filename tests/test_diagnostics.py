@@ -4,21 +4,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tests.conftest import PROBE_MODEL
 from vjepa.diagnostics import held_batch, held_batch_diagnostics, mean_pairwise_cosine, rankme
 from vjepa.probes import random_encoder
 
-TINY_MODEL = OmegaConf.create(
-    {
-        "embed_dim": 32,
-        "depth": 1,
-        "num_heads": 2,
-        "mlp_ratio": 2.0,
-        "patch_size": 8,
-        "tubelet_size": 2,
-        "tokenizer": "separate",
-        "modality_embed": False,
-    }
-)
+D = PROBE_MODEL.embed_dim
 
 
 def test_rankme_counts_equal_singular_values():
@@ -41,23 +31,23 @@ def test_mean_pairwise_cosine_matches_brute_force():
 
 
 def test_held_batch_diagnostics_per_modality_and_mode_restored():
-    enc = random_encoder(TINY_MODEL, 0, "cpu").train()
+    enc = random_encoder(PROBE_MODEL, 0, "cpu").train()
     batch = {"image": torch.randn(4, 3, 32, 32), "video": torch.randn(2, 3, 4, 32, 32)}
     d = held_batch_diagnostics(enc, batch)
     assert enc.training
     assert set(d) == {
         f"{k}_{m}" for k in ("rankme", "feat_std", "feat_std_min", "token_cos") for m in ("image", "video")
     }
-    assert 1.0 < d["rankme_image"] <= 32 and 0 < d["feat_std_min_image"] <= d["feat_std_image"]
+    assert 1.0 < d["rankme_image"] <= D and 0 < d["feat_std_min_image"] <= d["feat_std_image"]
     assert d == held_batch_diagnostics(enc, batch)
     assert set(held_batch_diagnostics(enc, batch["video"])) == {k for k in d if k.endswith("_video")}
 
 
 def test_collapsed_encoder_is_flagged():
-    enc = random_encoder(TINY_MODEL, 0, "cpu")
+    enc = random_encoder(PROBE_MODEL, 0, "cpu")
     with torch.no_grad():  # final norm with zero gain: every token equals the bias
         enc.norm.weight.zero_()
-        enc.norm.bias.copy_(torch.linspace(-1, 1, 32))
+        enc.norm.bias.copy_(torch.linspace(-1, 1, D))
     d = held_batch_diagnostics(enc, torch.randn(4, 3, 32, 32))
     assert d["rankme_image"] == pytest.approx(1.0, abs=1e-3)
     assert d["token_cos_image"] == pytest.approx(1.0, abs=1e-6)

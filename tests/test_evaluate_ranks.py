@@ -11,37 +11,16 @@ import torch
 import yaml
 
 from tests.test_distributed import _base_env, _free_port
+from tests.test_probes_folders import TASKS as FOLDER_TASKS
 from tests.test_probes_folders import tiny_run, write_ade20k, write_imagefolder  # noqa: F401
 from vjepa.probes.shard import Shards
 
+# the folder probes' own test tasks, cheaper (the check is that ranks agree, not what they score); the
+# segmentation task's train pixels come from one generator (rank 0 alone), its val set is shared by the ranks
 TASKS = {
-    "in_linear": {
-        "kind": "classify",
-        "head": "linear",
-        "labels": ["label"],
-        "data": {"name": "imagefolder", "size": None},
-        "iters": 30,
-        "wd": 1e-3,
-    },
-    "in_attentive": {
-        "kind": "classify",
-        "head": "attentive",
-        "labels": ["label"],
-        "data": {"name": "imagefolder", "size": None},
-        "token_grid": 2,
-        "heads": 2,
-        "epochs": 3,
-        "batch_size": 8,
-        "lr": 1e-2,
-        "wd": 0.0,
-    },
-    "ade_linear": {  # train: pixel draws of one generator (rank 0 alone); val: shared by the ranks
-        "kind": "seg",
-        "data": {"name": "ade20k", "folder": "ade", "num_classes": 4, "size": None},
-        "pixels_per_image": 16,
-        "iters": 20,
-        "wd": 1e-4,
-    },
+    "in_linear": FOLDER_TASKS["in_linear"],
+    "in_attentive": {**FOLDER_TASKS["in_attentive"], "epochs": 3},
+    "ade_linear": {**FOLDER_TASKS["ade_linear"], "pixels_per_image": 16, "iters": 20},
 }
 PROBES = {
     "image_size": 32,

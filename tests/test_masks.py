@@ -451,7 +451,7 @@ def test_the_loader_draws_the_masks_the_trainer_would_and_training_is_unchanged(
     losses = []
     for with_masks in (True, False):
         t = Trainer(step_cfg)
-        t._build()
+        t.build()
         masks = LoaderMasks(t.masks, step_cfg.model.patch_size, step_cfg.model.tubelet_size)
         item = next(
             iter(build_train_loader(step_cfg.data, step_cfg.batch_size, step_cfg.seed, 0, 1, masks=masks))

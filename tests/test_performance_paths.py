@@ -88,7 +88,7 @@ def test_fused_adamw_equals_per_parameter_loop(compose_cfg, tmp_path):
     runs = []
     for fused in (True, False):
         trainer = Trainer(cfg)
-        trainer._build()
+        trainer.build()
         assert trainer.optimizer.defaults["fused"] is True
         if not fused:
             groups = param_groups([trainer.model.encoder, trainer.model.predictor], cfg.optim.weight_decay)

@@ -248,7 +248,7 @@ def test_a_stop_request_at_any_line_of_the_probe_step_hands_over_or_keeps_the_re
     import vjepa.probes
 
     trainer = Trainer(compose_cfg(*TINY_TEST, "steps=1", "probes=fast"))
-    trainer._build()
+    trainer.build()
     monkeypatch.setattr(vjepa.probes, "run_probes", lambda *a, **k: {"probe/shapes_seg/miou": 0.5})
     code = Trainer._probe.__code__
     lines = sorted({line for _, _, line in code.co_lines() if line is not None} - {code.co_firstlineno})

@@ -353,7 +353,7 @@ def test_random_init_is_the_runs_initial_encoder(base_config):  # noqa: F811
     cfg = OmegaConf.create(base_config)
     cfg.model.depth, cfg.seed, cfg.run_dir, cfg.threads = 1, 3, "unused", 1
     trainer = Trainer(cfg)
-    trainer._build()
+    trainer.build()
     ours = pictures.random_encoder(cfg).state_dict()
     for name, tensor in trainer.model.encoder.state_dict().items():
         assert torch.equal(ours[name], tensor), name

@@ -218,7 +218,7 @@ def test_target_encoder_gets_no_gradient_and_follows_ema(compose_cfg):
 def test_weight_decay_skips_biases_and_norms(compose_cfg):
     cfg = compose_cfg(*TINY_TEST, "steps=1")
     trainer = Trainer(cfg)
-    trainer._build()
+    trainer.build()
     decay, no_decay = trainer.optimizer.param_groups
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])

@@ -126,7 +126,7 @@ class Bench:
             torch.cuda.empty_cache()
         self.cfg = compose(overrides)
         self.trainer = Trainer(self.cfg)
-        self.trainer._build()
+        self.trainer.build()
         dev = self.trainer.device
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)

@@ -143,7 +143,9 @@ class Trainer:
         except (ValueError, TypeError, OSError) as exc:  # bad settings, missing files (DataNotFoundError)
             raise ConfigError(f"training data: {exc}") from exc
 
-    def _build(self) -> None:
+    def build(self) -> None:
+        """The model (seeded by ``cfg.seed``) and its optimizer, as ``run()`` trains them; nothing trained, no
+        file touched: what benchmarks and tests time and inspect."""
         torch.manual_seed(self.cfg.seed)
         self.model = JEPA(self.cfg).to(self.device)
         broadcast_module(self.model, self.dist)
@@ -261,7 +263,7 @@ class Trainer:
     def _train(self, stop_after: int | None) -> dict | None:
         """Build, resume, train and probe, with status.json saying how it ended."""
         try:
-            self._build()
+            self.build()
             start, wall, window = self._resume()
             self._status("running", step=start, steps=self.cfg.steps, checkpoint_step=start)
             wall = Loop(self, start, wall, window).run(stop_after)
