@@ -132,8 +132,8 @@ def _f(x: float, digits: int = 3) -> str:
     return f"{x:+.{digits}f}" if digits else f"{x:.0f}"
 
 
-def _p(x: float) -> str:
-    return f"{x:.3f}" if math.isfinite(x) else "no spread"
+def _p(x: float, n: int) -> str:
+    return f"{x:.3f}" if math.isfinite(x) else ("one seed" if n < 2 else "no spread")
 
 
 def readme(tables: dict[str, pd.DataFrame]) -> str:
@@ -187,7 +187,10 @@ def readme(tables: dict[str, pd.DataFrame]) -> str:
                 continue
             r = r.iloc[0]
             mark = " ✓" if r["meets"] else ""
-            cells.append(f"{_f(r['gap'])} ± {abs(r['gap_se']):.3f} (z {r['z']:.1f}){mark}")
+            if math.isfinite(r["z"]):
+                cells.append(f"{_f(r['gap'])} ± {abs(r['gap_se']):.3f} (z {r['z']:.1f}){mark}")
+            else:
+                cells.append(f"{_f(r['gap'])} (n={r['n']})")
         lines.append(f"| `{metric}` | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -202,8 +205,8 @@ def readme(tables: dict[str, pd.DataFrame]) -> str:
     ]
     for r in versus.itertuples(index=False):
         lines.append(
-            f"| `{r.config}` | `{r.metric}` | {_f(r.diff)} ± {r.se:.3f} (n={r.n}) | {_p(r.p)} | "
-            f"{_p(r.p_holm)} | {r.verdict} |"
+            f"| `{r.config}` | `{r.metric}` | {_f(r.diff)} ± {r.se:.3f} (n={r.n}) | {_p(r.p, r.n)} | "
+            f"{_p(r.p_holm, r.n)} | {r.verdict} |"
         )
     return "\n".join(lines) + "\n"
 
