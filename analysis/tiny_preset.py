@@ -4,7 +4,10 @@ Inputs: the shipped preset's runs (``--shipped``, default ``reports/sensitivity/
 tiny run's seeds probed with the default probe set beside their random-init encoders) and, in ``--dir``
 (default ``reports/tiny_preset/``), one results table per candidate configuration (``<name>.csv``, written by
 ``sweeps/tiny_candidates.sh``), probed the same way. What a candidate changes is read from the tables'
-``config/`` columns, not restated here.
+``config/`` columns, not restated here. A dense-probe setting measured apart from the runs' own probes
+(``dense.csv`` in ``--dir``: one row per configuration, seed and metric, ``--dense`` builds it from
+``vjepa.evaluate ... out=<config>-seed<N>.json`` files; the shipped preset's from ``--shipped-dense``,
+reports/sensitivity's candidates table) joins each run's row by seed as one more probe metric.
 
 Per configuration and image probe metric: the random-init gap paired by seed and its pooled standard error
 (``analysis.ledger``), and whether the gap reaches ``TARGET_Z`` pooled standard errors. Per candidate and
@@ -13,8 +16,8 @@ encoder), a one-sample t test on the per-seed differences, Holm-corrected over e
 pair. A candidate is adopted only if it beats the shipped preset beyond noise on some metric and loses on
 none; otherwise the shipped preset stays, and the report says so.
 
-``python -m analysis.tiny_preset [--dir reports/tiny_preset] [--shipped reports/sensitivity/default.csv]``
-writes the README; the same files give the same bytes.
+``python -m analysis.tiny_preset [--dir reports/tiny_preset] [--dense out.json ...]`` writes the README (with
+``--dense``, first ``dense.csv``); the same files give the same bytes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pandas as pd
 from scipy import stats as st
 
 from analysis.ledger import ledger
+from analysis.sensitivity import candidates_table
 from analysis.stats import ALPHA, holm
 from analysis.summary import without_untrained_probes
 
@@ -36,17 +40,56 @@ SHIPPED = "shipped"
 IGNORED_CONFIG = ("config/seed", "config/ckpt_every")
 
 
-def load(folder: Path, shipped: Path) -> dict[str, pd.DataFrame]:
+DENSE = "dense.csv"
+
+
+def dense_table(paths: list[Path]) -> pd.DataFrame:
+    """``candidates_table`` of ``<config>-seed<N>.json`` files with the configuration's name added."""
+    rows = []
+    for path in paths:
+        one = candidates_table([path])
+        one.insert(0, "config", Path(path).stem.rsplit("-seed", 1)[0])
+        rows.append(one)
+    return pd.concat(rows, ignore_index=True)
+
+
+def _with_dense(runs: pd.DataFrame, dense: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with each (task, metric) of ``dense`` as probe columns, joined by seed."""
+    runs = runs.copy()
+    for (task, metric), rows in dense.groupby(["task", "metric"], sort=True):
+        by_seed = rows.set_index("seed")
+        key = f"probe/{task}/{metric}"
+        for column, source in (
+            (key, "pretrained"),
+            (key.replace("probe/", "probe_random/", 1), "random"),
+            (f"{key}/se", "se"),
+            (f"{key}/gap_se", "gap_se"),
+        ):
+            runs[column] = runs["seed"].map(by_seed[source])
+    return runs
+
+
+def load(folder: Path, shipped: Path, shipped_dense: Path | None = None) -> dict[str, pd.DataFrame]:
     """The shipped preset's runs first, then each candidate's (sorted by name); completed runs only, the
-    probes of a modality a run never trained blanked."""
-    paths = {SHIPPED: shipped} | {p.stem: p for p in sorted(folder.glob("*.csv"))}
+    probes of a modality a run never trained blanked, the dense-probe setting joined where measured."""
+    paths = {SHIPPED: shipped} | {p.stem: p for p in sorted(folder.glob("*.csv")) if p.name != DENSE}
+    dense = pd.read_csv(folder / DENSE) if (folder / DENSE).exists() else None
     tables = {}
     for name, path in paths.items():
         runs = pd.read_csv(path, low_memory=False)
         runs = runs[runs["status"] == "completed"]
         if len(runs) == 0:
             raise ValueError(f"{path}: no completed runs")
-        tables[name] = without_untrained_probes(runs)[0]
+        runs = without_untrained_probes(runs)[0]
+        if dense is not None:
+            if name == SHIPPED:
+                mine = pd.read_csv(shipped_dense) if shipped_dense and Path(shipped_dense).exists() else None
+                mine = None if mine is None else mine[mine["task"].isin(set(dense["task"]))]
+            else:
+                mine = dense[dense["config"] == name]
+            if mine is not None and len(mine):
+                runs = _with_dense(runs, mine)
+        tables[name] = runs
     return tables
 
 
@@ -215,8 +258,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m analysis.tiny_preset", description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", type=Path, default=Path("reports/tiny_preset"))
     p.add_argument("--shipped", type=Path, default=Path("reports/sensitivity/default.csv"))
+    p.add_argument("--shipped-dense", type=Path, default=Path("reports/sensitivity/dense_candidates.csv"))
+    p.add_argument("--dense", nargs="*", type=Path, default=[], help="vjepa.evaluate out= files to tabulate")
     args = p.parse_args(argv)
-    tables = load(args.dir, args.shipped)
+    if args.dense:
+        dense_table(args.dense).to_csv(args.dir / DENSE, index=False)
+    tables = load(args.dir, args.shipped, args.shipped_dense)
     (args.dir / "README.md").write_text(readme(tables))
     print(f"[tiny_preset] wrote {args.dir / 'README.md'}")
 

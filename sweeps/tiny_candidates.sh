@@ -2,8 +2,8 @@
 # Re-choosing the tiny preset (docs/tiny_preset.md): configurations at about the shipped preset's compute per
 # run, each trained for 3 seeds with the default probe set (image probes) beside its random-init encoder, with
 # bootstrap errors and 3 refits of every head whose fit is random, as sweeps/sensitivity.sh probes the shipped
-# preset. Results: reports/tiny_preset/<candidate>.csv (analysis.collect), compared by
-# `python -m analysis.tiny_preset`.
+# preset, then the dense-probe setting of reports/tiny_preset/dense.yaml on each run. Results:
+# reports/tiny_preset/<candidate>.csv (analysis.collect) and dense.csv, compared by `python -m analysis.tiny_preset`.
 #
 # Usage: sweeps/tiny_candidates.sh [candidate:seed ...]   (default: every candidate, seeds 0 1 2, seed-major)
 # Resumable: a finished run (metrics.json with its random-init probes) is not trained again; an interrupted one
@@ -27,9 +27,14 @@ run() {  # candidate:seed
   local name=${1%:*} seed=${1#*:}
   [ -n "${CANDIDATE[$name]+x}" ] || { echo "unknown candidate '$name' (${!CANDIDATE[*]})" >&2; return 2; }
   local d="$OUT/$name/seed$seed"
-  grep -q '"probe_random/' "$d/metrics.json" 2>/dev/null && return 0
-  # shellcheck disable=SC2086
-  $PY -m vjepa.train $BASE ${CANDIDATE[$name]} seed="$seed" run_dir="$d" > "$OUT/$name-seed$seed.log" 2>&1
+  if ! grep -q '"probe_random/' "$d/metrics.json" 2>/dev/null; then
+    # shellcheck disable=SC2086
+    $PY -m vjepa.train $BASE ${CANDIDATE[$name]} seed="$seed" run_dir="$d" > "$OUT/$name-seed$seed.log" 2>&1
+  fi
+  # the best dense-probe setting of reports/sensitivity, beside random init (its own file: metrics.json keeps
+  # the default probes)
+  [ -f "$OUT/dense/$name-seed$seed.json" ] || $PY -m vjepa.evaluate run_dir="$d" \
+    probes=reports/tiny_preset/dense.yaml threads=1 out="$OUT/dense/$name-seed$seed.json" >> "$OUT/dense.log" 2>&1
 }
 export -f run
 export OUT PY BASE
@@ -40,10 +45,11 @@ jobs=("$@")
 if [ ${#jobs[@]} -eq 0 ]; then
   for s in 0 1 2; do for c in long camvid px64; do jobs+=("$c:$s"); done; done
 fi
-mkdir -p "$OUT"
+mkdir -p "$OUT/dense"
 printf '%s\n' "${jobs[@]}" | xargs -P 2 -I{} bash -c 'eval "$CANDIDATE_DEF"; run "$1"' _ {}
 for c in long camvid px64; do
   if compgen -G "$OUT/$c/seed*/metrics.json" > /dev/null; then
     $PY -m analysis.collect "$OUT/$c" --out "reports/tiny_preset/$c.csv"
   fi
 done
+$PY -m analysis.tiny_preset --dense "$OUT"/dense/*.json

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis import tiny_preset as tp
 
@@ -88,3 +89,23 @@ def test_readme_is_deterministic_and_marks_probes_at_the_target(tmp_path):
     assert "**Adopted: `shipped`**" in text
     linear = next(line for line in text.splitlines() if line.startswith("| `probe/cifar10_linear/top1`"))
     assert linear.count("✓") == 2  # z far above 5 for both configurations
+
+
+def test_a_dense_setting_measured_apart_joins_each_run_by_seed(tmp_path):
+    dense = pd.DataFrame(
+        {
+            "config": "long",
+            "seed": [2, 0, 1],  # any order
+            "task": "cam64",
+            "metric": "miou",
+            "pretrained": [0.32, 0.30, 0.31],
+            "random": [0.28, 0.28, 0.28],
+            "se": 0.003,
+            "gap_se": 0.001,
+        }
+    )
+    runs = tp._with_dense(_runs(SHIPPED, batch_size=64), dense)
+    assert runs["probe/cam64/miou"].tolist() == [0.30, 0.31, 0.32]
+    row = tp.gaps({"long": runs}).set_index("metric").loc["probe/cam64/miou"]
+    assert row["gap"] == pytest.approx(0.03) and row["n"] == 3
+    assert row["eval_gap_se"] == pytest.approx(0.001)
