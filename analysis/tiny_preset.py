@@ -240,7 +240,8 @@ def readme(tables: dict[str, pd.DataFrame]) -> str:
         "## Each candidate against the shipped preset",
         "",
         "Candidate's gap minus the shipped preset's, paired by seed (both start from the same random-init "
-        f"encoder per seed where the model's shape is the same); Holm-adjusted over the {len(versus)} rows at "
+        f"encoder per seed where the model's shape is the same); Holm-adjusted over the {versus['p'].notna().sum()} "
+        "rows with a p value at "
         f"{ALPHA:g}, which keeps the chance of any false call among them at {ALPHA:g} or less.",
         "",
         "| candidate | probe metric | difference of the gaps | p (paired t) | p (Holm) | verdict |",
