@@ -2,7 +2,7 @@
 # Re-choosing the tiny preset (docs/tiny_preset.md): configurations at about the shipped preset's compute per
 # run, each trained for 3 seeds with the default probe set (image probes) beside its random-init encoder, with
 # bootstrap errors and 3 refits of every head whose fit is random, as sweeps/sensitivity.sh probes the shipped
-# preset, then the dense-probe setting of reports/tiny_preset/dense.yaml on each run. Results:
+# preset, then the dense-probe settings of reports/tiny_preset/dense.yaml on each run. Results:
 # reports/tiny_preset/<candidate>.csv (analysis.collect) and dense.csv, compared by `python -m analysis.tiny_preset`.
 #
 # Usage: sweeps/tiny_candidates.sh [candidate:seed ...]   (default: every candidate, seeds 0 1 2, seed-major)
@@ -31,7 +31,7 @@ run() {  # candidate:seed
     # shellcheck disable=SC2086
     $PY -m vjepa.train $BASE ${CANDIDATE[$name]} seed="$seed" run_dir="$d" > "$OUT/$name-seed$seed.log" 2>&1
   fi
-  # the best dense-probe setting of reports/sensitivity, beside random init (its own file: metrics.json keeps
+  # CamVid probe settings beside random init (its own file: metrics.json keeps
   # the default probes)
   [ -f "$OUT/dense/$name-seed$seed.json" ] || $PY -m vjepa.evaluate run_dir="$d" \
     probes=reports/tiny_preset/dense.yaml threads=1 out="$OUT/dense/$name-seed$seed.json" >> "$OUT/dense.log" 2>&1
