@@ -151,8 +151,9 @@ def _range_sentences(tables: dict[str, pd.DataFrame]) -> list[str]:
 
 
 INTRO = [
-    "The default tiny run (`preset=tiny data=real data.mix=image`, the token loss: `loss_granularity`'s "
-    "`loss=token` point), 3 seeds trained from one commit, each probed twice from its checkpoint: with the "
+    "The default tiny run as the preset was first shipped (`preset=tiny batch_size=128 steps=1000 data=real "
+    "data.mix=image`, the token loss: `loss_granularity`'s `loss=token` point; the preset since re-chosen is in "
+    "`reports/tiny_preset/`), 3 seeds trained from one commit, each probed twice from its checkpoint: with the "
     "probe set used before (`probes=v1`) and with today's (`probes=default`), each beside the random-init "
     "encoder it started from (`baseline=true`), with the bootstrap errors and 3 refits of every head whose "
     "fit is random (`probes.tasks.<task>.refits=3`). The commands are in `sweeps/sensitivity.sh`.",

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-sensitivity_out}
 PY=${PY:-python}
 export OMP_NUM_THREADS=1
-RUN="preset=tiny data=real data.mix=image loss=token"
+# the preset as first shipped (batch 128, 1000 steps) and the CamVid probe's uniform pixels of that time
+RUN="preset=tiny batch_size=128 steps=1000 data=real data.mix=image loss=token"
 REFITS="probes.tasks.cifar10_attentive.refits=3 probes.tasks.mnist_video.refits=3 probes.tasks.shapes_seg.refits=3
   probes.tasks.shapes_det.refits=3 probes.tasks.camvid_linear.refits=3"
 
@@ -20,6 +21,7 @@ probe() {  # probe set, seed
   if ! grep -q '"probe_random/' "$d/metrics.json" 2>/dev/null; then
     local extra=""
     [ "$1" = v1 ] && extra="probes.bootstrap=1000 probes.tasks.shapes_det.bootstrap=200"
+    [ "$1" = default ] && extra="probes.tasks.camvid_linear.pixels=uniform"
     # shellcheck disable=SC2086
     $PY -m vjepa.evaluate run_dir="$d" probes="$1" baseline=true threads=1 $REFITS $extra
   fi

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Re-choosing the tiny preset (docs/tiny_preset.md): configurations at about the shipped preset's compute per
-# run, each trained for 3 seeds with the default probe set (image probes) beside its random-init encoder, with
-# bootstrap errors and 3 refits of every head whose fit is random, as sweeps/sensitivity.sh probes the shipped
-# preset, then the dense-probe settings of reports/tiny_preset/dense.yaml on each run. Results:
-# reports/tiny_preset/<candidate>.csv (analysis.collect) and dense.csv, compared by `python -m analysis.tiny_preset`.
+# Re-choosing the tiny preset (docs/tiny_preset.md): configurations at about the first preset's compute per
+# run, each trained for 3 seeds with the default image probes beside its random-init encoder, with bootstrap
+# errors and 3 refits of every head whose fit is random, as sweeps/sensitivity.sh probes the first preset (batch
+# 128, 1000 steps; the CamVid probe's pixels uniform, as then); then the CamVid probe settings of
+# reports/tiny_preset/dense.yaml on each run. Results: reports/tiny_preset/<candidate>.csv (analysis.collect)
+# and dense.csv, compared by `python -m analysis.tiny_preset`.
 #
 # Usage: sweeps/tiny_candidates.sh [candidate:seed ...]   (default: every candidate, seeds 0 1 2, seed-major)
 # Resumable: a finished run (metrics.json with its random-init probes) is not trained again; an interrupted one
@@ -16,12 +17,13 @@ export OMP_NUM_THREADS=1
 
 declare -A CANDIDATE=(
   [long]="batch_size=64 steps=2000"                   # twice the updates, the same images seen
-  [camvid]="data.image.name=camvid"                   # driving photos: the dense probe's domain
-  [px64]="data.image.size=64 model.patch_size=8"      # 64 px inputs, the same 8 x 8 token grid
+  [camvid]="batch_size=128 steps=1000 data.image.name=camvid"                # driving photos: the probe's domain
+  [px64]="batch_size=128 steps=1000 data.image.size=64 model.patch_size=8"   # 64 px, the same 8 x 8 tokens
 )
 BASE="preset=tiny data=real data.mix=image loss=token probes=default probes.baseline=true ~probes.tasks.mnist_video
   ~probes.tasks.mnist_video_linear probes.tasks.cifar10_attentive.refits=3 probes.tasks.shapes_seg.refits=3
-  probes.tasks.shapes_det.refits=3 probes.tasks.camvid_linear.refits=3 threads=1"
+  probes.tasks.shapes_det.refits=3 probes.tasks.camvid_linear.refits=3 probes.tasks.camvid_linear.pixels=uniform
+  threads=1"
 
 run() {  # candidate:seed
   local name=${1%:*} seed=${1#*:}

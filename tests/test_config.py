@@ -46,7 +46,7 @@ from vjepa.config_check import ConfigError, check_config
         ),
         ("optim.final_lr_frac=-0.5", "optim.final_lr_frac=-0.5 must be a number in [0, 1]"),
         ("optim.warmup=1.9", "optim.warmup=1.9 must be a whole number of steps when >= 1"),
-        ("optim.warmup=5000", "optim.warmup=5000 is 5000 warm-up steps, not fewer than steps=1000"),
+        ("optim.warmup=5000", "optim.warmup=5000 is 5000 warm-up steps, not fewer than steps=2000"),
         ("optim.warmup=-0.1", "optim.warmup=-0.1 must be >= 0"),
         ("diagnostics.batch_size=-3", "diagnostics.batch_size=-3 must be an integer >= 0"),
         ("data.prefetch=0", "data.prefetch=0 must be an integer >= 1"),

@@ -216,8 +216,8 @@ def test_dry_run_lists_named_runs_skips_completed_and_costs_them(tmp_path):
     assert {Path(r[6]).parent.name for r in rows} == {"preset=tiny"}
     assert [r[0] for r in rows].count("skip") == 1
     assert rows[names.index("predictor.width=32,seed=1")][0] == "skip"
-    # tokens/step (64 images x 64 tokens + 64 clips x 256 tokens at 32 px, 4 px patches), steps
-    assert all(r[1] == "20,480" and r[3] == "1000" for r in rows)
+    # tokens/step (32 images x 64 tokens + 32 clips x 256 tokens at 32 px, 4 px patches), steps
+    assert all(r[1] == "10,240" and r[3] == "2000" for r in rows)
     assert "12 runs, 11 to launch, 1 completed" in res.stdout
     assert re.search(r"to launch: [\d.]+[TP] FLOP = [\d.e-]+ GPU-hours at 396 TFLOP/s", res.stdout)
     # the wall time: each launch's FLOPs at the completed run's rate (its FLOPs / 360 s), `slots` at a time
@@ -693,11 +693,11 @@ def test_dry_run_power_without_a_recorded_spread_says_so_and_reads_own_runs(tmp_
     done = points[0].run_dir
     done.mkdir(parents=True)
     (done / "config.yaml").write_text(OmegaConf.to_yaml(trained))
-    write_status(done, "completed", step=1000, host=socket.gethostname())
+    write_status(done, "completed", step=trained.steps, host=socket.gethostname())
     write_json(done / "metrics.json", {"wall_time_s": 1000.0, "threads": 2, "device": "cpu"})
     from vjepa.flops import step_cost
 
-    rate = step_cost(trained).flops * 1000 / 2000.0  # FLOPs per core-second
+    rate = step_cost(trained).flops * trained.steps / 2000.0  # FLOPs per core-second
 
     lines = power_plan.power_lines("loss_granularity", "tiny", points, effect=0.01, **kw)
     assert "completed run(s) under" in lines[0]

@@ -86,7 +86,7 @@ def test_readme_is_deterministic_and_marks_probes_at_the_target(tmp_path):
     tables = tp.load(tmp_path / "cands", tmp_path / "shipped.csv")
     text = tp.readme(tables)
     assert text == tp.readme(tp.load(tmp_path / "cands", tmp_path / "shipped.csv"))
-    assert "**Adopted: `shipped`**" in text
+    assert f"**Adopted: `{tp.SHIPPED}`**" in text
     linear = next(line for line in text.splitlines() if line.startswith("| `probe/cifar10_linear/top1`"))
     assert linear.count("✓") == 2  # z far above 5 for both configurations
 
