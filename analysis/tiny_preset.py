@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from analysis.ledger import ledger
+from analysis.ledger import ledger, markdown
 from analysis.sensitivity import candidates_table
 from analysis.stats import ALPHA, holm
 from analysis.summary import without_untrained_probes
@@ -264,6 +264,10 @@ def readme(tables: dict[str, pd.DataFrame]) -> str:
                 cells.append(f"{_f(r['gap'])} (n={r['n']})")
         lines.append(f"| `{metric}` | " + " | ".join(cells) + " |")
     lines += [
+        "",
+        f"## Noise ledger of the adopted configuration (`{adopted}`)",
+        "",
+        markdown(g[g["config"] == adopted].drop(columns=["config", "meets"])),
         "",
         "## Each candidate against the first preset",
         "",

@@ -89,6 +89,8 @@ def test_readme_is_deterministic_and_marks_probes_at_the_target(tmp_path):
     assert f"**Adopted: `{tp.SHIPPED}`**" in text
     linear = next(line for line in text.splitlines() if line.startswith("| `probe/cifar10_linear/top1`"))
     assert linear.count("✓") == 2  # z far above 5 for both configurations
+    ledger = text.split(f"## Noise ledger of the adopted configuration (`{tp.SHIPPED}`)")[1].split("##")[0]
+    assert "| `probe/cifar10_linear/top1` | 0.381 | 0.310 |" in ledger  # the adopted runs' own means
 
 
 def test_a_dense_setting_measured_apart_joins_each_run_by_seed(tmp_path):
