@@ -196,6 +196,29 @@ def _adopted_lines(adopted: str, g: pd.DataFrame, versus: pd.DataFrame) -> list[
     return [*lines, ""]
 
 
+def _numerics_caveat(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """A sentence where a candidate's runs and the first preset's are not known to share training numerics."""
+    first = set(tables[SHIPPED]["numerics"].dropna().astype(str))
+    crossing = [
+        name
+        for name, runs in tables.items()
+        if name != SHIPPED and (not first or set(runs["numerics"].dropna().astype(str)) != first)
+    ]
+    if not crossing:
+        return []
+    said = ", ".join(f"`{n}`" for n in crossing)
+    versions = ", ".join(sorted(set(tables[SHIPPED]["code_version"].dropna().astype(str))))
+    first_said = (
+        f"numerics {', '.join(sorted(first))}" if first else "no training numerics id (recorded since)"
+    )
+    return [
+        f"These pairs cross training code: the first preset's runs (trained at {versions}) have {first_said}, "
+        f"unlike {said}, so their arithmetic is not known to be identical and a difference may include that. "
+        "Each configuration's own gap to random init does not depend on it.",
+        "",
+    ]
+
+
 def _p(x: float, n: int) -> str:
     return f"{x:.3f}" if math.isfinite(x) else ("one seed" if n < 2 else "no spread")
 
@@ -276,6 +299,7 @@ def readme(tables: dict[str, pd.DataFrame]) -> str:
         "rows with a p value at "
         f"{ALPHA:g}, which keeps the chance of any false call among them at {ALPHA:g} or less.",
         "",
+        *_numerics_caveat(tables),
         "| candidate | probe metric | difference of the gaps | p (paired t) | p (Holm) | verdict |",
         "|---|---|---|---|---|---|",
     ]

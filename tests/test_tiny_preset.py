@@ -111,3 +111,11 @@ def test_a_dense_setting_measured_apart_joins_each_run_by_seed(tmp_path):
     row = tp.gaps({"long": runs}).set_index("metric").loc["probe/cam64/miou"]
     assert row["gap"] == pytest.approx(0.03) and row["n"] == 3
     assert row["eval_gap_se"] == pytest.approx(0.001)
+
+
+def test_pairs_that_cross_training_numerics_are_flagged():
+    first, cand = _runs(SHIPPED), _runs(SHIPPED, batch_size=64)
+    assert tp._numerics_caveat({tp.SHIPPED: first, "long": cand}) == []
+    first["numerics"] = None  # runs from before numerics were recorded
+    (line, _) = tp._numerics_caveat({tp.SHIPPED: first, "long": cand})
+    assert "cross training code" in line and "`long`" in line and "no training numerics id" in line
