@@ -2,11 +2,30 @@
 # pretraining started from) of every completed run of SWEEP at preset=tiny whose directory name matches
 # PATTERN, alone (`python -m vjepa.evaluate baseline=only`), unless its metrics.json already has those numbers.
 # The report's "random init" row takes one such run per seed (analysis/tables.py): about 2 minutes each.
+# sweep SCRIPT ARGS... runs one sweep unless an earlier one was stopped or drained (exit 75: Ctrl-C or SIGTERM
+# to its python process, or SIGUSR1 to drain it: its running runs finish, no further one starts); other
+# failures set status=1. After a drain the random-init probes of the runs completed so far still run (so a
+# partial reproduction is whole as far as it goes); after Ctrl-C / SIGTERM to the script nothing more starts.
+# A calling script ends with `finish`: exit 75 if a sweep was stopped or drained, else its status.
+trap 'stopped=1' INT TERM HUP
 random_init() {
   local d out=${VJEPA_SWEEPS_OUT:-sweeps_out}
+  [ -n "${stopped:-}" ] && return
   for d in "$out/$1/preset=tiny/"$2; do
     [ -f "$d/metrics.json" ] || continue
     grep -q '"probe_random/' "$d/metrics.json" && continue
     "${PY:-python}" -m vjepa.evaluate run_dir="$d" baseline=only threads=1 > /dev/null || status=1
   done
+}
+
+sweep() {
+  [ -n "${halted:-}${stopped:-}" ] && return
+  "${PY:-python}" "$@"
+  local rc=$?
+  if [ $rc -eq 75 ]; then halted=1; elif [ $rc -ne 0 ]; then status=1; fi
+}
+
+finish() {
+  [ -n "${halted:-}${stopped:-}" ] && exit 75
+  exit "${status:-0}"
 }

@@ -7,6 +7,7 @@
 # keeps its video probes, but motion (the SSv2 stand-in) is learnt from static images only.
 # Resumable like sweeps/reproduce_tiny.sh: run it again and completed runs are skipped, interrupted ones
 # resume from their last checkpoint; seeds go in order, so a partial run already pairs its variants.
+# Drain it as sweeps/reproduce_tiny.sh says.
 # The V-JEPA 2 masks are cut in 8 buckets of samples of similar union size (mask.buckets=8
 # mask.bucket_by=size), so each sample keeps nearly its own masks, as the per-sample fractions the paper states
 # (a cut over all 128 samples would mask 83 / 90 % for short / long range instead of 65 / 81 %; README,
@@ -26,10 +27,10 @@ status=0
 # one call per table: its runs go seed by seed, two at a time, a finished run's slot taking the next; then the
 # random-init baseline of one run per seed (each table's first row: the report's "random init" row is that
 # network where the variants' encoders differ)
-"$PY" sweeps/deep_supervision.py "${common[@]}" data.mix=image "$@" || status=1
+sweep sweeps/deep_supervision.py "${common[@]}" data.mix=image "$@"
 random_init deep_supervision "*model.deep_supervision=False,seed=[0-9]*"
-"$PY" sweeps/context_loss.py "${common[@]}" data.mix=image "$@" || status=1
+sweep sweeps/context_loss.py "${common[@]}" data.mix=image "$@"
 random_init context_loss "context_variant=lambda0,*seed=[0-9]*"
-"$PY" sweeps/recipe.py "${common[@]}" "$@" || status=1
+sweep sweeps/recipe.py "${common[@]}" "$@"
 random_init recipe "*recipe_step=vjepa2,seed=[0-9]*"
-exit $status
+finish

@@ -2,6 +2,8 @@
 # The small-scale reproduction committed in reports/: the four design-document ablations at the tiny preset,
 # 3 seeds each, on real data (CIFAR-10 images from ../shared/data; the data-mix sweep adds the six real clips).
 # Resumable: run it again and completed runs are skipped, interrupted ones resume from their last checkpoint.
+# To stop it by a given time with no run half trained, drain the sweep running: `pkill -USR1 -f 'sweeps/[a-z_]*\.py'`
+# (its runs finish, no further sweep starts, the random-init probes of the completed runs run; exit 75).
 # Seeds go in order (all variants of seed 0 first) so a partial reproduction already pairs its variants;
 # points shared between sweeps (the preset's own values) are trained once and adopted by the others.
 # On a machine without the run directories of earlier sessions, pass hydra.sweeper.recorded=reports/results.csv:
@@ -14,14 +16,14 @@ source sweeps/random_init.sh
 common=(preset=tiny data=real data.mix=image "$@")
 status=0
 # each sweep runs its points seed by seed, CPUs // threads at a time, a finished run's slot taking the next
-"$PY" sweeps/loss_granularity.py "${common[@]}" || status=1
-"$PY" sweeps/mask_ratio.py "${common[@]}" || status=1  # its 0.6 point is loss_granularity's loss=token run
-"$PY" sweeps/predictor_width.py "${common[@]}" || status=1
+sweep sweeps/loss_granularity.py "${common[@]}"
+sweep sweeps/mask_ratio.py "${common[@]}"  # its 0.6 point is loss_granularity's loss=token run
+sweep sweeps/predictor_width.py "${common[@]}"
 # video and joint batches cost 3-5x an image batch: last
-"$PY" sweeps/data_mix.py preset=tiny data=real "$@" || status=1
+sweep sweeps/data_mix.py preset=tiny data=real "$@"
 # the random-init baselines, one run per seed (the joint data-mix run: both tokenizers are probed)
 random_init loss_granularity '*loss=token,seed=[0-9]*'
 random_init mask_ratio '*mask.ratio=0.8,seed=[0-9]*'
 random_init predictor_width '*predictor.width=64,seed=[0-9]*'
 random_init data_mix 'data.mix=joint,*seed=[0-9]*'
-exit $status
+finish

@@ -14,7 +14,8 @@ Adoption is offered only to a point whose directory holds no run files (``run_en
 ``max_parallel`` runs going (default: CPUs // threads per run, ``threads`` set per run), seed by seed, a
 finished run's slot taking the next; SLURM launches are sized by the ``cluster`` group, except for any
 ``hydra.launcher.*`` key given on the command line. While local runs train, ``LocalMonitor`` shows each one's
-progress on the console and stops them all with a checkpoint on Ctrl-C / SIGTERM (exit status 75). At the
+progress on the console and stops them all with a checkpoint on Ctrl-C / SIGTERM (exit status 75); SIGUSR1
+drains the sweep instead: the runs in progress finish, no further one starts (exit status 75). At the
 end: a summary of completed / skipped / failed / interrupted runs, the probes they skipped for want of data
 and where their logs are, and exit status 1 unless every point is completed.
 """
@@ -211,11 +212,16 @@ class LocalMonitor:
     its training process: the trainer writes a checkpoint at the next step, marks the run ``interrupted`` and
     exits (``vjepa.preemption``), the controller exits after it. The signal is sent again every
     ``RESEND_S`` to controllers still alive (a job whose trainer had not yet set its handler). A second
-    signal kills every job's process group at once (no checkpoint: those runs resume from their last)."""
+    signal kills every job's process group at once (no checkpoint: those runs resume from their last).
+
+    Drain: SIGUSR1 (``DRAIN_SIGNAL``) starts no further run and lets the running ones finish, so a sweep
+    that must end by a given time (a reservation, a machine lent for hours) leaves no run half trained; a
+    stop signal after it still stops the running ones as above."""
 
     REFRESH_S = 2.0
     RESEND_S = 5.0
     SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+    DRAIN_SIGNAL = "SIGUSR1"
 
     def __init__(self, submitit_folder=None, every_s: float | None = None, stream=None):
         self.stream = stream or sys.stdout
@@ -229,6 +235,7 @@ class LocalMonitor:
         self.lock = threading.RLock()
         self.runs: dict[Path, _Shown] = {}
         self.signals: list[int] = []  # received, in order (appended by the handler, nothing else there)
+        self.drains: list[int] = []  # drain signals received (likewise)
         self.drawn = 0  # lines of the live block on the terminal
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -239,6 +246,11 @@ class LocalMonitor:
     @property
     def stopping(self) -> bool:
         return bool(self.signals)
+
+    @property
+    def draining(self) -> bool:
+        """No further run starts: the sweep was stopped or drained."""
+        return bool(self.signals or self.drains)
 
     def started(self, idx: int, point: Point) -> None:
         with self.lock:
@@ -258,9 +270,15 @@ class LocalMonitor:
             signum = getattr(signal, name, None)
             if signum is not None:
                 self._handlers[signum] = signal.signal(signum, self._on_signal)
+        drain = getattr(signal, self.DRAIN_SIGNAL, None)
+        if drain is not None:
+            self._handlers[drain] = signal.signal(drain, self._on_drain)
 
     def _on_signal(self, signum, frame) -> None:
         self.signals.append(signum)  # the monitor thread acts on it (no I/O in a handler)
+
+    def _on_drain(self, signum, frame) -> None:
+        self.drains.append(signum)
 
     def uninstall(self) -> None:
         for signum, handler in self._handlers.items():
@@ -383,9 +401,18 @@ class LocalMonitor:
             time.sleep(0.2)
 
     def _loop(self) -> None:
-        acted, sent, drawn = 0, 0.0, -math.inf
+        acted, sent, drawn, drained = 0, 0.0, -math.inf, False
         while not self._done.wait(0.2):
             now = time.monotonic()
+            if self.drains and not drained and not self.signals:
+                drained = True
+                with self.lock:
+                    running = sum(not r.finished for r in self.runs.values())
+                self.print(
+                    f"[sweep] {self.DRAIN_SIGNAL}: draining. No further run starts; the {running} running run(s) "
+                    "finish. Run the same command again to start the rest. Ctrl-C or SIGTERM stops the running "
+                    "ones with a checkpoint."
+                )
             if len(self.signals) > acted:
                 acted = len(self.signals)
                 if acted == 1:
@@ -741,7 +768,7 @@ class AblationSweeper(Sweeper):
             if self.monitor is not None:
                 self.monitor.stop()
                 self.monitor.uninstall()
-        stopped = self.monitor is not None and self.monitor.stopping
+        stopped = self.monitor is not None and self.monitor.draining
         if self._summarise(points, errors):
             sys.exit(75 if stopped else 1)  # 75 (EX_TEMPFAIL), as a stopped run: the same command resumes
         return []
@@ -762,11 +789,11 @@ class AblationSweeper(Sweeper):
 
     def _launch_batch(self, batch: list[Point], first_idx: int) -> dict[Path, str]:
         """One blocking launch of ``batch``; returns the error of each point whose job failed. After a stop
-        (``LocalMonitor``) nothing is launched."""
+        or a drain (``LocalMonitor``) nothing is launched."""
         monitor = self.monitor
         if monitor is not None:
             with monitor.lock:
-                if monitor.stopping:
+                if monitor.draining:
                     self.not_started.update(p.run_dir for p in batch)
                     return {}
                 for i, p in enumerate(batch):
@@ -842,6 +869,7 @@ class AblationSweeper(Sweeper):
         counts = {"completed": 0, "skipped": 0, "adopted": 0, "failed": 0, "in live jobs": 0}
         lines = []
         stopped = self.monitor is not None and self.monitor.stopping
+        drained = self.monitor is not None and self.monitor.draining
         for p in points:
             if p.run_dir in self.not_started:
                 counts["not started"] = counts.get("not started", 0) + 1
@@ -888,7 +916,7 @@ class AblationSweeper(Sweeper):
         if bad:
             print(
                 f"[sweep] {bad} of {len(points)} runs not completed"
-                + (" (the sweep was stopped)" if stopped else "")
+                + (" (the sweep was stopped)" if stopped else " (the sweep was drained)" if drained else "")
                 + ("; failed runs keep their traceback in status.json" if counts["failed"] else "")
                 + ". Run the same command again to resume them.",
                 file=sys.stderr,

@@ -811,6 +811,40 @@ def test_sigterm_to_a_local_sweep_checkpoints_every_run_leaves_no_process_and_th
     assert any(0 < int(step) < 200 for _, step, _ in progress)
 
 
+def test_sigusr1_drains_a_local_sweep_the_running_run_finishes_the_next_does_not_start(tmp_path):
+    """SIGUSR1 to a sweep of two points run one at a time, while the first trains: it finishes to completed,
+    the second never starts (no run directory files), the sweep exits 75 saying so, and the same command then
+    skips the completed run and trains the other."""
+    cmd = _tiny_width_command("steps=40", "log_every=5", "ckpt_every=20", "hydra.sweeper.max_parallel=1")
+    env = {**os.environ, "VJEPA_SWEEPS_OUT": str(tmp_path), "VJEPA_SWEEP_PROGRESS_S": "0"}
+    runs = tmp_path / "predictor_width" / "preset=tiny"
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not [p for p in runs.glob("*/status.json") if json.loads(p.read_text()).get("step", 0) > 0]:
+            assert driver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGUSR1)
+        assert driver.wait(timeout=240) == 75, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    first = log.read_text()
+    assert "SIGUSR1: draining" in first, first[-3000:]
+    assert "1 completed" in first and "1 not started" in first and "(the sweep was drained)" in first, first[-3000:]
+    (done,) = [json.loads(p.read_text()) for p in runs.glob("*/status.json")]
+    assert done["state"] == "completed" and done["step"] == 40
+    assert _processes_naming(str(runs / ".submitit")) == []
+
+    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "1 completed, 1 skipped" in again.stdout, again.stdout[-3000:]
+    states = [json.loads(p.read_text())["state"] for p in runs.glob("*/status.json")]
+    assert states == ["completed", "completed"]
+
+
 def _checkpoint_step(run_dir) -> int:
     from vjepa.runfiles import load_checkpoint
 
