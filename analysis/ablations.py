@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from analysis.paper import TABLES
+from vjepa.probes.modality import untrained_modality  # noqa: F401 (re-exported: the engine decides it)
 
 # The paper's benchmarks as ``probes=paper`` reads them from the user's folders: the paper's own metric
 # (the toolkit's scores are fractions where the paper prints percentages; RMSE is in metres in both).
@@ -72,17 +73,6 @@ def probe_modality(metric: str, row: dict | None = None) -> str | None:
     if frames is not None and not math.isnan(float(frames)):
         return "video" if float(frames) > 0 else "image"
     return "video" if parts[1].startswith(VIDEO_PROBES) else "image"
-
-
-def untrained_modality(tokenizer, mix) -> str | None:
-    """The modality whose tokenizer a run with ``model.tokenizer`` and ``data.mix`` never trained: with
-    ``separate`` (a 2-D patch embedding for images, a 3-D one for clips, as V-JEPA 2.1), a run on one
-    modality leaves the other's tokenizer (and modality embedding) at initialisation, so its probes of that
-    modality measure a random tokenizer, not the ablation. The shared 3-D tokenizer trains on images too
-    (repeated frames)."""
-    if tokenizer != "separate":
-        return None
-    return {"image": "video", "video": "image"}.get(mix)
 
 
 def lower_is_better(metric: str) -> bool:

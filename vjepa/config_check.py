@@ -80,6 +80,8 @@ def _check_probes(e: list[str], probes, depth) -> None:
     ``on_error``, as ``vjepa.probes`` reads them."""
     if (probes or {}).get("bootstrap") is not None:
         _count(e, "probes.bootstrap", probes.get("bootstrap"), 0)
+    if (probes or {}).get("untrained_modality", "skip") not in ("skip", "probe"):
+        e.append(f"probes.untrained_modality must be skip or probe, got {probes.get('untrained_modality')!r}")
     for name, task in ((probes or {}).get("tasks") or {}).items():
         key = f"probes.tasks.{name}"
         if not hasattr(task, "get"):

@@ -82,6 +82,7 @@ def evaluate(
     {} and write nothing."""
     from vjepa.data import resolve_root
     from vjepa.probes import run_probes
+    from vjepa.probes.modality import trained_tasks
     from vjepa.probes.shard import ONE
     from vjepa.runfiles import read_json, write_json
     from vjepa.trainer import probe_numerics, set_threads
@@ -94,6 +95,7 @@ def evaluate(
     only = baseline == "only"
     state, run_cfg = _saved_run(run_dir, only)
     probes_cfg = probes_config(run_cfg, probes, overrides)
+    probes_cfg, _ = trained_tasks(probes_cfg, run_cfg)  # not the modality the run never trained
     shards = shards or ONE
     dev = _device(device, shards)
     set_threads(_threads(threads, shards))

@@ -28,6 +28,7 @@ from vjepa.distributed import broadcast_module, init_distributed
 from vjepa.jepa import JEPA
 from vjepa.masks import MASK_STREAM, RunMasks, mask_generator
 from vjepa.models import count_params
+from vjepa.probes.modality import trained_tasks
 from vjepa.runfiles import MetricsLog, read_json, write_json
 from vjepa.tensorboard import ScalarWriter
 from vjepa.training import records
@@ -292,7 +293,9 @@ class Trainer:
         if self.is_main:
             final = records.final_metrics(self.metrics.read(), cfg.steps, wall, self._facts())
             write_json(self.run_dir / "metrics.json", final)
-            probes_cfg = cfg.get("probes")
+            probes_cfg, untrained = trained_tasks(cfg.get("probes"), cfg)
+            if untrained:  # the modality whose tokenizer this run never trained (vjepa.probes.modality)
+                final["probe/untrained_skipped"] = untrained
             if probes_cfg is not None and probes_cfg.get("tasks"):
                 results = self._probe(probes_cfg)
                 final.update(results)
