@@ -1,12 +1,12 @@
 """Re-choosing the tiny preset: ``reports/tiny_preset/README.md`` from committed results files.
 
-Inputs: the first preset's runs (``--shipped``, default ``reports/sensitivity/default.csv``: the default
+Inputs: the first preset's runs (``--first``, default ``reports/sensitivity/default.csv``: the default
 tiny run's seeds probed with the default probe set beside their random-init encoders) and, in ``--dir``
 (default ``reports/tiny_preset/``), one results table per candidate configuration (``<name>.csv``, written by
 ``sweeps/tiny_candidates.sh``), probed the same way. What a candidate changes is read from the tables'
 ``config/`` columns, not restated here. A dense-probe setting measured apart from the runs' own probes
 (``dense.csv`` in ``--dir``: one row per configuration, seed and metric, ``--dense`` builds it from
-``vjepa.evaluate ... out=<config>-seed<N>.json`` files; the first preset's from ``--shipped-dense``,
+``vjepa.evaluate ... out=<config>-seed<N>.json`` files; the first preset's from ``--first-dense``,
 reports/sensitivity's candidates table) joins each run's row by seed as one more probe metric.
 
 Per configuration and image probe metric: the random-init gap paired by seed and its pooled standard error
@@ -36,7 +36,7 @@ from analysis.stats import ALPHA, holm
 from analysis.summary import without_untrained_probes
 
 TARGET_Z = 5.0  # the issue's target: every headline probe's gap at least 5 pooled standard errors
-SHIPPED = "first"  # the preset as first shipped
+FIRST = "first"  # the preset as first shipped
 IGNORED_CONFIG = ("config/seed", "config/ckpt_every")
 
 
@@ -69,10 +69,10 @@ def _with_dense(runs: pd.DataFrame, dense: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def load(folder: Path, shipped: Path, shipped_dense: Path | None = None) -> dict[str, pd.DataFrame]:
+def load(folder: Path, first: Path, first_dense: Path | None = None) -> dict[str, pd.DataFrame]:
     """The first preset's runs first, then each candidate's (sorted by name); completed runs only, the
     probes of a modality a run never trained blanked, the dense-probe setting joined where measured."""
-    paths = {SHIPPED: shipped} | {p.stem: p for p in sorted(folder.glob("*.csv")) if p.name != DENSE}
+    paths = {FIRST: first} | {p.stem: p for p in sorted(folder.glob("*.csv")) if p.name != DENSE}
     dense = pd.read_csv(folder / DENSE) if (folder / DENSE).exists() else None
     tables = {}
     for name, path in paths.items():
@@ -82,8 +82,8 @@ def load(folder: Path, shipped: Path, shipped_dense: Path | None = None) -> dict
             raise ValueError(f"{path}: no completed runs")
         runs = without_untrained_probes(runs)[0]
         if dense is not None:
-            if name == SHIPPED:
-                mine = pd.read_csv(shipped_dense) if shipped_dense and Path(shipped_dense).exists() else None
+            if name == FIRST:
+                mine = pd.read_csv(first_dense) if first_dense and Path(first_dense).exists() else None
                 mine = None if mine is None else mine[mine["task"].isin(set(dense["task"]))]
             else:
                 mine = dense[dense["config"] == name]
@@ -93,12 +93,12 @@ def load(folder: Path, shipped: Path, shipped_dense: Path | None = None) -> dict
     return tables
 
 
-def changes(shipped: pd.DataFrame, runs: pd.DataFrame) -> str:
+def changes(first: pd.DataFrame, runs: pd.DataFrame) -> str:
     """The configuration keys whose value differs from the first preset's, as ``key=value``."""
     out = []
     for col in sorted(c for c in runs.columns if c.startswith("config/") and c not in IGNORED_CONFIG):
         mine = set(runs[col].dropna().astype(str))
-        theirs = set(shipped[col].dropna().astype(str)) if col in shipped else set()
+        theirs = set(first[col].dropna().astype(str)) if col in first else set()
         if mine != theirs:
             out.append(f"{col.removeprefix('config/')}={'/'.join(sorted(mine)) or 'null'}")
     return ", ".join(out) or "nothing"
@@ -122,13 +122,13 @@ def _per_seed_gap(runs: pd.DataFrame, metric: str) -> pd.Series:
     return (runs[metric] - runs[random]).groupby(runs["seed"]).mean().dropna()
 
 
-def against_shipped(tables: dict[str, pd.DataFrame], metrics: list[str]) -> pd.DataFrame:
+def against_first(tables: dict[str, pd.DataFrame], metrics: list[str]) -> pd.DataFrame:
     """Per candidate and metric: the candidate's gap minus the first preset's, paired by seed, its
     standard error, the t test's p and the Holm-adjusted p over all rows, and the verdict."""
     rows = []
-    base = tables[SHIPPED]
+    base = tables[FIRST]
     for name, runs in tables.items():
-        if name == SHIPPED:
+        if name == FIRST:
             continue
         for metric in metrics:
             if metric not in runs or metric not in base:
@@ -156,7 +156,7 @@ def choice(g: pd.DataFrame, versus: pd.DataFrame) -> tuple[str, str]:
             eligible.append((int(g[g["config"] == name]["meets"].sum()), name))
     if not eligible:
         return (
-            SHIPPED,
+            FIRST,
             "no candidate is better than the first preset beyond noise on any probe without being worse on another",
         )
     meets, name = max(eligible)
@@ -198,16 +198,16 @@ def _adopted_lines(adopted: str, g: pd.DataFrame, versus: pd.DataFrame) -> list[
 
 def _numerics_caveat(tables: dict[str, pd.DataFrame]) -> list[str]:
     """A sentence where a candidate's runs and the first preset's are not known to share training numerics."""
-    first = set(tables[SHIPPED]["numerics"].dropna().astype(str))
+    first = set(tables[FIRST]["numerics"].dropna().astype(str))
     crossing = [
         name
         for name, runs in tables.items()
-        if name != SHIPPED and (not first or set(runs["numerics"].dropna().astype(str)) != first)
+        if name != FIRST and (not first or set(runs["numerics"].dropna().astype(str)) != first)
     ]
     if not crossing:
         return []
     said = ", ".join(f"`{n}`" for n in crossing)
-    versions = ", ".join(sorted(set(tables[SHIPPED]["code_version"].dropna().astype(str))))
+    versions = ", ".join(sorted(set(tables[FIRST]["code_version"].dropna().astype(str))))
     first_said = (
         f"numerics {', '.join(sorted(first))}" if first else "no training numerics id (recorded since)"
     )
@@ -226,9 +226,9 @@ def _p(x: float, n: int) -> str:
 def readme(tables: dict[str, pd.DataFrame]) -> str:
     g = gaps(tables)
     metrics = sorted(set(g["metric"]))
-    versus = against_shipped(tables, metrics)
+    versus = against_first(tables, metrics)
     adopted, why = choice(g, versus)
-    base = tables[SHIPPED]
+    base = tables[FIRST]
     lines = [
         "# Re-choosing the tiny preset",
         "",
@@ -257,7 +257,7 @@ def readme(tables: dict[str, pd.DataFrame]) -> str:
         versions = ", ".join(sorted(set(runs["code_version"].dropna().astype(str))))
         numerics = ", ".join(sorted(set(runs["numerics"].dropna().astype(str)))) or "not recorded"
         minutes = runs["wall_time_s"].mean() / 60 if "wall_time_s" in runs else math.nan
-        said = "(the preset as first shipped)" if name == SHIPPED else changes(base, runs)
+        said = "(the preset as first shipped)" if name == FIRST else changes(base, runs)
         lines.append(
             f"| `{name}` | {said} | {runs['seed'].nunique()} | {versions} | {numerics} | {_f(minutes, 0)} | "
             f"{int(rows['meets'].sum())} of {len(rows)} |"
@@ -314,13 +314,13 @@ def readme(tables: dict[str, pd.DataFrame]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m analysis.tiny_preset", description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", type=Path, default=Path("reports/tiny_preset"))
-    p.add_argument("--shipped", type=Path, default=Path("reports/sensitivity/default.csv"))
-    p.add_argument("--shipped-dense", type=Path, default=Path("reports/sensitivity/dense_candidates.csv"))
+    p.add_argument("--first", type=Path, default=Path("reports/sensitivity/default.csv"))
+    p.add_argument("--first-dense", type=Path, default=Path("reports/sensitivity/dense_candidates.csv"))
     p.add_argument("--dense", nargs="*", type=Path, default=[], help="vjepa.evaluate out= files to tabulate")
     args = p.parse_args(argv)
     if args.dense:
         dense_table(args.dense).to_csv(args.dir / DENSE, index=False)
-    tables = load(args.dir, args.shipped, args.shipped_dense)
+    tables = load(args.dir, args.first, args.first_dense)
     (args.dir / "README.md").write_text(readme(tables))
     print(f"[tiny_preset] wrote {args.dir / 'README.md'}")
 

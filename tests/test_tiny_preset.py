@@ -38,19 +38,19 @@ def _runs(gains: dict[str, list[float]], batch_size: int = 128, noise: float = 0
     return pd.DataFrame(rows)
 
 
-SHIPPED = {METRICS[0]: [0.07, 0.071, 0.072], METRICS[1]: [0.007, 0.009, 0.005]}
+FIRST = {METRICS[0]: [0.07, 0.071, 0.072], METRICS[1]: [0.007, 0.009, 0.005]}
 
 
 def test_changes_names_the_keys_a_candidate_sets_and_not_the_seed():
-    shipped, cand = _runs(SHIPPED), _runs(SHIPPED, batch_size=64)
-    assert tp.changes(shipped, cand) == "batch_size=64"
-    assert tp.changes(shipped, shipped) == "nothing"
+    first, cand = _runs(FIRST), _runs(FIRST, batch_size=64)
+    assert tp.changes(first, cand) == "batch_size=64"
+    assert tp.changes(first, first) == "nothing"
 
 
 def test_a_candidate_better_beyond_noise_on_one_probe_and_worse_on_none_is_adopted():
     better = {METRICS[0]: [0.10, 0.101, 0.103], METRICS[1]: [0.008, 0.007, 0.006]}
-    tables = {tp.SHIPPED: _runs(SHIPPED), "long": _runs(better, batch_size=64)}
-    versus = tp.against_shipped(tables, list(METRICS))
+    tables = {tp.FIRST: _runs(FIRST), "long": _runs(better, batch_size=64)}
+    versus = tp.against_first(tables, list(METRICS))
     verdicts = dict(zip(versus["metric"], versus["verdict"], strict=True))
     assert verdicts == {METRICS[0]: "better", METRICS[1]: "cannot tell"}
     adopted, why = tp.choice(tp.gaps(tables), versus)
@@ -59,37 +59,37 @@ def test_a_candidate_better_beyond_noise_on_one_probe_and_worse_on_none_is_adopt
 
 def test_the_shipped_preset_stays_when_a_candidate_also_loses_beyond_noise():
     mixed = {METRICS[0]: [0.10, 0.101, 0.103], METRICS[1]: [-0.02, -0.021, -0.022]}
-    tables = {tp.SHIPPED: _runs(SHIPPED), "camvid": _runs(mixed, batch_size=64)}
-    versus = tp.against_shipped(tables, list(METRICS))
+    tables = {tp.FIRST: _runs(FIRST), "camvid": _runs(mixed, batch_size=64)}
+    versus = tp.against_first(tables, list(METRICS))
     assert set(versus["verdict"]) == {"better", "worse"}
-    assert tp.choice(tp.gaps(tables), versus)[0] == tp.SHIPPED
+    assert tp.choice(tp.gaps(tables), versus)[0] == tp.FIRST
 
 
 def test_holm_turns_a_nominal_difference_into_cannot_tell_among_many_rows():
     # one row with p just under 0.05 alone is not beyond noise once corrected over several rows
     slight = {METRICS[0]: [0.074, 0.079, 0.079], METRICS[1]: [0.007, 0.009, 0.005]}
     tables = {
-        tp.SHIPPED: _runs(SHIPPED),
+        tp.FIRST: _runs(FIRST),
         "a": _runs(slight, batch_size=64),
         "b": _runs(slight, batch_size=32),
     }
-    versus = tp.against_shipped(tables, list(METRICS))
+    versus = tp.against_first(tables, list(METRICS))
     row = versus[(versus["config"] == "a") & (versus["metric"] == METRICS[0])].iloc[0]
     assert row["p"] < 0.05 < row["p_holm"] and row["verdict"] == "cannot tell"
-    assert tp.choice(tp.gaps(tables), versus)[0] == tp.SHIPPED
+    assert tp.choice(tp.gaps(tables), versus)[0] == tp.FIRST
 
 
 def test_readme_is_deterministic_and_marks_probes_at_the_target(tmp_path):
-    _runs(SHIPPED).to_csv(tmp_path / "shipped.csv", index=False)
+    _runs(FIRST).to_csv(tmp_path / "first.csv", index=False)
     (tmp_path / "cands").mkdir()
-    _runs(SHIPPED, batch_size=64).to_csv(tmp_path / "cands" / "long.csv", index=False)
-    tables = tp.load(tmp_path / "cands", tmp_path / "shipped.csv")
+    _runs(FIRST, batch_size=64).to_csv(tmp_path / "cands" / "long.csv", index=False)
+    tables = tp.load(tmp_path / "cands", tmp_path / "first.csv")
     text = tp.readme(tables)
-    assert text == tp.readme(tp.load(tmp_path / "cands", tmp_path / "shipped.csv"))
-    assert f"**Adopted: `{tp.SHIPPED}`**" in text
+    assert text == tp.readme(tp.load(tmp_path / "cands", tmp_path / "first.csv"))
+    assert f"**Adopted: `{tp.FIRST}`**" in text
     linear = next(line for line in text.splitlines() if line.startswith("| `probe/cifar10_linear/top1`"))
     assert linear.count("✓") == 2  # z far above 5 for both configurations
-    ledger = text.split(f"## Noise ledger of the adopted configuration (`{tp.SHIPPED}`)")[1].split("##")[0]
+    ledger = text.split(f"## Noise ledger of the adopted configuration (`{tp.FIRST}`)")[1].split("##")[0]
     assert "| `probe/cifar10_linear/top1` | 0.381 | 0.310 |" in ledger  # the adopted runs' own means
 
 
@@ -106,7 +106,7 @@ def test_a_dense_setting_measured_apart_joins_each_run_by_seed(tmp_path):
             "gap_se": 0.001,
         }
     )
-    runs = tp._with_dense(_runs(SHIPPED, batch_size=64), dense)
+    runs = tp._with_dense(_runs(FIRST, batch_size=64), dense)
     assert runs["probe/cam64/miou"].tolist() == [0.30, 0.31, 0.32]
     row = tp.gaps({"long": runs}).set_index("metric").loc["probe/cam64/miou"]
     assert row["gap"] == pytest.approx(0.03) and row["n"] == 3
@@ -114,8 +114,8 @@ def test_a_dense_setting_measured_apart_joins_each_run_by_seed(tmp_path):
 
 
 def test_pairs_that_cross_training_numerics_are_flagged():
-    first, cand = _runs(SHIPPED), _runs(SHIPPED, batch_size=64)
-    assert tp._numerics_caveat({tp.SHIPPED: first, "long": cand}) == []
+    first, cand = _runs(FIRST), _runs(FIRST, batch_size=64)
+    assert tp._numerics_caveat({tp.FIRST: first, "long": cand}) == []
     first["numerics"] = None  # runs from before numerics were recorded
-    (line, _) = tp._numerics_caveat({tp.SHIPPED: first, "long": cand})
+    (line, _) = tp._numerics_caveat({tp.FIRST: first, "long": cand})
     assert "cross training code" in line and "`long`" in line and "no training numerics id" in line
