@@ -4,6 +4,9 @@
 # Resumable: run it again and completed runs are skipped, interrupted ones resume from their last checkpoint.
 # To stop it by a given time with no run half trained, drain the sweep running: `pkill -USR1 -f 'sweeps/[a-z_]*\.py'`
 # (its runs finish, no further sweep starts, the random-init probes of the completed runs run; exit 75).
+# On machines that do not keep their disks: `python -m sweeps.archive save sweeps_out reports/rerun` after a
+# drain carries the completed runs (without checkpoints) to the next machine, where
+# `python -m sweeps.archive restore reports/rerun sweeps_out` puts them back before this script runs again.
 # Seeds go in order (all variants of seed 0 first) so a partial reproduction already pairs its variants;
 # points shared between sweeps (the preset's own values) are trained once and adopted by the others.
 # On a machine without the run directories of earlier sessions, pass hydra.sweeper.recorded=reports/results.csv:
