@@ -114,10 +114,38 @@ def sweep_argv(args: list[str], launcher: str) -> list[str]:
     return args
 
 
+def foreign_checkout(script: str | os.PathLike | None) -> Path | None:
+    """The checkout a sweep script belongs to when it is not the one this process imports the toolkit from
+    (a worktree run with the Python of another checkout's editable install, whose import hook maps
+    ``vjepa``, ``sweeps`` and the sweeper plugin to that checkout): else None. Its runs would train the other
+    checkout's code while recording this one's commit."""
+    if not script or not str(script).endswith(".py"):
+        return None
+    path = Path(script).resolve()
+    if path.parent.name != "sweeps" or not (path.parents[1] / "vjepa" / "__init__.py").is_file():
+        return None  # not a sweep script of a checkout
+    from hydra_plugins import vjepa_sweeps
+
+    imported = {
+        ROOT,
+        Path(vjepa.train.__file__).resolve().parents[1],
+        Path(vjepa_sweeps.__file__).resolve().parents[4],
+    }
+    return path.parents[1] if imported != {path.parents[1]} else None
+
+
 def ablation_main(config_name: str) -> None:
     """Run the sweep of ``sweeps/conf/<config_name>.yaml`` with this process's command line."""
     import hydra
 
+    other = foreign_checkout(sys.argv[0])
+    if other is not None:
+        raise SystemExit(
+            f"{sys.argv[0]} belongs to the checkout {other}, but this Python imports the toolkit from {ROOT} "
+            f"(an editable install of that checkout): its runs would train {ROOT}'s code. Put this checkout's "
+            f"code first: PYTHONPATH={other}:{other}/sweeps/plugins {sys.executable} {sys.argv[0]} ... "
+            "(the reproduce_*.sh scripts do this themselves), or install this checkout."
+        )
     register_sweeper()
 
     sys.argv[1:] = sweep_argv(sys.argv[1:], default_launcher())

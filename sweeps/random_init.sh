@@ -7,6 +7,9 @@
 # failures set status=1. After a drain the random-init probes of the runs completed so far still run (so a
 # partial reproduction is whole as far as it goes); after Ctrl-C / SIGTERM to the script nothing more starts.
 # A calling script ends with `finish`: exit 75 if a sweep was stopped or drained, else its status.
+# The sourcing script's checkout runs its own code, also where the Python is another checkout's editable install
+# (a worktree of a fixed commit run with the main checkout's virtual environment).
+export PYTHONPATH="$PWD:$PWD/sweeps/plugins${PYTHONPATH:+:$PYTHONPATH}"
 trap 'stopped=1' INT TERM HUP
 random_init() {
   local d out=${VJEPA_SWEEPS_OUT:-sweeps_out}

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from sweeps.common import (
     ROOT,
     default_launcher,
     engine_config,
+    foreign_checkout,
     local_slots,
     relay_gpus_to_local_jobs,
     restore_local_gpus,
@@ -437,6 +439,45 @@ def test_reproduction_scripts_add_random_init_probes_once_per_matching_run(tmp_p
         assert "source sweeps/random_init.sh" in (ROOT / "sweeps" / script_name).read_text()
 
 
+def test_a_sweep_script_of_another_checkout_is_refused_before_any_run(tmp_path):
+    """A worktree's sweep script run with a Python whose editable install maps the toolkit to this checkout
+    would train this checkout's code under the worktree's name: refused, naming both, before anything is
+    written; the reproduction scripts put their own checkout first on the path."""
+    other = tmp_path / "worktree"
+    (other / "sweeps").mkdir(parents=True)
+    (other / "vjepa").mkdir()
+    (other / "vjepa" / "__init__.py").write_text("")
+    shutil.copy(ROOT / "sweeps" / "loss_granularity.py", other / "sweeps")
+    script = other / "sweeps" / "loss_granularity.py"
+    assert foreign_checkout(script) == other
+    assert foreign_checkout(ROOT / "sweeps" / "loss_granularity.py") is None
+    assert foreign_checkout(tmp_path / "train.py") is None
+
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'sweeps' / 'plugins'}"}
+    env["VJEPA_SWEEPS_OUT"] = str(tmp_path / "out")
+    res = subprocess.run(
+        [sys.executable, str(script), "preset=tiny", "dry_run=true"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode != 0
+    assert f"belongs to the checkout {other}" in res.stderr and f"PYTHONPATH={other}:" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+    res = subprocess.run(
+        ["bash", "-c", f"source {ROOT / 'sweeps' / 'random_init.sh'}; echo $PYTHONPATH"],
+        cwd=other,
+        env={**os.environ, "PYTHONPATH": "/elsewhere"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.stdout.strip() == f"{other}:{other}/sweeps/plugins:/elsewhere"
+
+
 class _TimedLauncher:
     """A launcher whose jobs sleep for their point's duration; records when each ran."""
 
@@ -833,7 +874,9 @@ def test_sigusr1_drains_a_local_sweep_the_running_run_finishes_the_next_does_not
             driver.kill()
     first = log.read_text()
     assert "SIGUSR1: draining" in first, first[-3000:]
-    assert "1 completed" in first and "1 not started" in first and "(the sweep was drained)" in first, first[-3000:]
+    assert "1 completed" in first and "1 not started" in first and "(the sweep was drained)" in first, first[
+        -3000:
+    ]
     (done,) = [json.loads(p.read_text()) for p in runs.glob("*/status.json")]
     assert done["state"] == "completed" and done["step"] == 40
     assert _processes_naming(str(runs / ".submitit")) == []
