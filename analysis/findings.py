@@ -62,10 +62,12 @@ def _direction_bullets(summaries: list[Summary]) -> list[str]:
         se = f" ± {r['se']:.3f}" if pd.notna(r["se"]) else ""
         return f"ours {_num(r['change'])}{se} (paper {r['paper_change']:+.1f})"
 
-    holds = [r for r in rows if r["verdict"] == "holds"]
-    reversed_ = [r for r in rows if r["verdict"] == "reversed"]
-    one = [r for r in rows if str(r["verdict"]).endswith("one seed")]
-    unresolved = [r for r in rows if r not in holds and r not in reversed_ and r not in one]
+    groups = {"holds": [], "reversed": [], "one seed": [], "cannot tell": []}
+    for r in rows:  # a single seed has no spread, whatever its verdict says of the one difference
+        n = int(r["n"]) if pd.notna(r["n"]) else 0
+        kind = "one seed" if n < 2 else r["verdict"] if r["verdict"] in ("holds", "reversed") else "cannot tell"
+        groups[kind].append(r)
+    holds, reversed_, one, unresolved = groups.values()
     out = [
         f"**The paper's directions that hold at this scale beyond seed noise** (paired by seed, Holm-corrected "
         f"per paper source, of {len(rows)} (ingredient, metric) pairs on metrics with range): "
@@ -180,7 +182,7 @@ def _table_bullet(s: Summary) -> str:
     ids = [k for k in s.numerics_keys if not k.startswith("code ")]
     code = sorted(done["code_version"].dropna().astype(str).unique()) if "code_version" in done else []
     trained = (
-        f"numerics {', '.join(f'`{k}`' for k in ids)}"
+        f"numerics {', '.join('`' + k.removeprefix('numerics ') + '`' for k in ids)}"
         + (f" (code {', '.join(f'`{c}`' for c in code)})" if code else "")
         if ids
         else f"code {', '.join(f'`{c}`' for c in code)} (no numerics id recorded)"

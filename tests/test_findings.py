@@ -74,6 +74,10 @@ def test_one_seed_is_said_to_tell_nothing_between_variants_and_random_init_uses_
     one = lg[lg["seed"] == 0].copy()
     bullets = _bullets(one)
     assert DENSE in bullets["One seed, nothing can be told"]
+    tie = _ap_by_seed(runs, [0.10, 0.30, 0.50], [0.10, 0.331, 0.529])  # seed 0: exactly equal
+    tie = _bullets(tie[tie["seed"] == 0])
+    assert DENSE in tie["One seed, nothing can be told"]
+    assert not [h for h in tie if h.startswith("This scale cannot tell")]
     # random init 0.05 at seed 0: block +0.05 with gap_se 0.01 (z 5), token +0.08 with gap_se 0.1 (z 0.8)
     one["probe/shapes_det/ap/gap_se"] = one["variant"].map({"block": 0.01, "token": 0.1})
     text = _bullets(one)["loss_granularity (preset=tiny), against the random-init encoder"]
@@ -103,3 +107,6 @@ def test_each_table_names_its_code_and_the_smallest_difference_its_seeds_detect(
     assert "6 completed run(s), 3 seed(s) completed by every variant" in table  # not seed 3 (failed)
     assert "trained by code `abc1234` (no numerics id recorded)" in table
     assert f"`shapes_det/ap` {mde:.3f}," in table
+    lg["numerics"], lg["platform"] = "5bafc6427b58", "cpu x86_64 AVX2"
+    table = _bullets(lg)["loss_granularity (preset=tiny)"]
+    assert "trained by numerics `5bafc6427b58 on cpu x86_64 AVX2` (code `abc1234`)" in table
