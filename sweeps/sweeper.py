@@ -248,7 +248,7 @@ class LocalMonitor:
         return bool(self.signals)
 
     @property
-    def draining(self) -> bool:
+    def starts_no_more(self) -> bool:
         """No further run starts: the sweep was stopped or drained."""
         return bool(self.signals or self.drains)
 
@@ -768,7 +768,7 @@ class AblationSweeper(Sweeper):
             if self.monitor is not None:
                 self.monitor.stop()
                 self.monitor.uninstall()
-        stopped = self.monitor is not None and self.monitor.draining
+        stopped = self.monitor is not None and self.monitor.starts_no_more
         if self._summarise(points, errors):
             sys.exit(75 if stopped else 1)  # 75 (EX_TEMPFAIL), as a stopped run: the same command resumes
         return []
@@ -793,7 +793,7 @@ class AblationSweeper(Sweeper):
         monitor = self.monitor
         if monitor is not None:
             with monitor.lock:
-                if monitor.draining:
+                if monitor.starts_no_more:
                     self.not_started.update(p.run_dir for p in batch)
                     return {}
                 for i, p in enumerate(batch):
@@ -869,7 +869,7 @@ class AblationSweeper(Sweeper):
         counts = {"completed": 0, "skipped": 0, "adopted": 0, "failed": 0, "in live jobs": 0}
         lines = []
         stopped = self.monitor is not None and self.monitor.stopping
-        drained = self.monitor is not None and self.monitor.draining
+        drained = self.monitor is not None and self.monitor.starts_no_more
         for p in points:
             if p.run_dir in self.not_started:
                 counts["not started"] = counts.get("not started", 0) + 1

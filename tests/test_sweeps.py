@@ -790,6 +790,24 @@ def _tiny_width_command(*args):
     ]
 
 
+def _signal_sweep(cmd, env, runs: Path, log: Path, sig, ready) -> str:
+    """Start the sweep ``cmd``, send it ``sig`` once ``ready(steps)`` holds for the steps its runs'
+    status.json files show, check that it exits 75 (stopped or drained) and return its console."""
+    with log.open("w") as out:
+        driver = subprocess.Popen(cmd, env=env, cwd=log.parent, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not ready([json.loads(p.read_text()).get("step", 0) for p in runs.glob("*/status.json")]):
+            assert driver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        driver.send_signal(sig)
+        assert driver.wait(timeout=240) == 75, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    return log.read_text()
+
+
 def test_sigterm_to_a_local_sweep_checkpoints_every_run_leaves_no_process_and_the_same_command_resumes(
     tmp_path,
 ):
@@ -803,23 +821,8 @@ def test_sigterm_to_a_local_sweep_checkpoints_every_run_leaves_no_process_and_th
     cmd = _tiny_width_command("steps=200", "log_every=5", "ckpt_every=5")
     env = {**os.environ, "VJEPA_SWEEPS_OUT": str(tmp_path), "VJEPA_SWEEP_PROGRESS_S": "0"}
     runs = tmp_path / "predictor_width" / "preset=tiny"
-    log = tmp_path / "first.log"
-    with log.open("w") as out:
-        driver = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            steps = [json.loads(path.read_text()).get("step", 0) for path in runs.glob("*/status.json")]
-            if len(steps) == 2 and min(steps) > 0:
-                break
-            assert driver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-        driver.send_signal(signal.SIGTERM)
-        assert driver.wait(timeout=120) == 75, log.read_text()[-3000:]
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    first = log.read_text()
+    both_stepped = lambda steps: len(steps) == 2 and min(steps) > 0  # noqa: E731
+    first = _signal_sweep(cmd, env, runs, tmp_path / "first.log", signal.SIGTERM, both_stepped)
     assert "SIGTERM: stopping" in first and "2 interrupted" in first, first[-3000:]
     dirs = sorted(r.parent for r in runs.glob("*/status.json"))
     assert len(dirs) == 2
@@ -859,20 +862,9 @@ def test_sigusr1_drains_a_local_sweep_the_running_run_finishes_the_next_does_not
     cmd = _tiny_width_command("steps=40", "log_every=5", "ckpt_every=20", "hydra.sweeper.max_parallel=1")
     env = {**os.environ, "VJEPA_SWEEPS_OUT": str(tmp_path), "VJEPA_SWEEP_PROGRESS_S": "0"}
     runs = tmp_path / "predictor_width" / "preset=tiny"
-    log = tmp_path / "first.log"
-    with log.open("w") as out:
-        driver = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 240
-        while not [p for p in runs.glob("*/status.json") if json.loads(p.read_text()).get("step", 0) > 0]:
-            assert driver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-        driver.send_signal(signal.SIGUSR1)
-        assert driver.wait(timeout=240) == 75, log.read_text()[-3000:]
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    first = log.read_text()
+    first = _signal_sweep(
+        cmd, env, runs, tmp_path / "first.log", signal.SIGUSR1, lambda steps: max(steps, default=0) > 0
+    )
     assert "SIGUSR1: draining" in first, first[-3000:]
     assert "1 completed" in first and "1 not started" in first and "(the sweep was drained)" in first, first[
         -3000:

@@ -24,6 +24,7 @@ import torch
 
 from vjepa.data import step_generator
 from vjepa.data.synthetic import NUM_DIRECTIONS, SHAPES, generate_moving_shapes, generate_shapes
+from vjepa.probes.modality import VIDEO_DATA
 
 CHUNK = 256
 TRAIN_STREAM, VAL_STREAM = 71, 72
@@ -51,7 +52,7 @@ def resolve_spec(cfg: dict, defaults: dict) -> dict:
     W = 4/3 H rounded to the patch)."""
     spec = dict(cfg)
     name = spec["name"]
-    video = name in ("moving_mnist", "moving_shapes", "video_list")
+    video = name in VIDEO_DATA
     side = int(defaults["video_size"] if video else defaults["image_size"])
     size = spec.get("size")
     if size is None:
