@@ -199,6 +199,33 @@ def test_directions_figure_draws_within_noise_hollow_and_grey(results):
     assert texts[0].endswith("; opposite sign, within noise") and texts[2].endswith("; reversed")
 
 
+# ---- demo -----------------------------------------------------------------------------------------------
+def _noxfile():
+    pytest.importorskip("nox")
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+    return noxfile
+
+
+def test_the_demo_trains_both_losses_as_valid_runs_that_probe_segmentation_beside_random_init():
+    """`nox -s demo`'s sweep: block and token loss at the demo's schedule, valid configurations whose probes
+    keep the headline task (the generated-image segmentation) with the random-init baseline."""
+    from tests.test_sweeps import _compose_point
+    from vjepa.config_check import check_config
+    from vjepa.probes.modality import trained_tasks
+
+    demo = _noxfile().DEMO
+    for loss in ("block", "token"):
+        _, train = _compose_point(
+            "loss_granularity", ["preset=tiny", "probes=synthetic", *demo, f"loss={loss}"]
+        )
+        check_config(train)
+        assert train.loss.granularity == loss and train.data.mix == "image" and train.probes.baseline
+        kept, dropped = trained_tasks(train.probes, train)
+        assert "shapes_seg" in kept.tasks and "shapes_seg" not in dropped
+
+
 # ---- notebook -------------------------------------------------------------------------------------------
 def test_notebook_has_its_extra_and_a_headless_session():
     tomllib = pytest.importorskip("tomllib")
