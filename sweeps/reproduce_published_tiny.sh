@@ -21,7 +21,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-source sweeps/random_init.sh
+source sweeps/reproduce_common.sh
 common=(preset=tiny data=real mask.buckets=8 mask.bucket_by=size)
 status=0
 # one call per table: its runs go seed by seed, two at a time, a finished run's slot taking the next; then the

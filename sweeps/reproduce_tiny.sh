@@ -15,7 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-source sweeps/random_init.sh
+source sweeps/reproduce_common.sh
 common=(preset=tiny data=real data.mix=image "$@")
 status=0
 # each sweep runs its points seed by seed, CPUs // threads at a time, a finished run's slot taking the next

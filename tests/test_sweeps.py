@@ -412,7 +412,7 @@ def test_sacct_shim_reports_flag_states_as_accounting_does():
 
 
 def test_reproduction_scripts_add_random_init_probes_once_per_matching_run(tmp_path):
-    """sweeps/random_init.sh: `evaluate baseline=only` on each completed run matching the pattern whose
+    """sweeps/reproduce_common.sh: `evaluate baseline=only` on each completed run matching the pattern whose
     metrics.json lacks probe_random/..., nothing else (a fake interpreter records the calls)."""
     runs = tmp_path / "out" / "context_loss" / "preset=tiny"
     for name, metrics in [
@@ -427,7 +427,7 @@ def test_reproduction_scripts_add_random_init_probes_once_per_matching_run(tmp_p
     fake = tmp_path / "python"
     fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
     fake.chmod(0o755)
-    script = f"source {ROOT / 'sweeps' / 'random_init.sh'}; status=0; random_init context_loss 'context_variant=lambda0,*'; echo $status"
+    script = f"source {ROOT / 'sweeps' / 'reproduce_common.sh'}; status=0; random_init context_loss 'context_variant=lambda0,*'; echo $status"
     env = {**os.environ, "VJEPA_SWEEPS_OUT": str(tmp_path / "out"), "PY": str(fake)}
     res = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "0", res.stderr
@@ -436,7 +436,7 @@ def test_reproduction_scripts_add_random_init_probes_once_per_matching_run(tmp_p
         f"-m vjepa.evaluate run_dir={runs / 'context_variant=lambda0,data=real,seed=0'} baseline=only threads=1"
     ]
     for script_name in ("reproduce_tiny.sh", "reproduce_published_tiny.sh"):
-        assert "source sweeps/random_init.sh" in (ROOT / "sweeps" / script_name).read_text()
+        assert "source sweeps/reproduce_common.sh" in (ROOT / "sweeps" / script_name).read_text()
 
 
 def test_a_sweep_script_of_another_checkout_is_refused_before_any_run(tmp_path):
@@ -468,7 +468,7 @@ def test_a_sweep_script_of_another_checkout_is_refused_before_any_run(tmp_path):
     assert not (tmp_path / "out").exists()
 
     res = subprocess.run(
-        ["bash", "-c", f"source {ROOT / 'sweeps' / 'random_init.sh'}; echo $PYTHONPATH"],
+        ["bash", "-c", f"source {ROOT / 'sweeps' / 'reproduce_common.sh'}; echo $PYTHONPATH"],
         cwd=other,
         env={**os.environ, "PYTHONPATH": "/elsewhere"},
         capture_output=True,
