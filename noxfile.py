@@ -44,6 +44,27 @@ def report(session: nox.Session) -> None:
     session.run(
         "python", "-m", "analysis.report", "--results", "reports/results.csv", "--out", "reports", env=THREADS
     )
+    if Path("reports/rerun/results.csv").exists():  # the rerun of the reproduction, while in progress (issue 25)
+        session.run(
+            "python",
+            "-m",
+            "analysis.report",
+            "--results",
+            "reports/rerun/results.csv",
+            "--out",
+            "reports/rerun/report",
+            env=THREADS,
+        )
+        session.run(
+            "python",
+            "-m",
+            "analysis.verdict_changes",
+            "reports/results.csv",
+            "reports/rerun/results.csv",
+            "--out",
+            "reports/rerun/verdict_changes.md",
+            env=THREADS,
+        )
     if Path("reports/sensitivity/default.csv").exists():
         session.run("python", "-m", "analysis.sensitivity", "--dir", "reports/sensitivity", env=THREADS)
     if list(Path("reports/tiny_preset").glob("*.csv")):

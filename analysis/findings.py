@@ -37,7 +37,9 @@ def _num(x: float) -> str:
     return f"{x:+.3f}" if abs(x) >= 0.0005 or x == 0 else f"{x:+.1e}"
 
 
-def _row_mde(row) -> float:
+def row_mde(row) -> float:
+    """The smallest change the paired seeds of a ``Summary.directions`` row could have detected (5 %
+    two-sided, 80 % power, one test); NaN with fewer than 2 seeds."""
     n = int(row["n"]) if pd.notna(row["n"]) else 0
     sd = float(row["se"]) * math.sqrt(n) if n >= 2 and pd.notna(row["se"]) else math.nan
     return minimum_detectable_effect(sd, n)
@@ -80,7 +82,7 @@ def _direction_bullets(summaries: list[Summary]) -> list[str]:
     if unresolved:
         parts = []
         for r in unresolved:
-            mde = _row_mde(r)
+            mde = row_mde(r)
             could = f"could have seen {mde:.3f}" if math.isfinite(mde) else "no spread to size it"
             parts.append(f"{name(r)}: {change(r)}, {could}")
         out.append(
