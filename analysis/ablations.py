@@ -13,7 +13,8 @@ top-1 of the attentive video probes (direction) for SSv2. Diving-48 (Table 12 on
 layers) takes the linear Moving-MNIST direction probe in both columns, so the two differ only in the layers
 read: ``probes=levels`` (``vjepa/conf/probes/levels.yaml``, the deep-supervision sweep's) reads the 4 levels
 with linear heads only, and ``mnist_video_linear`` is its last-layer twin (same head, data and budget). NYU
-RMSE has no stand-in: only the NYU depth probe of ``probes=paper`` reads it. Metric names:
+RMSE has no stand-in: only the NYU depth probe of ``probes=paper`` reads it (its 4-layer twin:
+``probes=paper_levels``, with ADE20K's). Metric names:
 ``vjepa/probes/__init__.py``.
 """
 
@@ -37,6 +38,9 @@ PAPER_BENCHMARKS = {
     "probe/ssv2_attentive/top1": "ssv2_top1",
     "probe/diving48_attentive/top1": "diving48_top1",
     "probe/nyu_linear/rmse": "nyu_rmse",
+    # Table 12's "4 layers" columns (probes=paper_levels)
+    "probe/ade20k_linear_levels/miou": "ade20k_miou_4layers",
+    "probe/nyu_linear_levels/rmse": "nyu_rmse_4layers",
 }
 _OWN = {paper: (ours,) for ours, paper in PAPER_BENCHMARKS.items()}
 
@@ -45,14 +49,23 @@ COMPARE = {
     "ade20k_miou": (*_OWN["ade20k_miou"], "probe/camvid_linear/miou", "probe/shapes_seg/miou"),
     "k400_top1": (*_OWN["k400_top1"], "probe/mnist_video/digit_top1", "probe/shapes_video/shape_top1"),
     "in1k_top1": (*_OWN["in1k_top1"], "probe/cifar10_attentive/top1", "probe/cifar10_linear/top1"),
-    "ssv2_top1": (*_OWN["ssv2_top1"], "probe/mnist_video/direction_top1", "probe/shapes_video/direction_top1"),
+    "ssv2_top1": (
+        *_OWN["ssv2_top1"],
+        "probe/mnist_video/direction_top1",
+        "probe/shapes_video/direction_top1",
+    ),
     # Table 12's last layer: linear like its "4 layers" column below (no attentive probe reads the levels)
     "diving48_top1": (*_OWN["diving48_top1"], "probe/mnist_video_linear/direction_top1"),
     "nyu_rmse": _OWN["nyu_rmse"],
     # Table 12's "4 layers" columns: the probes reading the 4 levels (probes=levels)
-    "ade20k_miou_4layers": ("probe/camvid_linear_levels/miou", "probe/shapes_seg_levels/miou"),
+    # (probes=levels; at scale probes=paper_levels reads ADE20K and NYU depth themselves)
+    "ade20k_miou_4layers": (
+        *_OWN["ade20k_miou_4layers"],
+        "probe/camvid_linear_levels/miou",
+        "probe/shapes_seg_levels/miou",
+    ),
     "diving48_top1_4layers": ("probe/mnist_video_linear_levels/direction_top1",),
-    "nyu_rmse_4layers": (),
+    "nyu_rmse_4layers": _OWN["nyu_rmse_4layers"],
 }
 
 

@@ -698,13 +698,23 @@ def test_table12_last_layer_and_4_layer_columns_read_one_probe(last, four):
     assert {"override /probes": "levels"} in list(sweep.defaults)
     conf = Path(__file__).parents[1] / "vjepa" / "conf" / "probes"
     tasks = {**OmegaConf.load(conf / "default.yaml").tasks, **OmegaConf.load(conf / "levels.yaml").tasks}
-    stand_ins = [m for m in COMPARE[last] if m not in PAPER_BENCHMARKS]  # the paper's own: probes=paper
-    assert len(stand_ins) == len(COMPARE[four]) > 0
-    for a, b in zip(stand_ins, COMPARE[four], strict=True):
+    stand_ins = [m for m in COMPARE[last] if m not in PAPER_BENCHMARKS]  # the paper's own: below
+    four_stand_ins = [m for m in COMPARE[four] if m not in PAPER_BENCHMARKS]
+    # the paper's own benchmarks, read from folders: probes=paper and its 4-level twins, probes=paper_levels
+    paper = OmegaConf.load(conf / "paper.yaml").tasks
+    paper_levels = {**paper, **OmegaConf.load(conf / "paper_levels.yaml").tasks}
+    own = [m for m in COMPARE[last] if m in PAPER_BENCHMARKS]
+    four_own = [m for m in COMPARE[four] if m in PAPER_BENCHMARKS]
+    assert len(stand_ins) == len(four_stand_ins) > 0
+    pairs = [(a, b, tasks) for a, b in zip(stand_ins, four_stand_ins, strict=True)]
+    if four_own:  # ADE20K: the paper's own twin too (Diving-48's attentive probe reads one layer: none)
+        pairs.append((*own, *four_own, paper_levels))
+    for a, b, where in pairs:
         (_, task_a, score_a), (_, task_b, score_b) = a.split("/"), b.split("/")
-        probe_a, probe_b = (OmegaConf.to_container(tasks[t]) for t in (task_a, task_b))
+        probe_a, probe_b = (OmegaConf.to_container(where[t]) for t in (task_a, task_b))
         assert probe_a.pop("layers") == [-1] and probe_b.pop("layers") == "levels"
         assert probe_a == probe_b and score_a == score_b, (a, b)
+    assert ("ade20k" in last) == bool(four_own)
 
 
 def test_a_paper_scale_run_sets_the_papers_own_benchmark_beside_the_paper_with_no_stand_in():
@@ -736,7 +746,9 @@ def test_a_paper_scale_run_sets_the_papers_own_benchmark_beside_the_paper_with_n
     text = statement(s)
     assert "ADE20K mIoU (linear) vs. `ade20k_linear/miou`: agrees" in text
     assert "NYU depth RMSE vs. `nyu_linear/rmse`: agrees" in text  # lower is better, as in the paper
-    assert PAPER_BENCHMARKS["probe/ade20k_linear/miou"] == "ade20k_miou" and lower_is_better("probe/nyu_linear/rmse")
+    assert PAPER_BENCHMARKS["probe/ade20k_linear/miou"] == "ade20k_miou" and lower_is_better(
+        "probe/nyu_linear/rmse"
+    )
 
 
 # ---- directions -----------------------------------------------------------------------------------------
@@ -964,7 +976,9 @@ def test_pairs_that_share_a_numerics_id_are_not_flagged(results):
         "### loss_granularity (preset=tiny)\n\nNumerics: every completed run has one recorded numerics, "
         "numerics 111111111111 (`vjepa/golden.py`), so no pair by seed crosses numerics.\n"
     )
-    assert "None of these 3 verdicts rests on a pair of seeds that crosses numerics." in directions_overview([s])
+    assert "None of these 3 verdicts rests on a pair of seeds that crosses numerics." in directions_overview(
+        [s]
+    )
     other = _summary(_token_seed0(lg, numerics="222222222222"), "loss_granularity")
     assert (other.directions["crossing_seeds"] == "0").all()
     assert "(block -> token; pair of seed 0 crosses numerics)" in statement(other)

@@ -174,6 +174,32 @@ def test_nyu_depth_beats_shuffled_depth(tmp_path, encoder):
     assert real["probe/nyu_linear/rmse/se"] > 0
 
 
+def test_the_dense_folder_probes_read_the_4_levels_as_the_paper_levels_config_runs_them(tmp_path):
+    """probes=paper_levels's ADE20K and NYU twins (layers=levels) end to end on a 4-block encoder: real
+    targets beat shuffled ones, as the last layer's do; NYU's twin is its paper.yaml task but for the layers."""
+    from vjepa.probes import random_encoder
+
+    model = OmegaConf.merge(TINY_MODEL, {"depth": 4})
+    deep = random_encoder(model, 0, "cpu")
+    twins = OmegaConf.load(CONF / "paper_levels.yaml").tasks
+    nyu = OmegaConf.to_container(twins.nyu_linear_levels)
+    assert nyu.pop("layers") == "levels"
+    paper_nyu = OmegaConf.to_container(OmegaConf.load(CONF / "paper.yaml").tasks.nyu_linear)
+    assert paper_nyu.pop("layers") == [-1] and nyu == paper_nyu
+
+    def levels(name):
+        c = cfg(name)
+        c["tasks"] = {f"{name}_levels": {**c["tasks"][name], "layers": "levels"}}
+        return c
+
+    real = run_probes(deep, levels("ade_linear"), model, 0, write_ade20k(tmp_path / "a"), "cpu")
+    shuf = run_probes(deep, levels("ade_linear"), model, 0, write_ade20k(tmp_path / "b", True), "cpu")
+    assert real["probe/ade_linear_levels/miou"] > shuf["probe/ade_linear_levels/miou"] + 0.2, (real, shuf)
+    real = run_probes(deep, levels("nyu_linear"), model, 0, write_nyu(tmp_path / "c"), "cpu")
+    shuf = run_probes(deep, levels("nyu_linear"), model, 0, write_nyu(tmp_path / "d", True), "cpu")
+    assert real["probe/nyu_linear_levels/rmse"] < 0.8 * shuf["probe/nyu_linear_levels/rmse"], (real, shuf)
+
+
 def test_paper_config_reads_the_layouts(tmp_path, encoder):
     root = write_imagefolder(tmp_path)
     conf = OmegaConf.merge(
