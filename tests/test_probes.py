@@ -190,6 +190,28 @@ def test_features_of_another_arithmetic_are_never_read_back(tmp_path):
     assert torch.equal(got["train"], torch.zeros(1))
 
 
+def test_in_memory_extraction_in_bf16_runs_under_autocast(monkeypatch):
+    """The built-in sets' extraction (``features.extract``) in CUDA's arithmetic, run on CPU: every forward
+    under bf16 autocast, the features its rounding away from fp32's (the streamed path: test_probes_folders)."""
+    import vjepa.probes.features as features
+
+    enc = random_encoder(TINY_MODEL, 0, "cpu")
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    fp32, grid = extract(enc, x, [-1], (32, 32), 4, "cpu")
+    seen, original = [], features.encoder_layers
+
+    def spy(e, xb, layers):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return original(e, xb, layers)
+
+    monkeypatch.setattr(features, "feature_arithmetic", lambda device: "bf16")
+    monkeypatch.setattr(features, "encoder_layers", spy)
+    bf16, grid_bf16 = extract(enc, x, [-1], (32, 32), 4, "cpu")
+    assert seen and set(seen) == {(True, torch.bfloat16)} and grid_bf16 == grid
+    assert fp32.shape == bf16.shape and not torch.equal(fp32, bf16)
+    assert F.cosine_similarity(fp32.float().flatten(), bf16.float().flatten(), dim=0) > 0.999
+
+
 def test_missing_data_is_skipped_or_raised(tmp_path):
     cfg = OmegaConf.merge(SIZES, {"probes": OmegaConf.load(CONF / "default.yaml")}).probes
     with open_dict(cfg):

@@ -214,6 +214,36 @@ def test_paper_config_reads_the_layouts(tmp_path, encoder):
     assert not any(k.startswith(("probe/ade20k", "probe/nyu")) for k in r)  # absent folders: skipped
 
 
+def test_the_bf16_extraction_runs_under_autocast_is_cached_apart_and_still_probes(
+    tmp_path, encoder, monkeypatch
+):
+    """CUDA's extraction arithmetic (bf16 autocast, ``feature_arithmetic``) run on CPU, which autocasts to
+    bf16 as well: every encoder forward runs under it, its features are cached under a key of their own
+    beside the fp32 ones, differ from them by bf16 rounding only, and the probe scores as in fp32."""
+    import vjepa.probes.features as features
+    import vjepa.probes.stream as stream
+
+    root, cache = write_imagefolder(tmp_path / "d"), tmp_path / "cache"
+    fp32 = run_probes(encoder, cfg("in_linear"), TINY_MODEL, 0, root, "cpu", cache_dir=cache, cache_tag="t")
+    (fp32_file,) = cache.glob("t-*.pt")
+    autocast = []
+
+    def spy(enc, x, layers):
+        autocast.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return features.encoder_layers(enc, x, layers)
+
+    for module in (features, stream):
+        monkeypatch.setattr(module, "feature_arithmetic", lambda device: "bf16")
+    monkeypatch.setattr(stream, "encoder_layers", spy)
+    bf16 = run_probes(encoder, cfg("in_linear"), TINY_MODEL, 0, root, "cpu", cache_dir=cache, cache_tag="t")
+    assert autocast and set(autocast) == {(True, torch.bfloat16)}
+    (bf16_file,) = set(cache.glob("t-*.pt")) - {fp32_file}
+    a, b = (torch.load(f, weights_only=False) for f in (fp32_file, bf16_file))
+    fa, fb = (torch.cat([x["train"].float().flatten(), x["val"].float().flatten()]) for x in (a, b))
+    assert not torch.equal(fa, fb) and torch.nn.functional.cosine_similarity(fa, fb, dim=0) > 0.999
+    assert bf16["probe/in_linear/top1"] >= 0.85 and fp32["probe/in_linear/top1"] >= 0.85, (fp32, bf16)
+
+
 # ---- feature cache -------------------------------------------------------------------------------------
 def test_second_probe_reads_cached_features(tmp_path, encoder, monkeypatch):
     import vjepa.probes.runner as runner

@@ -102,7 +102,7 @@ def extract(encoder, x: torch.Tensor, layers, size, batch_size: int, device) -> 
         bf16 = feature_arithmetic(device) == "bf16"
         for i in range(0, len(x), batch_size):
             xb = prepare(x[i : i + batch_size], size).to(device)
-            with torch.autocast("cuda", torch.bfloat16, enabled=bf16):
+            with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
                 feats = encoder_layers(encoder, xb, layers)
             out.append(torch.cat(feats, dim=-1).to("cpu", torch.float16))
         grid = tuple(encoder.grid(prepare(x[:1], size)))

@@ -137,7 +137,7 @@ def _pass(encoder, dataset, data, split: str, layers, store: dict, batch_size: i
         if x.ndim == 6:  # clips: [B, clips * views, 3, T, H, W]
             views, x = x.shape[1], x.flatten(0, 1)
         x = prepare(x, data.size).to(device)
-        with torch.autocast("cuda", torch.bfloat16, enabled=bf16):
+        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
             tokens = torch.cat(encoder_layers(encoder, x, layers), dim=-1).float()
         grid = tuple(encoder.grid(x[:1]))
         f, y = _kept(tokens, grid, batch["target"], store, split, data.size, g)
