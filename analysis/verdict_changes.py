@@ -169,13 +169,22 @@ def markdown(table: pd.DataFrame, old_name: str, new_name: str) -> str:
         "| sweep | ingredient | metric | old | new | changed | what differs |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in table.to_dict("records"):
+    for r in both.to_dict("records"):
         lines.append(
             f"| {r['sweep']} | {r['direction']} | `{r['metric'].removeprefix('probe/')}` | "
             f"{_cell(r['old_change'], r['old_se'], r['old_n'], r['old_verdict'])} | "
             f"{_cell(r['new_change'], r['new_se'], r['new_n'], r['new_verdict'])} | "
             f"{'**yes**' if r['changed'] else 'no'} | {r['differs']} |"
         )
+    for side, name in (("new", old_name), ("old", new_name)):
+        only = table[table[f"{side}_verdict"] == "not measured"]
+        if len(only):
+            counts = only.groupby("sweep").size()
+            lines.append(
+                f"\nMeasured in `{name}` only ({len(only)} rows, not compared): "
+                + ", ".join(f"{sweep} ({n})" for sweep, n in counts.items())
+                + "."
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,11 @@ def test_a_direction_that_became_resolvable_is_a_change_with_what_differs_beside
         "| dense token-level loss | `shapes_det/ap` | +0.002 ± " in text
         and "(n=3): holds | **yes** |" in text
     )
+    assert "`mnist_video/" not in text  # rows measured in one table only are counted, not tabled
+    assert (
+        f"Measured in `old.csv` only ({len(only_old)} rows, not compared): loss_granularity (preset=tiny)"
+        in text
+    )
     # the same table on both sides: nothing changed
     assert not compare(new, new)["changed"].any()
 
