@@ -67,7 +67,9 @@ def _direction_bullets(summaries: list[Summary]) -> list[str]:
     groups = {"holds": [], "reversed": [], "one seed": [], "cannot tell": []}
     for r in rows:  # a single seed has no spread, whatever its verdict says of the one difference
         n = int(r["n"]) if pd.notna(r["n"]) else 0
-        kind = "one seed" if n < 2 else r["verdict"] if r["verdict"] in ("holds", "reversed") else "cannot tell"
+        kind = (
+            "one seed" if n < 2 else r["verdict"] if r["verdict"] in ("holds", "reversed") else "cannot tell"
+        )
         groups[kind].append(r)
     holds, reversed_, one, unresolved = groups.values()
     out = [
@@ -125,18 +127,26 @@ def _random_bullets(s: Summary) -> list[str]:
     if not single:
         done = s.runs[s.runs["status"] == "completed"]
         completed = sorted(int(x) for x in done["seed"].dropna().unique())
-        beats = {v: [m for m, h in hs.items() if h == "better"] for v, hs in per_variant.items() if hs}
+        # a variant paired with random init at one seed only has no spread: named apart, not counted
+        one = [f"{s.axis}={v}" for v, hs in per_variant.items() if hs and set(hs.values()) == {"one seed"}]
+        beats = {
+            v: [m for m, h in hs.items() if h == "better"]
+            for v, hs in per_variant.items()
+            if hs and set(hs.values()) != {"one seed"}
+        }
         none = [f"{s.axis}={v}" for v, b in beats.items() if not b]
         every = sorted(set.intersection(*(set(b) for b in beats.values()))) if beats else []
+        who = "every variant with two or more seeds" if one else "every variant"
         return [
             f"**{s.title}, against the random-init encoder** (paired by seed over the completed seeds "
             f"{', '.join(map(str, completed))}): "
             + (
-                f"every variant beats it beyond seed noise on {', '.join(map(_short, every))}"
+                f"{who} beats it beyond seed noise on {', '.join(map(_short, every))}"
                 if every
-                else "no probe metric on which every variant beats it beyond seed noise"
+                else f"no probe metric on which {who} beats it beyond seed noise"
             )
             + (f"; {', '.join(none)} beat{'s' * (len(none) == 1)} it on none" if none else "")
+            + (f"; one seed so far, cannot tell: {', '.join(one)}" if one else "")
             + "."
         ]
     tests = []  # (variant, metric, gap, z)
