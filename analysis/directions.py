@@ -113,6 +113,19 @@ def _verdict(
     return f"{sign} sign, within noise" + (" after Holm" if p is not None and alone < ALPHA else "")
 
 
+def verdict_class(row) -> str:
+    """The class of one ``directions`` row, as the findings and the verdict comparison count it: ``one seed``
+    (fewer than 2 paired seeds: no spread, whatever the verdict says of the one difference), ``holds``,
+    ``reversed``, ``no range``, else ``cannot tell``."""
+    n = int(row["n"]) if pd.notna(row["n"]) else 0
+    if n < 2:
+        return "one seed"
+    verdict = str(row["verdict"])
+    if verdict in ("holds", "reversed"):
+        return verdict
+    return "no range" if verdict.endswith("no range") else "cannot tell"
+
+
 def directions(runs: pd.DataFrame, stats: pd.DataFrame, table: Table | None) -> pd.DataFrame:
     """One row per (direction, paper metric, toolkit metric) that the sweep can answer; see the module."""
     if table is None:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from analysis.directions import paper_source
+from analysis.directions import paper_source, verdict_class
 from analysis.stats import ALPHA, holm
 from analysis.summary import RANDOM, Summary, versus_random
 from vjepa.power import difference_spread, minimum_detectable_effect
@@ -65,12 +65,8 @@ def _direction_bullets(summaries: list[Summary]) -> list[str]:
         return f"ours {_num(r['change'])}{se} (paper {r['paper_change']:+.1f})"
 
     groups = {"holds": [], "reversed": [], "one seed": [], "cannot tell": []}
-    for r in rows:  # a single seed has no spread, whatever its verdict says of the one difference
-        n = int(r["n"]) if pd.notna(r["n"]) else 0
-        kind = (
-            "one seed" if n < 2 else r["verdict"] if r["verdict"] in ("holds", "reversed") else "cannot tell"
-        )
-        groups[kind].append(r)
+    for r in rows:  # the rows of metrics without range were left out above
+        groups[verdict_class(r)].append(r)
     holds, reversed_, one, unresolved = groups.values()
     out = [
         f"**The paper's directions that hold at this scale beyond seed noise** (paired by seed, Holm-corrected "

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.collect import load_results
+from analysis.directions import verdict_class
 from analysis.findings import row_mde
 from analysis.summary import Summary, summarize
 
@@ -41,17 +42,6 @@ IGNORED_CONFIG = (
     "config/data.prefetch",
     "config/data.num_workers",
 )
-
-
-def verdict_class(row) -> str:
-    """holds | reversed | one seed | no range | cannot tell, for one row of ``Summary.directions``."""
-    verdict = str(row["verdict"])
-    n = int(row["n"]) if pd.notna(row["n"]) else 0
-    if n < 2:
-        return "one seed"
-    if verdict in ("holds", "reversed"):
-        return verdict
-    return "no range" if verdict.endswith("no range") else "cannot tell"
 
 
 def _rows(summaries: list[Summary]) -> dict[tuple[str, str, str], dict]:
@@ -106,6 +96,7 @@ def _range(s: Summary, metric: str) -> str:
 def compare(old_results: pd.DataFrame, new_results: pd.DataFrame) -> pd.DataFrame:
     """One row per (sweep, direction, metric) of either table (``COLUMNS``), sorted."""
     old, new = _rows(summarize(old_results)), _rows(summarize(new_results))
+    config_differences, evaluation_se = {}, {}  # per sweep, per (group, metric): computed once
     rows = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
@@ -123,7 +114,10 @@ def compare(old_results: pd.DataFrame, new_results: pd.DataFrame) -> pd.DataFram
                 differs.append(f"seeds paired {row['old_n']} -> {row['new_n']}")
             if any(map(math.isfinite, (row["old_mde"], row["new_mde"]))):
                 differs.append(f"could have seen {_num(row['old_mde'])} -> {_num(row['new_mde'])}")
-            ea, eb = _evaluation_se(a["summary"], key[2]), _evaluation_se(b["summary"], key[2])
+            for side, r in (("old", a), ("new", b)):
+                if (side, key[0], key[2]) not in evaluation_se:
+                    evaluation_se[side, key[0], key[2]] = _evaluation_se(r["summary"], key[2])
+            ea, eb = evaluation_se["old", key[0], key[2]], evaluation_se["new", key[0], key[2]]
             if ea != eb:
                 differs.append(f"evaluation error {ea} -> {eb}")
             ra, rb = _range(a["summary"], key[2]), _range(b["summary"], key[2])
@@ -137,7 +131,9 @@ def compare(old_results: pd.DataFrame, new_results: pd.DataFrame) -> pd.DataFram
                 differs.append(
                     f"pairs crossing numerics: {'some' if ca else 'none'} -> {'some' if cb else 'none'}"
                 )
-            differs += _config_differences(a["summary"], b["summary"])
+            if key[0] not in config_differences:
+                config_differences[key[0]] = _config_differences(a["summary"], b["summary"])
+            differs += config_differences[key[0]]
         row["differs"] = "; ".join(differs)
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -10,6 +10,7 @@
 """
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import re
@@ -200,6 +201,7 @@ def test_directions_figure_draws_within_noise_hollow_and_grey(results):
 
 
 # ---- demo -----------------------------------------------------------------------------------------------
+@functools.cache  # nox registers each session as the module loads: a second load warns of duplicates
 def _noxfile():
     pytest.importorskip("nox")
     spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
@@ -229,13 +231,10 @@ def test_the_demo_trains_both_losses_as_valid_runs_that_probe_segmentation_besid
 # ---- notebook -------------------------------------------------------------------------------------------
 def test_notebook_has_its_extra_and_a_headless_session():
     tomllib = pytest.importorskip("tomllib")
-    pytest.importorskip("nox")
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     names = {re.split(r"[<>=\[ ]", r)[0] for r in extras["notebook"]}
     assert {"nbclient", "nbformat", "ipykernel"} <= names and names & {"jupyterlab", "notebook"}
-    spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
-    noxfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(noxfile)
+    noxfile = _noxfile()
     assert callable(noxfile.notebook) and (ROOT / noxfile.NOTEBOOK).is_file()
     compile(noxfile.EXECUTE, "EXECUTE", "exec")
     assert "notebook_out/" in (ROOT / ".gitignore").read_text().split()
