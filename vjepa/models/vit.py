@@ -174,8 +174,9 @@ class VisionTransformer(nn.Module):
             if keep_idx is not None:
                 coords = gather_tokens(coords, keep_idx)
             rope = rope_3d(coords, self.embed_dim // self.num_heads)
-        if keep_idx is not None:
-            tok = gather_tokens(tok, keep_idx)
+        # kept tokens come out of the gather contiguous; all tokens are made so here: the residual stream keeps
+        # the layout of its first term, and the patch conv's transposed one made every LayerNorm copy it
+        tok = gather_tokens(tok, keep_idx) if keep_idx is not None else tok.contiguous()
         last = max(wanted)
         for i, blk in enumerate(self.blocks[: last + 1]):  # blocks after the last wanted one are not run
             tok = run_block(blk, tok, rope, self.grad_checkpointing)
