@@ -28,6 +28,17 @@ def test_bootstrap_weights_are_resamples_of_all_samples():
     assert not torch.equal(w, bootstrap_weights(50, 200, seed=4))
 
 
+@pytest.mark.parametrize("rows", [1, 7, 64, 200, 1000])
+def test_bootstrap_weights_drawn_in_chunks_equal_the_whole_draw(rows):
+    """The weights every recorded ``/se`` was computed from: one draw of all replicates' indices at once.
+    Drawing them a chunk of replicates at a time (to bound the memory at large M) must not change a bit."""
+    m, b, seed = 37, 200, 5
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(m, (b, m), generator=g)
+    whole = torch.zeros(b, m, dtype=torch.float64).scatter_add_(1, idx, torch.ones(b, m, dtype=torch.float64))
+    assert torch.equal(bootstrap_weights(m, b, seed=seed, rows=rows), whole)
+
+
 @pytest.mark.parametrize("p,m", [(0.3, 2000), (0.9, 1000)])
 def test_bootstrap_error_of_an_accuracy_is_the_binomial_one(p, m):
     g = torch.Generator().manual_seed(0)
