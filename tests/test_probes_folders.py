@@ -1,5 +1,7 @@
 """Probes on data read from folders in the standard layouts (ImageFolder, ADE20K, NYU depth), streamed."""
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -460,5 +462,49 @@ def test_release_freed_memory_runs_where_glibc_is_and_is_a_no_op_elsewhere(monke
     from vjepa.probes import stream
 
     stream.release_freed_memory()  # glibc here: malloc_trim(0); must not raise
-    monkeypatch.setattr(stream, "_TRIM", False)  # no glibc (macOS, musl): nothing to call
+    monkeypatch.setattr(stream, "_LIBC", False)  # no glibc (macOS, musl): nothing to call
     stream.release_freed_memory()
+    assert stream.bound_the_heap() is False
+
+
+HEAP_PROBE = """
+import ctypes, sys
+from vjepa.probes import stream
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
+libc.free(libc.malloc(8 << 20))  # a mapped block freed: glibc's dynamic threshold rises to 8 MiB
+if sys.argv[1] == "bound":
+    assert stream.bound_the_heap()
+before = libc.mallinfo2().hblks
+block = libc.malloc(5 << 20)  # a batch-sized block: mapped on its own, or carved from the heap
+print(libc.mallinfo2().hblks - before)
+libc.free(block)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_the_streamed_pass_keeps_batch_sized_blocks_off_the_heap():
+    """After a large block is freed, glibc serves blocks up to its size from the heap, whose fragments
+    ``malloc_trim`` cannot return (the peak then grows with the folder); ``bound_the_heap`` (called by every
+    streamed pass) keeps blocks of ``MMAP_THRESHOLD`` and more mapped on their own, returned when freed."""
+    import subprocess
+
+    from vjepa.probes import stream
+
+    if not stream._libc() or not hasattr(stream._LIBC, "mallinfo2"):
+        pytest.skip("not glibc >= 2.33")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    mapped = {
+        how: subprocess.run(
+            [sys.executable, "-c", HEAP_PROBE, how], capture_output=True, text=True, check=True, env=env
+        ).stdout.split()[-1]
+        for how in ("default", "bound")
+    }
+    assert mapped == {"default": "0", "bound": "1"}

@@ -31,6 +31,7 @@ with the data spec's ``on_error: skip`` is left out and counted in ``skipped_<sp
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
 import torch
@@ -89,23 +90,42 @@ def _kept(tokens, grid, y, store: dict, split: str, size, g: torch.Generator):
 
 
 TRIM_EVERY = 16  # batches between returns of freed heap memory to the system
+MMAP_THRESHOLD = 4 << 20  # bytes: blocks this large or larger are mapped on their own and unmapped when freed
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim, _LIBC.mallopt  # noqa: B018  (glibc has both; musl has neither)
+        except (OSError, AttributeError):
+            _LIBC = False
+    return _LIBC
+
+
+_LIBC = None
 
 
 def release_freed_memory() -> None:
     """Hand the heap memory freed so far back to the system (glibc's ``malloc_trim``; elsewhere nothing).
     Decoded images are freed batch by batch, but glibc keeps small freed blocks in the process (below its
     mmap threshold), so without this the process's peak memory grows with the number of images read."""
-    global _TRIM
-    if _TRIM is None:
-        try:
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
+    if _libc():
+        _LIBC.malloc_trim(0)
 
 
-_TRIM = None
+def bound_the_heap() -> bool:
+    """Fix glibc's mmap threshold at ``MMAP_THRESHOLD`` for the rest of the process, unless the environment
+    sets one (``MALLOC_MMAP_THRESHOLD_``). By default glibc raises the
+    threshold to the size of each mapped block freed, up to 32 MiB, after which the per-batch images and
+    activations of that size come from the heap, whose fragments the trim cannot return: the peak then grows
+    with the folder (``reports/benchmarks/README.md``: +282 MB from 1,000 to 10,000 images at 224 px, +4 MB with
+    the threshold fixed, at some system time for mapping). True where it was set here."""
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not _libc():
+        return False
+    return bool(_LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 def _labelled(target: torch.Tensor) -> torch.Tensor:
@@ -123,6 +143,7 @@ def _pass(encoder, dataset, data, split: str, layers, store: dict, batch_size: i
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate, persistent_workers=False
     )
     bf16 = feature_arithmetic(device) == "bf16"
+    bound_the_heap()
     g = torch.Generator().manual_seed(int(store.get("seed", 0)) * 7919 + (split == "val"))
     feats, ys, skipped, grid, views = [], [], 0, None, 1
     for i, batch in enumerate(loader):
