@@ -10,11 +10,12 @@ bf16 on a GPU) gives other numbers (e.g. the same loss to 8 digits but a CIFAR-1
 
 * runs that recorded them (``numerics``, ``platform``, ``probe_numerics``, ``probe_platform`` in
   results.csv: ``vjepa.golden``): ``numerics <id> on <platform>``, with `` (bf16)`` for an arithmetic other
-  than fp32 and, for probe metrics, ``; probed: numerics <id> on <platform>`` where the probes ran with
+  than fp32, `` at <n> threads`` for a CPU run at more than one torch thread (the thread count changes the
+  float rounding: the golden numerics are one thread's) and, for probe metrics, ``; probed: numerics <id> on <platform>`` where the probes ran with
   other numerics or elsewhere than the training;
 * runs made before that: ``code <code_version>`` (unknown numerics: the code version is the best proxy, and
   two code versions are assumed to possibly differ), with `` on cuda (bf16)`` and the like where the
-  recorded device or arithmetic is not the CPU's fp32; a modified checkout (``-dirty``) is its own code, one
+  recorded device or arithmetic is not the CPU's fp32 (and the thread suffix above); a modified checkout (``-dirty``) is its own code, one
   per run.
 
 ``crossing_pairs`` gives, for two variants, the seeds whose pair crosses keys; ``numerics_by_group`` lists
@@ -55,6 +56,17 @@ def _arithmetic(row: Mapping) -> str:
     return f" ({precision})" if precision and precision != "fp32" else ""
 
 
+def _threads(row: Mapping) -> str:
+    """`` at <n> threads`` for a CPU run recorded at more than one torch thread, else empty: on CPU the
+    thread count splits reductions differently (losses differ in the last bits within ten steps)."""
+    device = (_text(row.get("device")) or "cpu").split(":")[0]
+    threads = _text(row.get("threads"))
+    if device != "cpu" or threads is None:
+        return ""
+    n = int(float(threads))
+    return f" at {n} threads" if n != 1 else ""
+
+
 def run_key(row: Mapping, metric: str | None = None) -> str:
     """The numerics key of one run (a results row; see the module). ``metric``: a probe score's key includes
     the probes' numerics, a training metric's does not; None: as a probe score (the strictest)."""
@@ -67,9 +79,11 @@ def run_key(row: Mapping, metric: str | None = None) -> str:
         device = (_text(row.get("device")) or "cpu").split(":")[0]
         if device != "cpu" or _arithmetic(row):
             key += f" on {device}{_arithmetic(row)}"
-        return key
+        return key + _threads(row)
     platform = _text(row.get("platform"))
-    trained = f"numerics {numerics}" + (f" on {platform}" if platform else "") + _arithmetic(row)
+    trained = (
+        f"numerics {numerics}" + (f" on {platform}" if platform else "") + _arithmetic(row) + _threads(row)
+    )
     if metric is not None and not is_probe_metric(metric):
         return trained
     probe_numerics, probe_platform = _text(row.get("probe_numerics")), _text(row.get("probe_platform"))

@@ -9,8 +9,8 @@
   state | new. Completed and active runs are never launched again.
 * ``scheduler_params(cluster, kind)``: submitit parameters of one run from the ``cluster`` group;
   ``relay_gpus_to_local_jobs`` / ``restore_local_gpus``: local jobs see the GPUs the sweep's process sees.
-* ``launch_device_type``, ``local_slots``, ``measured_rate``, ``timed_rate``: where and how fast the runs of a
-  local or SLURM launch train. Runs already on disk or recorded elsewhere: ``sweeps.existing_runs``.
+* ``launch_device_type``, ``local_slots``, ``started_threads``, ``measured_rate``, ``timed_rate``: where and how
+  fast the runs of a local or SLURM launch train. Runs already on disk or recorded elsewhere: ``sweeps.existing_runs``.
 * ``detach_local_jobs``, ``live_controllers``, ``run_progress``, ``job_logs``: the local jobs a sweep started,
   where each run stands, where its logs are (the sweeper's ``LocalMonitor``).
 
@@ -564,6 +564,17 @@ def local_slots(threads, n_runs: int, max_parallel: int | None = None, gpus: int
     if threads in (None, "auto"):
         threads = max(1, cpus // max(1, min(n_runs, max_parallel or cpus, cpus)))
     return max(1, max_parallel or cpus // int(threads)), int(threads)
+
+
+def started_threads(run_dir) -> int | None:
+    """The torch threads a run that was started and stopped trained with (its ``config.yaml``), so that it
+    resumes at the same count: on CPU the count changes a run's float rounding. None for a run not started
+    or one that recorded no count."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    threads = OmegaConf.load(path).get("threads")
+    return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
 
 
 def measured_rate(runs: list[tuple[Path, float]], threads: int, device: str) -> tuple[float, int] | None:

@@ -11,8 +11,9 @@ its config.yaml up to the reuse-free keys, or the arithmetic it trained in) refu
 report it as the point. ``dry_run=true`` stops after the plan and that check, printing what the planned
 seeds can detect (``sweeps.power_plan``; ``power.effect``: the seeds a difference of that size needs).
 Adoption is offered only to a point whose directory holds no run files (``run_entries``). Local launches keep
-``max_parallel`` runs going (default: CPUs // threads per run, ``threads`` set per run), seed by seed, a
-finished run's slot taking the next; SLURM launches are sized by the ``cluster`` group, except for any
+``max_parallel`` runs going (default: CPUs // threads per run, ``threads`` set per run from the number of
+the sweep's points, so a resumed sweep trains each run at the thread count of its first launch: on CPU the
+count changes a run's float rounding), seed by seed, a finished run's slot taking the next; SLURM launches are sized by the ``cluster`` group, except for any
 ``hydra.launcher.*`` key given on the command line. While local runs train, ``LocalMonitor`` shows each one's
 progress on the console and stops them all with a checkpoint on Ctrl-C / SIGTERM (exit status 75); SIGUSR1
 drains the sweep instead: the runs in progress finish, no further one starts (exit status 75). At the
@@ -61,6 +62,7 @@ from sweeps.common import (
     run_progress,
     run_state,
     scheduler_params,
+    started_threads,
     submitted_job_ids,
     timed_rate,
 )
@@ -741,10 +743,12 @@ class AblationSweeper(Sweeper):
         kind = launcher_kind(cfg)
         slots, threads = (0, None)
         if kind == "local":
-            slots, threads = local_slots(cfg.threads, len(todo), self.max_parallel, local_gpus())
+            # threads from the whole sweep, not the points left: on CPU the thread count changes the float
+            # rounding of a run, so a resumed sweep keeps the count its first launch gave every run
+            slots, threads = local_slots(cfg.threads, len(points), self.max_parallel, local_gpus())
         if threads is not None and cfg.threads in (None, "auto"):
             for p in todo:
-                p.overrides.append(f"threads={threads}")
+                p.overrides.append(f"threads={started_threads(p.run_dir) or threads}")
         conflicts = [p for p in points if p.state == "conflict"]
         self._print_plan(points, kind, slots, threads, time_steps=bool(cfg.dry_run) and not conflicts)
         if conflicts:

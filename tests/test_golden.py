@@ -71,7 +71,9 @@ def test_golden_file_is_package_data_and_names_the_numerics():
     for path in own:
         other = json.loads(path.read_text())
         assert set(other["runs"]) == set(golden.RUNS) and other["reference"] == numerics_id()
-        assert golden.platform_file(other["platform"]) == path and path.read_text() == golden.canonical_json(other)
+        assert golden.platform_file(other["platform"]) == path and path.read_text() == golden.canonical_json(
+            other
+        )
         assert other["runs"]["block"]["overrides"][-2:] == ["loss=block", "probes=none"]
     tiny = record["runs"]["tiny"]
     assert tiny["probes_config"] == "fast" and any(k.startswith("probe features") for k in tiny["sha256"])
@@ -224,6 +226,26 @@ def test_different_numerics_ids_cross_the_same_do_not():
     # the same id on another platform crosses
     elsewhere = same.assign(platform=["cpu x86_64 AVX512, torch 2", "cpu x86_64 AVX2, torch 2"] * 2)
     assert crossing_pairs(elsewhere, "a", "b") == [0, 1]
+
+
+def test_a_cpu_run_at_another_thread_count_crosses_numerics():
+    """On CPU the thread count changes the float rounding (the losses of a tiny-preset run at 1 and 2 threads
+    differ in the last bits from step 10 on), so a pair whose runs trained at different counts crosses; on
+    a GPU the count of host threads does not, and one thread is the golden run's own setting."""
+    from analysis.numerics import crossing_pairs, numerics_key
+
+    runs = _two_seeds("threads", 1, 2).assign(numerics="111111111111", device="cpu")
+    assert crossing_pairs(runs, "a", "b") == [0]
+    assert list(numerics_key(runs)) == [
+        "numerics 111111111111",
+        "numerics 111111111111 at 2 threads",
+        "numerics 111111111111",
+        "numerics 111111111111",
+    ]
+    assert crossing_pairs(runs.assign(threads=2), "a", "b") == []
+    assert crossing_pairs(runs.assign(device="cuda:0", precision="bf16"), "a", "b") == []
+    old = _two_seeds("threads", 1, 4).assign(device="cpu")  # before the numerics id: by code version
+    assert numerics_key(old).iloc[1] == "code abc1234 at 4 threads" and crossing_pairs(old, "a", "b") == [0]
 
 
 def test_unrecorded_numerics_go_by_code_version():

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf, open_dict, read_write
 
 from sweeps.common import (
     ROOT,
+    available_cpus,
     default_launcher,
     engine_config,
     foreign_checkout,
@@ -29,6 +30,7 @@ from sweeps.common import (
     relay_gpus_to_local_jobs,
     restore_local_gpus,
     run_state,
+    started_threads,
     sweep_argv,
 )
 from sweeps.sweeper import AblationSweeper, Point
@@ -164,6 +166,36 @@ def test_predictor_widths_per_preset_are_valid_at_the_presets_head_dimension_up_
         assert len(head_dims) == 1 and widths[-1] == train.model.embed_dim
         if preset.startswith("vit"):
             assert widths[:3] == [192, 384, 768]
+
+
+@pytest.mark.skipif(available_cpus() < 2, reason="one CPU: every count of points gives one thread a run")
+def test_the_last_point_of_a_resumed_sweep_keeps_the_thread_count_of_its_first_launch(tmp_path):
+    """On CPU the thread count changes a run's float rounding, so local runs get their threads from the
+    sweep's number of points, not the points left: 3 of mask_ratio's 4 points at seed 0 are done, the last
+    one still trains at CPUs // 4 threads (it used to get all the CPUs); a run that was started and stopped
+    resumes at the count its config.yaml records."""
+    for ratio in (0.75, 0.8, 0.9):
+        overrides = ["preset=tiny", f"mask.ratio={ratio}", "seed=0", "probes=fast"]
+        _, trained = _compose_point("mask_ratio", overrides)
+        done = tmp_path / "mask_ratio" / "preset=tiny" / f"mask.ratio={ratio},seed=0"
+        done.mkdir(parents=True)
+        (done / "config.yaml").write_text(OmegaConf.to_yaml(trained))
+        write_status(done, "completed", step=2000)
+        write_json(done / "metrics.json", {"loss_final": 0.1})
+    args = ("preset=tiny", "seed=0", "probes=fast", "hydra/launcher=submitit_local", "dry_run=true")
+    res = _run_sweep("mask_ratio", *args, "hydra.sweeper.reuse=false", out=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "4 runs, 1 to launch, 3 completed" in res.stdout
+    threads = max(1, available_cpus() // 4)
+    assert f"at a time x {threads} thread(s)" in res.stdout
+
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    assert started_threads(stopped) is None  # not started
+    (stopped / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"threads": "auto"})))
+    assert started_threads(stopped) is None  # no count recorded: the sweep's own
+    (stopped / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"threads": 3})))
+    assert started_threads(stopped) == 3
 
 
 def _tiny_width_sweep(out, *args):
@@ -437,6 +469,24 @@ def test_reproduction_scripts_add_random_init_probes_once_per_matching_run(tmp_p
     ]
     for script_name in ("reproduce_tiny.sh", "reproduce_published_tiny.sh"):
         assert "source sweeps/reproduce_common.sh" in (ROOT / "sweeps" / script_name).read_text()
+
+
+def test_the_reproduction_trains_every_run_at_one_thread(tmp_path):
+    """The reproduction scripts give every sweep threads=1 (the golden run's setting), so a table's runs share
+    numerics whatever the machine and however many points were left when a session resumed it."""
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "VJEPA_SWEEPS_OUT": str(tmp_path / "out"), "PYTHON": str(fake)}
+    for script_name in ("reproduce_tiny.sh", "reproduce_published_tiny.sh"):
+        res = subprocess.run(
+            ["bash", str(ROOT / "sweeps" / script_name)], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert res.returncode == 0, res.stderr
+    calls = [c.split() for c in (tmp_path / "calls").read_text().splitlines()]
+    sweeps = [c for c in calls if c[0].startswith("sweeps/")]
+    assert len(sweeps) == 8 and {Path(c[0]).stem for c in sweeps} >= {"loss_granularity", "data_mix", "recipe"}
+    assert all(c.count("threads=1") == 1 and "preset=tiny" in c for c in sweeps), sweeps
 
 
 def test_a_sweep_script_of_another_checkout_is_refused_before_any_run(tmp_path):

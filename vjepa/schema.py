@@ -6,9 +6,9 @@ the one place that says what a key may hold, what it means where a config lacks 
 run's identity:
 
 - ``free``: ``None`` (the key names the run: a resumed run may not change it), ``"resume"`` (a resumed run
-  may change it, though it changes what the run measures or logs: probes, log_every) or ``"run"`` (it
-  changes neither what a run computes nor what it measures: where and how fast it runs). Sub-keys of a free
-  key are free alike.
+  may change it, though it changes what the run measures or logs: probes, log_every) or ``"run"`` (where and
+  how fast it runs: the same experiment, though on CPU the thread count and ``compile`` change the float
+  rounding, so ``analysis.numerics`` keys runs by their thread count). Sub-keys of a free key are free alike.
 - ``added``: the key was added after runs existed without it; the value given (``AS_DEFAULT``: its default)
   reproduces what the code did before, so a config lacking it is the same experiment as one setting it.
 - ``sweep``: a sweep's own option (``sweeps/conf``), removed before the engine sees the config.
@@ -140,7 +140,13 @@ KEYS: tuple[Key, ...] = (
     Key("run_dir", _R, None, "where the run's outputs go (default: runs/<overrides>)", free="run"),
     Key("device", "auto", choice("auto", "cpu", "cuda"), "where it trains", free="run"),
     Key("precision", "auto", choice("auto", "fp32", "bf16"), "auto: bf16 autocast on CUDA, fp32 on CPU"),
-    Key("threads", "auto", None, "torch intra-op threads (auto: the CPUs this process may use)", free="run"),
+    Key(
+        "threads",
+        "auto",
+        None,
+        "torch intra-op threads (auto: the CPUs this process may use; on CPU the count changes float rounding)",
+        free="run",
+    ),
     Key("progress", "auto", None, "tqdm bar (auto: when attached to a terminal)", free="run"),
     Key(
         "tensorboard",
