@@ -86,9 +86,11 @@ def _boxes(g, n):
 
 
 def test_box_ap_per_sample_equals_box_ap_and_follows_a_resample():
+    """Also with crowd regions: the third box of every other image is a crowd region (not ground truth,
+    the detections on it ignored), which changes the AP."""
     g = torch.Generator().manual_seed(0)
     dets, gts = [], []
-    for _ in range(12):
+    for i in range(12):
         gb = _boxes(g, 3)
         gl = torch.randint(0, 3, (3,), generator=g)
         noisy = gb + torch.randn(3, 4, generator=g) * 1.5
@@ -100,11 +102,13 @@ def test_box_ap_per_sample_equals_box_ap_and_follows_a_resample():
                 "labels": torch.cat([gl, torch.randint(0, 3, (2,), generator=g)]),
             }
         )
-        gts.append({"boxes": gb, "labels": gl})
+        gts.append({"boxes": gb, "labels": gl, "crowd": torch.tensor([False, False, i % 2 == 0])})
     scored = box_ap_per_sample(dets, gts, 3)
     ref = box_ap(dets, gts, 3)
     assert scored["ap50"].value == pytest.approx(ref["ap50"], abs=1e-12)
     assert scored["ap"].value == pytest.approx(ref["ap"], abs=1e-12)
+    no_crowd = box_ap(dets, [{"boxes": t["boxes"], "labels": t["labels"]} for t in gts], 3)
+    assert abs(no_crowd["ap"] - ref["ap"]) > 0.005
     # integer weights = the images repeated: the same AP as box_ap on the repeated list
     w = torch.tensor([[2, 0, 1, 3, 0, 1, 1, 0, 2, 1, 0, 1]], dtype=torch.float64)
     rep = [i for i, k in enumerate(w[0].long().tolist()) for _ in range(k)]

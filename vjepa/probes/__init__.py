@@ -18,10 +18,11 @@ encoder, ``probe_online`` for the online encoder, ``probe_random`` for the rando
                                        and ground truth is left out of the mean
     probe/<seg task>/iou/<class>       per-class IoU, class names lower-cased (sky, building, ..., bicyclist;
                                        background, disk, square, triangle, ring, cross)
-    probe/<det task>/ap50              COCO AP at IoU 0.5 (101-point, per class then mean)
+    probe/<det task>/ap50              COCO AP at IoU 0.5 (101-point, per class then mean; pycocotools'
+                                       numbers at area "all", crowd regions ignored as there)
     probe/<det task>/ap                COCO AP averaged over IoU 0.5:0.05:0.95
     probe/<det task>/ap50/<class>      per-class AP at IoU 0.5 (COCO data: the category names, lower-cased;
-                                       crowd boxes left out; with ``probes=paper``: coco_det)
+                                       with ``probes=paper``: coco_det)
     probe/<cls task>/top1              top-1 accuracy (CIFAR-10, ImageFolder and clip-list data, whose label
                                        is called ``label``; ImageNet-1k val, SSv2, K400 and Diving-48 with
                                        ``probes=paper``; a test video's clips x views averaged first)

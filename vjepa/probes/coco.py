@@ -6,14 +6,15 @@ decoded: an annotation whose ``category_id`` is not a category of the train file
 an image of its file, or whose box ``[x, y, w, h]`` is empty or outside its image (by more than
 ``BOX_SLACK`` px, COCO's rounding; boxes within it are clipped) raises ``DataFileError`` naming the JSON file,
 the annotation and the image, whatever ``on_error``. Categories are mapped to contiguous classes in the
-order of their ids (COCO's 80 of ids 1..90 -> 0..79); crowd annotations (``iscrowd: 1``) are left out of
-the training targets and of the scored ground truth (pycocotools instead ignores detections matched to
-them, so AP here counts such detections as false positives). Every image of the file is a sample, with or
-without boxes.
+order of their ids (COCO's 80 of ids 1..90 -> 0..79); crowd annotations (``iscrowd: 1``) are kept, flagged,
+as pycocotools keeps them: left out of the training targets, and in the scored ground truth a detection
+that covers one is ignored (``vjepa.probes.metrics``). Every image of the file is a sample, with or without
+boxes.
 
 ``load(path, (width, height, boxes), size)`` decodes one image, resized to the size (H, W) without
 keeping its aspect ratio, and its boxes scaled with it: ``{"image", "target": {"boxes": float [k, 4]
-(x0, y0, x1, y1) px, "labels": long [k]}}``; an image missing, unreadable or of another size than its
+(x0, y0, x1, y1) px, "labels": long [k], "crowd": bool [k]}}`` (IoU does not change when x and y are
+scaled apart, so AP at the input size is AP on the original images); an image missing, unreadable or of another size than its
 JSON entry says raises ``DataFileError`` naming the file.
 """
 
@@ -75,8 +76,8 @@ def _split(base: Path, folder: str, path: Path, lookup: dict, categories: Path) 
                 f"coco: {path}: annotation {ann.get('id')} of image {image['file_name']} has category id "
                 f"{ann['category_id']}, not a category of {categories} (ids {sorted(lookup)})"
             )
-        if not ann.get("iscrowd", 0):
-            boxes[image["id"]].append((*_box(ann, image, path), lookup[ann["category_id"]]))
+        crowd = bool(ann.get("iscrowd", 0))
+        boxes[image["id"]].append((*_box(ann, image, path), lookup[ann["category_id"]], crowd))
     ordered = sorted(images.values(), key=lambda im: im["file_name"])
     return [
         (str(base / folder / im["file_name"]), (int(im["width"]), int(im["height"]), tuple(boxes[im["id"]])))
@@ -107,4 +108,6 @@ def load(path: str, label: tuple, size: tuple[int, int]) -> dict:
     b = torch.tensor([box[:4] for box in boxes], dtype=torch.float32).view(-1, 4)
     b *= torch.tensor([w / width, h / height, w / width, h / height])
     labels = torch.tensor([box[4] for box in boxes], dtype=torch.long)
-    return {"image": _chw(img.resize((w, h), Image.BILINEAR)), "target": {"boxes": b, "labels": labels}}
+    crowd = torch.tensor([box[5] for box in boxes], dtype=torch.bool)
+    target = {"boxes": b, "labels": labels, "crowd": crowd}
+    return {"image": _chw(img.resize((w, h), Image.BILINEAR)), "target": target}

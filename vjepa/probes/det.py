@@ -20,7 +20,7 @@ from torch import nn
 from vjepa.probes.bootstrap import box_ap_per_sample
 from vjepa.probes.features import Standardizer
 from vjepa.probes.heads import fit_adamw, seeded
-from vjepa.probes.metrics import box_ap
+from vjepa.probes.metrics import box_ap, crowd_flags
 from vjepa.probes.seg import token_map
 
 GAUSS_ALPHA = 0.54
@@ -45,6 +45,12 @@ def instance_boxes(instances: torch.Tensor, classes: torch.Tensor) -> list[dict]
             }
         )
     return out
+
+
+def regular_boxes(gt: dict) -> dict:
+    """One image's ground truth without its crowd regions (``crowd`` flags, COCO's ``iscrowd``)."""
+    keep = ~crowd_flags(gt)
+    return {"boxes": gt["boxes"][keep], "labels": gt["labels"][keep]}
 
 
 def centernet_targets(gts: list[dict], num_classes: int, out_hw, stride: float) -> dict[str, torch.Tensor]:
@@ -142,11 +148,12 @@ def box_probe(
     feats: dict, grid, gt_train: list, gt_val: list, num_classes: int, image_hw, cfg: dict, seed: int, device
 ) -> dict:
     """Train the pyramid + head on frozen train features and per-image boxes ({"boxes" [k, 4] x0 y0 x1 y1
-    px, "labels" [k]}); AP50 / AP (0.5:0.95) and per-class AP50 on val, and under ``scored`` the two AP
+    px, "labels" [k], optionally "crowd" [k]: crowd regions, no target, ignored in scoring}); AP50 / AP (0.5:0.95) and per-class AP50 on val, and under ``scored`` the two AP
     metrics recomputable per val image (``vjepa.probes.bootstrap``)."""
     std = Standardizer(feats["train"].flatten(0, 1))
     h, w = grid[1:]
     stride = image_hw[0] / (2 * h)
+    gt_train = [regular_boxes(g) for g in gt_train]  # crowd regions are no training target
     tgt = centernet_targets(gt_train, num_classes, (2 * h, 2 * w), stride)
     with seeded(seed):
         model = PyramidCenterNet(feats["train"].shape[-1], int(cfg["width"]), num_classes).to(device)

@@ -5,10 +5,11 @@ skipping pixels whose target is ``ignore``. IoU_c = TP / (TP + FP + FN). A class
 prediction and the ground truth has no IoU (0 / 0): it is left out of the mean and of the per-class dict, so
 mIoU averages only classes that occur in one or the other (a class predicted but absent scores 0).
 
-AP (COCO, Lin et al. 2014): per class, detections of all images sorted by score (stable); in each image a
-detection, in score order, matches the unmatched ground-truth box of highest IoU if that IoU >= the
-threshold, else it is a false positive (so a duplicate of an already matched box is a false positive, and a
-missed box lowers recall). Precision is made monotone (running max from the right) and read at the 101
+AP (COCO, Lin et al. 2014; pycocotools' COCOeval at area "all", the same numbers): per class, detections of
+all images sorted by score (stable); in each image a detection, in score order, matches the unmatched
+ground-truth box of highest IoU if that IoU >= the threshold, else it is a false positive (so a duplicate of
+an already matched box is a false positive, and a missed box lowers recall), unless it covers a crowd region
+(intersection over its own area >= the threshold): then it is ignored, and crowd regions are not ground truth. Precision is made monotone (running max from the right) and read at the 101
 recall points 0, 0.01, .., 1 (0 past the highest recall reached). Classes without ground truth are left out
 of the mean. ``box_ap`` returns AP at IoU 0.5 and the mean over IoU 0.5, 0.55, .., 0.95.
 """
@@ -68,19 +69,38 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-12)
 
 
-def _match(det_boxes, gt_boxes, thr: float) -> torch.Tensor:
-    """Detections already in score order -> bool [n] true positive flags (greedy COCO matching)."""
-    tp = torch.zeros(len(det_boxes), dtype=torch.bool)
-    if len(gt_boxes) == 0 or len(det_boxes) == 0:
-        return tp
-    iou = box_iou(det_boxes.double(), gt_boxes.double())
-    taken = torch.zeros(len(gt_boxes), dtype=torch.bool)
-    for i in range(len(det_boxes)):
-        cand = iou[i].masked_fill(taken, -1.0)
-        j = int(cand.argmax())
-        if cand[j] >= thr:
-            tp[i], taken[j] = True, True
-    return tp
+def box_ioa(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[n, 4] x [m, 4] boxes -> [n, m] intersection over the area of ``a``'s box (COCO's IoU with a crowd
+    region: the region's own area does not count)."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    return inter / (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)[:, None].clamp(min=1e-12)
+
+
+def _match(det_boxes, gt_boxes, thr: float, crowd=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Detections already in score order -> (true positive, ignored) bool flags [n], pycocotools' greedy
+    matching: each detection takes the unmatched ground-truth box of highest IoU >= ``thr`` (the last such
+    box in annotation order on a tie, as pycocotools); one that takes none but covers a crowd region
+    (``crowd`` [m] bool; intersection over the detection's area >= ``thr``) is ignored, neither a true nor
+    a false positive."""
+    n = len(det_boxes)
+    tp, ignored = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+    if n == 0 or len(gt_boxes) == 0:
+        return tp, ignored
+    crowd = torch.zeros(len(gt_boxes), dtype=torch.bool) if crowd is None else crowd.bool()
+    regular = gt_boxes[~crowd]
+    if len(regular):
+        iou = box_iou(det_boxes.double(), regular.double())
+        taken = torch.zeros(len(regular), dtype=torch.bool)
+        for i in range(n):
+            cand = iou[i].masked_fill(taken, -1.0)
+            j = len(cand) - 1 - int(cand.flip(0).argmax())
+            if cand[j] >= thr:
+                tp[i], taken[j] = True, True
+    if crowd.any():
+        ignored = ~tp & (box_ioa(det_boxes.double(), gt_boxes[crowd].double()) >= thr).any(1)
+    return tp, ignored
 
 
 def interpolated_ap(scores: torch.Tensor, tp: torch.Tensor, num_gt: int) -> float:
@@ -103,22 +123,31 @@ def class_ap(dets: list[dict], gts: list[dict], num_classes: int, thr: float) ->
     """Per-class AP at one IoU threshold.
 
     ``dets[i]``: ``boxes`` [k, 4], ``scores`` [k], ``labels`` [k] of image i; ``gts[i]``: ``boxes``,
-    ``labels``.
+    ``labels`` and optionally ``crowd`` [k] bool (crowd regions: not counted as ground truth, detections on
+    them ignored).
     """
     out = {}
     for c in range(num_classes):
         scores, flags, num_gt = [], [], 0
         for d, g in zip(dets, gts, strict=True):
-            gb = g["boxes"][g["labels"] == c]
-            num_gt += len(gb)
+            mine = g["labels"] == c
+            gb, crowd = g["boxes"][mine], crowd_flags(g)[mine]
+            num_gt += int((~crowd).sum())
             keep = d["labels"] == c
             s = d["scores"][keep]
             order = torch.sort(s.double(), descending=True, stable=True).indices
-            scores.append(s[order])
-            flags.append(_match(d["boxes"][keep][order], gb, thr))
+            tp, ignored = _match(d["boxes"][keep][order], gb, thr, crowd)
+            scores.append(s[order][~ignored])
+            flags.append(tp[~ignored])
         if num_gt:
             out[c] = interpolated_ap(torch.cat(scores), torch.cat(flags), num_gt)
     return out
+
+
+def crowd_flags(gt: dict) -> torch.Tensor:
+    """The ``crowd`` flags of one image's ground truth, all False where it has none."""
+    crowd = gt.get("crowd")
+    return torch.zeros(len(gt["labels"]), dtype=torch.bool) if crowd is None else crowd.bool()
 
 
 def box_ap(dets: list[dict], gts: list[dict], num_classes: int) -> dict:
