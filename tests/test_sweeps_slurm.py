@@ -116,3 +116,59 @@ def test_a_rerun_while_the_sweeps_jobs_wait_in_the_queue_sees_them_as_active(slu
     finally:
         if arrays:
             subprocess.run(["scancel", *sorted(arrays)], env=slurm_cluster.environ(), check=False)
+
+
+def test_sweeps_evaluate_probes_each_run_as_one_slurm_job_whose_two_tasks_share_the_extraction(
+    slurm_cluster, compose_cfg, tmp_path
+):
+    """``python -m sweeps.evaluate`` on the cluster: one SLURM job per completed run (the failed run is
+    skipped), each of two tasks (``cluster.tasks_per_node=2``) that extract the features together over
+    gloo; the scores and cached features are those of one local process probing a copy of the run."""
+    import json
+    import shutil
+
+    import torch
+    import yaml
+
+    from tests.test_evaluate_ranks import PROBES, TASKS
+    from tests.test_probes_folders import write_imagefolder
+    from tests.test_sweep_evaluate import _sweep
+
+    folder = tmp_path / "sweeps_out" / "mask_ratio"
+    runs = _sweep(compose_cfg, folder)
+    alone = tmp_path / "alone"
+    shutil.copytree(runs[0], alone)
+    root = write_imagefolder(tmp_path / "data", n=(7, 5))
+    probes = tmp_path / "probes.yaml"
+    probes.write_text(yaml.safe_dump({**PROBES, "workers": 0, "tasks": {"in_linear": TASKS["in_linear"]}}))
+    common = [f"probes={probes}", f"data_root={root}", "cache=true", "threads=1", "device=cpu"]
+    jobs_before = slurm_jobs(slurm_cluster)
+    env = {**slurm_cluster.environ(), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "sweeps.evaluate", str(folder), *common, "launcher=slurm", "cluster=local"]
+    res = subprocess.run(
+        [*cmd, "cluster.tasks_per_node=2"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 run(s) to probe on slurm" in res.stdout and "probed 2, skipped 1, failed 0" in res.stdout
+    assert len(slurm_jobs(slurm_cluster) - jobs_before) == 2
+    logs = "".join(p.read_text() for p in (folder / ".submitit").rglob("*_log.out"))
+    assert logs.count("merged") == 2  # rank 0 of each job writes, once
+
+    local = subprocess.run(
+        [sys.executable, "-m", "vjepa.evaluate", f"run_dir={alone}", *common],
+        env={k: v for k, v in env.items() if not k.startswith("SLURM_")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert local.returncode == 0, local.stdout + local.stderr
+    on_slurm, by_one = (json.loads((d / "metrics.json").read_text()) for d in (runs[0], alone))
+    scores = {
+        k: v for k, v in by_one.items() if k.startswith("probe/in_linear/") and not k.endswith("time_s")
+    }
+    assert scores and scores == {k: on_slurm[k] for k in scores}
+    caches = sorted(p.name for p in (alone / "probe_cache").iterdir())
+    assert caches == sorted(p.name for p in (runs[0] / "probe_cache").iterdir())
+    for name in caches:
+        a, b = torch.load(alone / "probe_cache" / name), torch.load(runs[0] / "probe_cache" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a)
