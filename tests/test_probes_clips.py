@@ -106,6 +106,45 @@ def test_clips_and_views_of_a_test_video(tmp_path):
     assert not torch.equal(val["image"][0], val["image"][3])
     train = load(spec, str(path), 1, (32, 32), "train")
     assert train["image"].shape == (1, 3, 4, 32, 32)
+    # the one train clip is the temporal centre's centre crop: a 1 x 1 test reading
+    centre = load({**spec, "test_clips": 1, "test_views": 1}, str(path), 1, (32, 32), "val")["image"][0]
+    assert torch.equal(train["image"][0], centre)
+
+
+def test_train_clips_are_random_clips_drawn_the_same_every_time(tmp_path):
+    """train_clips=4: four clips of the train video at random starts and crop places, the same on every read
+    and for every copy of the spec (the generator is seeded by the spec's seed and the video's path), others
+    with another seed."""
+    rng = np.random.default_rng(0)
+    path = write_video(tmp_path / "a.mp4", COLOURS[0], rng, n=24, w=64, h=40)
+    spec = {"frames": 4, "frame_stride": 2, "train_clips": 4, "seed": 0}
+    first = load(spec, str(path), 2, (32, 32), "train")
+    assert first["image"].shape == (4, 3, 4, 32, 32) and int(first["target"]) == 2
+    assert torch.equal(first["image"], load(dict(spec), str(path), 2, (32, 32), "train")["image"])
+    distinct = {first["image"][k].numpy().tobytes() for k in range(4)}
+    assert len(distinct) == 4
+    other = load({**spec, "seed": 1}, str(path), 2, (32, 32), "train")["image"]
+    assert not torch.equal(first["image"], other)
+
+
+def test_train_clips_multiply_the_train_rows_and_repeat_their_labels(tmp_path, encoder):
+    from vjepa.probes.datasets import resolve_spec
+    from vjepa.probes.stream import extract_folder, storage
+
+    root = write_clips(tmp_path)
+    task = TASKS["ssv2_attentive"]
+    data_spec = {**task["data"], "train_clips": 3}
+    spec = resolve_spec(data_spec, {"image_size": 32, "video_size": 32, "frames": 4, "patch_size": 8})
+    data = folders.index(spec, root)
+    feats = extract_folder(encoder, data, [-1], storage(task, spec), 6, 0, "cpu")
+    assert feats["train"].shape == (12 * 3, 8, 64) and int(feats["views"]) == 6
+    labels = torch.tensor([label for _, label in data.samples["train"]])
+    assert torch.equal(feats["y_train"], labels.repeat_interleave(3))
+    assert feats["val"].shape == (6 * 6, 8, 64) and feats["y_val"].shape == (6,)
+    one = extract_folder(
+        encoder, folders.index({**spec, "train_clips": 1}, root), [-1], storage(task, spec), 6, 0, "cpu"
+    )
+    assert torch.equal(one["val"], feats["val"])  # the val reading does not change
 
 
 def test_video_linear_and_attentive_beat_shuffled_labels(tmp_path, encoder):

@@ -109,7 +109,7 @@ def _check_probes(e: list[str], probes, depth) -> None:
         for setting, least in (("pixels_per_image", 1), ("token_grid", 1), ("time_grid", 1)):
             if task.get(setting) is not None:
                 _count(e, f"{key}.{setting}", task.get(setting), least)
-        for setting in ("test_clips", "test_views", "n_train", "n_val"):
+        for setting in ("train_clips", "test_clips", "test_views", "n_train", "n_val"):
             if hasattr(data, "get") and data.get("name") in FOLDER_FORMATS and data.get(setting) is not None:
                 _count(e, f"{key}.data.{setting}", data.get(setting), 1)
         for setting, least in (("bootstrap", 0), ("refits", 1), ("k", 1)):

@@ -8,15 +8,21 @@ a line without an integer label, or a label outside ``0..num_classes - 1`` (``nu
 largest train label + 1) raises ``DataFileError`` naming the list, the line and the video, whatever
 ``on_error``. ``load(spec, path, label, size, split)`` decodes one video (PyAV, ``vjepa.data.video``) and
 cuts its clips: ``frames`` frames ``frame_stride`` apart, the frames resized so the shorter side covers the
-size; the train split gives one clip (the temporal centre, the centre crop), the val split
-``test_clips`` clips with evenly spaced starts times ``test_views`` spatial crops spread along the longer
-side, as V-JEPA's attentive evaluation reads a test video; the probe averages the predicted probabilities
-of a video's clips and views (``vjepa.probes.classify``). Returns ``{"image": uint8 [clips * views, 3, frames, H, W], "target": label}``.
+size. The train split gives ``train_clips`` clips a video, each a training sample of the video's label:
+with 1 (the default) the temporal centre and the centre crop; with more, each clip's start and its crop's
+place along the longer side drawn at random, from a generator seeded by the data spec's ``seed`` and the
+video's path (every rank, worker and rerun reads the same clips): the frozen-feature stand-in for the
+random clips and crops Meta's attentive probe draws anew each epoch. The val split gives ``test_clips``
+clips with evenly spaced starts times ``test_views`` spatial crops spread along the longer side, as
+V-JEPA's attentive evaluation reads a test video; the probe averages the predicted probabilities of a
+video's clips and views (``vjepa.probes.classify``). Returns ``{"image": uint8 [clips * views, 3, frames,
+H, W], "target": label}``.
 A missing or unreadable video raises ``DataFileError`` naming the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -103,20 +109,42 @@ def _offsets(slack: int, views: int) -> list[int]:
     return [round(j * slack / (views - 1)) for j in range(views)]
 
 
+def _video_generator(seed: int, path: str) -> torch.Generator:
+    digest = hashlib.sha256(f"{int(seed)}/{path}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
 def load(spec: dict, path: str, label: int, size: tuple[int, int], split: str) -> dict:
     from vjepa.data.video import clip_indices
 
     h, w = size
     video = _decoded(path, min(size))
     frames, stride = int(spec["frames"]), float(spec["frame_stride"])
-    n_clips, n_views = (int(spec["test_clips"]), int(spec["test_views"])) if split == "val" else (1, 1)
-    idx = torch.cat([clip_indices(len(video), frames, stride, (k + 0.5) / n_clips) for k in range(n_clips)])
+    if split == "val":
+        n_clips, n_views = int(spec["test_clips"]), int(spec["test_views"])
+        starts = [(k + 0.5) / n_clips for k in range(n_clips)]
+    else:
+        n_clips, n_views = int(spec.get("train_clips", 1)), 1
+        g = _video_generator(spec.get("seed", 0), path) if n_clips > 1 else None
+        starts = torch.rand(n_clips, generator=g).tolist() if g is not None else [0.5]
+    idx = torch.cat([clip_indices(len(video), frames, stride, u) for u in starts])
     x = _covering(video[idx], size)  # [clips * frames, 3, H', W']
     tall = x.shape[-2] - h > x.shape[-1] - w  # views spread along the longer side
-    crops = []
-    for o in _offsets(x.shape[-2] - h if tall else x.shape[-1] - w, n_views):
-        top, left = (o, (x.shape[-1] - w) // 2) if tall else ((x.shape[-2] - h) // 2, o)
-        crops.append(x[..., top : top + h, left : left + w])
-    clips = torch.stack(crops, 1).unflatten(0, (n_clips, frames))  # [clips, frames, views, 3, h, w]
+    slack = x.shape[-2] - h if tall else x.shape[-1] - w
+    if split != "val" and n_clips > 1:  # one crop a clip, at a random place
+        places = torch.randint(slack + 1, (n_clips,), generator=g).tolist()
+        x = x.unflatten(0, (n_clips, frames))
+        crops = [_crop(x[k], places[k], tall, size) for k in range(n_clips)]
+        clips = torch.stack(crops)[:, :, None]  # [clips, frames, 1, 3, h, w]
+    else:
+        crops = [_crop(x, o, tall, size) for o in _offsets(slack, n_views)]
+        clips = torch.stack(crops, 1).unflatten(0, (n_clips, frames))  # [clips, frames, views, 3, h, w]
     clips = clips.permute(0, 2, 3, 1, 4, 5).flatten(0, 1)  # [clips * views, 3, frames, h, w]
     return {"image": clips.contiguous(), "target": torch.tensor(int(label))}
+
+
+def _crop(x: torch.Tensor, place: int, tall: bool, size: tuple[int, int]) -> torch.Tensor:
+    """The ``size`` crop of frames ``x`` [..., H', W'] at ``place`` along the longer side, centred across."""
+    h, w = size
+    top, left = (place, (x.shape[-1] - w) // 2) if tall else ((x.shape[-2] - h) // 2, place)
+    return x[..., top : top + h, left : left + w]

@@ -24,10 +24,10 @@ for the caller to count and leave out. Formats (``name``; ``folder`` under the d
                   sync, val official_splits/test
     video_list    clip lists, ``<folder>/<split>`` a text file of ``<video path> <label>`` lines
                   (``vjepa.probes.clips``): target: the class index; image: uint8 [clips * views, 3, T, H, W].
-                  Defaults: folder kinetics400, train train.csv, val val.csv, frame_stride 2, test_clips 1,
-                  test_views 1, num_classes null (the largest train label + 1); frames: the run's
+                  Defaults: folder kinetics400, train train.csv, val val.csv, frame_stride 2, train_clips 1,
+                  test_clips 1, test_views 1, num_classes null (the largest train label + 1); frames: the run's
     coco          COCO detection (``vjepa.probes.coco``): ``<folder>/annotations/instances_<split>.json`` and
-                  ``<folder>/<split>/<file_name>``; target: {"boxes" [k, 4] px, "labels" [k]}. Defaults:
+                  ``<folder>/<split>/<file_name>``; target: {"boxes" [k, 4] px, "labels" [k], "crowd" [k]}. Defaults:
                   folder coco, train train2017, val val2017
 
 A file a clip list or COCO JSON names but that does not exist is an error while indexing with ``on_error:
@@ -84,6 +84,7 @@ DEFAULTS = {
         "val": "val.csv",
         "num_classes": None,
         "frame_stride": 2,
+        "train_clips": 1,
         "test_clips": 1,
         "test_views": 1,
     },

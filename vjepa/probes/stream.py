@@ -13,7 +13,8 @@ so memory is bounded by the stored features, never by the images:
                                          same); ``y``: [N]
     storage {"token_grid": g,            video classification (clips): tokens average-pooled to t x g x g
              "time_grid": t}             (t capped at the clips' token frames), float16 [N, t*g*g, D];
-                                         val videos give clips * views rows each, in order
+                                         train videos give train_clips rows each (labels repeated),
+                                         val videos clips * views rows each, in order
     storage {"tokens": "all"}            detection: every token of each image, float16 [N, L, D], both
                                          splits; ``y``: a list of {"boxes", "labels"} per image
     storage {"pixels_per_image": P,      dense tasks (seg, depth): per train image, the features
@@ -154,14 +155,18 @@ def _pass(encoder, dataset, data, split: str, layers, store: dict, batch_size: i
         skipped += len(batch["errors"])
         if batch["image"] is None:
             continue
-        x = batch["image"]
+        x, target = batch["image"], batch["target"]
         if x.ndim == 6:  # clips: [B, clips * views, 3, T, H, W]
-            views, x = x.shape[1], x.flatten(0, 1)
+            if split == "val":
+                views = x.shape[1]
+            else:  # train clips: each a sample of its video's label
+                target = target.repeat_interleave(x.shape[1])
+            x = x.flatten(0, 1)
         x = prepare(x, data.size).to(device)
         with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
             tokens = torch.cat(encoder_layers(encoder, x, layers), dim=-1).float()
         grid = tuple(encoder.grid(x[:1]))
-        f, y = _kept(tokens, grid, batch["target"], store, split, data.size, g)
+        f, y = _kept(tokens, grid, target, store, split, data.size, g)
         feats.append(f)
         if torch.is_tensor(y):
             ys.append(y)
@@ -177,6 +182,8 @@ def _split(encoder, data, split: str, layers, store: dict, batch_size: int, work
     per = 1
     if split == "val" and "test_clips" in data.spec:
         per = int(data.spec["test_clips"]) * int(data.spec["test_views"])
+    elif "train_clips" in data.spec:
+        per = int(data.spec["train_clips"])
     bs = max(1, batch_size // per)  # clips: ``batch_size`` clips per encoder forward
     dataset = data.split(split)
     sequential = split == "train" and "pixels_per_image" in store
