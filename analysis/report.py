@@ -208,9 +208,10 @@ def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | 
         "tables but is left out of the tallies, the counts of leads and the corrected families; where the "
         "random-init encoder was not probed, the range is said to be unknown.\n",
         "A pair by seed is clean only where its two runs computed with the same numerics: the same "
-        "configuration under other code (a probe or data change, another torch build or CPU) may give other "
-        "numbers. How we know: runs record the numerics id of the code that trained and probed them (a hash "
-        "of the golden run's numbers, `vjepa/golden.py`) and the platform; for runs made before that, the "
+        "configuration under other code (a probe or data change, another torch build or CPU), or on a CPU "
+        "at another number of threads, may give other numbers. How we know: runs record the numerics id of "
+        "the code that trained and probed them (a hash of the golden run's numbers, `vjepa/golden.py`), the "
+        "platform and the thread count; for runs made before the numerics id, the "
         "code version (git describe) stands for it, and two code versions are taken to possibly differ "
         "(`analysis/numerics.py`). Each group below says which its runs have. A pair whose two runs differ "
         "(an ingredient's or a lead's two variants, or a run and the random-init number another run of its "
