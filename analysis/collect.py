@@ -27,6 +27,7 @@ gives the sweep name and preset (a search's trials ``<out>/hpo/<study>/preset=<p
   of the code that trained / last probed the run, and ``platform`` / ``probe_platform`` where (device, CPU
   instruction set or GPU, torch build); empty for runs made before the engine recorded them (analysis then
   goes by ``code_version``: ``analysis.numerics``). Other probe prefixes likewise: ``probe_random_numerics``;
+  ``probe_threads`` (likewise ``probe_random_threads``): the torch threads the probes ran at, where recorded;
 * ``reused_from``: for a run a sweep adopted from another sweep's identical run (``sweeps/common.py``), that
   run's directory (relative to this run's parent), else empty: drop such rows when pooling sweeps;
 * ``command``: the command that produces the group's runs, reconstructed from the runs themselves (a sweep is
@@ -227,7 +228,7 @@ def read_run(run_dir: Path) -> dict:
     row.update({f"override/{k}": v for k, v in parsed.items()})
     semantic = _without({k: v for k, v in cfg.items() if k not in ("probes", "hydra")}, _resume_free())
     row.update({f"config/{k}": v for k, v in flatten(semantic, sep=".").items()})
-    for k in [k for k in final if k.count("/") == 1 and k.split("/")[1] in NUMERICS_KEYS]:
+    for k in [k for k in final if k.count("/") == 1 and k.split("/")[1] in (*NUMERICS_KEYS, "threads")]:
         prefix, key = k.split("/")
         row[f"{prefix}_{key}"] = final.pop(k)  # probe/numerics -> probe_numerics, a text column
     row.update({k: v for k, v in final.items() if k not in row})

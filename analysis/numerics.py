@@ -11,7 +11,8 @@ bf16 on a GPU) gives other numbers (e.g. the same loss to 8 digits but a CIFAR-1
 * runs that recorded them (``numerics``, ``platform``, ``probe_numerics``, ``probe_platform`` in
   results.csv: ``vjepa.golden``): ``numerics <id> on <platform>``, with `` (bf16)`` for an arithmetic other
   than fp32, `` at <n> threads`` for a CPU run at more than one torch thread (the thread count changes the
-  float rounding: the golden numerics are one thread's) and, for probe metrics, ``; probed: numerics <id> on <platform>`` where the probes ran with
+  float rounding: the golden numerics are one thread's) and, for probe metrics (their thread count is
+  ``probe_threads``, where recorded), ``; probed: numerics <id> on <platform>`` where the probes ran with
   other numerics or elsewhere than the training;
 * runs made before that: ``code <code_version>`` (unknown numerics: the code version is the best proxy, and
   two code versions are assumed to possibly differ), with `` on cuda (bf16)`` and the like where the
@@ -56,12 +57,17 @@ def _arithmetic(row: Mapping) -> str:
     return f" ({precision})" if precision and precision != "fp32" else ""
 
 
-def _threads(row: Mapping) -> str:
-    """`` at <n> threads`` for a CPU run recorded at more than one torch thread, else empty: on CPU the
-    thread count splits reductions differently (losses differ in the last bits within ten steps)."""
-    device = (_text(row.get("device")) or "cpu").split(":")[0]
-    threads = _text(row.get("threads"))
-    if device != "cpu" or threads is None:
+def _threads(row: Mapping, probes: bool = False) -> str:
+    """`` at <n> threads`` for a CPU run (``probes``: CPU probes, ``probe_threads``) recorded at more than one
+    torch thread, else empty: on CPU the thread count splits reductions differently (the losses of a run
+    differ in the last bits within ten steps)."""
+    if probes:
+        cpu = (_text(row.get("probe_platform")) or _text(row.get("platform")) or "cpu").startswith("cpu")
+        threads = _text(row.get("probe_threads"))
+    else:
+        cpu = (_text(row.get("device")) or "cpu").split(":")[0] == "cpu"
+        threads = _text(row.get("threads"))
+    if not cpu or threads is None:
         return ""
     n = int(float(threads))
     return f" at {n} threads" if n != 1 else ""
@@ -89,10 +95,12 @@ def run_key(row: Mapping, metric: str | None = None) -> str:
     probe_numerics, probe_platform = _text(row.get("probe_numerics")), _text(row.get("probe_platform"))
     if probe_numerics is None and probe_platform is None:
         return trained  # not probed, or probed with the training (which records them since it records these)
-    if (probe_numerics, probe_platform) == (numerics, platform):
+    # probes that recorded no thread count ran at the training's (in its process, or before it was recorded)
+    probe_threads = _threads(row, probes=True) if _text(row.get("probe_threads")) else _threads(row)
+    if (probe_numerics, probe_platform, probe_threads) == (numerics, platform, _threads(row)):
         return trained
     probed = f"numerics {probe_numerics or '?'}" + (f" on {probe_platform}" if probe_platform else "")
-    return f"{trained}; probed: {probed}"
+    return f"{trained}; probed: {probed}{probe_threads}"
 
 
 def numerics_key(runs: pd.DataFrame, metric: str | None = None) -> pd.Series:

@@ -152,6 +152,7 @@ def test_runs_record_their_numerics_and_platform(golden_runs):
     for d in (status, final):
         assert d["numerics"] == numerics_id() and d["platform"] == platform("cpu")
     assert final["probe/numerics"] == numerics_id() and final["probe/platform"] == platform("cpu")
+    assert final["probe/threads"] == 1  # golden probes run at one thread (vjepa.golden)
 
 
 def test_a_run_resumed_with_other_numerics_records_both(compose_cfg, monkeypatch):
@@ -183,6 +184,7 @@ def test_collect_carries_numerics_into_text_columns(golden_runs, tmp_path):
     assert row["numerics"] == row["probe_numerics"] == numerics_id()
     assert row["platform"] == row["probe_platform"] == platform("cpu")
     assert "probe/numerics" not in row and "probe/platform" not in row
+    assert row["probe_threads"] == 1 and "probe/threads" not in row
     # a run made before the numerics were recorded: empty columns
     old = tmp_path / "old"
     shutil.copytree(run, old, ignore=shutil.ignore_patterns("checkpoints"))
@@ -246,6 +248,25 @@ def test_a_cpu_run_at_another_thread_count_crosses_numerics():
     assert crossing_pairs(runs.assign(device="cuda:0", precision="bf16"), "a", "b") == []
     old = _two_seeds("threads", 1, 4).assign(device="cpu")  # before the numerics id: by code version
     assert numerics_key(old).iloc[1] == "code abc1234 at 4 threads" and crossing_pairs(old, "a", "b") == [0]
+    # all trained at one thread, b of seed 0 probed again at 2 (vjepa.evaluate threads=auto): probe scores
+    # cross, training metrics do not; probes recorded at one thread, or not recorded, do not cross
+    cpu = "cpu x86_64 AVX2, torch 2"
+    ids = {
+        "numerics": "111111111111",
+        "probe_numerics": "111111111111",
+        "platform": cpu,
+        "probe_platform": cpu,
+    }
+    probed = _two_seeds("probe_threads", 1, 2).assign(threads=1, device="cpu", **ids)
+    assert crossing_pairs(probed, "a", "b", "probe/x/top1") == [0]
+    assert crossing_pairs(probed, "a", "b", "loss_final") == []
+    assert numerics_key(probed, "probe/x/top1").iloc[1] == (
+        f"numerics 111111111111 on {cpu}; probed: numerics 111111111111 on {cpu} at 2 threads"
+    )
+    assert crossing_pairs(probed.assign(probe_threads=1), "a", "b") == []
+    assert crossing_pairs(probed.drop(columns="probe_threads"), "a", "b") == []
+    gpu = probed.assign(probe_platform="cuda NVIDIA H100, torch 2", threads=1)
+    assert crossing_pairs(gpu, "a", "b") == []  # host threads do not round a GPU's probes
 
 
 def test_unrecorded_numerics_go_by_code_version():

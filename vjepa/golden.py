@@ -76,7 +76,7 @@ RUNS = {
     "block": (("loss=block",), None),
 }
 # logged keys that are not numerics: times, rates, counts set by the configuration
-NOT_NUMERICS = ("wall_time_s", "samples_per_s", "tokens_per_s", "numerics", "platform")
+NOT_NUMERICS = ("wall_time_s", "samples_per_s", "tokens_per_s", "numerics", "platform", "threads")
 NOT_NUMERICS_PREFIX = ("tokens_", "skipped_")
 
 
@@ -342,7 +342,9 @@ def main(argv=None) -> None:
         new = write(args.file)
         took = f"{time.perf_counter() - t0:.1f} s"
         if new != numerics_id(args.file):  # a platform's own file: the numbers of the reference's code here
-            print(f"[golden] wrote {args.file} on {platform('cpu')} beside the reference numerics {new}, {took}")
+            print(
+                f"[golden] wrote {args.file} on {platform('cpu')} beside the reference numerics {new}, {took}"
+            )
             return
         change = "unchanged" if new == before else f"was {before}"
         print(f"[golden] wrote {args.file}: numerics {new} ({change}), {took}")
@@ -359,7 +361,9 @@ def main(argv=None) -> None:
     diffs, written_on = check(args.file)
     left_out = [n for n in RUNS if n not in (golden.get("runs") or {})]
     if left_out:
-        print(f"[golden] {args.file} records no {', '.join(left_out)} run: not checked here (--write adds it)")
+        print(
+            f"[golden] {args.file} records no {', '.join(left_out)} run: not checked here (--write adds it)"
+        )
     if diffs:
         print(describe(diffs, args.file, written_on), file=sys.stderr)
         sys.exit(1)

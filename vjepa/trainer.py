@@ -368,14 +368,15 @@ def skipped_probes(probes_cfg, results: dict) -> list[str]:
     return [name for name in probes_cfg.get("tasks") or {} if f"probe/{name}/time_s" not in results]
 
 
-def probe_numerics(results: dict, device) -> dict[str, str | None]:
-    """``<prefix>/numerics`` and ``<prefix>/platform`` for each probe prefix of ``results`` (``probe``,
-    ``probe_random``, ...): the numerics id of the code that probed now and where (the probes may be run
-    again later, by other code, elsewhere)."""
+def probe_numerics(results: dict, device) -> dict[str, str | int | None]:
+    """``<prefix>/numerics``, ``<prefix>/platform`` and ``<prefix>/threads`` for each probe prefix of
+    ``results`` (``probe``, ``probe_random``, ...): the numerics id of the code that probed now, where, and at
+    how many torch threads (on CPU the count changes the rounding; the probes may be run again later, by
+    other code, elsewhere)."""
     from vjepa.golden import numerics_id, platform
 
     prefixes = {k.split("/", 1)[0] for k in results if "/" in k and k.startswith("probe")}
-    ids = {"numerics": numerics_id(), "platform": platform(device)}
+    ids = {"numerics": numerics_id(), "platform": platform(device), "threads": torch.get_num_threads()}
     return {f"{p}/{k}": v for p in sorted(prefixes) for k, v in ids.items()}
 
 
