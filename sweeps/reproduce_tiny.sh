@@ -11,6 +11,8 @@
 # points shared between sweeps (the preset's own values) are trained once and adopted by the others.
 # On a machine without the run directories of earlier sessions, pass hydra.sweeper.recorded=reports/results.csv:
 # the points the committed table records as completed (same configuration) are skipped.
+# Across machines of more than one kind: PYTHON=sweeps/pin_platform.py keeps each sweep on the platform (CPU
+# instruction set, GPU, torch build) of its completed runs, so no table mixes roundings.
 # Then: nox -s report -- sweeps_out --update   (collect into reports/, keeping the recorded runs; regenerate)
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -485,7 +485,11 @@ def test_the_reproduction_trains_every_run_at_one_thread(tmp_path):
         assert res.returncode == 0, res.stderr
     calls = [c.split() for c in (tmp_path / "calls").read_text().splitlines()]
     sweeps = [c for c in calls if c[0].startswith("sweeps/")]
-    assert len(sweeps) == 8 and {Path(c[0]).stem for c in sweeps} >= {"loss_granularity", "data_mix", "recipe"}
+    assert len(sweeps) == 8 and {Path(c[0]).stem for c in sweeps} >= {
+        "loss_granularity",
+        "data_mix",
+        "recipe",
+    }
     assert all(c.count("threads=1") == 1 and "preset=tiny" in c for c in sweeps), sweeps
 
 
@@ -1153,3 +1157,54 @@ def test_python_m_sweeps_runs_a_sweep_declared_by_its_yaml_alone(tmp_path):
     out = plan.stdout + plan.stderr
     assert "loss.target_norm=layer" in out and "loss.target_norm=none" in out
     assert not any(tmp_path.glob("target_norm/*/*/config.yaml"))  # a dry run trains nothing
+
+
+def test_a_reproduction_step_runs_only_on_the_platform_its_table_was_trained_on(
+    tmp_path, monkeypatch, capsys
+):
+    """sweeps/pin_platform.py, the reproduction scripts' Python: a sweep whose completed runs were trained on
+    another platform is skipped (exit 0, said), one with none or with runs of this platform runs, and a
+    random-init probe runs only where its run was trained; other commands run unchanged."""
+    import sweeps.pin_platform as pin
+    from vjepa.golden import platform
+
+    here, avx2 = platform("cpu"), "cpu x86_64 AVX2-or-other, torch 0"
+    out = tmp_path / "sweeps_out"
+    monkeypatch.setenv("VJEPA_SWEEPS_OUT", str(out))
+
+    def run(sweep, name, where, state="completed"):
+        d = out / sweep / "preset=tiny" / name
+        write_status(d, state)
+        write_json(d / "metrics.json", {"platform": where})
+        return d
+
+    elsewhere = run("loss_granularity", "loss=block,seed=0", avx2)
+    run("loss_granularity", "loss=token,seed=0", avx2)
+    run("predictor_width", "predictor.width=16,seed=0", here)
+    run("predictor_width", "predictor.width=32,seed=0", avx2, state="failed")  # not completed: no pin
+    args = ["preset=tiny", "threads=1", "device=cpu"]
+    why = pin.reason_to_skip(["sweeps/loss_granularity.py", *args])
+    assert (
+        why
+        == f"sweep loss_granularity: its completed runs were trained elsewhere (2 on {avx2}); this machine is {here}"
+    )
+    assert pin.reason_to_skip(["sweeps/predictor_width.py", *args]) is None
+    assert pin.reason_to_skip(["sweeps/data_mix.py", *args]) is None  # nothing done yet: starts here
+    run("mask_ratio", "mask.ratio=0.6,seed=0", here)
+    run("mask_ratio", "mask.ratio=0.9,seed=0", avx2)
+    assert "1 on" in pin.reason_to_skip(["sweeps/mask_ratio.py", *args])  # mixed: never added to
+    probe = ["-m", "vjepa.evaluate", f"run_dir={elsewhere}", "baseline=only", "threads=1"]
+    assert pin.reason_to_skip(probe) == (
+        f"random-init probe of {elsewhere}: trained on {avx2}, this machine is {here}"
+    )
+    local = out / "predictor_width" / "preset=tiny" / "predictor.width=16,seed=0"
+    assert pin.reason_to_skip(["-m", "vjepa.evaluate", f"run_dir={local}", "baseline=only"]) is None
+    assert pin.main(["sweeps/loss_granularity.py", *args]) == 0
+    assert "[pin] skipped sweep loss_granularity" in capsys.readouterr().out
+
+    script = ROOT / "sweeps" / "pin_platform.py"
+    ran = subprocess.run(
+        [sys.executable, str(script), "-c", "import sys; print('ran', sys.argv[1:])", "a=1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ran.returncode == 0 and ran.stdout.strip() == "ran ['a=1']", ran.stderr

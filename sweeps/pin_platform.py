@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Keep each table of a reproduction on one platform: the Python the reproduction scripts call
+(``PYTHON=sweeps/pin_platform.py bash sweeps/reproduce_tiny.sh ...``), which runs a step only where the
+table's runs were trained.
+
+The same code rounds differently on another CPU instruction set or torch build (``vjepa.golden.platform``:
+a tiny-preset run on an AVX512 CPU differs from the same run on AVX2 in the last bits from step 1, and no
+setting of torch, MKL or oneDNN makes the one reproduce the other), so runs of one table trained on two
+platforms pair across numerics. Machines that are lent for a few hours at a time are not all of one kind, so
+a reproduction run across them keeps each sweep on the platform of its completed runs:
+
+* ``pin_platform.py <sweep script> ARGS...`` (``sweeps/<name>.py``): runs the sweep unless completed runs
+  under ``${VJEPA_SWEEPS_OUT:-sweeps_out}/<name>/`` record another platform than this machine's (or more
+  than one): then it says so and exits 0, and the reproduction goes on to its next sweep. A sweep with no
+  completed run starts here and is pinned to this platform from then on.
+* ``pin_platform.py -m vjepa.evaluate run_dir=D ...`` (a random-init probe): runs unless D records another
+  platform, so a run and its random-init baseline are probed where it was trained.
+* anything else: runs unchanged.
+
+"This machine's platform" is that of the device the runs train on here (``device=cuda`` or ``auto`` with a
+GPU: the GPU's; else the CPU's). ``python -m sweeps.pin_platform --where SWEEPS_OUT`` lists each sweep's
+platforms and whether it runs here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def here(argv: list[str]) -> str:
+    """This machine's platform for the runs ``argv`` starts (their ``device=`` override, default auto)."""
+    import torch
+
+    from vjepa.golden import platform
+
+    device = next((a.split("=", 1)[1] for a in argv if a.startswith("device=")), "auto")
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return platform("cuda" if cuda else "cpu")
+
+
+def recorded_platforms(folder: Path) -> dict[str, list[Path]]:
+    """{platform: completed run directories} of the completed runs below ``folder`` (by metrics.json)."""
+    from vjepa.runfiles import read_json, recorded_state
+
+    found: dict[str, list[Path]] = {}
+    for status in sorted(Path(folder).glob("preset=*/*/status.json")):
+        run = status.parent
+        if recorded_state(run)[0] != "completed":
+            continue
+        where = read_json(run / "metrics.json").get("platform") or "unrecorded"
+        found.setdefault(where, []).append(run)
+    return found
+
+
+def blocked(platforms: dict[str, list[Path]], where: str) -> str | None:
+    """Why a table whose completed runs record ``platforms`` may not run on ``where``; None if it may."""
+    others = sorted(p for p in platforms if p != where)
+    if not others:
+        return None
+    counts = ", ".join(f"{len(platforms[p])} on {p}" for p in sorted(platforms))
+    return f"its completed runs were trained elsewhere ({counts}); this machine is {where}"
+
+
+def _sweeps_out() -> Path:
+    return Path(os.environ.get("VJEPA_SWEEPS_OUT", "sweeps_out"))
+
+
+def reason_to_skip(argv: list[str]) -> str | None:
+    """Why the step ``argv`` (the arguments after the Python) does not run here; None if it does."""
+    if argv and argv[0].endswith(".py") and Path(argv[0]).parent.name == "sweeps":
+        name = Path(argv[0]).stem
+        why = blocked(recorded_platforms(_sweeps_out() / name), here(argv[1:]))
+        return f"sweep {name}: {why}" if why else None
+    if argv[:2] == ["-m", "vjepa.evaluate"]:
+        from vjepa.runfiles import read_json
+
+        run = next((Path(a.split("=", 1)[1]) for a in argv if a.startswith("run_dir=")), None)
+        metrics = run / "metrics.json" if run is not None else None
+        recorded = read_json(metrics).get("platform") if metrics is not None and metrics.is_file() else None
+        where = here(argv[2:])
+        if recorded and recorded != where:
+            return f"random-init probe of {run}: trained on {recorded}, this machine is {where}"
+    return None
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--where"]:
+        root = Path(argv[1]) if len(argv) > 1 else _sweeps_out()
+        where = here([])
+        print(f"this machine: {where}")
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            platforms = recorded_platforms(folder)
+            counts = ", ".join(f"{len(runs)} on {p}" for p, runs in sorted(platforms.items())) or "none"
+            print(
+                f"  {folder.name}: completed {counts}: {'skipped' if blocked(platforms, where) else 'runs'} here"
+            )
+        return 0
+    why = reason_to_skip(argv)
+    if why:
+        print(f"[pin] skipped {why}", flush=True)
+        return 0
+    os.execv(sys.executable, [sys.executable, *argv])
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
