@@ -105,7 +105,7 @@ def box_ap_per_sample(dets: list[dict], gts: list[dict], num_classes: int) -> di
     """``{"ap50", "ap"}`` as ``vjepa.probes.metrics.box_ap`` computes them, recomputable under per-image
     weights (COCO matching is within an image, so a detection's true-positive flag does not change when
     images are resampled)."""
-    from vjepa.probes.metrics import COCO_IOUS, _match, crowd_flags
+    from vjepa.probes.metrics import COCO_IOUS, image_matches
 
     m = len(dets)
     curves = []  # per threshold: per class (image index, tp, ground-truth count per image)
@@ -114,16 +114,10 @@ def box_ap_per_sample(dets: list[dict], gts: list[dict], num_classes: int) -> di
         for c in range(num_classes):
             scores, flags, imgs, ngt = [], [], [], torch.zeros(m, dtype=torch.float64)
             for i, (d, g) in enumerate(zip(dets, gts, strict=True)):
-                mine = g["labels"] == c
-                gb, crowd = g["boxes"][mine], crowd_flags(g)[mine]
-                ngt[i] = int((~crowd).sum())
-                keep = d["labels"] == c
-                s = d["scores"][keep]
-                order = torch.sort(s.double(), descending=True, stable=True).indices
-                tp, ignored = _match(d["boxes"][keep][order], gb, thr, crowd)
-                scores.append(s[order][~ignored].double())
-                flags.append(tp[~ignored].double())
-                imgs.append(torch.full((int((~ignored).sum()),), i, dtype=torch.long))
+                s, tp, ngt[i] = image_matches(d, g, c, thr)
+                scores.append(s)
+                flags.append(tp.double())
+                imgs.append(torch.full((len(s),), i, dtype=torch.long))
             s, f, im = torch.cat(scores), torch.cat(flags), torch.cat(imgs)
             order = torch.sort(s, descending=True, stable=True).indices
             per_class.append((im[order], f[order], ngt))

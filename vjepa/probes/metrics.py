@@ -59,23 +59,26 @@ def top1(logits_or_pred: torch.Tensor, target: torch.Tensor) -> float:
     return (pred == target).double().mean().item()
 
 
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """[n, 4] x [m, 4] boxes (x0, y0, x1, y1) -> [n, m] IoU."""
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[:, 2:] - boxes[:, :2]).clamp(min=0).prod(-1)
+
+
+def _intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     lt = torch.maximum(a[:, None, :2], b[None, :, :2])
     rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-12)
+    return (rb - lt).clamp(min=0).prod(-1)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[n, 4] x [m, 4] boxes (x0, y0, x1, y1) -> [n, m] IoU."""
+    inter = _intersection(a, b)
+    return inter / (_area(a)[:, None] + _area(b)[None, :] - inter).clamp(min=1e-12)
 
 
 def box_ioa(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """[n, 4] x [m, 4] boxes -> [n, m] intersection over the area of ``a``'s box (COCO's IoU with a crowd
     region: the region's own area does not count)."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    return inter / (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)[:, None].clamp(min=1e-12)
+    return _intersection(a, b) / _area(a)[:, None].clamp(min=1e-12)
 
 
 def _match(det_boxes, gt_boxes, thr: float, crowd=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,6 +122,24 @@ def interpolated_ap(scores: torch.Tensor, tp: torch.Tensor, num_gt: int) -> floa
     return q.mean().item()
 
 
+def crowd_flags(gt: dict) -> torch.Tensor:
+    """The ``crowd`` flags of one image's ground truth, all False where it has none."""
+    crowd = gt.get("crowd")
+    return torch.zeros(len(gt["labels"]), dtype=torch.bool) if crowd is None else crowd.bool()
+
+
+def image_matches(det: dict, gt: dict, c: int, thr: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One image's detections of class ``c`` in score order (stable), those ignored on crowd regions left
+    out: (scores float64, true-positive flags bool, the number of its ground-truth boxes of ``c``)."""
+    mine = gt["labels"] == c
+    crowd = crowd_flags(gt)[mine]
+    keep = det["labels"] == c
+    s = det["scores"][keep].double()
+    order = torch.sort(s, descending=True, stable=True).indices
+    tp, ignored = _match(det["boxes"][keep][order], gt["boxes"][mine], thr, crowd)
+    return s[order][~ignored], tp[~ignored], int((~crowd).sum())
+
+
 def class_ap(dets: list[dict], gts: list[dict], num_classes: int, thr: float) -> dict[int, float]:
     """Per-class AP at one IoU threshold.
 
@@ -128,26 +149,13 @@ def class_ap(dets: list[dict], gts: list[dict], num_classes: int, thr: float) ->
     """
     out = {}
     for c in range(num_classes):
-        scores, flags, num_gt = [], [], 0
-        for d, g in zip(dets, gts, strict=True):
-            mine = g["labels"] == c
-            gb, crowd = g["boxes"][mine], crowd_flags(g)[mine]
-            num_gt += int((~crowd).sum())
-            keep = d["labels"] == c
-            s = d["scores"][keep]
-            order = torch.sort(s.double(), descending=True, stable=True).indices
-            tp, ignored = _match(d["boxes"][keep][order], gb, thr, crowd)
-            scores.append(s[order][~ignored])
-            flags.append(tp[~ignored])
+        matches = [image_matches(d, g, c, thr) for d, g in zip(dets, gts, strict=True)]
+        num_gt = sum(n for _, _, n in matches)
         if num_gt:
-            out[c] = interpolated_ap(torch.cat(scores), torch.cat(flags), num_gt)
+            out[c] = interpolated_ap(
+                torch.cat([s for s, _, _ in matches]), torch.cat([t for _, t, _ in matches]), num_gt
+            )
     return out
-
-
-def crowd_flags(gt: dict) -> torch.Tensor:
-    """The ``crowd`` flags of one image's ground truth, all False where it has none."""
-    crowd = gt.get("crowd")
-    return torch.zeros(len(gt["labels"]), dtype=torch.bool) if crowd is None else crowd.bool()
 
 
 def box_ap(dets: list[dict], gts: list[dict], num_classes: int) -> dict:
