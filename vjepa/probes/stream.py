@@ -122,8 +122,8 @@ def bound_the_heap() -> bool:
     sets one (``MALLOC_MMAP_THRESHOLD_``). By default glibc raises the
     threshold to the size of each mapped block freed, up to 32 MiB, after which the per-batch images and
     activations of that size come from the heap, whose fragments the trim cannot return: the peak then grows
-    with the folder (``reports/benchmarks/README.md``: +282 MB from 1,000 to 10,000 images at 224 px, +4 MB with
-    the threshold fixed, at some system time for mapping). True where it was set here."""
+    with the folder (measured in ``reports/benchmarks/README.md``, with and without the threshold fixed). True
+    where it was set here."""
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not _libc():
         return False
     return bool(_LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
