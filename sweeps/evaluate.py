@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -85,14 +86,22 @@ def run_dirs(folder: Path) -> list[Path]:
     return sorted(d for d in found if not any(part.startswith(".") for part in d.relative_to(folder).parts))
 
 
+def metrics_prefix(evaluate_args: list[str]) -> str:
+    """The metrics.json prefix the evaluation ``evaluate_args`` writes under (probe, probe_online, probe_random)."""
+    from vjepa.evaluate import PREFIX, parse
+
+    opts, _ = parse(["run_dir=.", *evaluate_args])
+    return "probe_random" if opts["baseline"] == "only" else PREFIX[opts["encoder"]]
+
+
 def missing_tasks(run_dir: Path, evaluate_args: list[str]) -> list[str]:
     """The tasks of the probe set ``evaluate_args`` names whose metrics ``run_dir``'s metrics.json lacks."""
-    from vjepa.evaluate import PREFIX, parse, probes_config
+    from vjepa.evaluate import parse, probes_config
     from vjepa.runfiles import read_json
 
     opts, overrides = parse([f"run_dir={run_dir}", *evaluate_args])
     probes = probes_config(OmegaConf.load(run_dir / "config.yaml"), opts["probes"], overrides)
-    prefix = "probe_random" if opts["baseline"] == "only" else PREFIX[opts["encoder"]]
+    prefix = metrics_prefix(evaluate_args)
     metrics = read_json(run_dir / "metrics.json")
     return [t for t in (probes.get("tasks") or {}) if f"{prefix}/{t}/time_s" not in metrics]
 
@@ -115,17 +124,49 @@ def plan(runs: list[Path], evaluate_args: list[str], force: bool) -> tuple[list[
     return todo, skipped
 
 
-def launch(todo: list[Path], folder: Path, own: dict, cluster, evaluate_args: list[str]) -> dict:
+def recorded_threads(completed: list[Path], evaluate_args: list[str]) -> Counter:
+    """{torch threads: runs} that earlier evaluations under this prefix recorded (``<prefix>/threads``)."""
+    from vjepa.runfiles import read_json
+
+    key = f"{metrics_prefix(evaluate_args)}/threads"
+    found = (read_json(run / "metrics.json").get(key) for run in completed)
+    return Counter(t for t in found if isinstance(t, int) and not isinstance(t, bool) and t > 0)
+
+
+def job_threads(
+    kind: str, completed: list[Path], own: dict, evaluate_args: list[str]
+) -> tuple[int, int | None]:
+    """(jobs at a time, torch threads to pass each job or None to pass none).
+
+    On CPU the thread count changes a probe's float rounding, so every probe of a folder should run at one
+    count: a ``threads=`` the user gave; else the count the folder's earlier probes recorded (the most common
+    one, with a warning when they differ); else, for local jobs, the CPUs shared among all the folder's
+    completed runs, not only those left to probe, so that probing the rest later gives the same count."""
+    given = [a.partition("=")[2] for a in evaluate_args if a.startswith("threads=")]
+    recorded = recorded_threads(completed, evaluate_args)
+    threads = None
+    if not given and recorded:
+        threads = recorded.most_common(1)[0][0]
+        if len(recorded) > 1:
+            counts = ", ".join(f"{n} run(s) at {t}" for t, n in sorted(recorded.items()))
+            print(
+                f"[eval] warning: earlier probes ran at different thread counts ({counts}); using {threads}"
+            )
+    if kind != "local":
+        return int(own["parallel"] or 4), threads
+    fixed = threads or (int(given[0]) if given and given[0].isdigit() else "auto")
+    slots, auto = local_slots(fixed, len(completed), own["parallel"], local_gpus())
+    return slots, None if given else auto
+
+
+def launch(todo: list[Path], folder: Path, own: dict, cluster, evaluate_args: list[str], completed) -> dict:
     """Submit one job per run, at most ``slots`` at a time; {run: (error or None, stderr log)}."""
     kind = default_launcher().removeprefix("submitit_") if own["launcher"] == "auto" else str(own["launcher"])
-    slots, threads = int(own["parallel"] or 4), None
-    if kind == "local":
-        slots, threads = local_slots("auto", len(todo), own["parallel"], local_gpus())
-    if any(a.startswith("threads=") for a in evaluate_args):
-        threads = None
+    slots, threads = job_threads(kind, completed, own, evaluate_args)
     extra = [f"threads={threads}"] if threads else []
     executor = make_executor(kind, folder / ".submitit" / "%j", cluster, f"eval-{folder.name}")
-    print(f"[eval] {len(todo)} run(s) to probe on {kind}, {slots} at a time", flush=True)
+    at = f", {threads} torch thread(s) each" if threads else ""
+    print(f"[eval] {len(todo)} run(s) to probe on {kind}, {slots} at a time{at}", flush=True)
     waiting, running, done = list(todo), {}, {}
     while waiting or running:
         while waiting and len(running) < slots:
@@ -160,12 +201,17 @@ def summary(done: dict, skipped: list[tuple]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     folder, own, cluster_overrides, evaluate_args = parse(sys.argv[1:] if argv is None else argv)
-    todo, skipped = plan(run_dirs(folder), evaluate_args, bool(own["force"]))
+    from vjepa.runfiles import recorded_state
+
+    found = run_dirs(folder)
+    todo, skipped = plan(found, evaluate_args, bool(own["force"]))
     if own["dry_run"]:
         for run in todo:
             print(f"[eval] would probe {run}")
         return summary({}, skipped)
-    done = launch(todo, folder, own, cluster_config(str(own["cluster"]), cluster_overrides), evaluate_args)
+    completed = [run for run in found if recorded_state(run)[0] == "completed"]
+    cluster = cluster_config(str(own["cluster"]), cluster_overrides)
+    done = launch(todo, folder, own, cluster, evaluate_args, completed)
     return summary(done, skipped)
 
 

@@ -83,3 +83,34 @@ def test_bad_keys_are_refused_before_any_job(tmp_path):
     assert out.returncode != 0 and "no_such_key" in out.stderr
     out = _evaluate_sweep("no-such-sweep-name")
     assert out.returncode != 0 and "no-such-sweep-name" in out.stderr
+
+
+def test_probe_threads_do_not_depend_on_how_many_runs_are_left(compose_cfg, tmp_path, monkeypatch, capsys):
+    """On CPU the thread count changes a probe's rounding: probing the last run of a folder must use the
+    count the first ones used, not all the CPUs because it is alone."""
+    import sweeps.common
+    import sweeps.evaluate as ev
+
+    monkeypatch.setattr(sweeps.common, "available_cpus", lambda: 4)
+    monkeypatch.setattr(ev, "local_gpus", lambda: 0)
+    folder = tmp_path / "sweep"
+    runs = _sweep(compose_cfg, folder)
+    local = {"parallel": None}
+    # nothing probed yet: the 4 CPUs shared by both completed runs, however many are left to probe
+    assert ev.job_threads("local", runs, local, []) == (2, 2)
+    # one run was probed at 1 thread: the other one gets 1 thread too (the old rule gave it all 4)
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    (runs[0] / "metrics.json").write_text(json.dumps({**metrics, "probe/threads": 1}))
+    assert ev.job_threads("local", runs, local, []) == (4, 1)
+    assert ev.job_threads("slurm", runs, {"parallel": None}, []) == (4, 1)
+    # another prefix's count does not carry over; a count the user gives wins and sets the job slots
+    assert ev.job_threads("local", runs, local, ["encoder=online"]) == (2, 2)
+    assert ev.job_threads("local", runs, local, ["threads=4"]) == (1, None)
+    # earlier probes that disagree: the most common count, with a warning
+    more = [*runs, folder / "preset=tiny" / "seed=9"]
+    more[2].mkdir()
+    (more[2] / "metrics.json").write_text(json.dumps({"probe/threads": 2}))
+    (runs[1] / "metrics.json").write_text(json.dumps({"probe/threads": 2}))
+    capsys.readouterr()
+    assert ev.job_threads("local", more, local, []) == (2, 2)
+    assert "(1 run(s) at 1, 2 run(s) at 2); using 2" in capsys.readouterr().out
