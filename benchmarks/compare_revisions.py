@@ -6,20 +6,29 @@
 Each revision is checked out into a temporary git worktree and measured by its own ``python -m vjepa.bench``
 (so the code under test is exactly that revision's), one process per (revision, setting). The two revisions
 alternate per setting (A B, then B A, ...) so slow drifts of a shared machine hit both alike. Prints one
-line per setting (median step time of each revision, ratio B/A) and writes the raw results as JSON and a
+line per pair (median step time of each revision, ratio B/A) and writes the raw results as JSON and a
 Markdown table with the step split into its parts. Ratios are what to read: absolute times move with load.
+
+``--repeats N`` times every setting N times over (pairs still alternating) and prints, per setting, the
+geometric mean of the pairs' ratios with a 95 % t interval of their logs: one pair on these machines moves by
+10 % or more, so a target such as "at most 0.89x" is met only where the interval's upper end is below it.
+``--b-overrides`` gives revision B overrides of its own (an option under test, e.g. ``compile=true``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("target_encoder", "online_encoder", "predictor", "loss", "masks", "backward", "optimizer", "ema")
@@ -46,12 +55,12 @@ def worktree(rev: str):
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
 
 
-def bench(tree: Path, setting: str, args) -> dict:
-    """One setting timed by the ``vjepa.bench`` of the checkout at ``tree``."""
+def bench(tree: Path, setting: str, args, extra: list[str] = ()) -> dict:
+    """One setting timed by the ``vjepa.bench`` of the checkout at ``tree`` (``extra``: overrides of its own)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, "-m", "vjepa.bench", "--setting", setting, "--steps", str(args.steps)]
     cmd += ["--warmup", str(args.warmup)] + (["--threads", str(args.threads)] if args.threads else [])
-    cmd += list(args.overrides)
+    cmd += [*args.overrides, *extra]
     out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     lines = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -76,6 +85,20 @@ def markdown(results: list[dict], rev_a: str, rev_b: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_ratio(ratios: list[float], confidence: float = 0.95) -> dict:
+    """Geometric mean of per-pair ratios B/A with its t interval (pairs timed back to back share the
+    machine's load, so their log ratios are the paired differences); None bounds for a single pair."""
+    logs = [math.log(r) for r in ratios]
+    mean = statistics.fmean(logs)
+    out = {"pairs": len(logs), "geometric_mean": math.exp(mean), "low": None, "high": None}
+    if len(logs) > 1:
+        half = (
+            stats.t.ppf(0.5 + confidence / 2, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+        )
+        out.update(low=math.exp(mean - half), high=math.exp(mean + half), confidence=confidence)
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rev_a", help="the baseline revision (e.g. a commit before an optimisation)")
@@ -84,6 +107,12 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="pairs per setting, alternating which revision runs first"
+    )
+    ap.add_argument(
+        "--b-overrides", nargs="+", default=[], help="Hydra overrides for revision B only (e.g. compile=true)"
+    )
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--markdown", help="write the table here")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides passed to both benchmarks")
@@ -91,22 +120,41 @@ def main(argv=None) -> None:
     # --setting takes several names, so overrides written after it land there: give them back (as vjepa.bench)
     args.overrides = [s for s in args.setting if "=" in s] + list(args.overrides)
     args.setting = [s for s in args.setting if "=" not in s] or ap.get_default("setting")
-    results = []
+    label_b = " ".join([args.rev_b, *args.b_overrides])
+    results, pair = [], 0
     with worktree(args.rev_a) as tree_a, worktree(args.rev_b) as tree_b:
-        for i, setting in enumerate(args.setting):
-            order = [("a", tree_a), ("b", tree_b)][:: 1 if i % 2 == 0 else -1]
-            res = {key: bench(tree, setting, args) for key, tree in order}
-            res = {"setting": setting, "a": res["a"], "b": res["b"]}
-            res["ratio"] = res["b"]["step_ms"] / res["a"]["step_ms"]
-            results.append(res)
-            print(
-                f"{setting}: {args.rev_a} {res['a']['step_ms']:.0f} ms, {args.rev_b} {res['b']['step_ms']:.0f} ms,"
-                f" ratio {res['ratio']:.2f}",
-                flush=True,
-            )
+        arms = {"a": (tree_a, []), "b": (tree_b, args.b_overrides)}
+        for _ in range(args.repeats):
+            for setting in args.setting:
+                order = ["a", "b"][:: 1 if pair % 2 == 0 else -1]
+                pair += 1
+                res = {key: bench(arms[key][0], setting, args, arms[key][1]) for key in order}
+                res = {"setting": setting, "first": order[0], "a": res["a"], "b": res["b"]}
+                res["ratio"] = res["b"]["step_ms"] / res["a"]["step_ms"]
+                results.append(res)
+                print(
+                    f"{setting}: {args.rev_a} {res['a']['step_ms']:.0f} ms, {label_b} {res['b']['step_ms']:.0f} ms,"
+                    f" ratio {res['ratio']:.3f}",
+                    flush=True,
+                )
+    summary = {}
+    for setting in dict.fromkeys(args.setting):
+        summary[setting] = paired_ratio([r["ratio"] for r in results if r["setting"] == setting])
+        s = summary[setting]
+        interval = f", 95 % interval {s['low']:.3f}-{s['high']:.3f}" if s["low"] is not None else ""
+        print(f"{setting}: B/A {s['geometric_mean']:.3f} over {s['pairs']} pair(s){interval}", flush=True)
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"a": args.rev_a, "b": args.rev_b, "results": results}, indent=2)
+            json.dumps(
+                {
+                    "a": args.rev_a,
+                    "b": label_b,
+                    "results": results,
+                    "ratios": summary,
+                    "argv": argv or sys.argv[1:],
+                },
+                indent=2,
+            )
         )
     if args.markdown:
         Path(args.markdown).write_text(markdown(results, args.rev_a, args.rev_b))

@@ -1,11 +1,13 @@
 """Each speed path leaves results unchanged, and the benchmarks run and report what they promise."""
 
 import json
+import math
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -232,10 +234,49 @@ def test_revision_comparison_gives_overrides_after_setting_back(monkeypatch, tmp
     monkeypatch.setattr(
         cr,
         "bench",
-        lambda tree, setting, args: ran.append((setting, list(args.overrides))) or {"step_ms": 1.0},
+        lambda tree, setting, args, extra=(): ran.append((setting, list(args.overrides))) or {"step_ms": 1.0},
     )
     cr.main(["A", "B", "--setting", "tiny_image", "model.depth=2"])
     assert ran == [("tiny_image", ["model.depth=2"])] * 2
+
+
+def test_revision_comparison_repeats_pairs_and_gives_a_paired_interval(monkeypatch, tmp_path):
+    """--repeats: the pairs alternate which revision runs first; --b-overrides reach revision B only; the
+    summary is the geometric mean of the pairs' ratios with the t interval of their logs (scipy's)."""
+    import contextlib
+    import importlib.util
+
+    from scipy import stats
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_revisions", ROOT / "benchmarks" / "compare_revisions.py"
+    )
+    cr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cr)
+    monkeypatch.setattr(cr, "worktree", lambda rev: contextlib.nullcontext(tmp_path / rev))
+    ran, b_steps = [], iter([90.0, 95.0, 88.0, 93.0])
+
+    def fake_bench(tree, setting, args, extra=()):
+        ran.append((tree.name, setting, list(extra)))
+        return {"step_ms": next(b_steps) if tree.name == "B" else 100.0}
+
+    monkeypatch.setattr(cr, "bench", fake_bench)
+    out = tmp_path / "r.json"
+    cr.main(["A", "B", "--setting", "anchor_s1", "anchor_s2", "--repeats", "2", "--b-overrides", "compile=true",
+             "--json", str(out)])  # fmt: skip
+    assert [r[:2] for r in ran] == [
+        ("A", "anchor_s1"), ("B", "anchor_s1"), ("B", "anchor_s2"), ("A", "anchor_s2"),
+        ("A", "anchor_s1"), ("B", "anchor_s1"), ("B", "anchor_s2"), ("A", "anchor_s2"),
+    ]  # fmt: skip
+    assert all(extra == (["compile=true"] if tree == "B" else []) for tree, _, extra in ran)
+    result = json.loads(out.read_text())
+    assert result["b"] == "B compile=true"
+    s1 = result["ratios"]["anchor_s1"]
+    logs = np.log([0.90, 0.88])
+    low, high = stats.ttest_1samp(logs, 0.0).confidence_interval(0.95)
+    assert s1["pairs"] == 2 and s1["geometric_mean"] == pytest.approx(math.exp(logs.mean()))
+    assert (s1["low"], s1["high"]) == pytest.approx((math.exp(low), math.exp(high)))
+    assert cr.paired_ratio([0.9])["low"] is None
 
 
 def test_revision_comparison_times_both_checkouts_and_cleans_up(tmp_path):
