@@ -394,3 +394,22 @@ def test_back_to_back_steps_train_exactly_as_synchronised_steps():
     assert mfu["step_ms_back_to_back"] > 0 and mfu["achieved_tflops"] == pytest.approx(
         mfu["model_tflops_per_step"] / mfu["step_ms_back_to_back"] * 1e3
     )
+
+
+def test_step_profile_script_prints_the_operators_of_a_step():
+    """benchmarks/profile_step.py: a (shrunken) anchor step profiled; its table names the matrix products."""
+    out = subprocess.run(
+        [sys.executable, "benchmarks/profile_step.py", "anchor_s2", "model.depth=4", "batch_size=2",
+         "--steps", "1", "--warmup", "0", "--threads", "1", "--by-shape"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("anchor_s2 model.depth=4 batch_size=2: 1 steps, 1 threads")
+    assert out.stdout.count("Self CPU time total") == 2 and "aten::addmm" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "benchmarks/profile_step.py", "no_such_setting"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "invalid choice" in bad.stderr
