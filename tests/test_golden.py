@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from tests.conftest import TINY_TEST
 from vjepa import golden
@@ -174,6 +175,24 @@ def test_a_run_resumed_with_other_numerics_records_both(compose_cfg, monkeypatch
     # the end-of-run probes ran with the code that finished the run
     assert final["probe/numerics"] == "feedfeedfeed" and final["probe/platform"] == platform("cpu")
     assert "probe/shapes_seg/miou" in final
+
+
+def test_compiled_blocks_are_other_numerics_and_a_run_resumed_compiled_records_both(compose_cfg):
+    """compile=true changes the rounding (fused kernels), so a run and its probes record ``+compiled``; a run
+    resumed with compile switched on is neither an eager nor a compiled run (analysis keys it on its own)."""
+    from vjepa.runfiles import read_status
+    from vjepa.trainer import probe_numerics, train
+
+    first = numerics_id()
+    cfg = compose_cfg(*TINY_TEST, "steps=2", "log_every=1", "ckpt_every=1", "device=cpu", "probes=none")
+    assert train(cfg, stop_after=1) is None
+    assert read_status(cfg.run_dir)["numerics"] == first
+    cfg.compile = True
+    final = train(cfg)
+    assert final["numerics"] == read_status(cfg.run_dir)["numerics"] == f"{first}>{first}+compiled"
+    probed = probe_numerics({"probe/x/top1": 0.5}, torch.device("cpu"), compiled=True)
+    assert probed["probe/numerics"] == f"{first}+compiled"
+    assert probe_numerics({"probe/x/top1": 0.5}, torch.device("cpu"))["probe/numerics"] == first
 
 
 def test_collect_carries_numerics_into_text_columns(golden_runs, tmp_path):

@@ -19,7 +19,8 @@ context loss), not probed; and the block-level loss (``loss=block``), not probed
 (``golden/tiny.json``): any change of the numbers forces a new golden file (the test suite runs the check),
 hence a new id. The trainer records it in
 ``status.json`` and ``metrics.json`` as ``numerics`` and the probes as ``<prefix>/numerics`` (the probes may
-be run again later, by other code), so analysis can tell runs of the same numerics from runs whose numbers may
+be run again later, by other code), with ``+compiled`` for a run or probes whose blocks ran compiled
+(``compile=true``, which changes the rounding: ``run_numerics``), so analysis can tell runs of the same numerics from runs whose numbers may
 differ (``analysis.numerics``). The golden run covers the code paths it runs: the real data sets' loaders and
 the probe tasks on real data are not in it.
 
@@ -88,6 +89,14 @@ def numerics_id(path: Path | str | None = None) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     except FileNotFoundError:
         return None
+
+
+def run_numerics(compiled: bool = False) -> str | None:
+    """The numerics a run or probe computes with: ``numerics_id()``, with ``+compiled`` where the blocks run
+    compiled (``compile=true``: torch.compile's fused kernels round differently from the eager ones the
+    golden run checks, on CPU as on GPU)."""
+    ident = numerics_id()
+    return f"{ident}+compiled" if ident and compiled else ident
 
 
 def platform_file(where: str) -> Path:

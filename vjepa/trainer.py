@@ -303,7 +303,7 @@ class Trainer:
                 skipped = skipped_probes(probes_cfg, results)
                 if skipped:  # tasks without data (probes.missing_data=skip): the sweep's summary names them
                     final["probe/skipped"] = skipped
-                final.update(probe_numerics(final, self.device))
+                final.update(probe_numerics(final, self.device, bool(schema.value(cfg, "compile"))))
                 write_json(self.run_dir / "metrics.json", final)
             self.curves.write({**final, "step": cfg.steps})  # the probe scores, at the last step
         self._status("completed", step=cfg.steps, steps=cfg.steps, checkpoint_step=cfg.steps)
@@ -368,15 +368,19 @@ def skipped_probes(probes_cfg, results: dict) -> list[str]:
     return [name for name in probes_cfg.get("tasks") or {} if f"probe/{name}/time_s" not in results]
 
 
-def probe_numerics(results: dict, device) -> dict[str, str | int | None]:
+def probe_numerics(results: dict, device, compiled: bool = False) -> dict[str, str | int | None]:
     """``<prefix>/numerics``, ``<prefix>/platform`` and ``<prefix>/threads`` for each probe prefix of
-    ``results`` (``probe``, ``probe_random``, ...): the numerics id of the code that probed now, where, and at
-    how many torch threads (on CPU the count changes the rounding; the probes may be run again later, by
-    other code, elsewhere)."""
-    from vjepa.golden import numerics_id, platform
+    ``results`` (``probe``, ``probe_random``, ...): the numerics id of the code that probed now (``compiled``:
+    the encoder's blocks ran compiled), where, and at how many torch threads (on CPU the count changes the
+    rounding; the probes may be run again later, by other code, elsewhere)."""
+    from vjepa.golden import platform, run_numerics
 
     prefixes = {k.split("/", 1)[0] for k in results if "/" in k and k.startswith("probe")}
-    ids = {"numerics": numerics_id(), "platform": platform(device), "threads": torch.get_num_threads()}
+    ids = {
+        "numerics": run_numerics(compiled),
+        "platform": platform(device),
+        "threads": torch.get_num_threads(),
+    }
     return {f"{p}/{k}": v for p in sorted(prefixes) for k, v in ids.items()}
 
 

@@ -7,8 +7,8 @@ how fast, what it probes and logs), and it must continue a checkpoint in the ari
 any one process of a distributed run is raised on every process (``on_every_rank``).
 
 status.json (``vjepa.runfiles.write_status``) is written by the main process only; each write names the
-code the run trains with, its numerics id and platform (joined by ">" over the parts of a run resumed by
-other numerics or elsewhere) and its precision.
+code the run trains with, its numerics id (``+compiled`` with compiled blocks) and platform (joined by ">"
+over the parts of a run resumed by other numerics, compiled or not, or elsewhere) and its precision.
 """
 
 from __future__ import annotations
@@ -127,10 +127,12 @@ class RunDir:
 
     @functools.cached_property
     def numerics(self) -> str | None:
-        """The numerics id (``vjepa.golden.numerics_id``) of the code this run trains with."""
-        from vjepa.golden import numerics_id
+        """The numerics id of the code this run trains with, ``+compiled`` with compiled blocks
+        (``vjepa.golden.run_numerics``)."""
+        from vjepa import schema
+        from vjepa.golden import run_numerics
 
-        return self._since_start("numerics", numerics_id())
+        return self._since_start("numerics", run_numerics(bool(schema.value(self.cfg, "compile"))))
 
     @functools.cached_property
     def platform(self) -> str:
