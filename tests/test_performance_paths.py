@@ -413,3 +413,27 @@ def test_step_profile_script_prints_the_operators_of_a_step():
         text=True,
     )
     assert bad.returncode != 0 and "invalid choice" in bad.stderr
+
+
+def test_gpu_benchmark_has_the_performance_issues_three_settings():
+    """--issue28: ViT-L/16 at 256 images, 32 and 8 clips of 16 frames per GPU, each a valid configuration
+    (checked here, before a lent GPU's minutes are spent on it)."""
+    import importlib.util
+
+    from vjepa.config_check import check_config
+
+    spec = importlib.util.spec_from_file_location("gpu_mfu", ROOT / "benchmarks" / "gpu_mfu.py")
+    gpu_mfu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_mfu)
+    batches = {}
+    for name, overrides in gpu_mfu.ISSUE28.items():
+        cfg = bench_module.compose([*overrides, *gpu_mfu.COMMON, "activation_checkpointing=false"])
+        check_config(cfg)
+        assert cfg.model.embed_dim == 1024 and cfg.model.patch_size == 16 and cfg.data.image.size == 224
+        assert cfg.data.video.size == 224
+        batches[name] = (
+            cfg.data.mix,
+            cfg.batch_size,
+            cfg.data.video.frames if cfg.data.mix == "video" else 1,
+        )
+    assert sorted(batches.values()) == [("image", 256, 1), ("video", 8, 16), ("video", 32, 16)]
