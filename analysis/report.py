@@ -30,12 +30,35 @@ from analysis.stats import t95
 from analysis.summary import Summary, summarize, without_untrained_probes
 from analysis.tables import directions_overview, markdown, statement, to_markdown, write_tables
 
+PROBE_TIMES = ("probe/time_s", "probe_online/time_s", "probe_random/time_s")
+
+
+def compute_hours(runs: pd.DataFrame) -> tuple[float, float]:
+    """(training, probing) hours the runs took: on CPU torch threads x time (core-hours), on a GPU the time.
+    Training is ``wall_time_s`` (steps and checkpoints, summed over resumes), probing the probe passes'
+    ``<prefix>/time_s`` (end-of-run, online and random-init probes) at ``probe_threads`` where recorded, else
+    the training's threads. A run adopted from another sweep (``reused_from``) counts where it trained."""
+
+    def column(name: str, default) -> pd.Series:
+        values = runs[name] if name in runs else pd.Series(default, index=runs.index)
+        return pd.to_numeric(values, errors="coerce").fillna(default)
+
+    every = pd.Series(True, index=runs.index)
+    own = runs["reused_from"].fillna("").astype(str).str.len() == 0 if "reused_from" in runs else every
+    cpu = runs["device"].fillna("cpu").astype(str).str.startswith("cpu") if "device" in runs else every
+    threads = column("threads", 1).where(cpu, 1)
+    probe_threads = column("probe_threads", float("nan")).fillna(threads).where(cpu, 1)
+    training = (column("wall_time_s", 0) * threads)[own].sum()
+    probing = sum((column(c, 0) * probe_threads)[own].sum() for c in PROBE_TIMES if c in runs)
+    return training / 3600, probing / 3600
+
 
 def _runs_section(results: pd.DataFrame) -> list[str]:
     rows = []
     for (sweep, preset), g in results.groupby(["sweep", "preset"], sort=True):
         counts = g["status"].value_counts()
         other = ", ".join(f"{n} {s}" for s, n in counts.sort_index().items() if s != "completed") or "0"
+        training, probing = compute_hours(g)
         rows.append(
             [
                 sweep,
@@ -44,9 +67,19 @@ def _runs_section(results: pd.DataFrame) -> list[str]:
                 str(len(g)),
                 str(counts.get("completed", 0)),
                 other,
+                f"{training:.1f}",
+                f"{probing:.1f}",
             ]
         )
-    lines = ["## Runs\n", markdown(["sweep", "preset", "axis", "runs", "completed", "not completed"], rows)]
+    training, probing = compute_hours(results)
+    head = ["sweep", "preset", "axis", "runs", "completed", "not completed", "training (h)", "probes (h)"]
+    lines = [
+        "## Runs\n",
+        markdown(head, rows),
+        f"Compute: {training:.1f} h of training and {probing:.1f} h of probing in all (on CPU torch threads x "
+        "time, i.e. core-hours; on a GPU its time; a run adopted from another sweep counts once, where it "
+        "trained; the probes include the random-init ones).\n",
+    ]
     bad = results[results["status"] != "completed"]
     if len(bad):
         lines.append("Runs that did not complete (counted, never averaged in):\n")

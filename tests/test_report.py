@@ -357,3 +357,25 @@ def test_random_init_is_the_runs_initial_encoder(base_config):  # noqa: F811
     ours = pictures.random_encoder(cfg).state_dict()
     for name, tensor in trainer.model.encoder.state_dict().items():
         assert torch.equal(ours[name], tensor), name
+
+
+def test_compute_hours_counts_core_hours_once_per_trained_run():
+    """Training and probing hours: threads x time on CPU, time on a GPU; an adopted run counts where it
+    trained; the probes at their own thread count where recorded; missing columns are no hours."""
+    import pandas as pd
+
+    runs = pd.DataFrame(
+        {
+            "wall_time_s": [3600.0, 3600.0, 1800.0, 3600.0],
+            "threads": [2, 1, 4, 1],
+            "device": ["cpu", "cpu", "cuda:0", "cpu"],
+            "reused_from": [None, None, None, "other_sweep/run"],
+            "probe/time_s": [360.0, 720.0, 36.0, 360.0],
+            "probe_random/time_s": [None, 360.0, None, None],
+            "probe_threads": [1, None, None, None],
+        }
+    )
+    training, probing = report.compute_hours(runs)
+    assert training == pytest.approx(2 + 1 + 0.5)  # 2 threads x 1 h, 1 x 1 h, the GPU's 0.5 h; not the copy
+    assert probing == pytest.approx(0.1 * 1 + (0.2 + 0.1) * 1 + 0.01)
+    assert report.compute_hours(pd.DataFrame({"wall_time_s": [7200.0]})) == (2.0, 0)
