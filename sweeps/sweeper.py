@@ -773,8 +773,13 @@ class AblationSweeper(Sweeper):
                 self.monitor.stop()
                 self.monitor.uninstall()
         stopped = self.monitor is not None and self.monitor.starts_no_more
-        if self._summarise(points, errors):
-            sys.exit(75 if stopped else 1)  # 75 (EX_TEMPFAIL), as a stopped run: the same command resumes
+        incomplete = self._summarise(points, errors)
+        if stopped:  # 75 (EX_TEMPFAIL), as a stopped run: the same command resumes
+            if not incomplete:  # drained during its last runs: a script running sweeps in turn must stop too
+                print("[sweep] drained as its last runs finished: every point completed; exit 75", flush=True)
+            sys.exit(75)
+        if incomplete:
+            sys.exit(1)
         return []
 
     def _launch(self, todo: list[Point], slots: int) -> dict[Path, str]:

@@ -934,6 +934,20 @@ def test_sigusr1_drains_a_local_sweep_the_running_run_finishes_the_next_does_not
     assert states == ["completed", "completed"]
 
 
+def test_a_sweep_drained_during_its_last_runs_still_exits_75(tmp_path):
+    """SIGUSR1 while the sweep's last runs train: they complete, and the sweep exits 75 all the same, so a
+    reproduction script that runs sweeps in turn starts no further one (it used to exit 0 and the script went
+    on to its next sweep)."""
+    cmd = _tiny_width_command("steps=30", "log_every=5", "ckpt_every=10", "hydra.sweeper.max_parallel=2")
+    env = {**os.environ, "VJEPA_SWEEPS_OUT": str(tmp_path), "VJEPA_SWEEP_PROGRESS_S": "0"}
+    runs = tmp_path / "predictor_width" / "preset=tiny"
+    both_stepped = lambda steps: len(steps) == 2 and min(steps) > 0  # noqa: E731
+    console = _signal_sweep(cmd, env, runs, tmp_path / "drained.log", signal.SIGUSR1, both_stepped)
+    assert "every point completed; exit 75" in console, console[-3000:]
+    states = [json.loads(p.read_text())["state"] for p in runs.glob("*/status.json")]
+    assert states == ["completed", "completed"]
+
+
 def _checkpoint_step(run_dir) -> int:
     from vjepa.runfiles import load_checkpoint
 
