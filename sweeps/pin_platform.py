@@ -9,10 +9,11 @@ setting of torch, MKL or oneDNN makes the one reproduce the other), so runs of o
 platforms pair across numerics. Machines that are lent for a few hours at a time are not all of one kind, so
 a reproduction run across them keeps each sweep on the platform of its completed runs:
 
-* ``pin_platform.py <sweep script> ARGS...`` (``sweeps/<name>.py``): runs the sweep unless completed runs
-  under ``${VJEPA_SWEEPS_OUT:-sweeps_out}/<name>/`` record another platform than this machine's (or more
-  than one): then it says so and exits 0, and the reproduction goes on to its next sweep. A sweep with no
-  completed run starts here and is pinned to this platform from then on.
+* ``pin_platform.py <sweep script> ARGS...`` (``sweeps/<name>.py``): runs the sweep unless its runs under
+  ``${VJEPA_SWEEPS_OUT:-sweeps_out}/<name>/`` that hold training (completed, or stopped with a checkpoint the
+  sweep would resume) record another platform than this machine's (or more than one): then it says so and
+  exits 0, and the reproduction goes on to its next sweep. A sweep with no such run starts here and is
+  pinned to this platform from then on.
 * ``pin_platform.py -m vjepa.evaluate run_dir=D ...`` (a random-init probe): runs unless D records another
   platform, so a run and its random-init baseline are probed where it was trained.
 * anything else: runs unchanged.
@@ -41,26 +42,31 @@ def here(argv: list[str]) -> str:
 
 
 def recorded_platforms(folder: Path) -> dict[str, list[Path]]:
-    """{platform: completed run directories} of the completed runs below ``folder`` (by metrics.json)."""
+    """{platform: run directories} of the runs below ``folder`` that hold training: the completed ones (by
+    metrics.json) and the stopped ones with a checkpoint (by status.json), which the sweep would resume here,
+    one run then trained on two platforms."""
     from vjepa.runfiles import read_json, recorded_state
 
     found: dict[str, list[Path]] = {}
     for status in sorted(Path(folder).glob("preset=*/*/status.json")):
         run = status.parent
-        if recorded_state(run)[0] != "completed":
+        if recorded_state(run)[0] == "completed":
+            where = read_json(run / "metrics.json").get("platform")
+        elif (run / "checkpoints" / "last.pt").is_file():
+            where = read_json(status).get("platform")
+        else:
             continue
-        where = read_json(run / "metrics.json").get("platform") or "unrecorded"
-        found.setdefault(where, []).append(run)
+        found.setdefault(where or "unrecorded", []).append(run)
     return found
 
 
 def blocked(platforms: dict[str, list[Path]], where: str) -> str | None:
-    """Why a table whose completed runs record ``platforms`` may not run on ``where``; None if it may."""
+    """Why a table whose runs record ``platforms`` may not run on ``where``; None if it may."""
     others = sorted(p for p in platforms if p != where)
     if not others:
         return None
     counts = ", ".join(f"{len(platforms[p])} on {p}" for p in sorted(platforms))
-    return f"its completed runs were trained elsewhere ({counts}); this machine is {where}"
+    return f"its completed or checkpointed runs were trained elsewhere ({counts}); this machine is {where}"
 
 
 def _sweeps_out() -> Path:
@@ -94,7 +100,8 @@ def main(argv: list[str]) -> int:
             platforms = recorded_platforms(folder)
             counts = ", ".join(f"{len(runs)} on {p}" for p, runs in sorted(platforms.items())) or "none"
             print(
-                f"  {folder.name}: completed {counts}: {'skipped' if blocked(platforms, where) else 'runs'} here"
+                f"  {folder.name}: completed or checkpointed {counts}: "
+                f"{'skipped' if blocked(platforms, where) else 'runs'} here"
             )
         return 0
     why = reason_to_skip(argv)

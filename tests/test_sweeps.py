@@ -1200,10 +1200,18 @@ def test_a_reproduction_step_runs_only_on_the_platform_its_table_was_trained_on(
     why = pin.reason_to_skip(["sweeps/loss_granularity.py", *args])
     assert (
         why
-        == f"sweep loss_granularity: its completed runs were trained elsewhere (2 on {avx2}); this machine is {here}"
+        == f"sweep loss_granularity: its completed or checkpointed runs were trained elsewhere (2 on {avx2}); "
+        f"this machine is {here}"
     )
     assert pin.reason_to_skip(["sweeps/predictor_width.py", *args]) is None
     assert pin.reason_to_skip(["sweeps/data_mix.py", *args]) is None  # nothing done yet: starts here
+    # a run stopped with a checkpoint elsewhere pins its sweep too (resuming it here would mix platforms)
+    stopped = out / "data_mix" / "preset=tiny" / "data.mix=video,seed=0"
+    write_status(stopped, "interrupted", platform=avx2)
+    assert pin.reason_to_skip(["sweeps/data_mix.py", *args]) is None  # no checkpoint yet: it restarts here
+    (stopped / "checkpoints").mkdir()
+    (stopped / "checkpoints" / "last.pt").write_bytes(b"")
+    assert f"(1 on {avx2})" in pin.reason_to_skip(["sweeps/data_mix.py", *args])
     run("mask_ratio", "mask.ratio=0.6,seed=0", here)
     run("mask_ratio", "mask.ratio=0.9,seed=0", avx2)
     assert "1 on" in pin.reason_to_skip(["sweeps/mask_ratio.py", *args])  # mixed: never added to
