@@ -12,8 +12,9 @@ a reproduction run across them keeps each sweep on the platform of its completed
 * ``pin_platform.py <sweep script> ARGS...`` (``sweeps/<name>.py``): runs the sweep unless its runs under
   ``${VJEPA_SWEEPS_OUT:-sweeps_out}/<name>/`` that hold training (completed, or stopped with a checkpoint the
   sweep would resume) record another platform than this machine's (or more than one): then it says so and
-  exits 0, and the reproduction goes on to its next sweep. A sweep with no such run starts here and is
-  pinned to this platform from then on.
+  exits 0, and the reproduction goes on to its next sweep. The completed runs of other sweeps that the sweep
+  would adopt (the same point, trained once: its dry run names them) count as its own. A sweep with no such
+  run starts here and is pinned to this platform from then on.
 * ``pin_platform.py -m vjepa.evaluate run_dir=D ...`` (a random-init probe): runs unless D records another
   platform, so a run and its random-init baseline are probed where it was trained.
 * anything else: runs unchanged.
@@ -26,6 +27,8 @@ platforms and whether it runs here.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,6 +63,28 @@ def recorded_platforms(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
+ADOPTED = re.compile(r"^\s*adopt\s.*\(reuse: same config as (?P<donor>.+)\)\s*$", re.M)
+
+
+def planned_donors(argv: list[str]) -> list[Path]:
+    """The completed runs of other sweeps that the sweep ``argv`` (script, args) would adopt: the donors its
+    own dry run (``dry_run=true``, which launches nothing) names. An adopted run brings its platform into the
+    table, so it pins the sweep as a run of its own would."""
+    plan = subprocess.run([sys.executable, *argv, "dry_run=true"], capture_output=True, text=True)
+    return [Path(m.group("donor")) for m in ADOPTED.finditer(plan.stdout)]
+
+
+def with_donors(platforms: dict[str, list[Path]], donors: list[Path]) -> dict[str, list[Path]]:
+    """``platforms`` with each donor run under its platform (metrics.json's)."""
+    from vjepa.runfiles import read_json
+
+    merged = {p: list(runs) for p, runs in platforms.items()}
+    for donor in donors:
+        where = read_json(donor / "metrics.json").get("platform") or "unrecorded"
+        merged.setdefault(where, []).append(donor)
+    return merged
+
+
 def blocked(platforms: dict[str, list[Path]], where: str) -> str | None:
     """Why a table whose runs record ``platforms`` may not run on ``where``; None if it may."""
     others = sorted(p for p in platforms if p != where)
@@ -77,7 +102,8 @@ def reason_to_skip(argv: list[str]) -> str | None:
     """Why the step ``argv`` (the arguments after the Python) does not run here; None if it does."""
     if argv and argv[0].endswith(".py") and Path(argv[0]).parent.name == "sweeps":
         name = Path(argv[0]).stem
-        why = blocked(recorded_platforms(_sweeps_out() / name), here(argv[1:]))
+        platforms = with_donors(recorded_platforms(_sweeps_out() / name), planned_donors(argv))
+        why = blocked(platforms, here(argv[1:]))
         return f"sweep {name}: {why}" if why else None
     if argv[:2] == ["-m", "vjepa.evaluate"]:
         from vjepa.runfiles import read_json

@@ -1185,6 +1185,8 @@ def test_a_reproduction_step_runs_only_on_the_platform_its_table_was_trained_on(
     here, avx2 = platform("cpu"), "cpu x86_64 AVX2-or-other, torch 0"
     out = tmp_path / "sweeps_out"
     monkeypatch.setenv("VJEPA_SWEEPS_OUT", str(out))
+    donors = {}  # sweep name: the other sweeps' runs its dry run would adopt
+    monkeypatch.setattr(pin, "planned_donors", lambda argv: donors.get(Path(argv[0]).stem, []))
 
     def run(sweep, name, where, state="completed"):
         d = out / sweep / "preset=tiny" / name
@@ -1212,6 +1214,16 @@ def test_a_reproduction_step_runs_only_on_the_platform_its_table_was_trained_on(
     (stopped / "checkpoints").mkdir()
     (stopped / "checkpoints" / "last.pt").write_bytes(b"")
     assert f"(1 on {avx2})" in pin.reason_to_skip(["sweeps/data_mix.py", *args])
+    # a sweep with no run of its own that would adopt another sweep's run is pinned to that run's platform
+    assert pin.reason_to_skip(["sweeps/recipe.py", *args]) is None
+    donors["recipe"] = [elsewhere]
+    assert f"(1 on {avx2})" in pin.reason_to_skip(["sweeps/recipe.py", *args])
+    plan = (
+        "  launch        4,096     17G     2000      34T 2.39e-05  sweeps_out/x/preset=tiny/a=1,seed=0\n"
+        "  adopt         4,096     17G     2000      34T 2.39e-05  sweeps_out/x/preset=tiny/a=2,seed=0 "
+        "(reuse: same config as sweeps_out/y/preset=tiny/b=2,seed=0)\n"
+    )
+    assert [m.group("donor") for m in pin.ADOPTED.finditer(plan)] == ["sweeps_out/y/preset=tiny/b=2,seed=0"]
     run("mask_ratio", "mask.ratio=0.6,seed=0", here)
     run("mask_ratio", "mask.ratio=0.9,seed=0", avx2)
     assert "1 on" in pin.reason_to_skip(["sweeps/mask_ratio.py", *args])  # mixed: never added to
