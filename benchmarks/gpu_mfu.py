@@ -47,7 +47,7 @@ GPU_CONFIGS = {
 ISSUE28 = {
     "vitl16_image224_b256": ["preset=vitl16", "data.mix=image", "batch_size=256"],
     "vitl16_video16x224_b32": ["preset=vitl16", "data.mix=video", "data.video.frames=16", "batch_size=32"],
-    "vitl16_video16x224_b8": ["preset=vitl16", "data.mix=video", "data.video.frames=16", "batch_size=8"],
+    "vitl16_video16x224_b8": GPU_CONFIGS["vitl16_video16x224"],
 }
 SMOKE = {
     "tiny_smoke": ["preset=tiny", "data.mix=image", "batch_size=8", "model.depth=2", "data.image.size=32"]

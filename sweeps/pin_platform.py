@@ -44,6 +44,14 @@ def here(argv: list[str]) -> str:
     return platform("cuda" if cuda else "cpu")
 
 
+def trained_on(run: Path) -> str | None:
+    """The platform a completed run's metrics.json records; None where it records none (or has none)."""
+    from vjepa.runfiles import read_json
+
+    metrics = Path(run) / "metrics.json"
+    return read_json(metrics).get("platform") if metrics.is_file() else None
+
+
 def recorded_platforms(folder: Path) -> dict[str, list[Path]]:
     """{platform: run directories} of the runs below ``folder`` that hold training: the completed ones (by
     metrics.json) and the stopped ones with a checkpoint (by status.json), which the sweep would resume here,
@@ -54,7 +62,7 @@ def recorded_platforms(folder: Path) -> dict[str, list[Path]]:
     for status in sorted(Path(folder).glob("preset=*/*/status.json")):
         run = status.parent
         if recorded_state(run)[0] == "completed":
-            where = read_json(run / "metrics.json").get("platform")
+            where = trained_on(run)
         elif (run / "checkpoints" / "last.pt").is_file():
             where = read_json(status).get("platform")
         else:
@@ -76,12 +84,9 @@ def planned_donors(argv: list[str]) -> list[Path]:
 
 def with_donors(platforms: dict[str, list[Path]], donors: list[Path]) -> dict[str, list[Path]]:
     """``platforms`` with each donor run under its platform (metrics.json's)."""
-    from vjepa.runfiles import read_json
-
     merged = {p: list(runs) for p, runs in platforms.items()}
     for donor in donors:
-        where = read_json(donor / "metrics.json").get("platform") or "unrecorded"
-        merged.setdefault(where, []).append(donor)
+        merged.setdefault(trained_on(donor) or "unrecorded", []).append(donor)
     return merged
 
 
@@ -101,16 +106,15 @@ def _sweeps_out() -> Path:
 def reason_to_skip(argv: list[str]) -> str | None:
     """Why the step ``argv`` (the arguments after the Python) does not run here; None if it does."""
     if argv and argv[0].endswith(".py") and Path(argv[0]).parent.name == "sweeps":
-        name = Path(argv[0]).stem
-        platforms = with_donors(recorded_platforms(_sweeps_out() / name), planned_donors(argv))
-        why = blocked(platforms, here(argv[1:]))
+        name, where = Path(argv[0]).stem, here(argv[1:])
+        platforms = recorded_platforms(_sweeps_out() / name)
+        why = blocked(platforms, where)  # the sweep's own runs first: the dry run for donors takes seconds
+        if why is None:
+            why = blocked(with_donors(platforms, planned_donors(argv)), where)
         return f"sweep {name}: {why}" if why else None
     if argv[:2] == ["-m", "vjepa.evaluate"]:
-        from vjepa.runfiles import read_json
-
         run = next((Path(a.split("=", 1)[1]) for a in argv if a.startswith("run_dir=")), None)
-        metrics = run / "metrics.json" if run is not None else None
-        recorded = read_json(metrics).get("platform") if metrics is not None and metrics.is_file() else None
+        recorded = trained_on(run) if run is not None else None
         where = here(argv[2:])
         if recorded and recorded != where:
             return f"random-init probe of {run}: trained on {recorded}, this machine is {where}"
