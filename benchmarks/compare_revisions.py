@@ -21,16 +21,14 @@ import argparse
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from scipy import stats
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # analysis.stats, run as a script
 PARTS = ("target_encoder", "online_encoder", "predictor", "loss", "masks", "backward", "optimizer", "ema")
 
 
@@ -85,17 +83,17 @@ def markdown(results: list[dict], rev_a: str, rev_b: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired_ratio(ratios: list[float], confidence: float = 0.95) -> dict:
-    """Geometric mean of per-pair ratios B/A with its t interval (pairs timed back to back share the
-    machine's load, so their log ratios are the paired differences); None bounds for a single pair."""
-    logs = [math.log(r) for r in ratios]
-    mean = statistics.fmean(logs)
-    out = {"pairs": len(logs), "geometric_mean": math.exp(mean), "low": None, "high": None}
-    if len(logs) > 1:
-        half = (
-            stats.t.ppf(0.5 + confidence / 2, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
-        )
-        out.update(low=math.exp(mean - half), high=math.exp(mean + half), confidence=confidence)
+def paired_ratio(ratios: list[float]) -> dict:
+    """Geometric mean of per-pair ratios B/A with its 95 % t interval (pairs timed back to back share the
+    machine's load, so their log ratios are the paired differences: ``analysis.stats``); None bounds for a
+    single pair."""
+    from analysis.stats import mean_and_se, t95
+
+    mean, se = mean_and_se([math.log(r) for r in ratios])
+    out = {"pairs": len(ratios), "geometric_mean": math.exp(mean), "low": None, "high": None}
+    if len(ratios) > 1:
+        half = t95(len(ratios) - 1) * se
+        out.update(low=math.exp(mean - half), high=math.exp(mean + half), confidence=0.95)
     return out
 
 
