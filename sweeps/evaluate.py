@@ -106,22 +106,26 @@ def missing_tasks(run_dir: Path, evaluate_args: list[str]) -> list[str]:
     return [t for t in (probes.get("tasks") or {}) if f"{prefix}/{t}/time_s" not in metrics]
 
 
-def plan(runs: list[Path], evaluate_args: list[str], force: bool) -> tuple[list[Path], list[tuple]]:
-    """(runs to probe, [(run, reason skipped)])."""
+def plan(
+    runs: list[Path], evaluate_args: list[str], force: bool
+) -> tuple[list[Path], list[tuple], list[Path]]:
+    """(runs to probe, [(run, reason skipped)], every completed run of ``runs``, probed before or not)."""
     from vjepa.runfiles import recorded_state
 
-    todo, skipped = [], []
+    todo, skipped, completed = [], [], []
     for run in runs:
         state, _ = recorded_state(run)
         if state != "completed":
             skipped.append((run, f"not completed ({state})"))
-        elif job_active(run):
+            continue
+        completed.append(run)
+        if job_active(run):
             skipped.append((run, "a scheduler job still works on it"))
         elif not force and not missing_tasks(run, evaluate_args):
             skipped.append((run, "already probed (force=true probes it again)"))
         else:
             todo.append(run)
-    return todo, skipped
+    return todo, skipped, completed
 
 
 def recorded_threads(completed: list[Path], evaluate_args: list[str]) -> Counter:
@@ -201,15 +205,12 @@ def summary(done: dict, skipped: list[tuple]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     folder, own, cluster_overrides, evaluate_args = parse(sys.argv[1:] if argv is None else argv)
-    from vjepa.runfiles import recorded_state
-
     found = run_dirs(folder)
-    todo, skipped = plan(found, evaluate_args, bool(own["force"]))
+    todo, skipped, completed = plan(found, evaluate_args, bool(own["force"]))
     if own["dry_run"]:
         for run in todo:
             print(f"[eval] would probe {run}")
         return summary({}, skipped)
-    completed = [run for run in found if recorded_state(run)[0] == "completed"]
     cluster = cluster_config(str(own["cluster"]), cluster_overrides)
     done = launch(todo, folder, own, cluster, evaluate_args, completed)
     return summary(done, skipped)

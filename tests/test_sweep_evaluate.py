@@ -71,8 +71,9 @@ def test_force_and_another_probe_set_probe_again(compose_cfg, tmp_path):
     probes.write_text(yaml.safe_dump({**PROBES, "tasks": {"in_linear": TASKS["in_linear"]}}))
     found = run_dirs(folder)
     assert found == [*runs, folder / "preset=tiny" / "seed=2"]
-    todo, skipped = plan(found, [f"probes={probes}"], force=False)
+    todo, skipped, completed = plan(found, [f"probes={probes}"], force=False)
     assert todo == [] and len(skipped) == 3
+    assert completed == runs  # probed before, still counted (the thread count is shared over them)
     assert plan(found, [f"probes={probes}"], force=True)[0] == runs
     assert plan(found, [f"probes={probes}", "encoder=online"], force=False)[0] == runs
     assert plan(found, ["probes=fast"], force=False)[0] == runs
