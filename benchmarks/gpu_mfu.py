@@ -3,6 +3,7 @@
     python benchmarks/gpu_mfu.py                  # ViT-L/16 and ViT-H/16 images at 224 px, ViT-L/16 16-frame video
     python benchmarks/gpu_mfu.py --issue28 --no-checkpointing   # 256 images, 32 and 8 clips of ViT-L/16 (issue 28)
     python benchmarks/gpu_mfu.py --smoke          # a tiny configuration, runs on CPU (what the tests run)
+    python benchmarks/gpu_mfu.py --issue28 --no-checkpointing compile=reduce-overhead   # overrides for every one
 
 MFU = analytic model FLOPs of one step (``vjepa.flops.step_cost``: target forward, online encoder and predictor
 forward + backward) / (step time x peak dense bf16 FLOP/s of the device the step ran on). The step time is that
@@ -116,6 +117,9 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--no-checkpointing", action="store_true", help="keep all activations (faster if memory allows)"
     )
+    ap.add_argument(
+        "overrides", nargs="*", help="config overrides for every configuration (e.g. compile=max-autotune)"
+    )
     args = ap.parse_args(argv)
     configs = SMOKE if args.smoke else ISSUE28 if args.issue28 else GPU_CONFIGS
     extra = ["compile=false"] if args.no_compile or args.smoke else []
@@ -123,6 +127,7 @@ def main(argv=None) -> None:
         extra.append("activation_checkpointing=false")
     if args.smoke:
         extra.append("device=cpu")
+    extra.extend(args.overrides)  # last, so they win
     for name, overrides in configs.items():
         if args.only and name not in args.only:
             continue

@@ -37,6 +37,7 @@ from vjepa.config_check import ConfigError, check_config
         ("data.image.name=imagenet", "data.image.name='imagenet' is not one of"),
         ("optim.ema=[0.99,1.1]", "optim.ema=[0.99, 1.1] must be a pair"),
         ("device=tpu", "device='tpu' is not one of: auto, cpu, cuda"),
+        ("compile=yes", "compile='yes' is not one of: False, True, reduce-overhead, max-autotune"),
         ("mask.cut=first", "mask.cut='first' is not one of: random, raster"),
         ("mask.cut=raster", "mask.cut='raster' (Meta's cut of ratio-free settings to the batch minimum) needs"),
         ("mask.trim=last", "mask.trim='last' is not one of: raster, random_edge"),

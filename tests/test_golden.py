@@ -195,6 +195,29 @@ def test_compiled_blocks_are_other_numerics_and_a_run_resumed_compiled_records_b
     assert probe_numerics({"probe/x/top1": 0.5}, torch.device("cpu"))["probe/numerics"] == first
 
 
+def test_a_compile_mode_reaches_every_block_and_is_numerics_of_its_own(compose_cfg, monkeypatch, tmp_path):
+    """compile=<mode> compiles every block in that torch.compile mode (an autotuned mode may choose other
+    kernels than compile=true's, so it records ``+compiled-<mode>``, never paired with compile=true's runs)."""
+    from vjepa.runfiles import read_status
+    from vjepa.trainer import train
+
+    modes = []
+    # record the calls instead of compiling (max-autotune spends minutes benchmarking kernels on CPU)
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: modes.append(kw))
+    tiny = (*TINY_TEST, "steps=1", "device=cpu", "probes=none")
+    cfg = compose_cfg(*tiny, "compile=max-autotune", f"run_dir={tmp_path / 'autotuned'}")
+    train(cfg)
+    assert len(modes) == 2 * cfg.model.depth + cfg.predictor.depth  # online, target encoder, predictor
+    assert all(kw == {"dynamic": True, "mode": "max-autotune"} for kw in modes)
+    assert read_status(cfg.run_dir)["numerics"] == f"{numerics_id()}+compiled-max-autotune"
+    modes.clear()
+    cfg = compose_cfg(*tiny, "compile=true", f"run_dir={tmp_path / 'default'}")
+    train(cfg)
+    assert len(modes) == 2 * cfg.model.depth + cfg.predictor.depth
+    assert all(kw == {"dynamic": True, "mode": None} for kw in modes)  # torch.compile's default
+    assert read_status(cfg.run_dir)["numerics"] == f"{numerics_id()}+compiled"
+
+
 def test_collect_carries_numerics_into_text_columns(golden_runs, tmp_path):
     from analysis.collect import load_results, read_run, write_csv
 

@@ -368,8 +368,9 @@ def test_gpu_benchmark_times_the_step_without_per_part_synchronisation():
     untimed.run_step()
     res = untimed.summary("x")
     assert res["parts_timed"] is False and res["parts_ms"] is None and res["step_ms"] > 0
-    (mfu,) = _run(["benchmarks/gpu_mfu.py", "--smoke", "--steps", "1", "--warmup", "0"])
+    (mfu,) = _run(["benchmarks/gpu_mfu.py", "--smoke", "--steps", "1", "--warmup", "0", "batch_size=4"])
     assert mfu["parts_timed"] is False and mfu["parts_ms"] is None
+    assert mfu["overrides"][-1] == "batch_size=4"  # trailing overrides reach every configuration, last
     (parts,) = _run(["benchmarks/gpu_mfu.py", "--smoke", "--steps", "1", "--warmup", "0", "--parts"])
     assert parts["parts_timed"] is True and parts["parts_ms"]["backward"] > 0
     (whole,) = _run(["-m", "vjepa.bench", "--setting", "tiny_image", "--steps", "1", "--warmup", "0",

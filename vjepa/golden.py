@@ -91,12 +91,15 @@ def numerics_id(path: Path | str | None = None) -> str | None:
         return None
 
 
-def run_numerics(compiled: bool = False) -> str | None:
+def run_numerics(compiled: str | bool | None = None) -> str | None:
     """The numerics a run or probe computes with: ``numerics_id()``, with ``+compiled`` where the blocks run
-    compiled (``compile=true``: torch.compile's fused kernels round differently from the eager ones the
-    golden run checks, on CPU as on GPU)."""
+    compiled in torch.compile's default mode (``compiled="default"``, i.e. ``compile=true``: its fused kernels
+    round differently from the eager ones the golden run checks, on CPU as on GPU), ``+compiled-<mode>`` in
+    another mode (``schema.compile_mode``; an autotuned mode may pick other kernels, so other rounding)."""
     ident = numerics_id()
-    return f"{ident}+compiled" if ident and compiled else ident
+    if not ident or not compiled:
+        return ident
+    return f"{ident}+compiled" if compiled in (True, "default") else f"{ident}+compiled-{compiled}"
 
 
 def platform_file(where: str) -> Path:

@@ -139,12 +139,12 @@ class JEPA(nn.Module):
         pred, pred_ctx = out if self.use_context_loss else (out, None)
         return pred, pred_ctx, gather_tokens(targets, m.tgt_idx), ctx
 
-    def compile_blocks(self) -> None:
-        """torch.compile every transformer block in place (dynamic token counts), so parameter names and
-        checkpoints stay the same."""
+    def compile_blocks(self, mode: str = "default") -> None:
+        """torch.compile every transformer block in place (dynamic token counts) in torch.compile's ``mode``
+        ("default", "reduce-overhead", ...), so parameter names and checkpoints stay the same."""
         for module in (self.encoder, self.target_encoder, self.predictor):
             for blk in module.blocks:
-                blk.compile(dynamic=True)
+                blk.compile(dynamic=True, mode=None if mode == "default" else mode)
 
     @torch.no_grad()
     def update_target(self, tau: float) -> None:

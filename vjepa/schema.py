@@ -58,6 +58,8 @@ def choice(*values: object, ref: str | None = None) -> Check:
 
 
 BOOL = choice(False, True)
+# torch.compile's modes besides its default (compile=true): CUDA graphs, autotuned kernels, or both
+COMPILE_MODES = ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def integer(minimum: int, note: str = "", null: bool = False) -> Check:
@@ -156,7 +158,14 @@ KEYS: tuple[Key, ...] = (
         free="run",
         added=AS_DEFAULT,
     ),
-    Key("compile", False, None, "torch.compile every block (float tolerance)", free="run"),
+    Key(
+        "compile",
+        False,
+        choice(False, True, *COMPILE_MODES),
+        "torch.compile every block: true (inductor's default mode) or one of torch.compile's modes; other "
+        "rounding than eager (float tolerance)",
+        free="run",
+    ),
     Key("activation_checkpointing", False, None, "recompute block activations in backward", free="run"),
     Key("log_every", _R, integer(1), "steps between log records", free="resume"),
     Key("ckpt_every", _R, integer(1), "steps between checkpoints"),
@@ -290,6 +299,12 @@ def value(cfg, key: str):
     for part in key.split(".")[:-1]:
         node = node.get(part) if node is not None and hasattr(node, "get") else None
     return leaf(node if hasattr(node, "get") else None, key)
+
+
+def compile_mode(cfg) -> str | None:
+    """How a config compiles its blocks: None (eager), "default" (``compile=true``) or a torch.compile mode."""
+    mode = value(cfg, "compile")
+    return None if mode is False or mode is None else "default" if mode is True else str(mode)
 
 
 def _lookup(cfg, key: str):

@@ -152,8 +152,8 @@ class Trainer:
         broadcast_module(self.model, self.dist)
         if schema.value(self.cfg, "activation_checkpointing"):
             self.model.encoder.grad_checkpointing = self.model.predictor.grad_checkpointing = True
-        if schema.value(self.cfg, "compile"):
-            self.model.compile_blocks()
+        if schema.compile_mode(self.cfg):
+            self.model.compile_blocks(schema.compile_mode(self.cfg))
         opt = self.cfg.optim
         # One fused kernel per parameter on CPU and GPU, faster than torch's default per-parameter loop (what
         # CPU tensors get otherwise; reports/benchmarks), same update within float rounding.
@@ -303,7 +303,7 @@ class Trainer:
                 skipped = skipped_probes(probes_cfg, results)
                 if skipped:  # tasks without data (probes.missing_data=skip): the sweep's summary names them
                     final["probe/skipped"] = skipped
-                final.update(probe_numerics(final, self.device, bool(schema.value(cfg, "compile"))))
+                final.update(probe_numerics(final, self.device, schema.compile_mode(cfg)))
                 write_json(self.run_dir / "metrics.json", final)
             self.curves.write({**final, "step": cfg.steps})  # the probe scores, at the last step
         self._status("completed", step=cfg.steps, steps=cfg.steps, checkpoint_step=cfg.steps)
@@ -368,10 +368,10 @@ def skipped_probes(probes_cfg, results: dict) -> list[str]:
     return [name for name in probes_cfg.get("tasks") or {} if f"probe/{name}/time_s" not in results]
 
 
-def probe_numerics(results: dict, device, compiled: bool = False) -> dict[str, str | int | None]:
+def probe_numerics(results: dict, device, compiled: str | None = None) -> dict[str, str | int | None]:
     """``<prefix>/numerics``, ``<prefix>/platform`` and ``<prefix>/threads`` for each probe prefix of
     ``results`` (``probe``, ``probe_random``, ...): the numerics id of the code that probed now (``compiled``:
-    the encoder's blocks ran compiled), where, and at how many torch threads (on CPU the count changes the
+    the torch.compile mode the encoder's blocks ran in, ``schema.compile_mode``), where, and at how many torch threads (on CPU the count changes the
     rounding; the probes may be run again later, by other code, elsewhere)."""
     from vjepa.golden import platform, run_numerics
 

@@ -127,12 +127,12 @@ class RunDir:
 
     @functools.cached_property
     def numerics(self) -> str | None:
-        """The numerics id of the code this run trains with, ``+compiled`` with compiled blocks
+        """The numerics id of the code this run trains with, ``+compiled...`` with compiled blocks
         (``vjepa.golden.run_numerics``)."""
         from vjepa import schema
         from vjepa.golden import run_numerics
 
-        return self._since_start("numerics", run_numerics(bool(schema.value(self.cfg, "compile"))))
+        return self._since_start("numerics", run_numerics(schema.compile_mode(self.cfg)))
 
     @functools.cached_property
     def platform(self) -> str:
