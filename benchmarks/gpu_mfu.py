@@ -94,6 +94,7 @@ def measure(
         if peak
         else None,
         overrides=overrides,
+        vjepa_from=str(Path(sys.modules["vjepa"].__file__).resolve().parents[1]),  # which tree's code ran
     )
     if bench.trainer.device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(bench.trainer.device)

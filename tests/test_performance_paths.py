@@ -438,3 +438,30 @@ def test_gpu_benchmark_has_the_performance_issues_three_settings():
             cfg.data.video.frames if cfg.data.mix == "video" else 1,
         )
     assert sorted(batches.values()) == [("image", 256, 1), ("video", 8, 16), ("video", 32, 16)]
+
+
+def test_gpu_issue28_script_alternates_the_before_tree_and_head_each_with_its_own_code(tmp_path):
+    """The prepared device call (benchmarks/gpu_issue28.sh, smoke size on CPU): before, head, head, before,
+    each line tagged, and the before tree's lines computed by that tree's vjepa, not this checkout's."""
+    import os
+    import shutil
+
+    before = tmp_path / "before"
+    for part in ("vjepa", "benchmarks"):
+        shutil.copytree(ROOT / part, before / part, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(out), "BEFORE": str(before)}
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_issue28.sh"), "smoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in (out / "issue28.jsonl").read_text().splitlines()]
+    assert [line["tree"] for line in lines] == ["before", "head", "head", "before"]
+    assert all(line["setting"] == "tiny_smoke" and line["step_ms_back_to_back"] > 0 for line in lines)
+    assert {line["vjepa_from"] for line in lines if line["tree"] == "before"} == {str(before.resolve())}
+    assert {line["vjepa_from"] for line in lines if line["tree"] == "head"} == {str(ROOT.resolve())}
