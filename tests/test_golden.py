@@ -178,7 +178,7 @@ def test_a_run_resumed_with_other_numerics_records_both(compose_cfg, monkeypatch
 
 
 def test_compiled_blocks_are_other_numerics_and_a_run_resumed_compiled_records_both(compose_cfg):
-    """compile=true changes the rounding (fused kernels), so a run and its probes record ``+compiled``; a run
+    """compile=true changes the rounding (fused kernels), so a run and its probes record ``+compiled2``; a run
     resumed with compile switched on is neither an eager nor a compiled run (analysis keys it on its own)."""
     from vjepa.runfiles import read_status
     from vjepa.trainer import probe_numerics, train
@@ -189,15 +189,15 @@ def test_compiled_blocks_are_other_numerics_and_a_run_resumed_compiled_records_b
     assert read_status(cfg.run_dir)["numerics"] == first
     cfg.compile = True
     final = train(cfg)
-    assert final["numerics"] == read_status(cfg.run_dir)["numerics"] == f"{first}>{first}+compiled"
+    assert final["numerics"] == read_status(cfg.run_dir)["numerics"] == f"{first}>{first}+compiled2"
     probed = probe_numerics({"probe/x/top1": 0.5}, torch.device("cpu"), compiled=True)
-    assert probed["probe/numerics"] == f"{first}+compiled"
+    assert probed["probe/numerics"] == f"{first}+compiled2"
     assert probe_numerics({"probe/x/top1": 0.5}, torch.device("cpu"))["probe/numerics"] == first
 
 
 def test_a_compile_mode_reaches_every_block_and_is_numerics_of_its_own(compose_cfg, monkeypatch, tmp_path):
     """compile=<mode> compiles every block in that torch.compile mode (an autotuned mode may choose other
-    kernels than compile=true's, so it records ``+compiled-<mode>``, never paired with compile=true's runs)."""
+    kernels than compile=true's, so it records ``+compiled2-<mode>``, never paired with compile=true's runs)."""
     from vjepa.runfiles import read_status
     from vjepa.trainer import train
 
@@ -209,13 +209,13 @@ def test_a_compile_mode_reaches_every_block_and_is_numerics_of_its_own(compose_c
     train(cfg)
     assert len(modes) == 2 * cfg.model.depth + cfg.predictor.depth  # online, target encoder, predictor
     assert all(kw == {"dynamic": True, "mode": "max-autotune"} for kw in modes)
-    assert read_status(cfg.run_dir)["numerics"] == f"{numerics_id()}+compiled-max-autotune"
+    assert read_status(cfg.run_dir)["numerics"] == f"{numerics_id()}+compiled2-max-autotune"
     modes.clear()
     cfg = compose_cfg(*tiny, "compile=true", f"run_dir={tmp_path / 'default'}")
     train(cfg)
     assert len(modes) == 2 * cfg.model.depth + cfg.predictor.depth
     assert all(kw == {"dynamic": True, "mode": None} for kw in modes)  # torch.compile's default
-    assert read_status(cfg.run_dir)["numerics"] == f"{numerics_id()}+compiled"
+    assert read_status(cfg.run_dir)["numerics"] == f"{numerics_id()}+compiled2"
 
 
 def test_collect_carries_numerics_into_text_columns(golden_runs, tmp_path):

@@ -465,3 +465,17 @@ def test_gpu_issue28_script_alternates_the_before_tree_and_head_each_with_its_ow
     assert all(line["setting"] == "tiny_smoke" and line["step_ms_back_to_back"] > 0 for line in lines)
     assert {line["vjepa_from"] for line in lines if line["tree"] == "before"} == {str(before.resolve())}
     assert {line["vjepa_from"] for line in lines if line["tree"] == "head"} == {str(ROOT.resolve())}
+
+
+def test_linear_bias_goes_apart_only_in_compiled_fp32_cpu_code():
+    """Compiled for CPU in fp32, the blocks' linear layers add their bias apart (fused into the next
+    element-wise kernel instead of copied into the product's output); eager blocks keep timm's layers (the
+    golden run's numbers), and under autocast a separate fp32 bias would promote the product to fp32."""
+    from vjepa.models.rope import _bias_apart
+
+    x = torch.ones(3)
+    assert not _bias_apart(x)
+    traced = torch.compile(lambda x: x + 1 if _bias_apart(x) else x - 1, backend="eager", dynamic=False)
+    assert torch.equal(traced(x), x + 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(traced(x), x - 1)

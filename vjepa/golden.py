@@ -19,7 +19,7 @@ context loss), not probed; and the block-level loss (``loss=block``), not probed
 (``golden/tiny.json``): any change of the numbers forces a new golden file (the test suite runs the check),
 hence a new id. The trainer records it in
 ``status.json`` and ``metrics.json`` as ``numerics`` and the probes as ``<prefix>/numerics`` (the probes may
-be run again later, by other code), with ``+compiled`` for a run or probes whose blocks ran compiled
+be run again later, by other code), with ``+compiled2`` for a run or probes whose blocks ran compiled
 (``compile=true``, which changes the rounding: ``run_numerics``), so analysis can tell runs of the same numerics from runs whose numbers may
 differ (``analysis.numerics``). The golden run covers the code paths it runs: the real data sets' loaders and
 the probe tasks on real data are not in it.
@@ -91,15 +91,21 @@ def numerics_id(path: Path | str | None = None) -> str | None:
         return None
 
 
+# The compiled blocks' arithmetic, which no golden file checks: bumped whenever the code changes what the
+# compiled blocks compute (2: on CPU the RoPE blocks' linear layers add their bias apart, ``vjepa.models.rope``).
+COMPILED = "compiled2"
+
+
 def run_numerics(compiled: str | bool | None = None) -> str | None:
-    """The numerics a run or probe computes with: ``numerics_id()``, with ``+compiled`` where the blocks run
-    compiled in torch.compile's default mode (``compiled="default"``, i.e. ``compile=true``: its fused kernels
-    round differently from the eager ones the golden run checks, on CPU as on GPU), ``+compiled-<mode>`` in
-    another mode (``schema.compile_mode``; an autotuned mode may pick other kernels, so other rounding)."""
+    """The numerics a run or probe computes with: ``numerics_id()``, with ``+compiled2`` (``COMPILED``) where
+    the blocks run compiled in torch.compile's default mode (``compiled="default"``, i.e. ``compile=true``: its
+    fused kernels round differently from the eager ones the golden run checks, on CPU as on GPU),
+    ``+compiled2-<mode>`` in another mode (``schema.compile_mode``; an autotuned mode may pick other kernels,
+    so other rounding)."""
     ident = numerics_id()
     if not ident or not compiled:
         return ident
-    return f"{ident}+compiled" if compiled in (True, "default") else f"{ident}+compiled-{compiled}"
+    return f"{ident}+{COMPILED}" if compiled in (True, "default") else f"{ident}+{COMPILED}-{compiled}"
 
 
 def platform_file(where: str) -> Path:

@@ -46,18 +46,46 @@ def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torc
     return torch.addcmul(x * cos, swapped, signed_sin).to(x.dtype)
 
 
+def _bias_apart(x: torch.Tensor) -> bool:
+    """Whether linear layers should add their bias as a separate element-wise op: only compiled for CPU in
+    fp32. There inductor keeps ``addmm``, which first copies the bias into its output and then reads it back
+    in the product, while a separate add fuses into the next element-wise kernel (GELU, RoPE, the residual).
+    Inductor does this itself on GPU; under autocast a separate fp32 bias would promote the product to fp32."""
+    return (
+        torch.compiler.is_compiling()
+        and x.device.type == "cpu"
+        and not torch.is_autocast_enabled(x.device.type)
+    )
+
+
+def _linear(layer: torch.nn.Linear, x: torch.Tensor, bias_apart: bool) -> torch.Tensor:
+    if bias_apart and layer.bias is not None:
+        return F.linear(x, layer.weight) + layer.bias
+    return layer(x)
+
+
 class RopeBlock(Block):
     """timm's pre-norm ViT block (same parameters and names: ``attn.qkv``, ``attn.proj``, ``mlp``, norms)
-    whose attention rotates queries and keys by ``rope`` before scaled-dot-product attention."""
+    whose attention rotates queries and keys by ``rope`` before scaled-dot-product attention. Eager, it
+    computes exactly as timm's layers do; compiled for CPU, its linear layers add their bias apart
+    (``_bias_apart``), so compiled runs round differently, as compiled runs do anyway."""
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x = x + self.drop_path1(self.ls1(self._attention(self.norm1(x), rope)))
-        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        return x + self.drop_path2(self.ls2(self._mlp(self.norm2(x))))
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        if not _bias_apart(x):
+            return self.mlp(x)
+        mlp = self.mlp  # timm's Mlp, layer by layer
+        return mlp.drop2(_linear(mlp.fc2, mlp.norm(mlp.drop1(mlp.act(_linear(mlp.fc1, x, True)))), True))
 
     def _attention(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         attn = self.attn
         b, n, _ = x.shape
-        qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        apart = _bias_apart(x)
+        qkv = _linear(attn.qkv, x, apart).reshape(b, n, 3, attn.num_heads, attn.head_dim)
+        qkv = qkv.permute(2, 0, 3, 1, 4)
         qk, v = qkv.split([2, 1])  # split, not indexing: its backward is one cat, not zero-filled copies
         q, k = apply_rope(qk, rope).unbind(0)  # q and k rotated in one pass
         v = v.squeeze(0)
@@ -67,4 +95,4 @@ class RopeBlock(Block):
             # attention reads the strides directly and skips the copy.
             q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=attn.attn_drop.p if self.training else 0.0)
-        return attn.proj_drop(attn.proj(attn.norm(out.transpose(1, 2).reshape(b, n, -1))))
+        return attn.proj_drop(_linear(attn.proj, attn.norm(out.transpose(1, 2).reshape(b, n, -1)), apart))

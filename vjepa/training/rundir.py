@@ -7,7 +7,7 @@ how fast, what it probes and logs), and it must continue a checkpoint in the ari
 any one process of a distributed run is raised on every process (``on_every_rank``).
 
 status.json (``vjepa.runfiles.write_status``) is written by the main process only; each write names the
-code the run trains with, its numerics id (``+compiled`` with compiled blocks) and platform (joined by ">"
+code the run trains with, its numerics id (``+compiled2`` with compiled blocks) and platform (joined by ">"
 over the parts of a run resumed by other numerics, compiled or not, or elsewhere) and its precision.
 """
 
