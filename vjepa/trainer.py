@@ -371,8 +371,9 @@ def skipped_probes(probes_cfg, results: dict) -> list[str]:
 def probe_numerics(results: dict, device, compiled: str | None = None) -> dict[str, str | int | None]:
     """``<prefix>/numerics``, ``<prefix>/platform`` and ``<prefix>/threads`` for each probe prefix of
     ``results`` (``probe``, ``probe_random``, ...): the numerics id of the code that probed now (``compiled``:
-    the torch.compile mode the encoder's blocks ran in, ``schema.compile_mode``), where, and at how many torch threads (on CPU the count changes the
-    rounding; the probes may be run again later, by other code, elsewhere)."""
+    the torch.compile mode the encoder's blocks ran in, ``schema.compile_mode``), where, and at how many torch
+    threads (on CPU the count changes the rounding; the probes may be run again later, by other code,
+    elsewhere)."""
     from vjepa.golden import platform, run_numerics
 
     prefixes = {k.split("/", 1)[0] for k in results if "/" in k and k.startswith("probe")}
