@@ -54,6 +54,12 @@ def _rows(summaries: list[Summary]) -> dict[tuple[str, str, str], dict]:
     return out
 
 
+def _text(x) -> str:
+    """A configuration value as text, a whole number alike from an int column and from a float one (a
+    column with gaps reads 8 as 8.0)."""
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
 def _config_differences(old: Summary, new: Summary) -> list[str]:
     """``key a -> b`` for each training configuration key whose values in the two groups' completed runs
     differ (several values: listed, sorted)."""
@@ -62,7 +68,7 @@ def _config_differences(old: Summary, new: Summary) -> list[str]:
         done = s.runs[s.runs["status"] == "completed"]
         if key not in done:
             return "absent"
-        v = sorted({str(x) for x in done[key].dropna()})
+        v = sorted({_text(x) for x in done[key].dropna()})
         return "/".join(v) if v else "absent"
 
     keys = sorted(

@@ -10,6 +10,7 @@ def test_a_direction_that_became_resolvable_is_a_change_with_what_differs_beside
     old = _no_random(runs, [0.10, 0.30, 0.50], [0.11, 0.28, 0.515])
     new = _no_random(runs, [0.10, 0.30, 0.50], [0.13, 0.331, 0.529])
     old["config/steps"], new["config/steps"] = 1000, 2000
+    old["config/mask.buckets"], new["config/mask.buckets"] = 8.0, 8  # a float column (gaps) against an int one
     new = new.drop(columns=[c for c in new if "/mnist_video/" in c])  # a probe the new runs did not run
     table = compare(old, new)
     row = table.set_index(["direction", "metric"]).loc[("dense token-level loss", "probe/shapes_det/ap")]
@@ -17,6 +18,7 @@ def test_a_direction_that_became_resolvable_is_a_change_with_what_differs_beside
     assert row["old_n"] == row["new_n"] == 3 and row["new_change"] > row["old_change"]
     assert "steps 1000 -> 2000" in row["differs"] and "could have seen" in row["differs"]
     assert "seeds paired" not in row["differs"]  # 3 on both sides
+    assert "mask.buckets" not in row["differs"]  # 8.0 and 8 are the same value
     only_old = table[table["new_verdict"] == "not measured"]
     assert len(only_old) and not only_old["changed"].any()  # measured in one table only: not a change
     text = markdown(table, "old.csv", "new.csv")
