@@ -44,11 +44,7 @@ measure() {  # TREE LABEL [OVERRIDES ...]: every setting in one process, its lin
     local script=$tree/benchmarks/gpu_mfu_head.py
     [[ $tree == . ]] && script=benchmarks/gpu_mfu.py
     echo "[gpu_issue28] $label ${*:-}" >&2
-    "$py" "$script" "${size[@]}" "$@" | python3 -c '
-import json, sys
-for line in sys.stdin:
-    print(json.dumps({"tree": sys.argv[1], **json.loads(line)}, sort_keys=True), flush=True)
-' "$label" | tee -a "$out/issue28.jsonl"
+    "$py" "$script" "${size[@]}" --tag "$label" "$@" | tee -a "$out/issue28.jsonl"
 }
 
 status=0

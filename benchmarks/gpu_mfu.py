@@ -118,6 +118,7 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--no-checkpointing", action="store_true", help="keep all activations (faster if memory allows)"
     )
+    ap.add_argument("--tag", help="a label written into every line as its 'tree' (which code was measured)")
     ap.add_argument(
         "overrides", nargs="*", help="config overrides for every configuration (e.g. compile=max-autotune)"
     )
@@ -137,6 +138,8 @@ def main(argv=None) -> None:
         except torch.OutOfMemoryError as exc:  # report and go on with the next configuration
             res = {"setting": name, "error": f"out of memory: {exc}"[:300]}
             torch.cuda.empty_cache()
+        if args.tag is not None:
+            res["tree"] = args.tag
         print(json.dumps(res, sort_keys=True), flush=True)
 
 
