@@ -152,8 +152,8 @@ class Trainer:
         broadcast_module(self.model, self.dist)
         if schema.value(self.cfg, "activation_checkpointing"):
             self.model.encoder.grad_checkpointing = self.model.predictor.grad_checkpointing = True
-        if schema.compile_mode(self.cfg):
-            self.model.compile_blocks(schema.compile_mode(self.cfg))
+        if mode := schema.compile_mode(self.cfg):
+            self.model.compile_blocks(mode)
         opt = self.cfg.optim
         # One fused kernel per parameter on CPU and GPU, faster than torch's default per-parameter loop (what
         # CPU tensors get otherwise; reports/benchmarks), same update within float rounding.

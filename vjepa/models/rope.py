@@ -71,19 +71,21 @@ class RopeBlock(Block):
     (``_bias_apart``), so compiled runs round differently, as compiled runs do anyway."""
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        x = x + self.drop_path1(self.ls1(self._attention(self.norm1(x), rope)))
-        return x + self.drop_path2(self.ls2(self._mlp(self.norm2(x))))
+        apart = _bias_apart(x)
+        x = x + self.drop_path1(self.ls1(self._attention(self.norm1(x), rope, apart)))
+        return x + self.drop_path2(self.ls2(self._mlp(self.norm2(x), apart)))
 
-    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        if not _bias_apart(x):
+    def _mlp(self, x: torch.Tensor, apart: bool) -> torch.Tensor:
+        if not apart:
             return self.mlp(x)
         mlp = self.mlp  # timm's Mlp, layer by layer
         return mlp.drop2(_linear(mlp.fc2, mlp.norm(mlp.drop1(mlp.act(_linear(mlp.fc1, x, True)))), True))
 
-    def _attention(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def _attention(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], apart: bool
+    ) -> torch.Tensor:
         attn = self.attn
         b, n, _ = x.shape
-        apart = _bias_apart(x)
         qkv = _linear(attn.qkv, x, apart).reshape(b, n, 3, attn.num_heads, attn.head_dim)
         qkv = qkv.permute(2, 0, 3, 1, 4)
         qk, v = qkv.split([2, 1])  # split, not indexing: its backward is one cat, not zero-filled copies
