@@ -213,7 +213,10 @@ def build(results_path, out, curves_path=None, data_dir=None, argv: list[str] | 
         "## Does the small scale agree with the paper?\n",
         "Computed from the tables below: for each paper metric and the toolkit metric that stands for it "
         "(`analysis/ablations.py`), whether our best variant is the paper's, and Kendall's tau between our "
-        "ordering of the variants and the paper's. Then, for each ingredient whose effect the paper reports "
+        "ordering of the variants and the paper's: agrees (the same best and tau > 0), disagrees (another best "
+        "and tau <= 0) or partly agrees, said only where our best variant leads the runner-up beyond seed noise; "
+        "within it the verdict is cannot tell (no range where the metric has none), whatever the means' order. "
+        "Then, for each ingredient whose effect the paper reports "
         "(a pair of its rows, `analysis/paper.py`), the paper's change beside ours, paired by seed: holds / "
         "reversed where ours goes the paper's way / the other way beyond seed noise. Beyond seed noise, "
         "for an ingredient and for our best variant's lead over the runner-up alike: the difference is taken "

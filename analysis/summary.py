@@ -14,9 +14,10 @@
   directions and the random-init comparisons, Welch's unpaired test only where fewer than two seeds pair,
   ``noise_test`` says which; never where the best or the runner-up has a single seed, named in
   ``single_seed``; ``p_holm`` and ``resolved``: Holm-corrected over the table's pairs, metrics without
-  range left out), ``crossing_seeds`` (the paired seeds whose two runs cross numerics, see below), and a
-  verdict: ``agrees`` (same best and tau > 0), ``disagrees`` (other best and tau <= 0), else
-  ``partly agrees``.
+  range left out), ``crossing_seeds`` (the paired seeds whose two runs cross numerics, see below), the
+  ``ordering`` of the means: ``agrees`` (same best and tau > 0), ``disagrees`` (other best and tau <= 0),
+  else ``partly agrees``; and the ``verdict``: that ordering only where the lead is resolved, ``cannot tell``
+  where it is within seed noise (or untested: one seed), ``no range`` where the metric has none.
 * ``directions``: each ingredient the paper reports a change for, our change beside it, paired by seed
   (``analysis.directions``), its verdict corrected over the paper source's rows across the groups.
 * ``ranges``: per probe metric, whether it has range (``analysis.ranges.probe_range``).
@@ -292,9 +293,9 @@ def _compare(runs: pd.DataFrame, stats: pd.DataFrame, table: Table, paper_metric
     tau = kendall_tau(paper, ours)
     agrees = best["paper_row"] in paper_best
     if not math.isfinite(tau):
-        verdict = "no ordering (all tied)"
+        ordering = "no ordering (all tied)"
     else:
-        verdict = (
+        ordering = (
             "agrees" if agrees and tau > 0 else "disagrees" if not agrees and tau <= 0 else "partly agrees"
         )
     return {
@@ -315,13 +316,14 @@ def _compare(runs: pd.DataFrame, stats: pd.DataFrame, table: Table, paper_metric
         ),
         "min_n": int(rows["n"].min()),
         "single_seed": " and ".join(r["variant"] for r in (best, second) if r["n"] < 2),
-        "verdict": verdict,
+        "ordering": ordering,
+        "verdict": ordering,  # until ``agreement`` knows whether the lead is beyond seed noise
     }
 
 
 AGREEMENT_COLUMNS = (
     "paper_metric metric variants paper_best best best_row tied_with best_agrees tau paper_margin margin p p_holm resolved "
-    "noise_test crossing_seeds min_n single_seed verdict"
+    "noise_test crossing_seeds min_n single_seed ordering verdict"
 ).split()
 
 
@@ -331,7 +333,7 @@ def agreement(
     """One row per (paper metric, toolkit metric) pair (see the module); ``runs``: the group's runs, for
     the per-seed values ``lead_p_value`` pairs. The leads' p-values are corrected together (Holm over the
     rows with a test whose metric is not without range, ``ranges``: ``probe_range`` per metric):
-    ``resolved`` where ``p_holm`` is below 5 %."""
+    ``resolved`` where ``p_holm`` is below 5 %; the ``verdict`` follows from it (see the module)."""
     table = TABLES.get(ablation.table) if ablation.table else None
     pairs = [
         (m, t)
@@ -343,6 +345,9 @@ def agreement(
     ranged = out["metric"].map(lambda m: (ranges or {}).get(m, {}).get("has_range") is not False)
     out["p_holm"] = holm(out["p"].where(ranged.astype(bool)).to_numpy(float))
     out["resolved"] = (out["p_holm"] < ALPHA).astype(bool)
+    compared = (out["variants"] >= 2) & ~out["ordering"].astype(str).str.startswith("no ordering")
+    out["verdict"] = out["verdict"].where(~compared, out["ordering"].where(out["resolved"], "cannot tell"))
+    out["verdict"] = out["verdict"].where(~compared | ranged.astype(bool), "no range")
     return out
 
 

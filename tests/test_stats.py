@@ -204,6 +204,12 @@ def test_a_probe_without_range_is_marked_and_left_out_of_the_tallies():
     assert lead.loc["probe/shapes_det/ap", "resolved"] and math.isnan(
         lead.loc["probe/shapes_seg/miou", "p_holm"]
     )
+    # a lead on a metric without range is never tested, so its verdict names that, not the means' order
+    assert (
+        lead.loc["probe/shapes_det/ap", "verdict"] == lead.loc["probe/shapes_det/ap", "ordering"] == "agrees"
+    )
+    assert lead.loc["probe/shapes_seg/miou", "verdict"] == "no range"
+    assert lead.loc["probe/shapes_seg/miou", "ordering"] in ("agrees", "disagrees", "partly agrees")
     header, _ = variant_table(s)
     assert "shapes_seg/miou †" in header and "shapes_det/ap" in header and "shapes_det/ap †" not in header
 
