@@ -7,6 +7,12 @@ yet: every file but ``checkpoints/``, ``probe_cache/``, ``.submitit/`` and logs 
 mostly ``metrics.jsonl``). ``python -m sweeps.archive restore <folder> <sweeps_out>`` unpacks every archive of
 ``<folder>`` into ``<sweeps_out>``, leaving a run directory that already exists as it is.
 
+A run is held by its directory and the platform its ``metrics.json`` records (``vjepa.golden.platform``: the same
+code rounds differently on another instruction set). The same point trained again on another platform, its
+table moved there, is a new run to ``save``. Where the archives hold one directory from two platforms,
+``restore`` needs ``--platform`` (only that platform's runs are unpacked) and refuses before writing anything
+without it; ``python -m sweeps.archive list <folder>`` counts the runs per platform.
+
 A restored run is a completed run to the sweeps (skipped; adopted by another sweep's identical point), to
 ``vjepa.evaluate baseline=only`` (the random-init probe needs only its config) and to ``analysis.collect``
 (its metrics, curves and identity); what it lacks is its weights, so it cannot be probed again. Runs that
@@ -16,10 +22,14 @@ did not complete are never archived: only their checkpoint could resume them.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tarfile
 import time
+from collections import Counter
 from pathlib import Path
+
+from sweeps.pin_platform import trained_on
 
 LEFT_OUT = ("checkpoints", "probe_cache", ".submitit")  # directories not carried
 LEFT_OUT_SUFFIXES = (".log", ".pt")
@@ -36,12 +46,23 @@ def completed_runs(sweeps_out) -> list[Path]:
     return [r.relative_to(root) for r in runs if run_state(r, ask_scheduler=False)[0] == "completed"]
 
 
-def archived_runs(folder) -> set[Path]:
-    """The run directories (relative paths) the archives in ``folder`` hold."""
+def _held(tar: tarfile.TarFile) -> dict[Path, str | None]:
+    """{run directory: its recorded platform} of one archive."""
+    members = tar.getmembers()
+    runs = {Path(m.name).parent for m in members if Path(m.name).name == "status.json"}
+    platform: dict[Path, str | None] = dict.fromkeys(runs)
+    for m in members:
+        if Path(m.name).name == "metrics.json" and Path(m.name).parent in platform:
+            platform[Path(m.name).parent] = json.load(tar.extractfile(m)).get("platform")
+    return platform
+
+
+def archived(folder) -> set[tuple[Path, str | None]]:
+    """The runs the archives in ``folder`` hold: (run directory relative to the sweeps' folder, platform)."""
     held = set()
     for archive in sorted(Path(folder).glob("runs-*.tar.gz")):
         with tarfile.open(archive) as tar:
-            held |= {Path(m.name).parent for m in tar.getmembers() if Path(m.name).name == "status.json"}
+            held |= set(_held(tar).items())
     return held
 
 
@@ -57,7 +78,8 @@ def _carried(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 def save(sweeps_out, folder) -> Path | None:
     """Archive the completed runs not yet archived; the archive written, or None where there were none."""
     root, folder = Path(sweeps_out), Path(folder)
-    new = [r for r in completed_runs(root) if r not in archived_runs(folder)]
+    held = archived(folder)
+    new = [r for r in completed_runs(root) if (r, trained_on(root / r)) not in held]
     if not new:
         return None
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,21 +97,45 @@ def save(sweeps_out, folder) -> Path | None:
     return path
 
 
-def restore(folder, sweeps_out) -> list[Path]:
-    """Unpack every archive of ``folder`` into ``sweeps_out``; returns the run directories written (those
-    that did not exist)."""
+def restore(folder, sweeps_out, platform: str | None = None) -> list[Path]:
+    """Unpack every archive of ``folder`` into ``sweeps_out`` (``platform``: only the runs trained there);
+    returns the run directories written (those that did not exist). Raises ValueError, before writing
+    anything, where ``platform`` is None and a directory is held from two platforms, or where no run was
+    trained on ``platform``."""
+    held = archived(folder)
+    platforms = Counter(p for _, p in held)
+    if platform is not None and platform not in platforms:
+        raise ValueError(
+            f"no archived run was trained on {platform!r}; the archives hold {_counts(platforms)}"
+        )
+    if platform is None:
+        seen: dict[Path, set] = {}
+        for run, p in held:
+            seen.setdefault(run, set()).add(p)
+        twice = sorted(str(r) for r, ps in seen.items() if len(ps) > 1)
+        if twice:
+            raise ValueError(
+                f"{len(twice)} run directories are archived from two platforms (e.g. {twice[0]}): say which "
+                f"to restore with --platform; the archives hold {_counts(platforms)}"
+            )
     root = Path(sweeps_out)
     written = []
     for archive in sorted(Path(folder).glob("runs-*.tar.gz")):
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
-            runs = {Path(m.name).parent for m in members if Path(m.name).name == "status.json"}
+            runs = {r for r, p in _held(tar).items() if platform is None or p == platform}
             fresh = {r for r in runs if not (root / r).exists()}
             for m in members:
                 if any(Path(m.name).is_relative_to(r) for r in fresh):
                     tar.extract(m, root, **SAFE)
             written += sorted(fresh)
     return written
+
+
+def _counts(platforms: Counter) -> str:
+    return "; ".join(
+        f"{n} run(s) from {p or 'no recorded platform'}" for p, n in sorted(platforms.items(), key=str)
+    )
 
 
 def main(argv=None) -> None:
@@ -101,6 +147,9 @@ def main(argv=None) -> None:
     r = sub.add_parser("restore", help="unpack every archive into the sweeps' output folder")
     r.add_argument("folder", type=Path)
     r.add_argument("sweeps_out", type=Path)
+    r.add_argument("--platform", help="only the runs trained on this platform (as metrics.json records it)")
+    lst = sub.add_parser("list", help="count the archived runs per platform")
+    lst.add_argument("folder", type=Path)
     args = p.parse_args(argv)
     if args.command == "save":
         if not args.sweeps_out.is_dir():
@@ -110,7 +159,13 @@ def main(argv=None) -> None:
     else:
         if not args.folder.is_dir():
             sys.exit(f"{args.folder}: no such folder")
-        runs = restore(args.folder, args.sweeps_out)
+        if args.command == "list":
+            print(_counts(Counter(p for _, p in archived(args.folder))))
+            return
+        try:
+            runs = restore(args.folder, args.sweeps_out, args.platform)
+        except ValueError as exc:
+            sys.exit(f"restore: {exc}")
         print(f"restored {len(runs)} run(s) into {args.sweeps_out}")
 
 
