@@ -6,6 +6,8 @@
 #   bash benchmarks/gpu_issue28.sh before-after   # .before, HEAD, HEAD, .before (alternated: drift hits both)
 #   bash benchmarks/gpu_issue28.sh modes          # HEAD with compile=reduce-overhead (CUDA graphs), then
 #                                                 # compile=max-autotune-no-cudagraphs
+#   bash benchmarks/gpu_issue28.sh profile        # HEAD, 256 images and 8 clips, 5 profiled steps each: the
+#                                                 # kernels with the most device time (profile_top in each line)
 #   bash benchmarks/gpu_issue28.sh smoke          # the same calls at gpu_mfu's --smoke size, on CPU (tests)
 #
 # Prepare once, here, in the repository root (the machine has PyTorch and timm, not Hydra):
@@ -60,12 +62,15 @@ case $what in
             measure . head || status=1
         fi
         ;;
+    profile)
+        measure . head --profile 5 --only vitl16_image224_b256 vitl16_video16x224_b8 || status=1
+        ;;
     modes)
         measure . head compile=reduce-overhead || status=1
         measure . head compile=max-autotune-no-cudagraphs || status=1
         ;;
     *)
-        echo "usage: bash benchmarks/gpu_issue28.sh before-after | modes | smoke" >&2
+        echo "usage: bash benchmarks/gpu_issue28.sh before-after | modes | profile | smoke" >&2
         exit 2
         ;;
 esac

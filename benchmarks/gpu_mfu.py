@@ -12,7 +12,9 @@ of ``--steps`` steps run back to back as the training loop runs them (``Bench.ti
 and H200 SXM 989 TFLOP/s (PCIe 756, NVL 835), A100 312 TFLOP/s, else ``--peak-tflops``. Each configuration
 runs in this process with bf16 autocast, fused AdamW, SDPA attention, and (``--compile``, default on for
 CUDA) compiled blocks. The step is timed whole: ``--parts`` adds the time of each part, which synchronises the
-device around every part and so slows the step (its MFU is then a lower bound).
+device around every part and so slows the step (its MFU is then a lower bound). ``--profile N`` then profiles
+N more steps (``torch.profiler``) and adds the operators that took the most of the device's own time per step
+to the line (``profile_top``; on a CPU run, of the host's), where the next optimisation should look.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from vjepa.bench import Bench  # noqa: E402
 from vjepa.flops import step_cost  # noqa: E402
@@ -65,6 +69,32 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 
+def profile_top(bench: Bench, steps: int, rows: int = 25) -> list[dict]:
+    """The ``rows`` operators (kernels on CUDA) with the most self time per step over ``steps`` profiled
+    steps: on CUDA the device's time, else the host's."""
+    cuda = bench.trainer.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            bench.run_step(record=False)
+    events = prof.key_averages()
+
+    def self_us(e) -> float:
+        return float(e.self_device_time_total if cuda else e.self_cpu_time_total)
+
+    total = sum(self_us(e) for e in events) or 1.0
+    top = sorted(events, key=self_us, reverse=True)[:rows]
+    return [
+        {
+            "name": e.key[:160],
+            "ms_per_step": round(self_us(e) / 1e3 / steps, 3),
+            "share": round(self_us(e) / total, 4),
+            "calls_per_step": e.count / steps,
+        }
+        for e in top
+    ]
+
+
 def measure(
     name: str,
     overrides: list[str],
@@ -72,6 +102,7 @@ def measure(
     warmup: int,
     peak_override: float | None,
     time_parts: bool = False,
+    profile_steps: int = 0,
 ) -> dict:
     """One configuration's step time and MFU; the peak is that of the device it ran on (none for a CPU run
     unless ``--peak-tflops`` is given: ``--smoke`` on a GPU host runs on the CPU)."""
@@ -98,6 +129,8 @@ def measure(
     )
     if bench.trainer.device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(bench.trainer.device)
+    if profile_steps:
+        out["profile_top"] = profile_top(bench, profile_steps)
     return out
 
 
@@ -118,6 +151,7 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--no-checkpointing", action="store_true", help="keep all activations (faster if memory allows)"
     )
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="then profile N steps (profile_top)")
     ap.add_argument("--tag", help="a label written into every line as its 'tree' (which code was measured)")
     ap.add_argument(
         "overrides", nargs="*", help="config overrides for every configuration (e.g. compile=max-autotune)"
@@ -134,7 +168,15 @@ def main(argv=None) -> None:
         if args.only and name not in args.only:
             continue
         try:
-            res = measure(name, [*overrides, *extra], args.steps, args.warmup, args.peak_tflops, args.parts)
+            res = measure(
+                name,
+                [*overrides, *extra],
+                args.steps,
+                args.warmup,
+                args.peak_tflops,
+                args.parts,
+                args.profile,
+            )
         except torch.OutOfMemoryError as exc:  # report and go on with the next configuration
             res = {"setting": name, "error": f"out of memory: {exc}"[:300]}
             torch.cuda.empty_cache()

@@ -309,6 +309,18 @@ def test_revision_comparison_times_both_checkouts_and_cleans_up(tmp_path):
 def test_gpu_benchmark_script_smoke_on_cpu():
     (res,) = _run(["benchmarks/gpu_mfu.py", "--smoke", "--steps", "1", "--warmup", "0"])
     assert res["model_tflops_per_step"] > 0 and res["achieved_tflops"] > 0 and res["device"] == "cpu"
+    assert "profile_top" not in res  # only on request (--profile)
+
+
+def test_gpu_benchmark_profiles_the_step_on_request():
+    """--profile N adds the operators with the most self time per step (the device's on a GPU, here the
+    host's), largest first, as shares of the profiled time."""
+    (res,) = _run(["benchmarks/gpu_mfu.py", "--smoke", "--steps", "1", "--warmup", "0", "--profile", "2"])
+    top = res["profile_top"]
+    assert 5 <= len(top) <= 25 and all(r["ms_per_step"] > 0 and r["calls_per_step"] > 0 for r in top)
+    assert [r["ms_per_step"] for r in top] == sorted((r["ms_per_step"] for r in top), reverse=True)
+    assert 0 < sum(r["share"] for r in top) <= 1.0001
+    assert {"aten::mm", "aten::addmm"} & {r["name"] for r in top[:8]}  # the matrix products lead on a CPU
 
 
 def test_encoder_scaling_times_the_arithmetic_the_run_trains_in():
